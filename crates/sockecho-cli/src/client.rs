@@ -1,0 +1,106 @@
+//! `sockecho client`: the interactive prompt on a terminal, a pipe tool otherwise.
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rustyline::error::ReadlineError;
+use sockecho::client::datagram::{
+    DatagramClient, DatagramSummary, datagram_interactive, datagram_pipe,
+};
+use sockecho::client::interactive::{LineSource, interactive};
+use sockecho::client::{connect_stream, pipe::pipe};
+
+use crate::cli::ClientOpts;
+
+pub fn main(opts: ClientOpts) -> anyhow::Result<ExitCode> {
+    crate::logging::init(&opts.verbosity);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(opts))
+}
+
+async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
+    let endpoint = &opts.endpoint;
+    let on_terminal = io::stdin().is_terminal();
+    if endpoint.transport().is_datagram() {
+        let mut client = DatagramClient::connect(endpoint).await?;
+        let summary = if on_terminal {
+            let mut editor = Editor::new()?;
+            datagram_interactive(&mut client, &mut editor, &mut io::stdout(), opts.timeout).await?
+        } else {
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            datagram_pipe(
+                &mut client,
+                stdin,
+                &mut io::stdout().lock(),
+                &mut io::stderr(),
+                opts.timeout,
+            )
+            .await?
+        };
+        return Ok(datagram_exit(&summary, opts.timeout));
+    }
+    let (stream, reached) = connect_stream(endpoint).await?;
+    tracing::debug!("connected to {reached}");
+    if on_terminal {
+        let mut editor = Editor::new()?;
+        interactive(stream, endpoint, &mut editor, &mut io::stdout()).await?;
+    } else {
+        pipe(stream, endpoint, tokio::io::stdin(), tokio::io::stdout()).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn datagram_exit(summary: &DatagramSummary, timeout: std::time::Duration) -> ExitCode {
+    if summary.lost == 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "error: {} of {} datagrams got no reply within {timeout:?}",
+        summary.lost, summary.sent
+    );
+    ExitCode::FAILURE
+}
+
+/// Lines from the terminal with editing and history (rustyline). The editor blocks, so each
+/// line is read on the blocking thread pool.
+struct Editor {
+    inner: Option<rustyline::DefaultEditor>,
+}
+
+impl Editor {
+    fn new() -> anyhow::Result<Self> {
+        let inner = rustyline::DefaultEditor::new().context("cannot set up line editing")?;
+        Ok(Editor { inner: Some(inner) })
+    }
+}
+
+impl LineSource for Editor {
+    async fn read_line(&mut self, prompt: &str) -> io::Result<Option<String>> {
+        let Some(mut editor) = self.inner.take() else {
+            return Ok(None);
+        };
+        let prompt = prompt.to_owned();
+        let (editor, result) = tokio::task::spawn_blocking(move || {
+            let result = editor.readline(&prompt);
+            (editor, result)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        self.inner = Some(editor);
+        match result {
+            Ok(line) => {
+                if let Some(editor) = self.inner.as_mut() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                Ok(Some(line))
+            }
+            Err(ReadlineError::Eof | ReadlineError::Interrupted) => Ok(None),
+            Err(ReadlineError::Io(e)) => Err(e),
+            Err(e) => Err(io::Error::other(e)),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The datagram client (UDP, Unix datagram): one datagram per line, each reply awaited for a
+//! timeout. A missing reply is reported and counted as lost, never waited on forever.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::linux::net::SocketAddrExt;
+use std::time::Duration;
+
+use tokio::net::{UdpSocket, UnixDatagram};
+
+use super::ClientError;
+use crate::Endpoint;
+use crate::net_error::{describe_connect_error, plain};
+
+/// Largest datagram the client receives; more than any UDP payload.
+const RECV_BUF: usize = 256 * 1024;
+
+/// A datagram socket connected to one server.
+#[derive(Debug)]
+pub struct DatagramClient {
+    socket: Socket,
+    endpoint: Endpoint,
+    /// Addresses left to try when the current one answers "connection refused" (a name such
+    /// as `localhost` has one per address family).
+    fallbacks: Vec<SocketAddr>,
+    /// Payloads that timed out; a late reply to one of them is not taken as the current reply.
+    late: Vec<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Socket {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+/// What became of one datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The reply that came back.
+    Received(Vec<u8>),
+    /// Nothing came back within the timeout.
+    TimedOut,
+}
+
+impl DatagramClient {
+    /// Opens a socket for `endpoint` (udp or unixgram). A Unix datagram client binds an
+    /// abstract address, so the server has somewhere to reply and no file is left behind.
+    pub async fn connect(endpoint: &Endpoint) -> Result<Self, ClientError> {
+        let failed = |e: io::Error| ClientError::Connect {
+            endpoint: endpoint.clone(),
+            problem: describe_connect_error(&e),
+        };
+        let (socket, fallbacks) = match endpoint {
+            Endpoint::Udp(_) => {
+                let mut addrs = super::resolve(endpoint).await?;
+                addrs.reverse();
+                let first = addrs
+                    .pop()
+                    .ok_or_else(|| failed(io::ErrorKind::NotFound.into()))?;
+                (
+                    Socket::Udp(udp_connected(first).await.map_err(failed)?),
+                    addrs,
+                )
+            }
+            Endpoint::UnixGram(path) => {
+                let local = abstract_client_address().map_err(failed)?;
+                let socket = std::os::unix::net::UnixDatagram::bind_addr(&local).map_err(failed)?;
+                socket.set_nonblocking(true).map_err(failed)?;
+                let socket = UnixDatagram::from_std(socket).map_err(failed)?;
+                socket.connect(path).map_err(failed)?;
+                (Socket::Unix(socket), Vec::new())
+            }
+            _ => {
+                return Err(ClientError::Connect {
+                    endpoint: endpoint.clone(),
+                    problem: "not a datagram endpoint".into(),
+                });
+            }
+        };
+        Ok(DatagramClient {
+            socket,
+            endpoint: endpoint.clone(),
+            fallbacks,
+            late: Vec::new(),
+            buf: vec![0; RECV_BUF],
+        })
+    }
+
+    /// Sends one datagram and waits up to `timeout` for its reply.
+    pub async fn exchange(
+        &mut self,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
+        loop {
+            match self.try_exchange(payload, timeout).await {
+                Err(e)
+                    if e.kind() == io::ErrorKind::ConnectionRefused
+                        && !self.fallbacks.is_empty() =>
+                {
+                    // Nothing listens at this address (ICMP port unreachable); try the next one.
+                    let next = self.fallbacks.pop().expect("checked non-empty above");
+                    self.socket =
+                        Socket::Udp(udp_connected(next).await.map_err(|e| self.failed(&e))?);
+                }
+                Err(e) => return Err(self.failed(&e)),
+                Ok(reply) => return Ok(reply),
+            }
+        }
+    }
+
+    async fn try_exchange(&mut self, payload: &[u8], timeout: Duration) -> io::Result<Reply> {
+        match &self.socket {
+            Socket::Udp(s) => s.send(payload).await?,
+            Socket::Unix(s) => s.send(payload).await?,
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let received = tokio::time::timeout_at(deadline, async {
+                match &self.socket {
+                    Socket::Udp(s) => s.recv(&mut self.buf).await,
+                    Socket::Unix(s) => s.recv(&mut self.buf).await,
+                }
+            })
+            .await;
+            match received {
+                Err(_elapsed) => {
+                    self.late.push(payload.to_vec());
+                    return Ok(Reply::TimedOut);
+                }
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(n)) => {
+                    let reply = &self.buf[..n];
+                    if reply != payload && self.late.iter().any(|l| l == reply) {
+                        continue; // the late echo of an earlier datagram
+                    }
+                    return Ok(Reply::Received(reply.to_vec()));
+                }
+            }
+        }
+    }
+
+    fn failed(&self, err: &io::Error) -> ClientError {
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => ClientError::Connect {
+                endpoint: self.endpoint.clone(),
+                problem: describe_connect_error(err),
+            },
+            _ => ClientError::Lost {
+                endpoint: self.endpoint.clone(),
+                problem: plain(err),
+            },
+        }
+    }
+}
+
+async fn udp_connected(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = if addr.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(local).await?;
+    // Connected: replies from anyone else are ignored, and ICMP errors are reported.
+    socket.connect(addr).await?;
+    Ok(socket)
+}
+
+/// A unique abstract-namespace address for this client socket.
+fn abstract_client_address() -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "sockecho-client-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+/// Datagrams sent, replies received and replies lost by a datagram session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatagramSummary {
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+}
+
+/// Piped use: each input line (without its `\n`) is one datagram, and each reply is written to
+/// `out` on its own line. A reply that does not come within `timeout` is reported on `diag`.
+pub async fn datagram_pipe<R, W, D>(
+    client: &mut DatagramClient,
+    input: R,
+    out: &mut W,
+    diag: &mut D,
+    timeout: Duration,
+) -> Result<DatagramSummary, ClientError>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: io::Write,
+    D: io::Write,
+{
+    use tokio::io::AsyncBufReadExt;
+    let mut input = input;
+    let mut line = Vec::new();
+    let mut summary = DatagramSummary::default();
+    loop {
+        line.clear();
+        let n = input
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|e| ClientError::local("cannot read input", &e))?;
+        if n == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        summary.sent += 1;
+        let out_err = |e: io::Error| ClientError::local("cannot write output", &e);
+        match client.exchange(&line, timeout).await? {
+            Reply::Received(reply) => {
+                summary.received += 1;
+                out.write_all(&reply).map_err(out_err)?;
+                out.write_all(b"\n").map_err(out_err)?;
+                out.flush().map_err(out_err)?;
+            }
+            Reply::TimedOut => {
+                summary.lost += 1;
+                let _ = writeln!(
+                    diag,
+                    "no reply to datagram {} ({} bytes) within {timeout:?}",
+                    summary.sent,
+                    line.len()
+                );
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// Interactive use: the tutorial's prompt loop, one datagram per line, until an empty line.
+pub async fn datagram_interactive<L, W>(
+    client: &mut DatagramClient,
+    lines: &mut L,
+    out: &mut W,
+    timeout: Duration,
+) -> Result<DatagramSummary, ClientError>
+where
+    L: super::interactive::LineSource,
+    W: io::Write,
+{
+    use super::interactive::{GREETING, PROMPT, REPLY_PREFIX};
+    let out_err = |e: io::Error| ClientError::local("cannot write to the terminal", &e);
+    writeln!(out, "{GREETING}").map_err(out_err)?;
+    let mut summary = DatagramSummary::default();
+    loop {
+        let line = lines
+            .read_line(PROMPT)
+            .await
+            .map_err(|e| ClientError::local("cannot read input", &e))?;
+        let Some(line) = line.filter(|l| !l.is_empty()) else {
+            break;
+        };
+        summary.sent += 1;
+        match client.exchange(line.as_bytes(), timeout).await? {
+            Reply::Received(reply) => {
+                summary.received += 1;
+                writeln!(out, "{REPLY_PREFIX}{}", String::from_utf8_lossy(&reply))
+                    .map_err(out_err)?;
+            }
+            Reply::TimedOut => {
+                summary.lost += 1;
+                writeln!(out, "(no reply within {timeout:?})").map_err(out_err)?;
+            }
+        }
+        out.flush().map_err(out_err)?;
+    }
+    Ok(summary)
+}

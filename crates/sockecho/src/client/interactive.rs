@@ -1,0 +1,146 @@
+//! The tutorial's interactive client: a prompt, one line sent per entry, the echo shown as
+//! `SERVER> text`, and an empty line to quit.
+
+use std::future::Future;
+use std::io::{self, Write};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::{BoxStream, ClientError};
+use crate::Endpoint;
+
+/// The greeting printed once connected.
+pub const GREETING: &str = "Connected to server. Type messages (empty line to quit):";
+/// The prompt before each line.
+pub const PROMPT: &str = "> ";
+/// The prefix of each reply.
+pub const REPLY_PREFIX: &str = "SERVER> ";
+
+/// Where the interactive client gets its lines: a line editor on a terminal, a list in tests.
+pub trait LineSource {
+    /// Shows `prompt` and returns the next line without its line ending, or `None` at end of
+    /// input (Ctrl-D, Ctrl-C).
+    fn read_line(&mut self, prompt: &str) -> impl Future<Output = io::Result<Option<String>>>;
+}
+
+/// Runs the prompt loop over a connected stream until an empty line or end of input, then
+/// closes the connection. Returns the number of lines echoed.
+pub async fn interactive<L, W>(
+    stream: BoxStream,
+    endpoint: &Endpoint,
+    lines: &mut L,
+    out: &mut W,
+) -> Result<u64, ClientError>
+where
+    L: LineSource,
+    W: Write,
+{
+    let out_err = |e: io::Error| ClientError::local("cannot write to the terminal", &e);
+    writeln!(out, "{GREETING}").map_err(out_err)?;
+    out.flush().map_err(out_err)?;
+    let mut stream = BufReader::new(stream);
+    let mut reply = Vec::new();
+    let mut echoed = 0;
+    loop {
+        let line = lines
+            .read_line(PROMPT)
+            .await
+            .map_err(|e| ClientError::local("cannot read input", &e))?;
+        let Some(line) = line.filter(|l| !l.is_empty()) else {
+            break;
+        };
+        let mut message = line.into_bytes();
+        message.push(b'\n');
+        let io_lost = |e: io::Error| ClientError::lost(endpoint, &e);
+        stream
+            .get_mut()
+            .write_all(&message)
+            .await
+            .map_err(io_lost)?;
+        reply.clear();
+        let n = stream
+            .read_until(b'\n', &mut reply)
+            .await
+            .map_err(io_lost)?;
+        if n == 0 {
+            return Err(ClientError::lost(
+                endpoint,
+                &io::Error::from(io::ErrorKind::UnexpectedEof),
+            ));
+        }
+        let text = String::from_utf8_lossy(&reply);
+        writeln!(out, "{REPLY_PREFIX}{}", text.trim_end_matches(['\n', '\r'])).map_err(out_err)?;
+        out.flush().map_err(out_err)?;
+        echoed += 1;
+    }
+    // Close politely; the server may already be gone, which is fine when quitting.
+    let _ = stream.get_mut().shutdown().await;
+    Ok(echoed)
+}
+
+/// Lines from a fixed list, for tests and scripted sessions; prompts go nowhere.
+impl LineSource for std::vec::IntoIter<String> {
+    async fn read_line(&mut self, _prompt: &str) -> io::Result<Option<String>> {
+        Ok(self.next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{EchoOptions, echo_stream};
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test]
+    async fn prints_greeting_and_replies_then_quits_on_empty_line() {
+        let (client, mut server) = tokio::net::UnixStream::pair().unwrap();
+        let task = tokio::spawn(async move {
+            echo_stream(
+                &mut server,
+                &EchoOptions::default(),
+                &CancellationToken::new(),
+            )
+            .await
+        });
+        let mut lines = vec![
+            "hello".to_string(),
+            "wörld ✓".into(),
+            "".into(),
+            "never".into(),
+        ]
+        .into_iter();
+        let mut out = Vec::new();
+        let endpoint: Endpoint = "unix:pair".parse().unwrap();
+        let n = interactive(Box::new(client), &endpoint, &mut lines, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{GREETING}\nSERVER> hello\nSERVER> wörld ✓\n")
+        );
+        assert_eq!(
+            lines.next().as_deref(),
+            Some("never"),
+            "read past the empty line"
+        );
+        let outcome = task.await.unwrap();
+        assert_eq!(outcome.bytes, 6 + "wörld ✓\n".len() as u64);
+    }
+
+    #[tokio::test]
+    async fn server_going_away_is_an_error() {
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        drop(server);
+        let mut lines = vec!["hello".to_string()].into_iter();
+        let endpoint: Endpoint = "unix:pair".parse().unwrap();
+        let err = interactive(Box::new(client), &endpoint, &mut lines, &mut Vec::new())
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("connection to unix:pair lost: the server"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! sockecho: echo servers, clients and load generation over TCP, UDP and Unix sockets.
+//!
+//! The `sockecho` binary is a thin shell over this library; everything it does can be embedded,
+//! for instance to get an echo server inside another crate's tests:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sockecho::{Endpoint, server::{Server, ServerConfig}};
+//! let server = Server::bind(&["tcp://127.0.0.1:0".parse::<Endpoint>()?], ServerConfig::default()).await?;
+//! println!("echo at {}", server.endpoints()[0]); // the real port, not 0
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let task = tokio::spawn(server.run(async { let _ = stopped.await; }));
+//! // ... use the server ...
+//! stop.send(()).ok();
+//! let stats = task.await?;
+//! println!("{} connections", stats.connections_accepted);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod endpoint;
+pub mod limits;
+pub mod net_error;
+pub mod server;
+pub mod stats;
+
+pub use endpoint::{Endpoint, Host, HostPort, ParseEndpointError, Transport};
+pub use stats::{Counters, Stats};

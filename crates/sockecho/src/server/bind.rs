@@ -1,0 +1,271 @@
+//! Opening listening sockets for each endpoint, with errors that name the endpoint.
+//!
+//! Unix socket paths get special care: a stale socket file (nobody listening) is replaced, a
+//! live one is "address in use", and a file that is not a socket is never touched. The files
+//! this server creates are removed when it stops.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
+
+use crate::endpoint::{Endpoint, Host, Transport};
+use crate::net_error::describe_bind_error;
+
+/// Listen backlog; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 65_535;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// An endpoint could not be bound.
+    #[error("cannot listen on {endpoint}: {problem}")]
+    Listen {
+        endpoint: Endpoint,
+        /// What went wrong and what to do about it.
+        problem: String,
+        /// The OS error behind it, when there is one.
+        io: Option<io::Error>,
+    },
+}
+
+impl ServeError {
+    fn io(endpoint: &Endpoint, err: io::Error) -> ServeError {
+        ServeError::Listen {
+            endpoint: endpoint.clone(),
+            problem: describe_bind_error(endpoint, &err),
+            io: Some(err),
+        }
+    }
+
+    fn other(endpoint: &Endpoint, problem: impl Into<String>) -> ServeError {
+        ServeError::Listen {
+            endpoint: endpoint.clone(),
+            problem: problem.into(),
+            io: None,
+        }
+    }
+}
+
+/// A bound socket with the endpoint it is bound to.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) socket: Socket,
+    /// The actual bound address, e.g. the real port for port 0.
+    pub(crate) endpoint: Endpoint,
+    /// Removes the Unix socket file when dropped.
+    pub(crate) path_guard: Option<SocketFileGuard>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Stream(StreamListener),
+    Udp(UdpSocket),
+    UnixGram(UnixDatagram),
+}
+
+#[derive(Debug)]
+pub(crate) enum StreamListener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Binds one endpoint. A host that stands for several addresses (`*`, `localhost`) gives one
+/// listener per address; with port 0 they all share the port the first one got.
+pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeError> {
+    match endpoint {
+        Endpoint::Tcp(hp) | Endpoint::Udp(hp) => {
+            let transport = endpoint.transport();
+            let addrs = hp.resolve().await.map_err(|e| {
+                ServeError::other(
+                    endpoint,
+                    format!(
+                        "cannot resolve host {}: {}",
+                        hp.host,
+                        crate::net_error::plain(&e)
+                    ),
+                )
+            })?;
+            if hp.host == Host::Any {
+                return bind_any(endpoint, transport, addrs).await;
+            }
+            let mut out: Vec<Listener> = Vec::new();
+            for mut addr in addrs {
+                if let Some(first) = out.first()
+                    && addr.port() == 0
+                {
+                    addr.set_port(first.endpoint.host_port().map_or(0, |hp| hp.port));
+                }
+                out.push(
+                    bind_inet(transport, addr, false).map_err(|e| ServeError::io(endpoint, e))?,
+                );
+            }
+            Ok(out)
+        }
+        Endpoint::Unix(path) => {
+            prepare_unix_path(endpoint, path, Transport::Unix)?;
+            let listener = UnixListener::bind(path).map_err(|e| ServeError::io(endpoint, e))?;
+            Ok(vec![Listener {
+                path_guard: Some(SocketFileGuard::new(path)),
+                socket: Socket::Stream(StreamListener::Unix(listener)),
+                endpoint: endpoint.clone(),
+            }])
+        }
+        Endpoint::UnixGram(path) => {
+            prepare_unix_path(endpoint, path, Transport::UnixGram)?;
+            let socket = UnixDatagram::bind(path).map_err(|e| ServeError::io(endpoint, e))?;
+            Ok(vec![Listener {
+                path_guard: Some(SocketFileGuard::new(path)),
+                socket: Socket::UnixGram(socket),
+                endpoint: endpoint.clone(),
+            }])
+        }
+    }
+}
+
+/// All interfaces: one dual-stack IPv6 socket that also takes IPv4, or IPv4 alone where the
+/// host has no IPv6.
+async fn bind_any(
+    endpoint: &Endpoint,
+    transport: Transport,
+    addrs: Vec<SocketAddr>,
+) -> Result<Vec<Listener>, ServeError> {
+    let mut last_err = None;
+    for addr in addrs {
+        match bind_inet(transport, addr, true) {
+            Ok(listener) => return Ok(vec![listener]),
+            Err(e) if addr.is_ipv6() && is_no_ipv6(&e) => {
+                tracing::debug!("IPv6 unavailable ({e}); listening on IPv4 only");
+                last_err = Some(e);
+            }
+            Err(e) => return Err(ServeError::io(endpoint, e)),
+        }
+    }
+    Err(ServeError::io(
+        endpoint,
+        last_err.unwrap_or_else(|| io::Error::other("no address to bind")),
+    ))
+}
+
+fn is_no_ipv6(err: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        err.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::AFNOSUPPORT | Errno::ADDRNOTAVAIL | Errno::PROTONOSUPPORT)
+    )
+}
+
+fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Result<Listener> {
+    let domain = Domain::for_address(addr);
+    let (ty, proto) = match transport {
+        Transport::Udp => (Type::DGRAM, Protocol::UDP),
+        _ => (Type::STREAM, Protocol::TCP),
+    };
+    let socket = RawSocket::new(domain, ty.nonblocking().cloexec(), Some(proto))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(!dual_stack)?;
+    }
+    let bound = if transport == Transport::Udp {
+        socket.bind(&addr.into())?;
+        let socket = UdpSocket::from_std(socket.into())?;
+        let local = socket.local_addr()?;
+        (Socket::Udp(socket), local)
+    } else {
+        // Lets a restarted server bind while old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        let listener = TcpListener::from_std(socket.into())?;
+        let local = listener.local_addr()?;
+        (Socket::Stream(StreamListener::Tcp(listener)), local)
+    };
+    Ok(Listener {
+        socket: bound.0,
+        endpoint: Endpoint::inet(transport, bound.1),
+        path_guard: None,
+    })
+}
+
+/// Makes `path` free for a new socket: removes a stale socket file, refuses a live socket or a
+/// file of any other type.
+fn prepare_unix_path(
+    endpoint: &Endpoint,
+    path: &Path,
+    transport: Transport,
+) -> Result<(), ServeError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ServeError::io(endpoint, e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ServeError::other(
+            endpoint,
+            "the path exists and is not a socket; refusing to replace it (remove it or pick another path)",
+        ));
+    }
+    let live = match transport {
+        Transport::UnixGram => {
+            let probe = std::os::unix::net::UnixDatagram::unbound()
+                .map_err(|e| ServeError::io(endpoint, e))?;
+            probe.connect(path)
+        }
+        _ => std::os::unix::net::UnixStream::connect(path).map(drop),
+    };
+    match live {
+        Ok(()) => Err(ServeError::other(
+            endpoint,
+            "address already in use — another server is listening on this socket",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!("removing stale socket file {}", path.display());
+            std::fs::remove_file(path).map_err(|e| ServeError::io(endpoint, e))
+        }
+        // A socket of the other kind (stream vs datagram) answers "wrong type": it is in use by
+        // something else, or at least not ours to remove.
+        Err(e) => Err(ServeError::other(
+            endpoint,
+            format!(
+                "a socket file is already there and could not be probed ({}); refusing to replace it",
+                crate::net_error::plain(&e)
+            ),
+        )),
+    }
+}
+
+/// Removes a Unix socket file on drop, but only if it is still the file this server created
+/// (another process may have replaced it since).
+#[derive(Debug)]
+pub(crate) struct SocketFileGuard {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl SocketFileGuard {
+    fn new(path: &Path) -> Self {
+        SocketFileGuard {
+            path: path.to_owned(),
+            identity: file_identity(path),
+        }
+    }
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+impl Drop for SocketFileGuard {
+    fn drop(&mut self) {
+        if self.identity.is_some()
+            && file_identity(&self.path) == self.identity
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
+            tracing::warn!("could not remove socket file {}: {e}", self.path.display());
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The stream echo itself: every byte back, in order, over any connected byte stream.
+//!
+//! [`echo_stream`] works on anything that is `AsyncRead + AsyncWrite` — a TCP or Unix socket,
+//! one end of `UnixStream::pair()`, a TLS stream — so it can be tested without a listener.
+//!
+//! Memory: a connection owns no buffer while it is idle or keeping up. Reads land in one
+//! scratch buffer per worker thread and are written straight back within the same poll; only the
+//! bytes the peer's socket could not take yet are copied into a per-connection `pending` buffer,
+//! and while that holds anything the connection stops reading (backpressure), so a client that
+//! sends but never reads costs at most one scratch-sized buffer here and its kernel socket
+//! buffers.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Bytes read per system call. Large enough that a 1 MiB message takes few calls, small enough
+/// to stay in cache; it is also the most a stalled connection keeps in `pending`.
+pub const SCRATCH_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// One read buffer per worker thread, shared by every connection the thread polls. It is only
+    /// borrowed inside a single synchronous poll, never across an `.await`.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
+}
+
+/// Why an echo ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The peer closed (or half-closed) and got all its bytes back.
+    PeerClosed,
+    /// Nothing was read or written for the idle timeout.
+    IdleTimeout,
+    /// The server is shutting down: what had already arrived was echoed, then the connection
+    /// was closed.
+    Drained,
+}
+
+impl CloseReason {
+    /// Short label for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer closed",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::Drained => "server shutdown",
+        }
+    }
+}
+
+/// Settings for one echoed stream.
+#[derive(Debug, Clone, Default)]
+pub struct EchoOptions {
+    /// Close the connection after this long without traffic.
+    pub idle_timeout: Option<Duration>,
+    /// Log each received payload (lossy UTF-8, trimmed) under this peer label.
+    pub log_data_as: Option<String>,
+}
+
+/// How an echo went: bytes echoed and why it stopped. On error the bytes echoed before it are
+/// kept too.
+#[derive(Debug)]
+pub struct EchoOutcome {
+    /// Bytes read from the peer and written back.
+    pub bytes: u64,
+    /// `Ok` with the reason for a normal end, or the I/O error that ended it.
+    pub result: io::Result<CloseReason>,
+}
+
+/// Echoes `stream` until the peer closes, the idle timeout passes, an I/O error occurs, or
+/// `drain` is cancelled. On drain, bytes that have already arrived are still echoed, then the
+/// write side is shut down.
+pub async fn echo_stream<S>(
+    stream: &mut S,
+    options: &EchoOptions,
+    drain: &CancellationToken,
+) -> EchoOutcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut pump = Pump::new(options.log_data_as.as_deref());
+    let result = run(&mut pump, stream, options.idle_timeout, drain).await;
+    EchoOutcome {
+        bytes: pump.bytes,
+        result,
+    }
+}
+
+async fn run<S>(
+    pump: &mut Pump<'_>,
+    stream: &mut S,
+    idle_timeout: Option<Duration>,
+    drain: &CancellationToken,
+) -> io::Result<CloseReason>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // One timer for the whole connection, re-armed only when it fires early, so traffic does
+    // not touch the timer wheel on every read.
+    let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(idle);
+    loop {
+        tokio::select! {
+            biased;
+            done = poll_fn(|cx| pump.poll(cx, stream)) => {
+                done?;
+                return Ok(if pump.draining { CloseReason::Drained } else { CloseReason::PeerClosed });
+            }
+            () = drain.cancelled(), if !pump.draining => {
+                // Let the runtime poll the OS once more, so bytes that arrived just before the
+                // shutdown are seen as readable and get echoed.
+                tokio::task::yield_now().await;
+                pump.draining = true;
+            }
+            () = &mut idle, if idle_timeout.is_some() => {
+                let deadline = pump.last_activity + idle_timeout.unwrap_or_default();
+                if Instant::now() >= deadline {
+                    return Ok(CloseReason::IdleTimeout);
+                }
+                idle.as_mut().reset(deadline);
+            }
+        }
+    }
+}
+
+/// The state of one echoed stream between polls.
+struct Pump<'a> {
+    /// Bytes read but not yet written back. Empty (and unallocated) unless the peer's socket
+    /// refused part of a write.
+    pending: Vec<u8>,
+    /// How much of `pending` has been written.
+    written: usize,
+    /// The peer sent EOF (or half-closed): it will send nothing more.
+    peer_eof: bool,
+    /// Once `pending` is flushed, shut down our write side.
+    closing: bool,
+    /// Our write side is shut down; we only wait for the peer's EOF now.
+    shut: bool,
+    /// Server shutdown: echo what has already arrived, then close instead of waiting for more.
+    draining: bool,
+    bytes: u64,
+    last_activity: Instant,
+    log_data_as: Option<&'a str>,
+}
+
+impl<'a> Pump<'a> {
+    fn new(log_data_as: Option<&'a str>) -> Self {
+        Pump {
+            pending: Vec::new(),
+            written: 0,
+            peer_eof: false,
+            closing: false,
+            shut: false,
+            draining: false,
+            bytes: 0,
+            last_activity: Instant::now(),
+            log_data_as,
+        }
+    }
+
+    /// Moves bytes until the stream would block (`Pending`) or the echo is complete (`Ready`).
+    fn poll<S>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            if self.written < self.pending.len() {
+                match Pin::new(&mut *stream).poll_write(cx, &self.pending[self.written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        self.last_activity = Instant::now();
+                        if self.written == self.pending.len() {
+                            // Give the memory back: an idle connection holds no buffer.
+                            self.pending = Vec::new();
+                            self.written = 0;
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    // Backpressure: do not read more until the peer takes what it was sent.
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.closing && !self.shut {
+                match Pin::new(&mut *stream).poll_shutdown(cx) {
+                    Poll::Ready(Ok(())) => self.shut = true,
+                    // The peer may already have gone; it has everything it sent.
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.shut {
+                if self.peer_eof {
+                    return Poll::Ready(Ok(()));
+                }
+                // Draining: our FIN is out. Wait for the peer's, discarding what it still sends,
+                // so that closing with unread bytes does not reset the connection and destroy
+                // echoes the peer has not read yet (a "lingering close").
+                match self.discard(cx, stream) {
+                    Poll::Ready(Ok(())) => continue,
+                    other => return other,
+                }
+            }
+            match self.read_and_echo(cx, stream) {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if self.draining => {
+                    // Nothing more has arrived: everything sent before the shutdown is echoed.
+                    self.closing = true;
+                    continue;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Reads once into the thread's scratch buffer and writes the bytes straight back; whatever
+    /// the write does not take is copied to `pending`.
+    fn read_and_echo<S>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            let data = buf.filled();
+            if data.is_empty() {
+                self.peer_eof = true;
+                self.closing = true;
+                return Poll::Ready(Ok(()));
+            }
+            self.bytes += data.len() as u64;
+            self.last_activity = Instant::now();
+            if let Some(peer) = self.log_data_as {
+                tracing::info!("{peer}: {}", String::from_utf8_lossy(data).trim());
+            }
+            let mut written = 0;
+            while written < data.len() {
+                match Pin::new(&mut *stream).poll_write(cx, &data[written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if written < data.len() {
+                self.pending.extend_from_slice(&data[written..]);
+            }
+            Poll::Ready(Ok(()))
+        })
+    }
+}
+
+impl Pump<'_> {
+    /// Reads and drops whatever the peer sends after we shut down our side, until its EOF.
+    fn discard<S>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>>
+    where
+        S: AsyncRead + Unpin,
+    {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    if buf.filled().is_empty() {
+                        self.peer_eof = true;
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                // The peer went away instead of closing cleanly: nothing left to do.
+                Poll::Ready(Err(_)) => {
+                    self.peer_eof = true;
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    }
+}
+
+fn write_zero() -> io::Error {
+    io::Error::new(io::ErrorKind::WriteZero, "the peer accepted no more bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixStream;
+    use tokio::time::timeout;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn echoes_binary_over_a_socketpair_and_closes_after_half_close() {
+        let (mut client, mut server) = UnixStream::pair().unwrap();
+        let drain = CancellationToken::new();
+        let task =
+            tokio::spawn(
+                async move { echo_stream(&mut server, &EchoOptions::default(), &drain).await },
+            );
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (mut rd, mut wr) = client.split();
+        let send = async {
+            wr.write_all(&payload).await.unwrap();
+            wr.shutdown().await.unwrap();
+        };
+        let mut back = Vec::new();
+        let recv = rd.read_to_end(&mut back);
+        let ((), n) = timeout(LIMIT, async { tokio::join!(send, recv) })
+            .await
+            .unwrap();
+        assert_eq!(n.unwrap(), payload.len());
+        assert!(back == payload, "echo differs from what was sent");
+        let outcome = timeout(LIMIT, task).await.unwrap().unwrap();
+        assert_eq!(outcome.bytes, payload.len() as u64);
+        assert_eq!(outcome.result.unwrap(), CloseReason::PeerClosed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_closes_only_after_silence() {
+        let (mut client, mut server) = UnixStream::pair().unwrap();
+        let drain = CancellationToken::new();
+        let options = EchoOptions {
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
+        let task = tokio::spawn(async move { echo_stream(&mut server, &options, &drain).await });
+        // Traffic at 20 s keeps it open past the first 30 s.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(!task.is_finished(), "closed although traffic came 20 s ago");
+        let outcome = task.await.unwrap();
+        assert_eq!(outcome.result.unwrap(), CloseReason::IdleTimeout);
+        assert_eq!(outcome.bytes, 4);
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0, "expected EOF");
+    }
+
+    #[tokio::test]
+    async fn drain_echoes_what_arrived_then_sends_eof() {
+        let (mut client, mut server) = UnixStream::pair().unwrap();
+        let drain = CancellationToken::new();
+        let token = drain.clone();
+        let task =
+            tokio::spawn(
+                async move { echo_stream(&mut server, &EchoOptions::default(), &token).await },
+            );
+        client.write_all(b"first").await.unwrap();
+        let mut buf = [0u8; 5];
+        timeout(LIMIT, client.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        client.write_all(b"second").await.unwrap();
+        drain.cancel();
+        let mut rest = Vec::new();
+        timeout(LIMIT, client.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest, b"second");
+        // The server waits for our side to close too (no reset), then finishes.
+        assert!(!task.is_finished());
+        drop(client);
+        let outcome = timeout(LIMIT, task).await.unwrap().unwrap();
+        assert_eq!(outcome.result.unwrap(), CloseReason::Drained);
+        assert_eq!(outcome.bytes, 11);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_stalls_the_echo_without_buffering() {
+        let (mut client, mut server) = UnixStream::pair().unwrap();
+        let drain = CancellationToken::new();
+        let task = tokio::spawn(async move {
+            let mut pump = Pump::new(None);
+            let res = timeout(
+                Duration::from_millis(300),
+                run(&mut pump, &mut server, None, &drain),
+            )
+            .await;
+            assert!(
+                res.is_err(),
+                "echo ended although the client is still there"
+            );
+            (pump.pending.len() - pump.written, pump.bytes)
+        });
+        // Write far more than the socket buffers hold; the writer blocks once they are full.
+        let chunk = vec![0xA5u8; 4096];
+        let mut sent = 0u64;
+        let _ = timeout(Duration::from_millis(300), async {
+            loop {
+                sent += client.write(&chunk).await.unwrap() as u64;
+            }
+        })
+        .await;
+        assert!(sent > 0);
+        let (pending, read) = task.await.unwrap();
+        assert!(pending <= SCRATCH_SIZE, "pending grew to {pending} bytes");
+        assert!(read < sent, "server read all {sent} bytes: no backpressure");
+    }
+}

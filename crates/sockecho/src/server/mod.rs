@@ -1,0 +1,150 @@
+//! The echo server: bind endpoints, run until a shutdown future completes, return statistics.
+//!
+//! - [`bind`](Server::bind) opens every listener up front, so errors (address in use, bad
+//!   path) surface before anything is served and the bound addresses are known (port 0 works).
+//! - [`run`](Server::run) serves all listeners at once — stream ones in [`stream`], datagram
+//!   ones in [`datagram`] — until `shutdown` completes, then drains: listeners close at once,
+//!   connections echo what has already arrived and close, and whatever is still open after the
+//!   grace period is cut.
+
+mod bind;
+mod datagram;
+pub mod echo;
+mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Endpoint;
+use crate::stats::{Counters, Stats};
+
+pub use bind::ServeError;
+pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
+
+/// How the server behaves; the CLI fills it from its flags.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Stream connections served at once, over all listeners. Further clients wait in the
+    /// listen backlog until a slot frees.
+    pub max_conns: usize,
+    /// Close stream connections idle this long.
+    pub idle_timeout: Option<Duration>,
+    /// After shutdown starts, how long open connections get before they are cut.
+    pub grace: Duration,
+    /// Log every received payload (lossy UTF-8, trimmed).
+    pub log_data: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_conns: crate::limits::default_max_conns(),
+            idle_timeout: None,
+            grace: Duration::from_secs(5),
+            log_data: false,
+        }
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<bind::Listener>,
+    config: ServerConfig,
+    counters: Arc<Counters>,
+}
+
+/// What every serving loop of one server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) counters: Arc<Counters>,
+    /// Cancelled when shutdown starts: stop accepting, echo what has arrived, close.
+    pub(crate) drain: CancellationToken,
+    /// Cancelled when the grace period ends: close whatever is still open.
+    pub(crate) cut: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
+    /// Permits for `max_conns`, taken before `accept` so excess clients wait in the backlog.
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+impl Server {
+    /// Binds every endpoint. Fails on the first one that cannot be bound, naming it.
+    pub async fn bind(endpoints: &[Endpoint], config: ServerConfig) -> Result<Server, ServeError> {
+        let mut listeners = Vec::new();
+        for endpoint in endpoints {
+            listeners.extend(bind::bind(endpoint).await?);
+        }
+        Ok(Server {
+            listeners,
+            config,
+            counters: Arc::default(),
+        })
+    }
+
+    /// The endpoints actually bound, with real addresses and ports, one per socket.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.listeners.iter().map(|l| l.endpoint.clone()).collect()
+    }
+
+    /// The live counters, to watch the server while it runs.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Serves until `shutdown` completes, drains, and returns the final counters. Unix socket
+    /// files this server created are removed before it returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Stats {
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
+            config: self.config,
+            counters: self.counters,
+            drain: CancellationToken::new(),
+            cut: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let mut loops = tokio::task::JoinSet::new();
+        // The socket-file guards live until every loop has stopped using the sockets.
+        let mut guards = Vec::new();
+        for listener in self.listeners {
+            guards.push(listener.path_guard);
+            let shared = shared.clone();
+            let endpoint = listener.endpoint;
+            match listener.socket {
+                bind::Socket::Stream(l) => loops.spawn(stream::serve(l, endpoint, shared)),
+                bind::Socket::Udp(s) => loops.spawn(datagram::serve_udp(s, endpoint, shared)),
+                bind::Socket::UnixGram(s) => {
+                    loops.spawn(datagram::serve_unixgram(s, endpoint, shared))
+                }
+            };
+        }
+
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining open ones");
+        shared.drain.cancel();
+        while loops.join_next().await.is_some() {}
+        shared.tracker.close();
+        let open = shared.counters.snapshot().connections_open();
+        if open > 0
+            && tokio::time::timeout(shared.config.grace, shared.tracker.wait())
+                .await
+                .is_err()
+        {
+            let open = shared.counters.snapshot().connections_open();
+            tracing::warn!(
+                "grace period of {:?} over: closing {open} connection(s) that had not finished",
+                shared.config.grace
+            );
+            shared.cut.cancel();
+            shared.tracker.wait().await;
+        }
+        drop(guards);
+        shared.counters.snapshot()
+    }
+}
