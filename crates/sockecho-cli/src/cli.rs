@@ -27,7 +27,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct Verbosity {
-    /// Log less: -q hides connection logs, -qq hides warnings too.
+    /// Log less: -q hides per-connection lines (keeps `listening on`), -qq shows errors only.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
     /// Log more: -v adds debug detail, -vv traces every datagram.

@@ -19,7 +19,20 @@ pub fn main(opts: ClientOpts) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(opts))
+    // The line editor puts the terminal in raw mode while it reads. If the server goes away
+    // mid-prompt the read is abandoned, so restore the terminal ourselves, and do not wait for
+    // the abandoned read's thread.
+    let saved_terminal = rustix::termios::tcgetattr(rustix::stdio::stdin()).ok();
+    let result = runtime.block_on(run(opts));
+    runtime.shutdown_background();
+    if let Some(termios) = saved_terminal {
+        let _ = rustix::termios::tcsetattr(
+            rustix::stdio::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &termios,
+        );
+    }
+    result
 }
 
 async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {

@@ -25,5 +25,11 @@ pub mod net_error;
 pub mod server;
 pub mod stats;
 
+/// Log target of per-connection events (connected, disconnected), so they can be silenced
+/// apart from lifecycle lines such as `listening on`.
+pub const CONN_LOG: &str = "sockecho::conn";
+/// Log target of payloads logged with `--log-data`.
+pub const DATA_LOG: &str = "sockecho::data";
+
 pub use endpoint::{Endpoint, Host, HostPort, ParseEndpointError, Transport};
 pub use stats::{Counters, Stats};

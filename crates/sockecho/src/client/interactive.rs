@@ -35,47 +35,69 @@ where
     L: LineSource,
     W: Write,
 {
-    let out_err = |e: io::Error| ClientError::local("cannot write to the terminal", &e);
-    writeln!(out, "{GREETING}").map_err(out_err)?;
-    out.flush().map_err(out_err)?;
+    writeln!(out, "{GREETING}")
+        .and_then(|()| out.flush())
+        .map_err(|e| ClientError::local("cannot write to the terminal", &e))?;
     let mut stream = BufReader::new(stream);
     let mut reply = Vec::new();
     let mut echoed = 0;
+    let io_lost = |e: io::Error| ClientError::lost(endpoint, &e);
+    let server_closed = || ClientError::lost(endpoint, &io::ErrorKind::UnexpectedEof.into());
     loop {
-        let line = lines
-            .read_line(PROMPT)
-            .await
-            .map_err(|e| ClientError::local("cannot read input", &e))?;
+        // Watch the connection while waiting for the user, so a server that goes away is
+        // reported at once rather than at the next line typed.
+        let line = {
+            let next_line = lines.read_line(PROMPT);
+            tokio::pin!(next_line);
+            loop {
+                tokio::select! {
+                    line = &mut next_line => break line,
+                    n = stream.read_until(b'\n', &mut reply) => {
+                        if n.map_err(io_lost)? == 0 {
+                            // End the prompt's line so the error starts on its own.
+                            let _ = writeln!(out);
+                            return Err(server_closed());
+                        }
+                        // Something the server sent on its own: show it like a reply.
+                        print_reply(out, &reply)?;
+                        reply.clear();
+                    }
+                }
+            }
+        };
+        let line = line.map_err(|e| ClientError::local("cannot read input", &e))?;
         let Some(line) = line.filter(|l| !l.is_empty()) else {
             break;
         };
         let mut message = line.into_bytes();
         message.push(b'\n');
-        let io_lost = |e: io::Error| ClientError::lost(endpoint, &e);
         stream
             .get_mut()
             .write_all(&message)
             .await
             .map_err(io_lost)?;
-        reply.clear();
-        let n = stream
+        if stream
             .read_until(b'\n', &mut reply)
             .await
-            .map_err(io_lost)?;
-        if n == 0 {
-            return Err(ClientError::lost(
-                endpoint,
-                &io::Error::from(io::ErrorKind::UnexpectedEof),
-            ));
+            .map_err(io_lost)?
+            == 0
+        {
+            return Err(server_closed());
         }
-        let text = String::from_utf8_lossy(&reply);
-        writeln!(out, "{REPLY_PREFIX}{}", text.trim_end_matches(['\n', '\r'])).map_err(out_err)?;
-        out.flush().map_err(out_err)?;
+        print_reply(out, &reply)?;
+        reply.clear();
         echoed += 1;
     }
     // Close politely; the server may already be gone, which is fine when quitting.
     let _ = stream.get_mut().shutdown().await;
     Ok(echoed)
+}
+
+fn print_reply(out: &mut impl Write, reply: &[u8]) -> Result<(), ClientError> {
+    let text = String::from_utf8_lossy(reply);
+    writeln!(out, "{REPLY_PREFIX}{}", text.trim_end_matches(['\n', '\r']))
+        .and_then(|()| out.flush())
+        .map_err(|e| ClientError::local("cannot write to the terminal", &e))
 }
 
 /// Lines from a fixed list, for tests and scripted sessions; prompts go nowhere.

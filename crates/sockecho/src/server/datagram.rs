@@ -117,7 +117,7 @@ fn count_echo(counters: &Counters, len: usize) {
 
 fn log_datagram(shared: &Shared, peer: &str, data: &[u8]) {
     if shared.config.log_data {
-        tracing::info!("{peer}: {}", String::from_utf8_lossy(data).trim());
+        tracing::info!(target: crate::DATA_LOG, "{peer}: {}", String::from_utf8_lossy(data).trim());
     } else {
         tracing::trace!("{peer}: {} byte datagram", data.len());
     }

@@ -248,7 +248,7 @@ impl<'a> Pump<'a> {
             self.bytes += data.len() as u64;
             self.last_activity = Instant::now();
             if let Some(peer) = self.log_data_as {
-                tracing::info!("{peer}: {}", String::from_utf8_lossy(data).trim());
+                tracing::info!(target: crate::DATA_LOG, "{peer}: {}", String::from_utf8_lossy(data).trim());
             }
             let mut written = 0;
             while written < data.len() {

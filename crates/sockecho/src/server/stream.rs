@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::bind::StreamListener;
 use super::echo::{EchoOptions, echo_stream};
+use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::net_error::is_resource_exhaustion;
 use crate::stats::Counters;
@@ -123,7 +124,7 @@ async fn connection<S>(
 {
     let _permit = permit;
     let started = Instant::now();
-    tracing::info!("{peer} connected");
+    tracing::info!(target: CONN_LOG, "{peer} connected");
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
         log_data_as: shared.config.log_data.then(|| peer.clone()),
@@ -140,6 +141,7 @@ async fn connection<S>(
             Counters::add(&counters.stream_bytes, outcome.bytes);
             match outcome.result {
                 Ok(reason) => tracing::info!(
+                    target: CONN_LOG,
                     "{peer} disconnected ({} bytes echoed in {elapsed:.3?}, {})",
                     outcome.bytes,
                     reason.as_str()
@@ -147,6 +149,7 @@ async fn connection<S>(
                 Err(e) => {
                     Counters::add(&counters.connection_errors, 1);
                     tracing::info!(
+                        target: CONN_LOG,
                         "{peer} disconnected ({} bytes echoed in {elapsed:.3?}, error: {e})",
                         outcome.bytes
                     );
