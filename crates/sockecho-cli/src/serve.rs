@@ -14,11 +14,8 @@ pub const DEFAULT_PORT: u16 = 54000;
 pub fn main(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     crate::logging::init(&opts.verbosity);
     sockecho::limits::raise_fd_limit();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = opts.threads {
-        builder.worker_threads(n.into());
-    }
-    let runtime = builder
+    // The main thread only waits for signals; the server's worker threads do the serving.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -38,6 +35,10 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
         idle_timeout: opts.idle_timeout,
         grace: opts.grace,
         log_data: opts.log_data,
+        threads: match opts.threads {
+            Some(n) => n.into(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
         ..ServerConfig::default()
     };
     if let Some(n) = opts.max_conns {

@@ -73,6 +73,43 @@ pub(crate) enum StreamListener {
     Unix(UnixListener),
 }
 
+/// A bound socket detached from any runtime, so that worker threads can each register a
+/// duplicate of it with their own runtime.
+#[derive(Debug)]
+pub(crate) enum StdSocket {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+    Udp(std::net::UdpSocket),
+    UnixGram(std::os::unix::net::UnixDatagram),
+}
+
+impl Socket {
+    pub(crate) fn into_std(self) -> io::Result<StdSocket> {
+        Ok(match self {
+            Socket::Stream(StreamListener::Tcp(l)) => StdSocket::Tcp(l.into_std()?),
+            Socket::Stream(StreamListener::Unix(l)) => StdSocket::Unix(l.into_std()?),
+            Socket::Udp(s) => StdSocket::Udp(s.into_std()?),
+            Socket::UnixGram(s) => StdSocket::UnixGram(s.into_std()?),
+        })
+    }
+}
+
+impl StdSocket {
+    /// A duplicate descriptor of the same socket, registered with the current runtime.
+    pub(crate) fn clone_into_runtime(&self) -> io::Result<Socket> {
+        Ok(match self {
+            StdSocket::Tcp(l) => {
+                Socket::Stream(StreamListener::Tcp(TcpListener::from_std(l.try_clone()?)?))
+            }
+            StdSocket::Unix(l) => Socket::Stream(StreamListener::Unix(UnixListener::from_std(
+                l.try_clone()?,
+            )?)),
+            StdSocket::Udp(s) => Socket::Udp(UdpSocket::from_std(s.try_clone()?)?),
+            StdSocket::UnixGram(s) => Socket::UnixGram(UnixDatagram::from_std(s.try_clone()?)?),
+        })
+    }
+}
+
 /// Binds one endpoint. A host that stands for several addresses (`*`, `localhost`) gives one
 /// listener per address; with port 0 they all share the port the first one got.
 pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeError> {

@@ -21,7 +21,6 @@ const UDP_BUF: usize = 65_536;
 const UNIXGRAM_BUF: usize = 256 * 1024;
 
 pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc<Shared>) {
-    tracing::info!("listening on {endpoint}");
     let mut buf = vec![0u8; UDP_BUF];
     let counters = &shared.counters;
     loop {
@@ -52,7 +51,6 @@ pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc
 }
 
 pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, shared: Arc<Shared>) {
-    tracing::info!("listening on {endpoint}");
     let mut buf = vec![0u8; UNIXGRAM_BUF];
     let counters = &shared.counters;
     loop {

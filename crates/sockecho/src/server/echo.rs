@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +85,16 @@ pub async fn echo_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    echo_io(&mut Generic(stream), options, drain).await
+}
+
+/// [`echo_stream`] over anything that implements [`EchoIo`]; the server uses it with TCP and
+/// Unix sockets directly to get their fast read path.
+pub async fn echo_io<S: EchoIo>(
+    stream: &mut S,
+    options: &EchoOptions,
+    drain: &CancellationToken,
+) -> EchoOutcome {
     let mut pump = Pump::new(options.log_data_as.as_deref());
     let result = run(&mut pump, stream, options.idle_timeout, drain).await;
     EchoOutcome {
@@ -93,15 +103,12 @@ where
     }
 }
 
-async fn run<S>(
+async fn run<S: EchoIo>(
     pump: &mut Pump<'_>,
     stream: &mut S,
     idle_timeout: Option<Duration>,
     drain: &CancellationToken,
-) -> io::Result<CloseReason>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> io::Result<CloseReason> {
     // One timer for the whole connection, re-armed only when it fires early, so traffic does
     // not touch the timer wheel on every read.
     let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4));
@@ -129,6 +136,93 @@ where
         }
     }
 }
+
+/// The three operations the echo needs from a byte stream.
+pub trait EchoIo: Unpin {
+    /// Reads some bytes into `buf`; `Ok(0)` is end of stream.
+    fn poll_read_some(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Writes some of `buf`.
+    fn poll_write_some(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+    /// Shuts down the write side, so the peer reads EOF.
+    fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// Any `AsyncRead + AsyncWrite` stream, through the standard traits.
+pub struct Generic<S>(pub S);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> EchoIo for Generic<S> {
+    fn poll_read_some(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        Pin::new(&mut self.0)
+            .poll_read(cx, &mut buf)
+            .map_ok(|()| buf.filled().len())
+    }
+
+    fn poll_write_some(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// TCP and Unix stream sockets: reads skip the extra `read` that would only return `EAGAIN`.
+///
+/// A stream socket's `read` returns less than asked only when it has emptied the receive queue,
+/// so after a short read the socket is known to be drained and its readiness can be cleared
+/// without asking the kernel again. Readiness is cleared through `try_io`, which keeps it if the
+/// reactor has seen a new event since, so bytes that arrive meanwhile are never missed.
+macro_rules! socket_echo_io {
+    ($ty:ty) => {
+        impl EchoIo for $ty {
+            fn poll_read_some(
+                &mut self,
+                cx: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                loop {
+                    std::task::ready!(self.poll_read_ready(cx))?;
+                    let mut short = 0;
+                    let sock = &*self;
+                    let result = sock.try_io(Interest::READABLE, || {
+                        let n = rustix::io::read(sock, &mut *buf)?;
+                        if n > 0 && n < buf.len() {
+                            // Drained: report "would block" so tokio clears readiness.
+                            short = n;
+                            return Err(io::ErrorKind::WouldBlock.into());
+                        }
+                        Ok(n)
+                    });
+                    match result {
+                        Ok(n) => return Poll::Ready(Ok(n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            if short > 0 {
+                                return Poll::Ready(Ok(short));
+                            }
+                        }
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+            }
+
+            fn poll_write_some(
+                &mut self,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(self).poll_write(cx, buf)
+            }
+
+            fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(self).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+socket_echo_io!(tokio::net::TcpStream);
+socket_echo_io!(tokio::net::UnixStream);
 
 /// The state of one echoed stream between polls.
 struct Pump<'a> {
@@ -166,13 +260,10 @@ impl<'a> Pump<'a> {
     }
 
     /// Moves bytes until the stream would block (`Pending`) or the echo is complete (`Ready`).
-    fn poll<S>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    fn poll<S: EchoIo>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>> {
         loop {
             if self.written < self.pending.len() {
-                match Pin::new(&mut *stream).poll_write(cx, &self.pending[self.written..]) {
+                match stream.poll_write_some(cx, &self.pending[self.written..]) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
                     Poll::Ready(Ok(n)) => {
                         self.written += n;
@@ -190,7 +281,7 @@ impl<'a> Pump<'a> {
                 }
             }
             if self.closing && !self.shut {
-                match Pin::new(&mut *stream).poll_shutdown(cx) {
+                match stream.poll_close_write(cx) {
                     Poll::Ready(Ok(())) => self.shut = true,
                     // The peer may already have gone; it has everything it sent.
                     Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
@@ -227,19 +318,19 @@ impl<'a> Pump<'a> {
 
     /// Reads once into the thread's scratch buffer and writes the bytes straight back; whatever
     /// the write does not take is copied to `pending`.
-    fn read_and_echo<S>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    fn read_and_echo<S: EchoIo>(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut S,
+    ) -> Poll<io::Result<()>> {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let mut buf = ReadBuf::new(&mut scratch[..]);
-            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => {}
+            let n = match stream.poll_read_some(cx, &mut scratch[..]) {
+                Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
-            }
-            let data = buf.filled();
+            };
+            let data = &scratch[..n];
             if data.is_empty() {
                 self.peer_eof = true;
                 self.closing = true;
@@ -252,7 +343,7 @@ impl<'a> Pump<'a> {
             }
             let mut written = 0;
             while written < data.len() {
-                match Pin::new(&mut *stream).poll_write(cx, &data[written..]) {
+                match stream.poll_write_some(cx, &data[written..]) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(write_zero())),
                     Poll::Ready(Ok(n)) => written += n,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -269,16 +360,12 @@ impl<'a> Pump<'a> {
 
 impl Pump<'_> {
     /// Reads and drops whatever the peer sends after we shut down our side, until its EOF.
-    fn discard<S>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>>
-    where
-        S: AsyncRead + Unpin,
-    {
+    fn discard<S: EchoIo>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>> {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let mut buf = ReadBuf::new(&mut scratch[..]);
-            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => {
-                    if buf.filled().is_empty() {
+            match stream.poll_read_some(cx, &mut scratch[..]) {
+                Poll::Ready(Ok(n)) => {
+                    if n == 0 {
                         self.peer_eof = true;
                     }
                     Poll::Ready(Ok(()))
@@ -417,5 +504,57 @@ mod tests {
         let (pending, read) = task.await.unwrap();
         assert!(pending <= SCRATCH_SIZE, "pending grew to {pending} bytes");
         assert!(read < sent, "server read all {sent} bytes: no backpressure");
+    }
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::timeout;
+
+    /// The TCP fast path (short reads clear readiness) must never lose a wake-up: send bytes in
+    /// uneven bursts with pauses, so reads are short and new data arrives after each of them.
+    #[tokio::test]
+    async fn tcp_fast_path_echoes_uneven_bursts_exactly() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            echo_io(
+                &mut stream,
+                &EchoOptions::default(),
+                &CancellationToken::new(),
+            )
+            .await
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (mut rd, mut wr) = client.split();
+        let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i ^ (i >> 8)) as u8).collect();
+        let send = async {
+            let mut at = 0;
+            let mut step = 1;
+            while at < payload.len() {
+                let end = (at + step).min(payload.len());
+                wr.write_all(&payload[at..end]).await.unwrap();
+                at = end;
+                step = step * 3 % 100_003 + 1;
+                if step % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            wr.shutdown().await.unwrap();
+        };
+        let mut back = Vec::new();
+        let recv = rd.read_to_end(&mut back);
+        let ((), got) = timeout(Duration::from_secs(20), async { tokio::join!(send, recv) })
+            .await
+            .expect("echo stalled");
+        assert_eq!(got.unwrap(), payload.len());
+        assert!(back == payload, "echo differs");
+        let outcome = server.await.unwrap();
+        assert_eq!(outcome.bytes, payload.len() as u64);
+        assert_eq!(outcome.result.unwrap(), CloseReason::PeerClosed);
     }
 }

@@ -11,12 +11,14 @@ mod bind;
 mod datagram;
 pub mod echo;
 mod stream;
+mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -38,6 +40,10 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Log every received payload (lossy UTF-8, trimmed).
     pub log_data: bool,
+    /// Worker threads, each with its own single-threaded runtime serving every listener
+    /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
+    /// runtime that calls [`Server::run`] instead.
+    pub threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +53,7 @@ impl Default for ServerConfig {
             idle_timeout: None,
             grace: Duration::from_secs(5),
             log_data: false,
+            threads: 0,
         }
     }
 }
@@ -101,6 +108,7 @@ impl Server {
     /// Serves until `shutdown` completes, drains, and returns the final counters. Unix socket
     /// files this server created are removed before it returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Stats {
+        let threads = self.config.threads;
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
             config: self.config,
@@ -109,42 +117,93 @@ impl Server {
             cut: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
-        let mut loops = tokio::task::JoinSet::new();
+        // If the caller drops this future midway, stop every loop and connection anyway, so
+        // worker threads do not outlive it.
+        let _stop_on_drop = StopOnDrop(shared.clone());
         // The socket-file guards live until every loop has stopped using the sockets.
         let mut guards = Vec::new();
+        let mut sockets = Vec::new();
         for listener in self.listeners {
+            tracing::info!("listening on {}", listener.endpoint);
             guards.push(listener.path_guard);
-            let shared = shared.clone();
-            let endpoint = listener.endpoint;
-            match listener.socket {
-                bind::Socket::Stream(l) => loops.spawn(stream::serve(l, endpoint, shared)),
-                bind::Socket::Udp(s) => loops.spawn(datagram::serve_udp(s, endpoint, shared)),
-                bind::Socket::UnixGram(s) => {
-                    loops.spawn(datagram::serve_unixgram(s, endpoint, shared))
-                }
-            };
+            sockets.push((listener.socket, listener.endpoint));
         }
+        let workers = if threads == 0 {
+            Workers::Here(spawn_loops(sockets, &shared))
+        } else {
+            workers::start(threads, sockets, &shared)
+        };
 
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining open ones");
         shared.drain.cancel();
-        while loops.join_next().await.is_some() {}
+        let mut workers = workers;
+        workers.loops_stopped().await;
         shared.tracker.close();
-        let open = shared.counters.snapshot().connections_open();
-        if open > 0
+        if shared.counters.snapshot().connections_open() > 0
             && tokio::time::timeout(shared.config.grace, shared.tracker.wait())
                 .await
                 .is_err()
         {
             let open = shared.counters.snapshot().connections_open();
             tracing::warn!(
-                "grace period of {:?} over: closing {open} connection(s) that had not finished",
+                "grace period of {:?} over: cutting {open} connection(s) that had not finished",
                 shared.config.grace
             );
             shared.cut.cancel();
             shared.tracker.wait().await;
         }
+        workers.finished().await;
         drop(guards);
         shared.counters.snapshot()
+    }
+}
+
+struct StopOnDrop(Arc<Shared>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.drain.cancel();
+        self.0.cut.cancel();
+        self.0.tracker.close();
+    }
+}
+
+/// Starts the serving loop of every socket on the current runtime.
+fn spawn_loops(sockets: Vec<(bind::Socket, Endpoint)>, shared: &Arc<Shared>) -> JoinSet<()> {
+    let mut loops = JoinSet::new();
+    for (socket, endpoint) in sockets {
+        let shared = shared.clone();
+        match socket {
+            bind::Socket::Stream(l) => loops.spawn(stream::serve(l, endpoint, shared)),
+            bind::Socket::Udp(s) => loops.spawn(datagram::serve_udp(s, endpoint, shared)),
+            bind::Socket::UnixGram(s) => loops.spawn(datagram::serve_unixgram(s, endpoint, shared)),
+        };
+    }
+    loops
+}
+
+/// Where the serving loops run.
+enum Workers {
+    /// On the caller's runtime.
+    Here(JoinSet<()>),
+    /// On dedicated worker threads.
+    Threads(workers::Pool),
+}
+
+impl Workers {
+    /// Waits until every serving loop has returned, which they do once drain starts.
+    async fn loops_stopped(&mut self) {
+        match self {
+            Workers::Here(loops) => while loops.join_next().await.is_some() {},
+            Workers::Threads(pool) => pool.loops_stopped().await,
+        }
+    }
+
+    /// Waits until the worker threads have exited, after their last connection ended.
+    async fn finished(self) {
+        if let Workers::Threads(pool) = self {
+            pool.finished().await;
+        }
     }
 }

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::Shared;
 use super::bind::StreamListener;
-use super::echo::{EchoOptions, echo_stream};
+use super::echo::{EchoIo, EchoOptions, echo_io};
 use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::net_error::is_resource_exhaustion;
@@ -28,7 +27,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: Arc<Shared>) {
-    tracing::info!("listening on {endpoint}");
     let mut backoff = BACKOFF_MIN;
     // Whether the current run of accept errors has been logged: once per burst, not per call.
     let mut burst_logged = false;
@@ -120,7 +118,7 @@ async fn connection<S>(
     permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: EchoIo,
 {
     let _permit = permit;
     let started = Instant::now();
@@ -131,7 +129,7 @@ async fn connection<S>(
     };
     let counters = &shared.counters;
     let outcome = tokio::select! {
-        outcome = echo_stream(&mut stream, &options, &shared.drain) => Some(outcome),
+        outcome = echo_io(&mut stream, &options, &shared.drain) => Some(outcome),
         () = shared.cut.cancelled() => None,
     };
     let elapsed = started.elapsed();

@@ -1,0 +1,123 @@
+//! Worker threads: share-nothing serving on several cores.
+//!
+//! Each worker runs its own single-threaded runtime and serves every listener through its own
+//! duplicate of the listening descriptor. Whichever worker the kernel wakes first accepts a
+//! connection (or receives a datagram), and a connection then stays on that worker for life, so
+//! the hot path touches no lock or queue shared between threads. A busy worker answers its
+//! wake-ups later, so idle workers naturally take the new connections.
+//!
+//! SO_REUSEPORT groups would spread connections by hash instead, but they let any other process
+//! of the same user bind the same port silently; a shared descriptor keeps "address in use"
+//! errors honest.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::bind::{Socket, StdSocket};
+use super::{Shared, Workers, spawn_loops};
+use crate::Endpoint;
+
+/// Running worker threads.
+pub(crate) struct Pool {
+    /// One message per worker whose serving loops have all returned.
+    loops_stopped: mpsc::Receiver<()>,
+    /// Workers that have not reported `loops_stopped` yet.
+    running: usize,
+    /// Completes when each worker thread is about to exit.
+    finished: Vec<oneshot::Receiver<()>>,
+}
+
+impl Pool {
+    pub(crate) async fn loops_stopped(&mut self) {
+        while self.running > 0 && self.loops_stopped.recv().await.is_some() {
+            self.running -= 1;
+        }
+    }
+
+    pub(crate) async fn finished(self) {
+        for done in self.finished {
+            // An error means the worker ended without saying so; it has ended all the same.
+            let _ = done.await;
+        }
+    }
+}
+
+/// Starts `threads` workers serving `sockets`. Falls back to the current runtime if no worker
+/// thread can be started.
+pub(crate) fn start(
+    threads: usize,
+    sockets: Vec<(Socket, Endpoint)>,
+    shared: &Arc<Shared>,
+) -> Workers {
+    let mut detached = Vec::new();
+    for (socket, endpoint) in sockets {
+        match socket.into_std() {
+            Ok(socket) => detached.push((socket, endpoint)),
+            Err(e) => tracing::error!("cannot hand {endpoint} over to the worker threads: {e}"),
+        }
+    }
+    let detached = Arc::new(detached);
+    let (stopped_tx, loops_stopped) = mpsc::channel(threads.max(1));
+    let mut finished = Vec::new();
+    for index in 0..threads {
+        let (done_tx, done_rx) = oneshot::channel();
+        let (detached, shared, stopped_tx) = (detached.clone(), shared.clone(), stopped_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("sockecho-worker-{index}"))
+            .spawn(move || {
+                worker(&detached, shared, stopped_tx);
+                let _ = done_tx.send(());
+            });
+        match spawned {
+            Ok(_) => finished.push(done_rx),
+            Err(e) => tracing::error!("cannot start worker thread {index}: {e}"),
+        }
+    }
+    if finished.is_empty() {
+        tracing::warn!("no worker thread could be started; serving on the main thread");
+        return Workers::Here(spawn_loops(register(&detached), shared));
+    }
+    Workers::Threads(Pool {
+        loops_stopped,
+        running: finished.len(),
+        finished,
+    })
+}
+
+/// The body of one worker thread.
+fn worker(sockets: &[(StdSocket, Endpoint)], shared: Arc<Shared>, loops_stopped: mpsc::Sender<()>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start a worker runtime: {e}");
+            let _ = loops_stopped.try_send(());
+            return;
+        }
+    };
+    runtime.block_on(async {
+        let mut loops = spawn_loops(register(sockets), &shared);
+        while loops.join_next().await.is_some() {}
+        let _ = loops_stopped.send(()).await;
+        // Serve this worker's connections until every connection of the server has ended
+        // (the tracker is closed once all workers stopped accepting).
+        shared.tracker.wait().await;
+    });
+}
+
+/// Duplicates every socket into the current runtime.
+fn register(sockets: &[(StdSocket, Endpoint)]) -> Vec<(Socket, Endpoint)> {
+    sockets
+        .iter()
+        .filter_map(|(socket, endpoint)| match socket.clone_into_runtime() {
+            Ok(socket) => Some((socket, endpoint.clone())),
+            Err(e) => {
+                tracing::error!("cannot serve {endpoint} on this worker: {e}");
+                None
+            }
+        })
+        .collect()
+}
