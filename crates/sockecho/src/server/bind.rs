@@ -17,6 +17,8 @@ use crate::net_error::describe_bind_error;
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: i32 = 65_535;
+/// Requested UDP socket buffer size.
+const UDP_SOCKET_BUFFER: usize = 4 << 20;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +208,10 @@ fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Re
         socket.set_only_v6(!dual_stack)?;
     }
     let bound = if transport == Transport::Udp {
+        // Room for bursts of large datagrams from many peers; the kernel caps these at
+        // net.core.rmem_max / wmem_max, and a smaller buffer only means earlier drops.
+        let _ = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER);
+        let _ = socket.set_send_buffer_size(UDP_SOCKET_BUFFER);
         socket.bind(&addr.into())?;
         let socket = UdpSocket::from_std(socket.into())?;
         let local = socket.local_addr()?;

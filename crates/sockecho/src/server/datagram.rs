@@ -8,6 +8,10 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 
@@ -21,33 +25,153 @@ const UDP_BUF: usize = 65_536;
 const UNIXGRAM_BUF: usize = 256 * 1024;
 
 pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc<Shared>) {
-    let mut buf = vec![0u8; UDP_BUF];
+    let mut batch = UdpBatch::new();
     let counters = &shared.counters;
     loop {
-        let (len, peer) = tokio::select! {
+        tokio::select! {
             biased;
             () = shared.drain.cancelled() => break,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
+            ready = socket.readable() => if let Err(e) = ready {
+                tracing::warn!("waiting on {endpoint}: {e}");
+                break;
+            },
+        }
+        // Receive and answer batches until the socket is drained.
+        loop {
+            let drained = match socket.try_io(Interest::READABLE, || batch.receive(&socket)) {
+                Ok(()) => false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                 Err(e) => {
                     // ICMP errors from earlier replies (port unreachable) surface here; they
                     // concern one peer, not the socket.
                     tracing::debug!("receive on {endpoint}: {e}");
                     continue;
                 }
-            },
-        };
-        let data = &buf[..len];
-        log_datagram(&shared, &peer.to_string(), data);
-        match socket.send_to(data, peer).await {
-            Ok(_) => count_echo(counters, len),
-            Err(e) => {
-                Counters::add(&counters.datagrams_dropped, 1);
-                tracing::debug!("reply to {peer} on {endpoint} failed: {e}");
+            };
+            for (data, peer) in batch.received() {
+                log_datagram(&shared, &peer.to_string(), data);
+            }
+            if !batch.got.is_empty() {
+                let (echoed, dropped) = batch.reply(&socket).await;
+                Counters::add(&counters.datagrams, echoed.0);
+                Counters::add(&counters.datagram_bytes, echoed.1);
+                Counters::add(&counters.datagrams_dropped, dropped);
+            }
+            if drained {
+                break;
             }
         }
     }
     tracing::debug!("stopped serving {endpoint}");
+}
+
+/// Datagrams received or replied to per system call.
+const BATCH: usize = 16;
+
+/// Buffers and headers for moving up to [`BATCH`] datagrams per `recvmmsg`/`sendmmsg`, reused
+/// for the life of the socket.
+struct UdpBatch {
+    /// Full-size buffers, one per datagram, so none is truncated. They are allocated zeroed,
+    /// so the kernel backs only the pages that large datagrams touch.
+    bufs: Vec<Vec<u8>>,
+    /// Length and sender of each datagram of the current batch.
+    got: Vec<(usize, SockaddrStorage)>,
+}
+
+impl UdpBatch {
+    fn new() -> Self {
+        UdpBatch {
+            bufs: (0..BATCH).map(|_| vec![0; UDP_BUF]).collect(),
+            got: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// One `recvmmsg`. A short batch means the queue is empty: it is reported as "would block"
+    /// after keeping what it got, so the runtime clears readiness without another system call.
+    /// The datagrams are read with [`received`](Self::received) either way.
+    fn receive(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        self.got.clear();
+        // The message headers hold raw pointers, which makes them unfit to keep across an
+        // `.await` in a task that may move between threads; they are built per call instead
+        // (a few small allocations against a system call for up to BATCH datagrams).
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+            self.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+        let messages = recvmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        let mut count = 0;
+        for message in messages {
+            count += 1;
+            if let Some(addr) = message.address {
+                self.got.push((message.bytes, addr));
+            }
+        }
+        if count < BATCH {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    }
+
+    /// The datagrams of the current batch with their senders.
+    fn received(&self) -> impl Iterator<Item = (&[u8], &SockaddrStorage)> {
+        self.got
+            .iter()
+            .zip(&self.bufs)
+            .map(|((len, addr), buf)| (&buf[..*len], addr))
+    }
+
+    /// Sends every datagram of the batch back to its sender with as few `sendmmsg` calls as
+    /// the socket allows. Returns (datagrams, bytes) echoed and the number dropped.
+    async fn reply(&mut self, socket: &UdpSocket) -> ((u64, u64), u64) {
+        let mut next = 0;
+        let mut echoed = (0, 0);
+        let mut dropped = 0;
+        while next < self.got.len() {
+            let pending = &self.got[next..];
+            let bufs = &self.bufs[next..];
+            let sent = socket
+                .async_io(Interest::WRITABLE, || {
+                    let slices: Vec<[IoSlice<'_>; 1]> = pending
+                        .iter()
+                        .zip(bufs)
+                        .map(|((len, _), buf)| [IoSlice::new(&buf[..*len])])
+                        .collect();
+                    let addrs: Vec<Option<SockaddrStorage>> =
+                        pending.iter().map(|(_, addr)| Some(*addr)).collect();
+                    let mut headers = MultiHeaders::preallocate(pending.len(), None);
+                    let results = sendmmsg(
+                        socket.as_raw_fd(),
+                        &mut headers,
+                        &slices,
+                        &addrs,
+                        [],
+                        MsgFlags::MSG_DONTWAIT,
+                    )?;
+                    Ok(results.count())
+                })
+                .await;
+            match sent {
+                Ok(n) => {
+                    echoed.0 += n as u64;
+                    echoed.1 += pending[..n].iter().map(|(len, _)| *len as u64).sum::<u64>();
+                    next += n;
+                }
+                Err(e) => {
+                    // The first datagram of the rest could not be sent (e.g. no route back);
+                    // drop it and go on with the others.
+                    tracing::debug!("reply to {} failed: {e}", pending[0].1);
+                    dropped += 1;
+                    next += 1;
+                }
+            }
+        }
+        (echoed, dropped)
+    }
 }
 
 pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, shared: Arc<Shared>) {
