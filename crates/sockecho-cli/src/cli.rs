@@ -53,6 +53,26 @@ pub struct ServeOpts {
     /// Log every received payload (lossy UTF-8, trimmed).
     #[arg(long)]
     pub log_data: bool,
+    /// Serve only peers in this network (CIDR like 10.0.0.0/8 or fd00::/8, or one address);
+    /// repeatable. Applies to TCP and UDP. Default: everyone.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    pub allow: Vec<ipnet::IpNet>,
+    /// Refuse peers in this network; repeatable; wins over --allow. Denied TCP peers are closed
+    /// at once, denied datagrams dropped; both are counted.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    pub deny: Vec<ipnet::IpNet>,
+    /// Most TCP connections from one address at once; further ones are closed at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns_per_ip: Option<u32>,
+    /// Most datagrams per second from one source address (token bucket, bursts of one
+    /// second's worth); the excess is dropped and counted.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub udp_rate: Option<f64>,
+    /// Answer datagrams from well-known service ports (echo, chargen, DNS, NTP, ...) and
+    /// broadcast/multicast sources too. By default they are dropped, so two echo services
+    /// cannot be made to bounce datagrams between them forever.
+    #[arg(long)]
+    pub no_reflection_guard: bool,
     /// Worker threads. Default: one per CPU core.
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
@@ -70,6 +90,24 @@ pub struct ClientOpts {
     pub timeout: Duration,
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// Parses a network in CIDR notation, or a single address (a /32 or /128 network).
+pub fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{text:?} is not a network (e.g. 10.0.0.0/8, fd00::/8) or an address"))
+}
+
+/// Parses a positive rate such as `100` or `0.5`.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
 }
 
 /// Parses `30s`, `1.5s`, `250ms`, `5m`; a bare number is seconds.
@@ -98,6 +136,21 @@ mod tests {
                 .contains("not a duration")
         );
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn networks_and_rates() {
+        assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_net("127.0.0.2").unwrap().to_string(), "127.0.0.2/32");
+        assert_eq!(parse_net("::1").unwrap().to_string(), "::1/128");
+        assert!(
+            parse_net("10.0.0.0/33")
+                .unwrap_err()
+                .contains("not a network")
+        );
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("inf").is_err());
     }
 
     #[test]

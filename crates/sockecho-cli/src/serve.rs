@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sockecho::server::{Server, ServerConfig};
+use sockecho::server::{AccessPolicy, Server, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::ServeOpts;
@@ -39,6 +39,13 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
             Some(n) => n.into(),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
+        access: AccessPolicy {
+            allow: opts.allow,
+            deny: opts.deny,
+        },
+        max_conns_per_ip: opts.max_conns_per_ip.map(|n| n as usize),
+        udp_rate: opts.udp_rate,
+        reflection_guard: !opts.no_reflection_guard,
         ..ServerConfig::default()
     };
     if let Some(n) = opts.max_conns {

@@ -1,45 +1,122 @@
-//! Counters a running server updates, and the snapshot of them that `run` returns.
+//! Counters a running server updates, and the snapshots of them that `run` returns and the
+//! metrics endpoint exports.
+//!
+//! Each transport has its own set, so metrics can carry a transport label; a snapshot of the
+//! whole server adds them up.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Live counters, shared by every loop of one server. Read them while it runs with
-/// [`Counters::snapshot`].
+use crate::Transport;
+
+/// Every transport a server counts separately, in a fixed order.
+pub const TRANSPORTS: [Transport; 4] = [
+    Transport::Tcp,
+    Transport::Udp,
+    Transport::Unix,
+    Transport::UnixGram,
+];
+
+/// Live counters of one server, shared by all of its loops. Read them while it runs with
+/// [`Counters::snapshot`] or [`Counters::by_transport`].
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub(crate) connections_accepted: AtomicU64,
-    pub(crate) connections_closed: AtomicU64,
-    /// Connections still open when the grace period ended, closed without finishing.
-    pub(crate) connections_cut: AtomicU64,
-    pub(crate) connection_errors: AtomicU64,
-    pub(crate) stream_bytes: AtomicU64,
-    pub(crate) datagrams: AtomicU64,
-    pub(crate) datagram_bytes: AtomicU64,
-    /// Datagrams that could not be echoed (unnamed Unix sender, send failure).
-    pub(crate) datagrams_dropped: AtomicU64,
-    pub(crate) accept_errors: AtomicU64,
+    per_transport: [TransportCounters; TRANSPORTS.len()],
 }
 
-/// A point-in-time copy of a server's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
-    /// Stream connections accepted.
-    pub connections_accepted: u64,
+impl Counters {
+    /// The counters of one transport.
+    pub fn transport(&self, transport: Transport) -> &TransportCounters {
+        let index = TRANSPORTS
+            .iter()
+            .position(|t| *t == transport)
+            .unwrap_or_default();
+        &self.per_transport[index]
+    }
+
+    /// The whole server's counters, added up over transports.
+    pub fn snapshot(&self) -> Stats {
+        self.per_transport
+            .iter()
+            .map(TransportCounters::snapshot)
+            .fold(Stats::default(), |sum, s| sum.plus(&s))
+    }
+
+    /// Each transport's counters.
+    pub fn by_transport(&self) -> Vec<(Transport, Stats)> {
+        TRANSPORTS
+            .iter()
+            .zip(&self.per_transport)
+            .map(|(t, c)| (*t, c.snapshot()))
+            .collect()
+    }
+}
+
+/// Generates the live counter struct, its snapshot struct and the code that copies and adds
+/// them, from one list, so a new counter cannot be forgotten in one of the places.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Live counters of one transport.
+        #[derive(Debug, Default)]
+        pub struct TransportCounters {
+            $(pub(crate) $name: AtomicU64,)*
+        }
+
+        /// A point-in-time copy of counters.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct Stats {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl TransportCounters {
+            /// Copies every counter.
+            pub fn snapshot(&self) -> Stats {
+                Stats { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+
+        impl Stats {
+            fn plus(&self, other: &Stats) -> Stats {
+                Stats { $($name: self.$name + other.$name,)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Stream connections accepted (and served).
+    connections_accepted,
     /// Stream connections finished (any reason, including errors and cuts).
-    pub connections_closed: u64,
+    connections_closed,
     /// Connections closed at the end of the shutdown grace period before they finished.
-    pub connections_cut: u64,
+    connections_cut,
     /// Connections that ended with an I/O error (e.g. reset by the peer).
-    pub connection_errors: u64,
+    connection_errors,
+    /// Connections closed because they were idle for the idle timeout.
+    connections_idle_closed,
+    /// Connections refused at once because `--allow`/`--deny` rejects the peer.
+    connections_denied,
+    /// Connections refused at once because the peer's address already has `--max-conns-per-ip`.
+    connections_over_ip_limit,
+    /// TLS handshakes that failed or timed out.
+    tls_handshake_failures,
     /// Bytes echoed on stream connections.
-    pub stream_bytes: u64,
+    stream_bytes,
     /// Datagrams echoed.
-    pub datagrams: u64,
+    datagrams,
     /// Payload bytes of echoed datagrams.
-    pub datagram_bytes: u64,
-    /// Datagrams received but not echoed.
-    pub datagrams_dropped: u64,
+    datagram_bytes,
+    /// Datagrams received but not echoed because the reply could not be sent (or the Unix
+    /// sender has no address).
+    datagrams_dropped,
+    /// Datagrams dropped because `--allow`/`--deny` rejects the sender.
+    datagrams_denied,
+    /// Datagrams dropped by the per-source rate limit (`--udp-rate`).
+    datagrams_rate_limited,
+    /// Datagrams dropped by the reflection guard (well-known service source port, broadcast or
+    /// multicast source).
+    datagrams_reflection_blocked,
     /// Failed `accept` calls (e.g. out of file descriptors); the server survives them.
-    pub accept_errors: u64,
+    accept_errors,
 }
 
 impl Stats {
@@ -50,22 +127,7 @@ impl Stats {
     }
 }
 
-impl Counters {
-    /// Copies every counter.
-    pub fn snapshot(&self) -> Stats {
-        Stats {
-            connections_accepted: self.connections_accepted.load(Relaxed),
-            connections_closed: self.connections_closed.load(Relaxed),
-            connections_cut: self.connections_cut.load(Relaxed),
-            connection_errors: self.connection_errors.load(Relaxed),
-            stream_bytes: self.stream_bytes.load(Relaxed),
-            datagrams: self.datagrams.load(Relaxed),
-            datagram_bytes: self.datagram_bytes.load(Relaxed),
-            datagrams_dropped: self.datagrams_dropped.load(Relaxed),
-            accept_errors: self.accept_errors.load(Relaxed),
-        }
-    }
-
+impl TransportCounters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }

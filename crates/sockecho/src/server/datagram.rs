@@ -17,7 +17,10 @@ use tokio::net::{UdpSocket, UnixDatagram};
 
 use super::Shared;
 use crate::Endpoint;
-use crate::stats::Counters;
+use std::net::SocketAddr;
+
+use super::access::is_reflection_risk;
+use crate::stats::TransportCounters;
 
 /// Larger than any UDP payload (65 507 over IPv4, 65 527 over IPv6).
 const UDP_BUF: usize = 65_536;
@@ -26,7 +29,7 @@ const UNIXGRAM_BUF: usize = 256 * 1024;
 
 pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc<Shared>) {
     let mut batch = UdpBatch::new();
-    let counters = &shared.counters;
+    let counters = shared.counters.transport(endpoint.transport());
     loop {
         tokio::select! {
             biased;
@@ -48,14 +51,19 @@ pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc
                     continue;
                 }
             };
-            for (data, peer) in batch.received() {
-                log_datagram(&shared, &peer.to_string(), data);
-            }
+            let now = std::time::Instant::now();
+            batch.retain(|data, sender| {
+                let sender = sender_address(sender);
+                admit_datagram(&shared, counters, sender, now) && {
+                    log_datagram(&shared, &sender_label(sender), data);
+                    true
+                }
+            });
             if !batch.got.is_empty() {
                 let (echoed, dropped) = batch.reply(&socket).await;
-                Counters::add(&counters.datagrams, echoed.0);
-                Counters::add(&counters.datagram_bytes, echoed.1);
-                Counters::add(&counters.datagrams_dropped, dropped);
+                TransportCounters::add(&counters.datagrams, echoed.0);
+                TransportCounters::add(&counters.datagram_bytes, echoed.1);
+                TransportCounters::add(&counters.datagrams_dropped, dropped);
             }
             if drained {
                 break;
@@ -63,6 +71,64 @@ pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc
         }
     }
     tracing::debug!("stopped serving {endpoint}");
+}
+
+/// One received datagram of a batch.
+struct Datagram {
+    /// Index of the buffer holding it.
+    buf: usize,
+    len: usize,
+    sender: SockaddrStorage,
+}
+
+/// The sender of a UDP datagram as a standard address (`None` if it is not IPv4 or IPv6,
+/// which a UDP socket never reports).
+fn sender_address(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+}
+
+fn sender_label(sender: Option<SocketAddr>) -> String {
+    match sender {
+        Some(addr) => SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string(),
+        None => "unknown sender".to_owned(),
+    }
+}
+
+/// Applies the reflection guard, `--allow`/`--deny` and `--udp-rate` to one datagram, counting
+/// what it drops.
+fn admit_datagram(
+    shared: &Shared,
+    counters: &TransportCounters,
+    sender: Option<SocketAddr>,
+    now: std::time::Instant,
+) -> bool {
+    let Some(sender) = sender else {
+        TransportCounters::add(&counters.datagrams_dropped, 1);
+        return false;
+    };
+    let config = &shared.config;
+    if config.reflection_guard && is_reflection_risk(sender) {
+        TransportCounters::add(&counters.datagrams_reflection_blocked, 1);
+        tracing::debug!("dropped a datagram from {sender}: reflection guard");
+        return false;
+    }
+    if !config.access.is_open() && !config.access.permits(sender.ip()) {
+        TransportCounters::add(&counters.datagrams_denied, 1);
+        tracing::debug!("dropped a datagram from {sender}: not allowed by --allow/--deny");
+        return false;
+    }
+    if let Some(limiter) = &shared.udp_rate
+        && !limiter.allow(sender.ip(), now)
+    {
+        TransportCounters::add(&counters.datagrams_rate_limited, 1);
+        tracing::trace!("dropped a datagram from {sender}: over --udp-rate");
+        return false;
+    }
+    true
 }
 
 /// Datagrams received or replied to per system call.
@@ -74,8 +140,9 @@ struct UdpBatch {
     /// Full-size buffers, one per datagram, so none is truncated. They are allocated zeroed,
     /// so the kernel backs only the pages that large datagrams touch.
     bufs: Vec<Vec<u8>>,
-    /// Length and sender of each datagram of the current batch.
-    got: Vec<(usize, SockaddrStorage)>,
+    /// The datagrams of the current batch to answer: the buffer each is in, its length and
+    /// its sender.
+    got: Vec<Datagram>,
 }
 
 impl UdpBatch {
@@ -107,8 +174,12 @@ impl UdpBatch {
         let mut count = 0;
         for message in messages {
             count += 1;
-            if let Some(addr) = message.address {
-                self.got.push((message.bytes, addr));
+            if let Some(sender) = message.address {
+                self.got.push(Datagram {
+                    buf: count - 1,
+                    len: message.bytes,
+                    sender,
+                });
             }
         }
         if count < BATCH {
@@ -117,12 +188,10 @@ impl UdpBatch {
         Ok(())
     }
 
-    /// The datagrams of the current batch with their senders.
-    fn received(&self) -> impl Iterator<Item = (&[u8], &SockaddrStorage)> {
-        self.got
-            .iter()
-            .zip(&self.bufs)
-            .map(|((len, addr), buf)| (&buf[..*len], addr))
+    /// Keeps only the datagrams `keep` accepts (given each one's payload and sender).
+    fn retain(&mut self, mut keep: impl FnMut(&[u8], &SockaddrStorage) -> bool) {
+        let bufs = &self.bufs;
+        self.got.retain(|d| keep(&bufs[d.buf][..d.len], &d.sender));
     }
 
     /// Sends every datagram of the batch back to its sender with as few `sendmmsg` calls as
@@ -133,16 +202,15 @@ impl UdpBatch {
         let mut dropped = 0;
         while next < self.got.len() {
             let pending = &self.got[next..];
-            let bufs = &self.bufs[next..];
+            let bufs = &self.bufs;
             let sent = socket
                 .async_io(Interest::WRITABLE, || {
                     let slices: Vec<[IoSlice<'_>; 1]> = pending
                         .iter()
-                        .zip(bufs)
-                        .map(|((len, _), buf)| [IoSlice::new(&buf[..*len])])
+                        .map(|d| [IoSlice::new(&bufs[d.buf][..d.len])])
                         .collect();
                     let addrs: Vec<Option<SockaddrStorage>> =
-                        pending.iter().map(|(_, addr)| Some(*addr)).collect();
+                        pending.iter().map(|d| Some(d.sender)).collect();
                     let mut headers = MultiHeaders::preallocate(pending.len(), None);
                     let results = sendmmsg(
                         socket.as_raw_fd(),
@@ -158,13 +226,13 @@ impl UdpBatch {
             match sent {
                 Ok(n) => {
                     echoed.0 += n as u64;
-                    echoed.1 += pending[..n].iter().map(|(len, _)| *len as u64).sum::<u64>();
+                    echoed.1 += pending[..n].iter().map(|d| d.len as u64).sum::<u64>();
                     next += n;
                 }
                 Err(e) => {
                     // The first datagram of the rest could not be sent (e.g. no route back);
                     // drop it and go on with the others.
-                    tracing::debug!("reply to {} failed: {e}", pending[0].1);
+                    tracing::debug!("reply to {} failed: {e}", pending[0].sender);
                     dropped += 1;
                     next += 1;
                 }
@@ -176,7 +244,7 @@ impl UdpBatch {
 
 pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, shared: Arc<Shared>) {
     let mut buf = vec![0u8; UNIXGRAM_BUF];
-    let counters = &shared.counters;
+    let counters = shared.counters.transport(endpoint.transport());
     loop {
         let (len, peer) = tokio::select! {
             biased;
@@ -192,7 +260,7 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
         let data = &buf[..len];
         let std_peer: std::os::unix::net::SocketAddr = peer.into();
         let Some(reply_to) = reply_address(&std_peer) else {
-            Counters::add(&counters.datagrams_dropped, 1);
+            TransportCounters::add(&counters.datagrams_dropped, 1);
             tracing::debug!(
                 "datagram from an unbound Unix socket on {endpoint}: no address to reply to"
             );
@@ -214,7 +282,7 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
         match sent {
             Ok(_) => count_echo(counters, len),
             Err(e) => {
-                Counters::add(&counters.datagrams_dropped, 1);
+                TransportCounters::add(&counters.datagrams_dropped, 1);
                 tracing::debug!("reply to {label} on {endpoint} failed: {e}");
             }
         }
@@ -232,9 +300,9 @@ fn reply_address(peer: &std::os::unix::net::SocketAddr) -> Option<rustix::net::S
         .and_then(|name| rustix::net::SocketAddrUnix::new_abstract_name(name).ok())
 }
 
-fn count_echo(counters: &Counters, len: usize) {
-    Counters::add(&counters.datagrams, 1);
-    Counters::add(&counters.datagram_bytes, len as u64);
+fn count_echo(counters: &TransportCounters, len: usize) {
+    TransportCounters::add(&counters.datagrams, 1);
+    TransportCounters::add(&counters.datagram_bytes, len as u64);
 }
 
 fn log_datagram(shared: &Shared, peer: &str, data: &[u8]) {

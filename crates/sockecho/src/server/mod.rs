@@ -7,6 +7,7 @@
 //!   connections echo what has already arrived and close, and whatever is still open after the
 //!   grace period is cut.
 
+pub mod access;
 mod bind;
 mod datagram;
 pub mod echo;
@@ -25,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::Endpoint;
 use crate::stats::{Counters, Stats};
 
+pub use access::AccessPolicy;
 pub use bind::ServeError;
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
 
@@ -40,6 +42,16 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Log every received payload (lossy UTF-8, trimmed).
     pub log_data: bool,
+    /// Who may connect or send datagrams (`--allow`, `--deny`).
+    pub access: AccessPolicy,
+    /// Most stream connections from one peer address at once (TCP).
+    pub max_conns_per_ip: Option<usize>,
+    /// Most datagrams per second from one source address, in bursts of up to one second's
+    /// worth; the excess is dropped.
+    pub udp_rate: Option<f64>,
+    /// Drop datagrams from well-known service ports and from broadcast or multicast sources,
+    /// so two echo services cannot be made to bounce datagrams between them forever.
+    pub reflection_guard: bool,
     /// Worker threads, each with its own single-threaded runtime serving every listener
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`] instead.
@@ -54,6 +66,10 @@ impl Default for ServerConfig {
             grace: Duration::from_secs(5),
             log_data: false,
             threads: 0,
+            access: AccessPolicy::default(),
+            max_conns_per_ip: None,
+            udp_rate: None,
+            reflection_guard: true,
         }
     }
 }
@@ -79,6 +95,10 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// Permits for `max_conns`, taken before `accept` so excess clients wait in the backlog.
     pub(crate) slots: Arc<Semaphore>,
+    /// Open connections per peer address, when `max_conns_per_ip` is set.
+    pub(crate) per_ip: Option<Arc<access::PerIpLimit>>,
+    /// Per-source token buckets, when `udp_rate` is set.
+    pub(crate) udp_rate: Option<access::RateLimiter>,
 }
 
 impl Server {
@@ -111,6 +131,8 @@ impl Server {
         let threads = self.config.threads;
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
+            per_ip: self.config.max_conns_per_ip.map(access::PerIpLimit::new),
+            udp_rate: self.config.udp_rate.map(access::RateLimiter::new),
             config: self.config,
             counters: self.counters,
             drain: CancellationToken::new(),
@@ -140,10 +162,9 @@ impl Server {
         let mut workers = workers;
         workers.loops_stopped().await;
         shared.tracker.close();
-        if shared.counters.snapshot().connections_open() > 0
-            && tokio::time::timeout(shared.config.grace, shared.tracker.wait())
-                .await
-                .is_err()
+        if tokio::time::timeout(shared.config.grace, shared.tracker.wait())
+            .await
+            .is_err()
         {
             let open = shared.counters.snapshot().connections_open();
             tracing::warn!(

@@ -8,16 +8,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::Shared;
+use super::access::PerIpSlot;
 use super::bind::StreamListener;
-use super::echo::{EchoIo, EchoOptions, echo_io};
+use super::echo::{CloseReason, EchoIo, EchoOptions, EchoOutcome, echo_io};
 use crate::CONN_LOG;
 use crate::Endpoint;
+use crate::Transport;
 use crate::net_error::is_resource_exhaustion;
-use crate::stats::Counters;
+use crate::stats::TransportCounters;
 
 /// First pause after an accept error; doubles while errors continue.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -27,6 +31,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: Arc<Shared>) {
+    let counters = shared.counters.transport(endpoint.transport());
     let mut backoff = BACKOFF_MIN;
     // Whether the current run of accept errors has been logged: once per burst, not per call.
     let mut burst_logged = false;
@@ -44,23 +49,10 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
             () = shared.drain.cancelled() => break,
             accepted = accept(&listener) => accepted,
         };
-        match accepted {
-            Ok(conn) => {
-                backoff = BACKOFF_MIN;
-                burst_logged = false;
-                Counters::add(&shared.counters.connections_accepted, 1);
-                let shared2 = shared.clone();
-                match conn {
-                    Accepted::Tcp(s, peer) => {
-                        shared.tracker.spawn(connection(s, peer, permit, shared2));
-                    }
-                    Accepted::Unix(s, peer) => {
-                        shared.tracker.spawn(connection(s, peer, permit, shared2));
-                    }
-                }
-            }
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
-                Counters::add(&shared.counters.accept_errors, 1);
+                TransportCounters::add(&counters.accept_errors, 1);
                 drop(permit);
                 if is_resource_exhaustion(&e) {
                     if !burst_logged {
@@ -78,14 +70,73 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
                     // Per-connection failures (e.g. the client reset before accept): go on.
                     tracing::debug!("accept on {endpoint} failed: {e}");
                 }
+                continue;
+            }
+        };
+        if burst_logged {
+            tracing::info!("accepting on {endpoint} again");
+        }
+        backoff = BACKOFF_MIN;
+        burst_logged = false;
+        match accepted {
+            Accepted::Tcp(stream, peer) => {
+                // Dropping a refused stream closes it at once.
+                let Some(slot) = admit(&shared, counters, peer) else {
+                    continue;
+                };
+                let conn = Conn {
+                    peer: peer.to_string(),
+                    transport: endpoint.transport(),
+                    permit,
+                    ip_slot: slot,
+                };
+                shared
+                    .tracker
+                    .spawn(connection(stream, conn, shared.clone()));
+            }
+            Accepted::Unix(stream, peer) => {
+                let conn = Conn {
+                    peer,
+                    transport: endpoint.transport(),
+                    permit,
+                    ip_slot: None,
+                };
+                shared
+                    .tracker
+                    .spawn(connection(stream, conn, shared.clone()));
             }
         }
     }
     tracing::debug!("stopped accepting on {endpoint}");
 }
 
+/// Applies `--allow`/`--deny` and `--max-conns-per-ip` to a new TCP peer. `None` refuses it;
+/// `Some(slot)` admits it, holding its per-address slot if there is a limit.
+fn admit(
+    shared: &Shared,
+    counters: &TransportCounters,
+    peer: SocketAddr,
+) -> Option<Option<PerIpSlot>> {
+    if !shared.config.access.is_open() && !shared.config.access.permits(peer.ip()) {
+        TransportCounters::add(&counters.connections_denied, 1);
+        tracing::debug!(target: CONN_LOG, "{peer} refused: not allowed by --allow/--deny");
+        return None;
+    }
+    let Some(limit) = &shared.per_ip else {
+        return Some(None);
+    };
+    match limit.acquire(peer.ip()) {
+        Some(slot) => Some(Some(slot)),
+        None => {
+            TransportCounters::add(&counters.connections_over_ip_limit, 1);
+            tracing::debug!(target: CONN_LOG, "{peer} refused: --max-conns-per-ip reached");
+            None
+        }
+    }
+}
+
 enum Accepted {
-    Tcp(tokio::net::TcpStream, String),
+    Tcp(tokio::net::TcpStream, SocketAddr),
     Unix(tokio::net::UnixStream, String),
 }
 
@@ -97,7 +148,9 @@ async fn accept(listener: &StreamListener) -> std::io::Result<Accepted> {
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!("TCP_NODELAY on {peer}: {e}");
             }
-            Ok(Accepted::Tcp(stream, peer.to_string()))
+            // IPv4 clients of a dual-stack socket show as ::ffff:a.b.c.d; name them plainly.
+            let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+            Ok(Accepted::Tcp(stream, peer))
         }
         StreamListener::Unix(l) => {
             let (stream, _) = l.accept().await?;
@@ -111,54 +164,69 @@ async fn accept(listener: &StreamListener) -> std::io::Result<Accepted> {
     }
 }
 
-/// Serves one connection until it ends or the grace period cuts it, then logs the summary.
-async fn connection<S>(
-    mut stream: S,
+/// What a connection holds besides its socket.
+struct Conn {
+    /// The peer as logged: its address, or a number and pid for Unix sockets.
     peer: String,
+    transport: Transport,
+    /// Its place under `--max-conns`, given back when the connection ends.
     permit: OwnedSemaphorePermit,
-    shared: Arc<Shared>,
-) where
-    S: EchoIo,
-{
-    let _permit = permit;
+    /// Its place under `--max-conns-per-ip`, if that is set.
+    ip_slot: Option<PerIpSlot>,
+}
+
+/// Serves one connection until it ends or the grace period cuts it, then logs the summary.
+async fn connection<S: EchoIo>(mut stream: S, conn: Conn, shared: Arc<Shared>) {
+    let Conn {
+        peer, transport, ..
+    } = &conn;
+    let counters = shared.counters.transport(*transport);
+    TransportCounters::add(&counters.connections_accepted, 1);
     let started = Instant::now();
-    tracing::info!(target: CONN_LOG, "{peer} connected");
+    tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
         log_data_as: shared.config.log_data.then(|| peer.clone()),
     };
-    let counters = &shared.counters;
     let outcome = tokio::select! {
         outcome = echo_io(&mut stream, &options, &shared.drain) => Some(outcome),
         () = shared.cut.cancelled() => None,
     };
-    let elapsed = started.elapsed();
-    Counters::add(&counters.connections_closed, 1);
-    match outcome {
-        Some(outcome) => {
-            Counters::add(&counters.stream_bytes, outcome.bytes);
-            match outcome.result {
-                Ok(reason) => tracing::info!(
-                    target: CONN_LOG,
-                    "{peer} disconnected ({} bytes echoed in {elapsed:.3?}, {})",
-                    outcome.bytes,
-                    reason.as_str()
-                ),
-                Err(e) => {
-                    Counters::add(&counters.connection_errors, 1);
-                    tracing::info!(
-                        target: CONN_LOG,
-                        "{peer} disconnected ({} bytes echoed in {elapsed:.3?}, error: {e})",
-                        outcome.bytes
-                    );
-                }
+    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    let (bytes, reason) = match outcome {
+        Some(EchoOutcome {
+            bytes,
+            result: Ok(reason),
+        }) => {
+            if reason == CloseReason::IdleTimeout {
+                TransportCounters::add(&counters.connections_idle_closed, 1);
             }
+            (bytes, reason.as_str().to_owned())
+        }
+        Some(EchoOutcome {
+            bytes,
+            result: Err(e),
+        }) => {
+            TransportCounters::add(&counters.connection_errors, 1);
+            (bytes, format!("error: {e}"))
         }
         None => {
-            Counters::add(&counters.connections_cut, 1);
-            tracing::info!(
-                "{peer} disconnected (cut at the end of the grace period after {elapsed:.3?})"
-            );
+            TransportCounters::add(&counters.connections_cut, 1);
+            (0, "cut at the end of the grace period".to_owned())
         }
-    }
+    };
+    TransportCounters::add(&counters.stream_bytes, bytes);
+    TransportCounters::add(&counters.connections_closed, 1);
+    tracing::info!(
+        target: CONN_LOG,
+        peer,
+        %transport,
+        event = "disconnected",
+        bytes,
+        duration_ms,
+        reason,
+        "{peer} disconnected ({bytes} bytes echoed in {:.3}s, {reason})",
+        duration_ms / 1e3
+    );
+    drop(conn);
 }
