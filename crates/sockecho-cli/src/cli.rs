@@ -23,6 +23,17 @@ pub enum Command {
     Serve(ServeOpts),
     /// Connect to an echo server: interactive on a terminal, a pipe tool otherwise.
     Client(ClientOpts),
+    /// Load an echo server: throughput, latency percentiles and verification of every echo.
+    Bench(crate::bench::BenchOpts),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event, with its fields (peer, transport, bytes, duration_ms, reason).
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +84,13 @@ pub struct ServeOpts {
     /// cannot be made to bounce datagrams between them forever.
     #[arg(long)]
     pub no_reflection_guard: bool,
+    /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9100), with
+    /// /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Log format: text for people, json for machines (one object per event).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Worker threads. Default: one per CPU core.
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,

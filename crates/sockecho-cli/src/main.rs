@@ -2,9 +2,11 @@
 //! over to the library. Exit codes: 0 success, 1 runtime failure, 2 usage error.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
 mod client;
 mod logging;
+mod metrics;
 mod serve;
 
 use std::process::ExitCode;
@@ -26,5 +28,6 @@ fn run(args: cli::Cli) -> anyhow::Result<ExitCode> {
     match args.command {
         cli::Command::Serve(opts) => serve::main(opts),
         cli::Command::Client(opts) => client::main(opts),
+        cli::Command::Bench(opts) => bench::main(opts),
     }
 }

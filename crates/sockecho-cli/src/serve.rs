@@ -1,20 +1,24 @@
-//! `sockecho serve`: bind, serve until SIGINT/SIGTERM, drain, exit 0.
+//! `sockecho serve`: bind (or adopt systemd's sockets), serve until SIGINT/SIGTERM, drain,
+//! exit 0.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use sockecho::server::{AccessPolicy, Server, ServerConfig};
+use sockecho::server::{AccessPolicy, InheritedSocket, Server, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::ServeOpts;
+use crate::metrics::Health;
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
 
 pub fn main(opts: ServeOpts) -> anyhow::Result<ExitCode> {
-    crate::logging::init(&opts.verbosity);
+    crate::logging::init_with_format(&opts.verbosity, opts.log_format);
     sockecho::limits::raise_fd_limit();
-    // The main thread only waits for signals; the server's worker threads do the serving.
+    // The main thread only waits for signals and serves metrics; the server's worker threads
+    // do the echoing.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -23,7 +27,8 @@ pub fn main(opts: ServeOpts) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
-    let endpoints = if opts.endpoints.is_empty() {
+    let inherited = inherited_sockets()?;
+    let endpoints = if opts.endpoints.is_empty() && inherited.is_empty() {
         vec![Endpoint::Tcp(HostPort {
             host: Host::Any,
             port: DEFAULT_PORT,
@@ -53,8 +58,23 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     }
     // Signal handlers go in before binding, so a signal that arrives as soon as the
     // "listening" line is out is handled, not fatal.
-    let shutdown = shutdown_signal()?;
-    let server = Server::bind(&endpoints, config).await?;
+    let signal = shutdown_signal()?;
+    let server = Server::bind_and_adopt(&endpoints, inherited, config).await?;
+    let health = Arc::new(Health::default());
+    if let Some(addr) = &opts.metrics {
+        let metrics = crate::metrics::bind(addr, server.counters(), health.clone()).await?;
+        tokio::spawn(metrics);
+    }
+    health.set_ready();
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
+    let shutdown = {
+        let health = health.clone();
+        async move {
+            signal.await;
+            health.set_draining();
+            notify_systemd(&[sd_notify::NotifyState::Stopping]);
+        }
+    };
     let stats = server.run(shutdown).await;
     tracing::info!(
         "stopped: {} connections ({} cut at the deadline), {} bytes echoed, {} datagrams echoed",
@@ -78,4 +98,45 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         };
         tracing::info!("received {name}");
     })
+}
+
+/// The sockets systemd passes with socket activation (`LISTEN_FDS`, `LISTEN_PID`), each
+/// recognised as a TCP or Unix stream listener or a UDP or Unix datagram socket.
+fn inherited_sockets() -> anyhow::Result<Vec<InheritedSocket>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut sockets = Vec::new();
+    for index in 0..fds.len() {
+        let socket = if let Ok(Some(l)) = fds.take_tcp_listener(index) {
+            InheritedSocket::Tcp(l)
+        } else if let Ok(Some(s)) = fds.take_udp_socket(index) {
+            InheritedSocket::Udp(s)
+        } else if let Ok(Some(l)) = fds.take_unix_listener(index) {
+            InheritedSocket::Unix(l)
+        } else if let Ok(Some(s)) = fds.take_unix_datagram(index) {
+            InheritedSocket::UnixGram(s)
+        } else {
+            anyhow::bail!(
+                "inherited file descriptor {} (LISTEN_FDS) is not a TCP, UDP or Unix socket",
+                3 + index
+            );
+        };
+        sockets.push(socket);
+    }
+    if !sockets.is_empty() {
+        tracing::info!(
+            "socket activation: serving {} inherited socket(s)",
+            sockets.len()
+        );
+    }
+    Ok(sockets)
+}
+
+/// Tells systemd about a state change when it asked to be told (`NOTIFY_SOCKET`).
+fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
 }

@@ -32,6 +32,9 @@ pub enum ServeError {
         /// The OS error behind it, when there is one.
         io: Option<io::Error>,
     },
+    /// An inherited socket could not be set up.
+    #[error("cannot serve an inherited socket: {0}")]
+    Inherited(#[source] io::Error),
 }
 
 impl ServeError {
@@ -110,6 +113,51 @@ impl StdSocket {
             StdSocket::UnixGram(s) => Socket::UnixGram(UnixDatagram::from_std(s.try_clone()?)?),
         })
     }
+}
+
+/// An already bound socket handed to the server, e.g. by systemd socket activation.
+#[derive(Debug)]
+pub enum InheritedSocket {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+    Unix(std::os::unix::net::UnixListener),
+    UnixGram(std::os::unix::net::UnixDatagram),
+}
+
+/// Registers an inherited socket with the runtime. Its file, if any, belongs to whoever made it
+/// and is left alone at shutdown.
+pub(crate) fn adopt(socket: InheritedSocket) -> io::Result<Listener> {
+    let (socket, endpoint) = match socket {
+        InheritedSocket::Tcp(l) => {
+            l.set_nonblocking(true)?;
+            let endpoint = Endpoint::inet(Transport::Tcp, l.local_addr()?);
+            (Socket::Stream(StreamListener::Tcp(TcpListener::from_std(l)?)), endpoint)
+        }
+        InheritedSocket::Udp(s) => {
+            s.set_nonblocking(true)?;
+            let endpoint = Endpoint::inet(Transport::Udp, s.local_addr()?);
+            (Socket::Udp(UdpSocket::from_std(s)?), endpoint)
+        }
+        InheritedSocket::Unix(l) => {
+            l.set_nonblocking(true)?;
+            let endpoint = Endpoint::Unix(unix_path(l.local_addr()?.as_pathname()));
+            (Socket::Stream(StreamListener::Unix(UnixListener::from_std(l)?)), endpoint)
+        }
+        InheritedSocket::UnixGram(s) => {
+            s.set_nonblocking(true)?;
+            let endpoint = Endpoint::UnixGram(unix_path(s.local_addr()?.as_pathname()));
+            (Socket::UnixGram(UnixDatagram::from_std(s)?), endpoint)
+        }
+    };
+    Ok(Listener {
+        socket,
+        endpoint,
+        path_guard: None,
+    })
+}
+
+fn unix_path(path: Option<&Path>) -> PathBuf {
+    path.map_or_else(|| PathBuf::from("(unnamed)"), Path::to_owned)
 }
 
 /// Binds one endpoint. A host that stands for several addresses (`*`, `localhost`) gives one

@@ -27,7 +27,7 @@ use crate::Endpoint;
 use crate::stats::{Counters, Stats};
 
 pub use access::AccessPolicy;
-pub use bind::ServeError;
+pub use bind::{InheritedSocket, ServeError};
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
 
 /// How the server behaves; the CLI fills it from its flags.
@@ -104,7 +104,20 @@ pub(crate) struct Shared {
 impl Server {
     /// Binds every endpoint. Fails on the first one that cannot be bound, naming it.
     pub async fn bind(endpoints: &[Endpoint], config: ServerConfig) -> Result<Server, ServeError> {
+        Server::bind_and_adopt(endpoints, Vec::new(), config).await
+    }
+
+    /// Binds every endpoint and also serves sockets bound by someone else, such as the ones
+    /// systemd passes with socket activation.
+    pub async fn bind_and_adopt(
+        endpoints: &[Endpoint],
+        inherited: Vec<InheritedSocket>,
+        config: ServerConfig,
+    ) -> Result<Server, ServeError> {
         let mut listeners = Vec::new();
+        for socket in inherited {
+            listeners.push(bind::adopt(socket).map_err(ServeError::Inherited)?);
+        }
         for endpoint in endpoints {
             listeners.extend(bind::bind(endpoint).await?);
         }
