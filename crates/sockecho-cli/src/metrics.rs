@@ -18,11 +18,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sockecho::Counters;
 
-/// Where the server is in its life, for `/readyz`.
+/// Where the server is in its life, for `/readyz`: starting (the default, 0), ready or
+/// draining.
 #[derive(Debug, Default)]
 pub struct Health(AtomicU8);
 
-const STARTING: u8 = 0;
 const READY: u8 = 1;
 const DRAINING: u8 = 2;
 

@@ -87,8 +87,8 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
                 let conn = Conn {
                     peer: peer.to_string(),
                     transport: endpoint.transport(),
-                    permit,
-                    ip_slot: slot,
+                    _permit: permit,
+                    _ip_slot: slot,
                 };
                 shared
                     .tracker
@@ -98,8 +98,8 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
                 let conn = Conn {
                     peer,
                     transport: endpoint.transport(),
-                    permit,
-                    ip_slot: None,
+                    _permit: permit,
+                    _ip_slot: None,
                 };
                 shared
                     .tracker
@@ -170,9 +170,9 @@ struct Conn {
     peer: String,
     transport: Transport,
     /// Its place under `--max-conns`, given back when the connection ends.
-    permit: OwnedSemaphorePermit,
+    _permit: OwnedSemaphorePermit,
     /// Its place under `--max-conns-per-ip`, if that is set.
-    ip_slot: Option<PerIpSlot>,
+    _ip_slot: Option<PerIpSlot>,
 }
 
 /// Serves one connection until it ends or the grace period cuts it, then logs the summary.
