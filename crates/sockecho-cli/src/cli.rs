@@ -25,6 +25,8 @@ pub enum Command {
     Client(ClientOpts),
     /// Load an echo server: throughput, latency percentiles and verification of every echo.
     Bench(crate::bench::BenchOpts),
+    /// Send one message per interval to an echo server and time each reply, like ping.
+    Ping(crate::ping::PingOpts),
 }
 
 /// How log lines are written.

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod logging;
 mod metrics;
+mod ping;
 mod serve;
 
 use std::process::ExitCode;
@@ -29,5 +30,6 @@ fn run(args: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(opts) => serve::main(opts),
         cli::Command::Client(opts) => client::main(opts),
         cli::Command::Bench(opts) => bench::main(opts),
+        cli::Command::Ping(opts) => ping::main(opts),
     }
 }

@@ -18,12 +18,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod client;
 pub mod endpoint;
 pub mod limits;
 pub mod net_error;
+pub mod ping;
 pub mod server;
 pub mod stats;
+pub mod tls;
 
 /// Log target of per-connection events (connected, disconnected), so they can be silenced
 /// apart from lifecycle lines such as `listening on`.

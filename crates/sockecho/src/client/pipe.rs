@@ -1,6 +1,7 @@
 //! The pipe client: input to the socket and the socket to output at the same time,
 //! binary-exact, like `nc`. At end of input it half-closes the connection and finishes once the
-//! server has sent everything back and closed its side.
+//! server has sent everything back and closed its side. A server that closes before the input
+//! ends, or echoes back fewer bytes than it was sent, is reported as an error.
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -49,8 +50,37 @@ where
             .map_err(|e| ClientError::local("cannot write output", &e))?;
         Ok::<u64, ClientError>(received)
     };
-    let (sent, received) = tokio::try_join!(upload, download)?;
-    Ok(PipeSummary { sent, received })
+    tokio::pin!(upload, download);
+    let mut sent = None;
+    loop {
+        tokio::select! {
+            // Upload first: once our half-close is out, the server's EOF may follow at once.
+            biased;
+            result = &mut upload, if sent.is_none() => sent = Some(result?),
+            result = &mut download => {
+                let received = result?;
+                let Some(sent) = sent else {
+                    return Err(ClientError::Lost {
+                        endpoint: endpoint.clone(),
+                        problem: format!(
+                            "the server closed the connection before the end of the input \
+                             ({received} bytes came back)"
+                        ),
+                    });
+                };
+                if received != sent {
+                    return Err(ClientError::Lost {
+                        endpoint: endpoint.clone(),
+                        problem: format!(
+                            "the server closed the connection after echoing {received} of \
+                             {sent} bytes"
+                        ),
+                    });
+                }
+                return Ok(PipeSummary { sent, received });
+            }
+        }
+    }
 }
 
 /// `copy` does not say which side failed; socket errors have kinds that local files and pipes

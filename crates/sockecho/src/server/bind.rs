@@ -131,7 +131,10 @@ pub(crate) fn adopt(socket: InheritedSocket) -> io::Result<Listener> {
         InheritedSocket::Tcp(l) => {
             l.set_nonblocking(true)?;
             let endpoint = Endpoint::inet(Transport::Tcp, l.local_addr()?);
-            (Socket::Stream(StreamListener::Tcp(TcpListener::from_std(l)?)), endpoint)
+            (
+                Socket::Stream(StreamListener::Tcp(TcpListener::from_std(l)?)),
+                endpoint,
+            )
         }
         InheritedSocket::Udp(s) => {
             s.set_nonblocking(true)?;
@@ -141,7 +144,10 @@ pub(crate) fn adopt(socket: InheritedSocket) -> io::Result<Listener> {
         InheritedSocket::Unix(l) => {
             l.set_nonblocking(true)?;
             let endpoint = Endpoint::Unix(unix_path(l.local_addr()?.as_pathname()));
-            (Socket::Stream(StreamListener::Unix(UnixListener::from_std(l)?)), endpoint)
+            (
+                Socket::Stream(StreamListener::Unix(UnixListener::from_std(l)?)),
+                endpoint,
+            )
         }
         InheritedSocket::UnixGram(s) => {
             s.set_nonblocking(true)?;

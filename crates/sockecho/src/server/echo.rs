@@ -9,6 +9,11 @@
 //! and while that holds anything the connection stops reading (backpressure), so a client that
 //! sends but never reads costs at most one scratch-sized buffer here and its kernel socket
 //! buffers.
+//!
+//! Shutdown: once `drain` is cancelled the echo goes on until the connection has been quiet
+//! for [`DRAIN_SETTLE`], then the server half-closes (the peer reads EOF) and waits for the
+//! peer to close its side, discarding anything more it sends, so the close never resets the
+//! connection under echoes the peer has not read yet.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -31,6 +36,12 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
 }
 
+/// How long a connection must be quiet, once the server is shutting down, before the server
+/// half-closes it. Bytes the peer wrote before the shutdown may still be on their way (in its
+/// send buffer, waiting for the receive window to open as the echo drains); they arrive within
+/// a round trip, and are echoed rather than cut off.
+pub const DRAIN_SETTLE: Duration = Duration::from_millis(100);
+
 /// Why an echo ended normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +53,8 @@ pub enum CloseReason {
     /// The server is shutting down: what had already arrived was echoed, then the connection
     /// was closed.
     Drained,
+    /// The shutdown grace period ended before the connection did.
+    Cut,
 }
 
 impl CloseReason {
@@ -51,6 +64,7 @@ impl CloseReason {
             CloseReason::PeerClosed => "peer closed",
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::Drained => "server shutdown",
+            CloseReason::Cut => "cut at the end of the grace period",
         }
     }
 }
@@ -85,18 +99,26 @@ pub async fn echo_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    echo_io(&mut Generic(stream), options, drain).await
+    echo_io(&mut Generic(stream), options, drain, None).await
 }
 
 /// [`echo_stream`] over anything that implements [`EchoIo`]; the server uses it with TCP and
-/// Unix sockets directly to get their fast read path.
+/// Unix sockets directly to get their fast read path. Cancelling `cut` ends the echo at once
+/// (the end of the shutdown grace period), still reporting the bytes echoed.
 pub async fn echo_io<S: EchoIo>(
     stream: &mut S,
     options: &EchoOptions,
     drain: &CancellationToken,
+    cut: Option<&CancellationToken>,
 ) -> EchoOutcome {
     let mut pump = Pump::new(options.log_data_as.as_deref());
-    let result = run(&mut pump, stream, options.idle_timeout, drain).await;
+    let result = tokio::select! {
+        result = run(&mut pump, stream, options.idle_timeout, drain) => result,
+        () = async { match cut {
+            Some(cut) => cut.cancelled().await,
+            None => std::future::pending().await,
+        } } => Ok(CloseReason::Cut),
+    };
     EchoOutcome {
         bytes: pump.bytes,
         result,
@@ -113,6 +135,9 @@ async fn run<S: EchoIo>(
     // not touch the timer wheel on every read.
     let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4));
     tokio::pin!(idle);
+    // While draining: fires once the connection has been quiet for DRAIN_SETTLE.
+    let settle = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(settle);
     loop {
         tokio::select! {
             biased;
@@ -121,10 +146,18 @@ async fn run<S: EchoIo>(
                 return Ok(if pump.draining { CloseReason::Drained } else { CloseReason::PeerClosed });
             }
             () = drain.cancelled(), if !pump.draining => {
-                // Let the runtime poll the OS once more, so bytes that arrived just before the
-                // shutdown are seen as readable and get echoed.
-                tokio::task::yield_now().await;
                 pump.draining = true;
+                settle.as_mut().reset(Instant::now() + DRAIN_SETTLE);
+            }
+            () = &mut settle, if pump.draining && !pump.closing => {
+                let now = Instant::now();
+                let quiet_since = pump.last_activity + DRAIN_SETTLE;
+                if now >= quiet_since && !pump.has_pending() {
+                    // Everything the peer sent before the shutdown has come and gone back.
+                    pump.closing = true;
+                } else {
+                    settle.as_mut().reset(quiet_since.max(now + DRAIN_SETTLE / 4));
+                }
             }
             () = &mut idle, if idle_timeout.is_some() => {
                 let deadline = pump.last_activity + idle_timeout.unwrap_or_default();
@@ -306,11 +339,6 @@ impl<'a> Pump<'a> {
             match self.read_and_echo(cx, stream) {
                 Poll::Ready(Ok(())) => continue,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending if self.draining => {
-                    // Nothing more has arrived: everything sent before the shutdown is echoed.
-                    self.closing = true;
-                    continue;
-                }
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -359,6 +387,11 @@ impl<'a> Pump<'a> {
 }
 
 impl Pump<'_> {
+    /// Whether some echo is still waiting to be written.
+    fn has_pending(&self) -> bool {
+        self.written < self.pending.len()
+    }
+
     /// Reads and drops whatever the peer sends after we shut down our side, until its EOF.
     fn discard<S: EchoIo>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>> {
         SCRATCH.with(|scratch| {
@@ -526,6 +559,7 @@ mod socket_tests {
                 &mut stream,
                 &EchoOptions::default(),
                 &CancellationToken::new(),
+                None,
             )
             .await
         });

@@ -35,20 +35,44 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
     let mut backoff = BACKOFF_MIN;
     // Whether the current run of accept errors has been logged: once per burst, not per call.
     let mut burst_logged = false;
+    // Set once shutdown starts: the clients whose handshake the kernel completed before it are
+    // still taken from the backlog (closing the listener would reset them, losing what they
+    // sent), then accepting stops.
+    let mut flushing = false;
     loop {
-        let permit = tokio::select! {
-            biased;
-            () = shared.drain.cancelled() => break,
-            permit = shared.slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break, // the semaphore is never closed; stop if it somehow is
-            },
+        let accepted = if flushing {
+            let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            // Poll once: a connection already queued is taken, an empty backlog ends the loop.
+            let accepted = tokio::select! {
+                biased;
+                accepted = accept(&listener) => accepted,
+                () = std::future::ready(()) => break,
+            };
+            (permit, accepted)
+        } else {
+            let permit = tokio::select! {
+                biased;
+                () = shared.drain.cancelled() => {
+                    start_flushing(&mut flushing).await;
+                    continue;
+                }
+                permit = shared.slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break, // the semaphore is never closed; stop if it somehow is
+                },
+            };
+            tokio::select! {
+                biased;
+                () = shared.drain.cancelled() => {
+                    start_flushing(&mut flushing).await;
+                    continue;
+                }
+                accepted = accept(&listener) => (permit, accepted),
+            }
         };
-        let accepted = tokio::select! {
-            biased;
-            () = shared.drain.cancelled() => break,
-            accepted = accept(&listener) => accepted,
-        };
+        let (permit, accepted) = accepted;
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -108,6 +132,13 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
         }
     }
     tracing::debug!("stopped accepting on {endpoint}");
+}
+
+async fn start_flushing(flushing: &mut bool) {
+    // Let the runtime poll the OS once, so connections queued just before the shutdown are
+    // known to be there.
+    tokio::task::yield_now().await;
+    *flushing = true;
 }
 
 /// Applies `--allow`/`--deny` and `--max-conns-per-ip` to a new TCP peer. `None` refuses it;
@@ -188,31 +219,23 @@ async fn connection<S: EchoIo>(mut stream: S, conn: Conn, shared: Arc<Shared>) {
         idle_timeout: shared.config.idle_timeout,
         log_data_as: shared.config.log_data.then(|| peer.clone()),
     };
-    let outcome = tokio::select! {
-        outcome = echo_io(&mut stream, &options, &shared.drain) => Some(outcome),
-        () = shared.cut.cancelled() => None,
-    };
+    let EchoOutcome { bytes, result } =
+        echo_io(&mut stream, &options, &shared.drain, Some(&shared.cut)).await;
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    let (bytes, reason) = match outcome {
-        Some(EchoOutcome {
-            bytes,
-            result: Ok(reason),
-        }) => {
-            if reason == CloseReason::IdleTimeout {
-                TransportCounters::add(&counters.connections_idle_closed, 1);
+    let reason = match result {
+        Ok(reason) => {
+            match reason {
+                CloseReason::IdleTimeout => {
+                    TransportCounters::add(&counters.connections_idle_closed, 1);
+                }
+                CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
+                CloseReason::PeerClosed | CloseReason::Drained => {}
             }
-            (bytes, reason.as_str().to_owned())
+            reason.as_str().to_owned()
         }
-        Some(EchoOutcome {
-            bytes,
-            result: Err(e),
-        }) => {
+        Err(e) => {
             TransportCounters::add(&counters.connection_errors, 1);
-            (bytes, format!("error: {e}"))
-        }
-        None => {
-            TransportCounters::add(&counters.connections_cut, 1);
-            (0, "cut at the end of the grace period".to_owned())
+            format!("error: {e}")
         }
     };
     TransportCounters::add(&counters.stream_bytes, bytes);

@@ -66,7 +66,7 @@ pub(crate) fn start(
         let spawned = std::thread::Builder::new()
             .name(format!("sockecho-worker-{index}"))
             .spawn(move || {
-                worker(&detached, shared, stopped_tx);
+                worker(detached, shared, stopped_tx);
                 let _ = done_tx.send(());
             });
         match spawned {
@@ -86,7 +86,11 @@ pub(crate) fn start(
 }
 
 /// The body of one worker thread.
-fn worker(sockets: &[(StdSocket, Endpoint)], shared: Arc<Shared>, loops_stopped: mpsc::Sender<()>) {
+fn worker(
+    sockets: Arc<Vec<(StdSocket, Endpoint)>>,
+    shared: Arc<Shared>,
+    loops_stopped: mpsc::Sender<()>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,7 +103,10 @@ fn worker(sockets: &[(StdSocket, Endpoint)], shared: Arc<Shared>, loops_stopped:
         }
     };
     runtime.block_on(async {
-        let mut loops = spawn_loops(register(sockets), &shared);
+        let mut loops = spawn_loops(register(&sockets), &shared);
+        // Keep only this worker's duplicates, owned by its loops: once every loop has stopped,
+        // no descriptor of the listening sockets is left open, and new clients are refused.
+        drop(sockets);
         while loops.join_next().await.is_some() {}
         let _ = loops_stopped.send(()).await;
         // Serve this worker's connections until every connection of the server has ended

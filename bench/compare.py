@@ -1,0 +1,866 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of `sockecho serve` against a C epoll yardstick and plain tokio.
+
+Builds everything, then runs each case's servers in alternating rounds (A, B, C, A, B, C, ...)
+with the server pinned to one CPU and the load generator to another, and prints markdown tables
+of medians with ratios against the C yardstick. docs/benchmarks.md explains method and columns.
+
+    python3 bench/compare.py                      # every case, 5 rounds of 5 s
+    python3 bench/compare.py --quick              # smoke test: 2 rounds of 1 s
+    python3 bench/compare.py --cases tcp-50x64 mem --rounds 9
+
+Python 3.11, standard library only. Every process it starts runs in its own process group and
+is killed on the way out, on Ctrl-C and on failure too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+YARDSTICK_SRC = ROOT / "bench" / "yardstick"
+C_PROGRAMS = ("epoll_echo", "udp_echo", "epoll_load")
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
+
+BUILD_TIMEOUT_S = 1800.0
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+# A load generator gets warmup + duration + this (connection setup, teardown) before it is
+# killed as hung.
+LOAD_SLACK_S = 60.0
+# How often the server's CPU time is read while a load generator runs.
+CPU_SAMPLE_S = 0.02
+MEM_PAYLOAD = 16 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+READY_LINE = re.compile(r"listening on (tcp|udp)://(\d+\.\d+\.\d+\.\d+):(\d+)")
+
+
+class HarnessError(Exception):
+    """Ends the whole run: a failed build, a missing tool, a bad option."""
+
+
+class RunError(Exception):
+    """Fails one measurement; the harness records it under Problems and goes on."""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# What is measured
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    # "load": every server under one load generator; "loadgen": the load generators compared
+    # against the C server; "mem": idle connections held open.
+    kind: str
+    transport: str
+    conns: int
+    size: int
+
+
+def size_label(n: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
+def all_cases(mem_conns: int) -> list[Case]:
+    load = [
+        ("tcp", 1, 64),
+        ("tcp", 50, 64),
+        ("tcp", 1000, 64),
+        ("tcp", 50, 4 << 10),
+        ("tcp", 10, 1 << 20),
+        ("udp", 50, 64),
+    ]
+    cases = [Case(f"{t}-{c}x{size_label(s)}", "load", t, c, s) for t, c, s in load]
+    cases.append(Case("loadgen-50x64", "loadgen", "tcp", 50, 64))
+    cases.append(Case(f"mem-{mem_conns}x16KiB", "mem", "tcp", mem_conns, MEM_PAYLOAD))
+    return cases
+
+
+def select_cases(cases: list[Case], selectors: list[str] | None) -> list[Case]:
+    """A selector is a case name or its group, the part before the dash (`tcp`, `mem`)."""
+    if not selectors:
+        return cases
+    wanted = [s for arg in selectors for s in arg.split(",") if s]
+
+    def matches(case: Case, sel: str) -> bool:
+        return case.name == sel or case.name.startswith(sel + "-")
+
+    unknown = [s for s in wanted if not any(matches(c, s) for c in cases)]
+    if unknown:
+        names = " ".join(c.name for c in cases)
+        raise HarnessError(f"unknown case {', '.join(unknown)}; choose from {names}")
+    return [c for c in cases if any(matches(c, s) for s in wanted)]
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    transport: str
+    # The C server a case's ratios are computed against.
+    yardstick: bool
+
+
+SERVERS = [
+    Server("sockecho", "tcp", False),
+    Server("c-epoll", "tcp", True),
+    Server("tokio", "tcp", False),
+    Server("sockecho", "udp", False),
+    Server("c-udp", "udp", True),
+]
+
+
+def server_named(name: str, transport: str) -> Server:
+    return next(s for s in SERVERS if s.name == name and s.transport == transport)
+
+
+@dataclass
+class Context:
+    """What every measurement needs: options, built programs, a scratch directory."""
+
+    opts: argparse.Namespace
+    bins: dict[str, Path]
+    workdir: Path
+    # `-q` if `sockecho serve -q` still prints `listening on` (checked once at start-up).
+    sockecho_quiet: list[str] = field(default_factory=list)
+
+    def server_argv(self, server: Server) -> list[str]:
+        if server.name == "sockecho":
+            # One worker thread: one CPU, like the single-threaded C server.
+            endpoint = f"{server.transport}://127.0.0.1:0"
+            return [str(self.bins["sockecho"]), "serve", endpoint, "--threads", "1"] + (
+                self.sockecho_quiet
+            )
+        if server.name == "tokio":
+            return [str(self.bins["tokio_echo"]), "127.0.0.1:0"]
+        return [str(self.bins["epoll_echo" if server.transport == "tcp" else "udp_echo"]), "0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: each in its own process group, all killed on the way out.
+
+LIVE: dict[int, subprocess.Popen] = {}
+
+
+def spawn(argv: list[str], cpu: int, stdout, stderr, env=None) -> subprocess.Popen:
+    """Starts `argv` pinned to `cpu`. taskset execs the program, so the pid is the program's."""
+    proc = subprocess.Popen(
+        ["taskset", "-c", str(cpu), *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        env=env,
+    )
+    LIVE[proc.pid] = proc
+    return proc
+
+
+def stop(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> int | None:
+    """SIGTERM to the process group, then SIGKILL to whatever is left of it."""
+    try:
+        if proc.poll() is None:
+            signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"  pid {proc.pid} ignored SIGTERM for {timeout:.0f}s; killing it")
+        signal_group(proc, signal.SIGKILL)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log(f"  pid {proc.pid} survived SIGKILL")
+        return proc.returncode
+    finally:
+        LIVE.pop(proc.pid, None)
+
+
+def signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_all() -> None:
+    for proc in list(LIVE.values()):
+        stop(proc, timeout=3.0)
+
+
+def on_terminate(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time of the whole process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    # The command name is in parentheses and may hold spaces; after it come fields 3...,
+    # so utime and stime (fields 14 and 15 in proc(5)) are 11 and 12 here.
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RunError(f"no VmRSS in /proc/{pid}/status")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+def build(opts) -> dict[str, Path]:
+    for tool in ("cargo", opts.cc):
+        if shutil.which(tool) is None:
+            raise HarnessError(f"{tool} not found on PATH; it is needed to build")
+    log("building: cargo build --release (sockecho, example tokio_echo)")
+    run_build(
+        ["cargo", "build", "--release", "-p", "sockecho-cli", "-p", "sockecho"]
+        + ["--bin", "sockecho", "--example", "tokio_echo"],
+        "cargo build",
+    )
+    target = target_dir()
+    out = target / "yardstick"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in C_PROGRAMS:
+        src = YARDSTICK_SRC / f"{name}.c"
+        log(f"building: {opts.cc} {' '.join(CFLAGS)} {src.relative_to(ROOT)}")
+        run_build([opts.cc, *CFLAGS, "-o", str(out / name), str(src)], f"compiling {src.name}")
+    return built_programs(target)
+
+
+def run_build(cmd: list[str], what: str) -> None:
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"{what} took over {BUILD_TIMEOUT_S:.0f}s; gave up") from None
+    if r.returncode != 0:
+        tail = "\n".join((r.stdout + r.stderr).splitlines()[-40:])
+        raise HarnessError(f"{what} failed (exit {r.returncode}): {shlex.join(cmd)}\n{tail}")
+
+
+def target_dir() -> Path:
+    r = subprocess.run(
+        ["cargo", "metadata", "--no-deps", "--format-version", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if r.returncode != 0:
+        raise HarnessError(f"cargo metadata failed:\n{r.stderr}")
+    return Path(json.loads(r.stdout)["target_directory"])
+
+
+def built_programs(target: Path) -> dict[str, Path]:
+    bins = {
+        "sockecho": target / "release" / "sockecho",
+        "tokio_echo": target / "release" / "examples" / "tokio_echo",
+        **{name: target / "yardstick" / name for name in C_PROGRAMS},
+    }
+    missing = [str(p) for p in bins.values() if not os.access(p, os.X_OK)]
+    if missing:
+        raise HarnessError(f"not built: {', '.join(missing)}")
+    return bins
+
+
+def has_bench(bins) -> bool:
+    r = subprocess.run(
+        [str(bins["sockecho"]), "bench", "--help"], capture_output=True, timeout=30
+    )
+    return r.returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+class Running:
+    """A started server and the address it reported in its `listening on` line."""
+
+    def __init__(self, ctx: Context, server: Server, argv: list[str] | None = None):
+        self.server = server
+        self.log_path = ctx.workdir / f"{server.name}-{server.transport}.log"
+        env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}  # it overrides -q
+        if server.name == "tokio":
+            # The one worker `sockecho serve --threads 1` gets.
+            env["TOKIO_WORKER_THREADS"] = "1"
+        with open(self.log_path, "wb") as err:
+            argv = argv or ctx.server_argv(server)
+            self.proc = spawn(argv, ctx.opts.server_cpu, subprocess.DEVNULL, err, env)
+        try:
+            self.host, self.port = self._wait_ready()
+        except BaseException:
+            stop(self.proc)
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.server.transport}://{self.host}:{self.port}"
+
+    def _wait_ready(self) -> tuple[str, int]:
+        name = self.server.name
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            m = READY_LINE.search(self.log_path.read_text(errors="replace"))
+            if m:
+                return m.group(2), int(m.group(3))
+            if self.proc.poll() is not None:
+                raise RunError(
+                    f"{name} exited ({self.proc.returncode}) before listening:\n{self.log_tail()}"
+                )
+            time.sleep(0.01)
+        raise RunError(
+            f"{name} printed no 'listening on' line in {READY_TIMEOUT_S:.0f}s:\n{self.log_tail()}"
+        )
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RunError(
+                f"{self.server.name} died (exit {self.proc.returncode}):\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "    (no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def quiet_flag_works(ctx: Context) -> bool:
+    """Whether `sockecho serve -q` still prints the `listening on` line the harness needs."""
+    argv = [str(ctx.bins["sockecho"]), "serve", "tcp://127.0.0.1:0", "-q"]
+    try:
+        Running(ctx, server_named("sockecho", "tcp"), argv).stop()
+        return True
+    except RunError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# One run under a load generator
+
+
+@dataclass
+class Sample:
+    case: str
+    server: str
+    loadgen: str
+    round: int
+    msgs_per_s: float | None = None
+    p99_us: float | None = None
+    server_cpu_us: float | None = None
+    client_cpu_us: float | None = None
+    bytes_per_conn: float | None = None
+    rss_before: int | None = None
+    rss_after: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_argv(ctx: Context, loadgen: str, case: Case, srv: Running) -> list[str]:
+    opts = ctx.opts
+    if loadgen == "sockecho":
+        return [
+            str(ctx.bins["sockecho"]),
+            "bench",
+            srv.endpoint,
+            "-c",
+            str(case.conns),
+            "-s",
+            str(case.size),
+            "-d",
+            f"{round(opts.duration * 1000)}ms",
+            "--warmup",
+            f"{round(opts.warmup * 1000)}ms",
+            "--json",
+        ]
+    return [
+        str(ctx.bins["epoll_load"]),
+        srv.host,
+        str(srv.port),
+        str(case.conns),
+        str(case.size),
+        str(opts.duration),
+        str(opts.warmup),
+    ]
+
+
+def run_load(ctx: Context, case: Case, server: Server, loadgen: str, rnd: int) -> Sample:
+    opts = ctx.opts
+    sample = Sample(case.name, server.name, loadgen, rnd)
+    out_path, err_path = ctx.workdir / "load.out", ctx.workdir / "load.err"
+    srv = Running(ctx, server)
+    load = None
+    try:
+        argv = load_argv(ctx, loadgen, case, srv)
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            load = spawn(argv, opts.load_cpu, out, err)
+        trace = trace_cpu(srv, load, opts.warmup + opts.duration + LOAD_SLACK_S, argv)
+        ended = time.monotonic()
+        srv.check_alive()
+        report = parse_report(out_path, err_path, load.returncode, argv)
+        rate = float(report["msgs_per_s"])
+        if rate <= 0:
+            raise RunError(f"no round trips completed: {shlex.join(argv)}")
+        sample.msgs_per_s = rate
+        # The measured period is the `duration_s` just before the load generator exits;
+        # connection setup (seconds, if SYNs overflow a backlog) and warmup come before it.
+        # Server CPU is read over a window inside it, a margin in from each end for start-up
+        # and teardown skew, and divided by the echoes in the window: rate × its length.
+        measured = float(report.get("duration_s") or opts.duration)
+        margin = min(0.5, 0.1 * measured)
+        window = cpu_window(trace, ended - measured + margin, ended - margin)
+        if window is None:
+            sample.warnings.append("too few server CPU samples inside the measured period")
+        else:
+            cpu, seconds = window
+            sample.server_cpu_us = cpu / (seconds * rate) * 1e6
+        sample.p99_us = (report.get("latency_us") or {}).get("p99")
+        if "client_cpu_us_per_msg" in report:
+            sample.client_cpu_us = float(report["client_cpu_us_per_msg"])
+        elif report.get("messages"):
+            sample.client_cpu_us = float(report["client_cpu_s"]) / report["messages"] * 1e6
+        if report.get("ok") is False:
+            errors = {k: v for k, v in (report.get("errors") or {}).items() if v}
+            sample.warnings.append(f"bench reported ok=false, errors {errors}")
+        return sample
+    finally:
+        if load is not None:
+            stop(load)
+        srv.stop()
+
+
+def trace_cpu(srv: Running, load: subprocess.Popen, timeout: float, argv) -> list:
+    """Reads the server's CPU time every CPU_SAMPLE_S until the load generator exits.
+    Returns [(monotonic time, CPU seconds)]."""
+    trace = []
+    deadline = time.monotonic() + timeout
+    while load.poll() is None:
+        now = time.monotonic()
+        if now > deadline:
+            raise RunError(f"load generator still running after {timeout:.0f}s: {shlex.join(argv)}")
+        try:
+            trace.append((now, cpu_seconds(srv.pid)))
+        except OSError:
+            srv.check_alive()
+            raise
+        time.sleep(CPU_SAMPLE_S)
+    return trace
+
+
+def cpu_window(trace, start: float, end: float) -> tuple[float, float] | None:
+    """(CPU seconds, wall seconds) between the first sample at or after `start` and the last at
+    or before `end`; None if that spans under 0.1 s."""
+    inside = [(t, c) for t, c in trace if start <= t <= end]
+    if len(inside) < 2 or inside[-1][0] - inside[0][0] < 0.1:
+        return None
+    (t0, c0), (t1, c1) = inside[0], inside[-1]
+    return c1 - c0, t1 - t0
+
+
+def parse_report(out_path: Path, err_path: Path, code: int | None, argv: list[str]) -> dict:
+    """The load generator's JSON report: all of stdout (`sockecho bench --json` pretty-prints
+    one object) or else its last line that is a JSON object. A report whose run went wrong
+    (exit status 1 with a report: some echo wrong or missing) is kept; its `ok` says so."""
+    out = out_path.read_text(errors="replace")
+    report = None
+    for text in [out, *reversed(out.splitlines())]:
+        try:
+            candidate = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(candidate, dict) and "msgs_per_s" in candidate:
+            report = candidate
+            break
+    if report is None or code not in (0, 1):
+        err = err_path.read_text(errors="replace")
+        tail = "\n".join("    " + line for line in (err or out).splitlines()[-15:])
+        raise RunError(
+            f"load generator exited {code} without a JSON report: {shlex.join(argv)}\n{tail}"
+        )
+    if code != 0 and report.get("ok") is not False:
+        report["ok"] = False  # epoll_load has no `ok`; its exit status is what tells
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# One memory run: server RSS per idle connection
+
+
+def run_mem(ctx: Context, case: Case, server: Server, rnd: int) -> Sample:
+    sample = Sample(case.name, server.name, "python", rnd)
+    srv = Running(ctx, server)
+    socks: list[socket.socket] = []
+    try:
+        time.sleep(0.2)  # start-up allocations settle
+        before = rss_bytes(srv.pid)
+        payload = os.urandom(case.size)
+        for i in range(case.conns):
+            s = socket.create_connection((srv.host, srv.port), timeout=10)
+            socks.append(s)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(payload)
+            if recv_exact(s, len(payload)) != payload:
+                raise RunError(f"{server.name}: connection {i} got back different bytes")
+        time.sleep(0.3)  # let the server finish whatever follows the last echo
+        srv.check_alive()
+        after = rss_bytes(srv.pid)
+        sample.rss_before, sample.rss_after = before, after
+        sample.bytes_per_conn = (after - before) / case.conns
+        return sample
+    except OSError as e:
+        raise RunError(f"{server.name}: after {len(socks)} connections: {e}") from None
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+
+
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise RunError(f"server closed the connection after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v: float | None, digits: int = 0) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def ratio(v: float | None, base: float | None) -> str:
+    return "–" if v is None or not base else f"{v / base:.2f}×"
+
+
+def spread(values) -> str:
+    """Half the range of the runs, as a percentage of their median."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return "–"
+    return f"±{(max(values) - min(values)) / 2 / statistics.median(values) * 100:.0f}%"
+
+
+def header(opts, bench_note: str) -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [line for line in f if line.startswith("model name")]
+        model = lines[0].split(":", 1)[1].strip() if lines else "?"
+    except OSError:
+        model = "?"
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    return [
+        "# sockecho benchmark comparison",
+        "",
+        f"- date: {now}",
+        f"- machine: nproc {opts.nproc} ({model}), "
+        f"Linux {platform.release()}",
+        f"- commit: {commit or '?'}",
+        f"- command: `{shlex.join(sys.orig_argv)}`",
+        f"- {opts.rounds} round(s) of {opts.duration:g} s after {opts.warmup:g} s warmup; "
+        f"server on CPU {opts.server_cpu}, load generator on CPU {opts.load_cpu}; {bench_note}",
+        "",
+    ]
+
+
+def tables(samples: list[Sample], cases: list[Case]) -> list[str]:
+    runs: dict[tuple[str, str, str], list[Sample]] = {}
+    for s in samples:
+        runs.setdefault((s.case, s.server, s.loadgen), []).append(s)
+
+    def rows(case: Case):
+        return [(k[1], k[2], v) for k, v in runs.items() if k[0] == case.name]
+
+    def yardstick(case: Case) -> list[Sample]:
+        return next(
+            (v for server, _, v in rows(case) if server_named(server, case.transport).yardstick),
+            [],
+        )
+
+    lines: list[str] = []
+    load_cases = [c for c in cases if c.kind == "load" and rows(c)]
+    if load_cases:
+        lines += [
+            "## Throughput, CPU and latency (medians; ratios against the C yardstick)",
+            "",
+            "| case | server | round trips/s | spread | vs C | server CPU µs/echo | vs C "
+            "| p99 µs | vs C |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for case in load_cases:
+            base = yardstick(case)
+            b_rate = median(s.msgs_per_s for s in base)
+            b_cpu = median(s.server_cpu_us for s in base)
+            b_p99 = median(s.p99_us for s in base)
+            for server, _, ss in rows(case):
+                rate = median(s.msgs_per_s for s in ss)
+                cpu = median(s.server_cpu_us for s in ss)
+                p99 = median(s.p99_us for s in ss)
+                lines.append(
+                    f"| {case.name} | {server} | {fmt(rate)} | "
+                    f"{spread(s.msgs_per_s for s in ss)} | {ratio(rate, b_rate)} | "
+                    f"{fmt(cpu, 2)} | {ratio(cpu, b_cpu)} | {fmt(p99)} | {ratio(p99, b_p99)} |"
+                )
+        lines.append("")
+    for case in (c for c in cases if c.kind == "loadgen" and rows(c)):
+        base = next((v for _, loadgen, v in rows(case) if loadgen == "epoll_load"), [])
+        b_rate = median(s.msgs_per_s for s in base)
+        b_cpu = median(s.client_cpu_us for s in base)
+        lines += [
+            f"## Load generators against the C server ({case.name}; medians)",
+            "",
+            "| load generator | round trips/s | spread | vs epoll_load | client CPU µs/msg "
+            "| vs epoll_load |",
+            "|---|--:|--:|--:|--:|--:|",
+        ]
+        for _, loadgen, ss in rows(case):
+            rate = median(s.msgs_per_s for s in ss)
+            cpu = median(s.client_cpu_us for s in ss)
+            name = "sockecho bench" if loadgen == "sockecho" else loadgen
+            lines.append(
+                f"| {name} | {fmt(rate)} | {spread(s.msgs_per_s for s in ss)} | "
+                f"{ratio(rate, b_rate)} | {fmt(cpu, 2)} | {ratio(cpu, b_cpu)} |"
+            )
+        lines.append("")
+    for case in (c for c in cases if c.kind == "mem" and rows(c)):
+        b_mem = median(s.bytes_per_conn for s in yardstick(case))
+        lines += [
+            f"## Memory per idle connection ({case.conns} connections, each echoed "
+            f"{size_label(case.size)} once; medians)",
+            "",
+            "| server | bytes/conn | vs C | RSS before (MiB) | RSS after (MiB) |",
+            "|---|--:|--:|--:|--:|",
+        ]
+        for server, _, ss in rows(case):
+            mem = median(s.bytes_per_conn for s in ss)
+            before = median(s.rss_before for s in ss)
+            after = median(s.rss_after for s in ss)
+            mib = 1 << 20
+            lines.append(
+                f"| {server} | {fmt(mem)} | {ratio(mem, b_mem)} | "
+                f"{fmt(before / mib if before else None, 1)} | "
+                f"{fmt(after / mib if after else None, 1)} |"
+            )
+        lines.append("")
+    return lines
+
+
+def describe(s: Sample) -> str:
+    if s.bytes_per_conn is not None:
+        return f"{s.bytes_per_conn:,.0f} bytes/conn"
+    return (
+        f"{fmt(s.msgs_per_s)} rt/s, server {fmt(s.server_cpu_us, 2)} µs/echo, "
+        f"p99 {fmt(s.p99_us)} µs, client {fmt(s.client_cpu_us, 2)} µs/msg"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Benchmark `sockecho serve` against a C epoll yardstick and plain tokio.",
+        epilog="Cases: " + " ".join(c.name for c in all_cases(9000)) + ". Select by name or "
+        "group (tcp, udp, loadgen, mem). Method and columns: docs/benchmarks.md.",
+    )
+    p.add_argument("--rounds", type=int, help="rounds per case (default 5; --quick 2)")
+    p.add_argument("--duration", type=float, help="measured seconds per run (default 5; --quick 1)")
+    p.add_argument("--warmup", type=float, help="warmup seconds per run (default 1; --quick 0.5)")
+    p.add_argument("--quick", action="store_true", help="2 short rounds: a smoke test, not figures")
+    p.add_argument("--cases", nargs="+", metavar="CASE", help="cases or groups to run")
+    p.add_argument(
+        "--servers",
+        nargs="+",
+        metavar="NAME",
+        help="servers to run: sockecho tokio (the C yardstick always runs, for the ratios)",
+    )
+    p.add_argument(
+        "--load",
+        choices=["sockecho", "c"],
+        default="sockecho",
+        help="load generator: `sockecho bench` (default) or the C epoll_load (TCP only, no p99)",
+    )
+    p.add_argument("--mem-conns", type=int, default=9000, help="connections in the memory case")
+    p.add_argument("--server-cpu", type=int, default=0, help="CPU for servers (default 0)")
+    p.add_argument("--load-cpu", type=int, default=1, help="CPU for load generators (default 1)")
+    p.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler ($CC or cc)")
+    p.add_argument("--no-build", action="store_true", help="use what target/ already holds")
+    p.add_argument("--raw", type=Path, metavar="FILE", help="also write every run to FILE as JSON")
+    opts = p.parse_args(argv)
+    if opts.rounds is None:
+        opts.rounds = 2 if opts.quick else 5
+    if opts.duration is None:
+        opts.duration = 1.0 if opts.quick else 5.0
+    if opts.warmup is None:
+        opts.warmup = 0.5 if opts.quick else 1.0
+    if opts.rounds < 1 or opts.duration <= 0 or opts.warmup < 0 or opts.mem_conns < 1:
+        p.error("--rounds, --duration and --mem-conns must be positive, --warmup not negative")
+    if opts.servers:
+        unknown = set(opts.servers) - {s.name for s in SERVERS}
+        if unknown:
+            p.error(f"unknown server {', '.join(sorted(unknown))}")
+    return opts
+
+
+def main(argv=None) -> int:
+    opts = parse_args(argv)
+    # Ctrl-C must stop the run even where SIGINT came in ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_terminate)
+    signal.signal(signal.SIGHUP, on_terminate)
+    atexit.register(stop_all)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    try:
+        return run(opts)
+    except HarnessError as e:
+        log(f"error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted; stopping every process started")
+        return 130
+    finally:
+        stop_all()
+
+
+def run(opts) -> int:
+    cases = select_cases(all_cases(opts.mem_conns), opts.cases)
+    cpus = os.sched_getaffinity(0)
+    opts.nproc = len(cpus)
+    if {opts.server_cpu, opts.load_cpu} - cpus or opts.server_cpu == opts.load_cpu:
+        raise HarnessError(
+            f"--server-cpu and --load-cpu must be two different usable CPUs; usable: {sorted(cpus)}"
+        )
+    if shutil.which("taskset") is None:
+        raise HarnessError("taskset not found on PATH (util-linux); it pins the processes")
+    bins = built_programs(target_dir()) if opts.no_build else build(opts)
+    bench_ok = has_bench(bins)
+    if opts.load == "sockecho" and not bench_ok:
+        raise HarnessError(
+            "this sockecho has no `bench` subcommand; use --load c for the C epoll_load (TCP)"
+        )
+    notes: list[str] = []  # what was left out, and why
+    problems: list[str] = []  # what went wrong: the exit status is 1 if there are any
+    samples: list[Sample] = []
+    # From here on this process only watches, or is the client of the memory case: keep it
+    # off the servers' CPU.
+    os.sched_setaffinity(0, {opts.load_cpu})
+    with tempfile.TemporaryDirectory(prefix="sockecho-bench-") as tmp:
+        ctx = Context(opts, bins, Path(tmp))
+        if quiet_flag_works(ctx):
+            ctx.sockecho_quiet = ["-q"]
+        else:
+            notes.append(
+                "`sockecho serve -q` prints no `listening on` line, so sockecho ran without -q "
+                "(per-connection log lines on, written to a file)"
+            )
+        for case in cases:
+            plan = plan_case(case, opts, bench_ok, notes)
+            for rnd in range(1, opts.rounds + 1):
+                for server, loadgen in plan:
+                    label = f"{case.name} round {rnd}/{opts.rounds} {server.name}"
+                    if case.kind == "loadgen":
+                        label += f" <- {loadgen}"
+                    try:
+                        if case.kind == "mem":
+                            s = run_mem(ctx, case, server, rnd)
+                        else:
+                            s = run_load(ctx, case, server, loadgen, rnd)
+                    except RunError as e:
+                        log(f"{label}: FAILED: {e}")
+                        problems.append(f"{label}: {str(e).splitlines()[0].rstrip(':')}")
+                        continue
+                    samples.append(s)
+                    problems += [f"{label}: {w}" for w in s.warnings]
+                    log(f"{label}: {describe(s)}")
+    bench_note = (
+        "load generator `sockecho bench --json`"
+        if opts.load == "sockecho"
+        else "load generator C epoll_load (no latency figures)"
+    )
+    out = header(opts, bench_note) + tables(samples, cases)
+    if notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    if problems:
+        out += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
+    print("\n".join(out))
+    if opts.raw:
+        opts.raw.write_text(json.dumps([s.__dict__ for s in samples], indent=1) + "\n")
+    return 1 if problems else 0
+
+
+def plan_case(case: Case, opts, bench_ok: bool, notes: list[str]) -> list:
+    """The (server, load generator) pairs one round of a case runs, in order."""
+    if case.kind == "loadgen":
+        if not bench_ok:
+            notes.append(f"{case.name}: skipped, this sockecho has no `bench` subcommand")
+            return []
+        c_server = server_named("c-epoll", "tcp")
+        return [(c_server, "epoll_load"), (c_server, "sockecho")]
+    servers = [s for s in SERVERS if s.transport == case.transport]
+    if opts.servers:
+        servers = [s for s in servers if s.name in opts.servers or s.yardstick]
+    if case.kind == "mem":
+        return [(s, "python") for s in servers]
+    if opts.load == "c":
+        if case.transport != "tcp":
+            notes.append(f"{case.name}: skipped, the C epoll_load speaks TCP only")
+            return []
+        return [(s, "epoll_load") for s in servers]
+    return [(s, "sockecho") for s in servers]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

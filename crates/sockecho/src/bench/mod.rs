@@ -1,0 +1,340 @@
+//! Load generation: many connections (or datagram sockets) sending verified messages to an echo
+//! server, in closed or open loop, with latency histograms and a report.
+//!
+//! - [`options`]: [`BenchConfig`] and the parsers for sizes and source addresses.
+//! - [`payload`]: the message format that lets every echoed byte be checked.
+//! - [`window`]: the messages in flight on one connection, where replies are matched.
+//! - [`stream`] and [`datagram`]: the per-connection loops (private).
+//! - [`worker`]: load threads, each an event loop with its own recorder (private).
+//! - [`report`]: the [`Report`] both the table and `--json` come from.
+//! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
+//!
+//! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
+//! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
+//! for the replies still in flight, and returns the report.
+//!
+//! Threads: each load thread runs its own single-threaded runtime, so its connections share a
+//! histogram without locks and a thread never waits for another. One thread is the default and
+//! is usually enough: a thread drives a few hundred thousand round trips per second, and a
+//! benchmark that uses fewer CPUs leaves more of them to the server it measures.
+
+mod connect;
+mod datagram;
+pub mod hlog;
+pub mod merge;
+pub mod options;
+pub mod payload;
+mod recorder;
+pub mod report;
+mod stream;
+mod timing;
+mod window;
+mod worker;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+use tokio::sync::oneshot;
+
+use crate::Endpoint;
+pub use options::{BenchConfig, Mode, format_size, parse_size, parse_sources};
+pub use recorder::LiveCounters;
+pub use report::{ErrorCounts, LatencySummary, Report};
+pub use timing::process_cpu_time;
+
+use recorder::{ThreadResult, new_histogram};
+use timing::Clock;
+use worker::{Go, Handoff, Schedule, WorkerSpec};
+
+pub(crate) use connect::{DatagramSocket, Target, probe_datagram};
+
+/// Time between the go and the first message, so every thread has the schedule before it starts.
+const START_MARGIN: Duration = Duration::from_millis(2);
+
+/// Why a run could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The settings contradict each other or the system's limits.
+    #[error("invalid bench settings: {0}")]
+    Invalid(String),
+    /// The server did not answer, or no connection could be opened.
+    #[error("cannot reach {endpoint}: {problem}")]
+    Unreachable { endpoint: Endpoint, problem: String },
+    /// A load thread could not be started.
+    #[error("cannot start a load thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// A load thread died without reporting (a bug).
+    #[error("a load thread stopped without reporting its results")]
+    WorkerLost,
+}
+
+/// A finished run: the report and the histograms behind it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub report: Report,
+    /// Round-trip latencies of the measured messages, in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Connection times, in nanoseconds.
+    pub connect: Histogram<u64>,
+    /// Wall-clock time the measured period began.
+    pub measured_from: SystemTime,
+}
+
+/// Live figures of a run in progress, for a progress display. Share it with [`run`] and read
+/// [`snapshot`](Progress::snapshot) from another task.
+#[derive(Debug, Default)]
+pub struct Progress {
+    live: OnceLock<Live>,
+}
+
+#[derive(Debug)]
+struct Live {
+    clock: Clock,
+    schedule: Schedule,
+    threads: Vec<Arc<LiveCounters>>,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProgressSnapshot {
+    /// Since the load began.
+    pub elapsed: Duration,
+    /// Warm-up plus measured period.
+    pub total: Duration,
+    /// Whether the measured period has begun.
+    pub measuring: bool,
+    /// Replies received so far, warm-up included.
+    pub replies: u64,
+    /// Bytes of those replies.
+    pub bytes: u64,
+}
+
+impl Progress {
+    pub fn new() -> Arc<Progress> {
+        Arc::default()
+    }
+
+    /// `None` until the connections are open and the load has been scheduled.
+    pub fn snapshot(&self) -> Option<ProgressSnapshot> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let live = self.live.get()?;
+        let now = live.clock.now();
+        let s = live.schedule;
+        Some(ProgressSnapshot {
+            elapsed: Duration::from_nanos(now.saturating_sub(s.start).min(s.end - s.start)),
+            total: Duration::from_nanos(s.end - s.start),
+            measuring: now >= s.warm_end,
+            replies: live.threads.iter().map(|t| t.replies.load(Relaxed)).sum(),
+            bytes: live.threads.iter().map(|t| t.bytes.load(Relaxed)).sum(),
+        })
+    }
+}
+
+/// Runs a benchmark as `config` says, reporting live figures through `progress`.
+pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, BenchError> {
+    config.validate()?;
+    let target = connect::find_target(
+        &config.endpoint,
+        config.size,
+        config.timeout,
+        config.connect_timeout,
+    )
+    .await?;
+    let threads = config.threads.min(config.connections);
+    let clock = Clock::new();
+    let pattern = payload::Pattern::new(config.size);
+
+    let mut connected_rx = Vec::with_capacity(threads);
+    let mut go_tx = Vec::with_capacity(threads);
+    let mut done_rx = Vec::with_capacity(threads);
+    let mut handles = Vec::with_capacity(threads);
+    let mut counters = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (c_tx, c_rx) = oneshot::channel();
+        let (g_tx, g_rx) = oneshot::channel();
+        let (d_tx, d_rx) = oneshot::channel();
+        let live = Arc::new(LiveCounters::default());
+        counters.push(live.clone());
+        let spec = WorkerSpec {
+            // Connection numbers fit in u32: validation caps connections by the fd limit.
+            ids: (index..config.connections)
+                .step_by(threads)
+                .map(|i| i as u32)
+                .collect(),
+            target: target.clone(),
+            sources: config.sources.clone(),
+            pattern: pattern.clone(),
+            clock,
+            pipeline: config.pipeline,
+            timeout: config.timeout,
+            connect_timeout: config.connect_timeout,
+            rate: config.rate,
+            live,
+        };
+        let handoff = Handoff {
+            connected: c_tx,
+            go: g_rx,
+            done: d_tx,
+        };
+        // On an early return, dropping `go_tx` tells the threads already started to stop.
+        handles.push(worker::spawn(index, spec, handoff).map_err(BenchError::Thread)?);
+        connected_rx.push(c_rx);
+        go_tx.push(g_tx);
+        done_rx.push(d_rx);
+    }
+
+    let mut per_thread = Vec::with_capacity(threads);
+    let mut failed = 0;
+    let mut first_error = None;
+    for rx in connected_rx {
+        let c = rx.await.map_err(|_| BenchError::WorkerLost)?;
+        per_thread.push(c.established);
+        failed += c.failed;
+        if first_error.is_none() {
+            first_error = c.first_error;
+        }
+    }
+    let established: usize = per_thread.iter().sum();
+    if established == 0 {
+        drop(go_tx);
+        return Err(BenchError::Unreachable {
+            endpoint: config.endpoint.clone(),
+            problem: format!(
+                "none of the {} connections opened: {}",
+                config.connections,
+                first_error.unwrap_or_else(|| "no reason given".into())
+            ),
+        });
+    }
+    if failed > 0 {
+        tracing::warn!(
+            "{failed} of {} connections could not be opened: {}",
+            config.connections,
+            first_error.unwrap_or_default()
+        );
+    }
+
+    let start = clock.now() + START_MARGIN.as_nanos() as u64;
+    let warm_end = start + config.warmup.as_nanos() as u64;
+    let schedule = Schedule {
+        start,
+        warm_end,
+        end: warm_end + config.duration.as_nanos() as u64,
+    };
+    let measured_from = SystemTime::now() + Duration::from_nanos(warm_end - clock.now());
+    let _ = progress.live.set(Live {
+        clock,
+        schedule,
+        threads: counters,
+    });
+    let mut rank_offset = 0;
+    for (tx, n) in go_tx.into_iter().zip(&per_thread) {
+        let go = Go {
+            schedule,
+            rank_offset,
+            established,
+        };
+        rank_offset += n;
+        // A thread that has gone is noticed below, when its results do not come.
+        let _ = tx.send(Some(go));
+    }
+
+    let (results, cpu) = collect(done_rx, clock, schedule).await;
+    let results = results?;
+    tokio::task::spawn_blocking(move || {
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+
+    let mut total = ThreadResult {
+        latency: new_histogram(),
+        connect: new_histogram(),
+        totals: Default::default(),
+    };
+    for r in &results {
+        total.merge(r);
+    }
+    let t = total.totals;
+    let mut report = Report {
+        endpoint: config.endpoint.to_string(),
+        transport: config.endpoint.transport().as_str().into(),
+        connections: config.connections as u64,
+        connections_established: established as u64,
+        size: config.size as u64,
+        pipeline: config.pipeline as u64,
+        mode: config.mode().as_str().into(),
+        rate: config.rate,
+        threads: threads as u64,
+        duration_s: config.duration.as_secs_f64(),
+        warmup_s: config.warmup.as_secs_f64(),
+        timeout_s: config.timeout.as_secs_f64(),
+        messages_sent: t.messages_sent,
+        messages_received: t.messages_received,
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        msgs_per_s: 0.0,
+        bytes_per_s_sent: 0.0,
+        bytes_per_s_received: 0.0,
+        latency_us: LatencySummary::from_histogram(&total.latency),
+        connect_us: LatencySummary::from_histogram(&total.connect),
+        errors: t.errors,
+        client_cpu_s: report::round6(cpu.as_secs_f64()),
+        client_cpu_us_per_msg: None,
+        ok: false,
+        runs: 1,
+    };
+    report.derive_rates();
+    Ok(Outcome {
+        report,
+        latency: total.latency,
+        connect: total.connect,
+        measured_from,
+    })
+}
+
+/// Waits for every thread's results while sampling this process's CPU time at the start and
+/// end of the measured period. If all connections end early, the results come early and the
+/// CPU time is taken up to then.
+async fn collect(
+    done: Vec<oneshot::Receiver<ThreadResult>>,
+    clock: Clock,
+    schedule: Schedule,
+) -> (Result<Vec<ThreadResult>, BenchError>, Duration) {
+    let gather = async {
+        let mut results = Vec::with_capacity(done.len());
+        for rx in done {
+            results.push(rx.await.map_err(|_| BenchError::WorkerLost)?);
+        }
+        Ok(results)
+    };
+    tokio::pin!(gather);
+    let mut cpu_from = None;
+    let mut cpu_to = None;
+    let results = loop {
+        let mark = match (cpu_from, cpu_to) {
+            (None, _) => Some(schedule.warm_end),
+            (Some(_), None) => Some(schedule.end),
+            _ => None,
+        };
+        tokio::select! {
+            results = &mut gather => break results,
+            () = tokio::time::sleep_until(clock.tokio_instant(mark.unwrap_or(schedule.end))),
+                if mark.is_some() =>
+            {
+                let now = process_cpu_time();
+                if cpu_from.is_none() {
+                    cpu_from = Some(now);
+                } else {
+                    cpu_to = Some(now);
+                }
+            }
+        }
+    };
+    let cpu = match cpu_from {
+        Some(from) => cpu_to.unwrap_or_else(process_cpu_time).saturating_sub(from),
+        None => Duration::ZERO,
+    };
+    (results, cpu)
+}

@@ -1,0 +1,336 @@
+//! What a benchmark run does: [`BenchConfig`], checked before anything connects, and the parsers
+//! for the message sizes and source-address lists the command line accepts.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::BenchError;
+use crate::{Endpoint, Transport};
+
+/// Largest UDP payload over IPv4 (65 535 less the IP and UDP headers); IPv6 allows 20 bytes
+/// more, but one limit for both keeps a run portable between address families.
+pub const MAX_UDP_SIZE: usize = 65_507;
+
+/// Largest message for any transport. Every connection shares one read-only copy of the
+/// expected content, so this bounds the memory a run needs whatever the connection count.
+pub const MAX_SIZE: usize = 256 << 20;
+
+/// How sends are paced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each connection sends its next message as soon as a reply frees a pipeline slot.
+    Closed,
+    /// Messages go out on a fixed schedule whatever the server does, and latency counts from
+    /// the scheduled time, so a stalled server cannot hide its stall.
+    Open,
+}
+
+impl Mode {
+    /// `closed` or `open`, as in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Closed => "closed",
+            Mode::Open => "open",
+        }
+    }
+}
+
+/// Everything a run needs; the CLI fills it from its flags, tests build it directly.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The echo server to load.
+    pub endpoint: Endpoint,
+    /// Stream connections, or datagram sockets, open at once.
+    pub connections: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// Length of the measured period.
+    pub duration: Duration,
+    /// Load run before the measured period and left out of its figures, so connection setup,
+    /// cold caches and slow start do not count.
+    pub warmup: Duration,
+    /// Messages in flight per connection. In open loop it caps them: a message due while the
+    /// cap is reached waits, and its latency includes the wait.
+    pub pipeline: usize,
+    /// Messages per second over all connections; `None` runs a closed loop.
+    pub rate: Option<f64>,
+    /// Load-generating threads, each with its own event loop and share of the connections.
+    pub threads: usize,
+    /// How long a datagram's reply may take before it counts as lost, and how long replies
+    /// still in flight at the end are waited for.
+    pub timeout: Duration,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Local addresses to connect from, used in turn; empty lets the kernel choose. Each
+    /// address has its own ~28 000 ephemeral ports toward one server address.
+    pub sources: Vec<IpAddr>,
+}
+
+impl BenchConfig {
+    /// A one-connection, 64-byte, 10-second closed-loop run against `endpoint`.
+    pub fn new(endpoint: Endpoint) -> BenchConfig {
+        BenchConfig {
+            endpoint,
+            connections: 1,
+            size: 64,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            pipeline: 1,
+            rate: None,
+            threads: 1,
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+            sources: Vec::new(),
+        }
+    }
+
+    /// Closed or open loop, from whether a rate is set.
+    pub fn mode(&self) -> Mode {
+        if self.rate.is_some() {
+            Mode::Open
+        } else {
+            Mode::Closed
+        }
+    }
+
+    /// Checks the settings make sense together, before anything connects.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let invalid = |text: String| Err(BenchError::Invalid(text));
+        let transport = self.endpoint.transport();
+        if self.connections == 0 {
+            return invalid("at least one connection is needed".into());
+        }
+        if self.size == 0 {
+            return invalid("the message size must be at least 1 byte".into());
+        }
+        if self.size > MAX_SIZE {
+            return invalid(format!(
+                "a {} message is larger than the {} limit",
+                format_size(self.size),
+                format_size(MAX_SIZE)
+            ));
+        }
+        if transport == Transport::Udp && self.size > MAX_UDP_SIZE {
+            return invalid(format!(
+                "a UDP datagram carries at most {MAX_UDP_SIZE} bytes; {} were asked for",
+                self.size
+            ));
+        }
+        if self.pipeline == 0 {
+            return invalid("the pipeline depth must be at least 1".into());
+        }
+        if self.duration.is_zero() {
+            return invalid("the duration must be longer than zero".into());
+        }
+        if self.threads == 0 {
+            return invalid("at least one thread is needed".into());
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return invalid("timeouts must be longer than zero".into());
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return invalid(format!("the rate must be a positive number, not {rate}"));
+        }
+        if !self.sources.is_empty() {
+            let Some(hp) = self.endpoint.host_port() else {
+                return invalid("source addresses apply to tcp and udp endpoints only".into());
+            };
+            if let crate::Host::Ip(server) = hp.host
+                && let Some(bad) = self
+                    .sources
+                    .iter()
+                    .find(|s| s.is_ipv4() != server.is_ipv4())
+            {
+                return invalid(format!(
+                    "source address {bad} is not of the same family as the server {server}"
+                ));
+            }
+        }
+        // Each connection is one descriptor, and an open-loop one has its timer as well.
+        let per_conn = if self.rate.is_some() { 2 } else { 1 };
+        let needed = (self.connections as u64).saturating_mul(per_conn);
+        let available = crate::limits::default_max_conns() as u64;
+        if needed > available {
+            return invalid(format!(
+                "{} connections need {needed} file descriptors, but only {available} are \
+                 available under the open-file limit (raise it with ulimit -n)",
+                self.connections
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a byte count: `64`, `1500B`, `4KiB`, `1MiB`, `2GiB` (powers of 1024) or `4kB`, `1MB`
+/// (powers of 1000). Units are case-insensitive; `k`, `m`, `g` alone are the binary ones.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim();
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}; write e.g. 64, 4KiB or 1MiB"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; write e.g. 64, 4KiB or 1MiB"))?;
+    let bytes = value * multiplier as f64;
+    if bytes.fract() != 0.0 {
+        return Err(format!("{text:?} is not a whole number of bytes"));
+    }
+    if bytes > usize::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(bytes as usize)
+}
+
+/// Writes a byte count the way [`parse_size`] reads it: `64 B`, `4 KiB`, `1.5 MiB`.
+pub fn format_size(bytes: usize) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+/// Most addresses one `--source` range may stand for.
+const MAX_SOURCES: u128 = 65_536;
+
+/// Parses `--source`: addresses separated by commas, each one alone or a range of the same
+/// family written `FIRST-LAST`, e.g. `127.0.0.2-127.0.0.9,127.0.1.1`.
+pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("{text:?} has an empty entry"));
+        }
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{s:?} is not an IP address"))
+        };
+        match part.split_once('-') {
+            None => out.push(parse(part)?),
+            Some((first, last)) => {
+                let (first, last) = (parse(first)?, parse(last)?);
+                let (lo, hi) = match (first, last) {
+                    (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128),
+                    (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+                    _ => return Err(format!("{part:?} mixes IPv4 and IPv6")),
+                };
+                if hi < lo {
+                    return Err(format!("{part:?} ends before it starts"));
+                }
+                if hi - lo >= MAX_SOURCES {
+                    return Err(format!("{part:?} holds more than {MAX_SOURCES} addresses"));
+                }
+                for n in lo..=hi {
+                    out.push(match first {
+                        // The range was checked to be IPv4, so `n` fits in 32 bits.
+                        IpAddr::V4(_) => IpAddr::V4((n as u32).into()),
+                        IpAddr::V6(_) => IpAddr::V6(n.into()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("1"), Ok(1));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("4kib"), Ok(4096));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("4kB"), Ok(4000));
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert!(parse_size("1.3").unwrap_err().contains("whole number"));
+        assert!(parse_size("4XB").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("KiB").unwrap_err().contains("not a size"));
+        assert_eq!(format_size(64), "64 B");
+        assert_eq!(format_size(4096), "4 KiB");
+        assert_eq!(format_size(1536), "1.50 KiB");
+    }
+
+    #[test]
+    fn sources() {
+        let ips = parse_sources("127.0.0.2-127.0.0.4,127.0.1.1").unwrap();
+        let text: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.1.1"]);
+        assert_eq!(parse_sources("::1").unwrap().len(), 1);
+        assert_eq!(parse_sources("::1-::3").unwrap().len(), 3);
+        assert!(parse_sources("127.0.0.9-127.0.0.1").is_err());
+        assert!(
+            parse_sources("127.0.0.1-::1")
+                .unwrap_err()
+                .contains("mixes")
+        );
+        assert!(parse_sources("10.0.0.0-10.255.255.255").is_err());
+        assert!(parse_sources("a.b").is_err());
+        assert!(parse_sources("127.0.0.1,").is_err());
+    }
+
+    fn config(endpoint: &str) -> BenchConfig {
+        BenchConfig::new(endpoint.parse().unwrap())
+    }
+
+    #[test]
+    fn validation() {
+        assert!(config("tcp://127.0.0.1:1").validate().is_ok());
+        let mut c = config("udp://127.0.0.1:1");
+        c.size = MAX_UDP_SIZE + 1;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("UDP datagram")
+        );
+        let mut c = config("tcp://127.0.0.1:1");
+        c.connections = 0;
+        assert!(c.validate().is_err());
+        let mut c = config("tcp://127.0.0.1:1");
+        c.rate = Some(f64::NAN);
+        assert!(c.validate().is_err());
+        let mut c = config("tcp://127.0.0.1:1");
+        c.sources = vec!["::1".parse().unwrap()];
+        assert!(c.validate().unwrap_err().to_string().contains("family"));
+        let mut c = config("unix:/tmp/x");
+        c.sources = vec!["127.0.0.1".parse().unwrap()];
+        assert!(c.validate().is_err());
+        let mut c = config("tcp://127.0.0.1:1");
+        c.connections = 100_000_000;
+        assert!(c.validate().unwrap_err().to_string().contains("ulimit"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Where results accumulate while a run goes on, without locks on the hot path.
+//!
+//! Each load thread owns one [`ThreadRecorder`]: the latency and connect-time histograms its
+//! connections record into (they all run on that thread, so a `RefCell` suffices), and the
+//! totals they add when they finish. The coordinator merges the threads' recorders at the end.
+//! Live progress goes through [`LiveCounters`], written by one thread and read by the coordinator.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use hdrhistogram::Histogram;
+
+use super::report::ErrorCounts;
+
+/// Longest latency a histogram holds, in nanoseconds (an hour); longer values are clamped.
+const HIST_MAX_NS: u64 = 3_600_000_000_000;
+
+/// A histogram of nanosecond values, 3 significant digits, 1 ns to an hour.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that `new_with_bounds` accepts (low >= 1, high >= 2 * low).
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
+}
+
+/// Message counts of the measured period, plus verification errors of the whole run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: ErrorCounts,
+}
+
+impl Totals {
+    pub fn add(&mut self, other: &Totals) {
+        self.messages_sent += other.messages_sent;
+        self.messages_received += other.messages_received;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.errors.add(&other.errors);
+    }
+}
+
+/// The kinds of verification error a message can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Mismatched,
+    Truncated,
+    Reordered,
+    Duplicated,
+    Lost,
+}
+
+impl Totals {
+    /// Counts one error: under its kind if the message belongs to the measured period, under
+    /// `warmup` otherwise (reordering aside), so the kinds add up with the measured message
+    /// counts.
+    pub fn fault(&mut self, fault: Fault, measured: bool) {
+        let e = &mut self.errors;
+        if !measured {
+            // Order among warm-up messages says nothing about correctness worth failing on.
+            if fault != Fault::Reordered {
+                e.warmup += 1;
+            }
+            return;
+        }
+        match fault {
+            Fault::Mismatched => e.mismatched += 1,
+            Fault::Truncated => e.truncated += 1,
+            Fault::Reordered => e.reordered += 1,
+            Fault::Duplicated => e.duplicated += 1,
+            Fault::Lost => e.lost += 1,
+        }
+    }
+}
+
+/// Counters one load thread publishes for the progress display.
+#[derive(Debug, Default)]
+#[repr(align(128))] // one per cache line pair, so threads never write the same line
+pub struct LiveCounters {
+    /// Replies received, warm-up included.
+    pub replies: AtomicU64,
+    /// Bytes of those replies.
+    pub bytes: AtomicU64,
+}
+
+impl LiveCounters {
+    /// Adds to the counters. Only the owning thread writes them, so a load and a store do the
+    /// job of an atomic add without its locked instruction.
+    #[inline]
+    pub fn add(&self, replies: u64, bytes: u64) {
+        self.replies
+            .store(self.replies.load(Relaxed) + replies, Relaxed);
+        self.bytes.store(self.bytes.load(Relaxed) + bytes, Relaxed);
+    }
+}
+
+/// What one load thread accumulates.
+#[derive(Debug)]
+pub struct ThreadRecorder {
+    pub latency: RefCell<Histogram<u64>>,
+    pub connect: RefCell<Histogram<u64>>,
+    pub totals: RefCell<Totals>,
+}
+
+impl Default for ThreadRecorder {
+    fn default() -> Self {
+        ThreadRecorder {
+            latency: RefCell::new(new_histogram()),
+            connect: RefCell::new(new_histogram()),
+            totals: RefCell::new(Totals::default()),
+        }
+    }
+}
+
+/// A thread's results, handed to the coordinator.
+#[derive(Debug, Clone)]
+pub struct ThreadResult {
+    pub latency: Histogram<u64>,
+    pub connect: Histogram<u64>,
+    pub totals: Totals,
+}
+
+impl ThreadRecorder {
+    pub fn into_result(self) -> ThreadResult {
+        ThreadResult {
+            latency: self.latency.into_inner(),
+            connect: self.connect.into_inner(),
+            totals: self.totals.into_inner(),
+        }
+    }
+}
+
+impl ThreadResult {
+    /// Folds another thread's results into this one.
+    pub fn merge(&mut self, other: &ThreadResult) {
+        // Both histograms were made by `new_histogram` with the same bounds, so adding cannot
+        // fail for lack of range.
+        self.latency
+            .add(&other.latency)
+            .expect("histograms of equal bounds add");
+        self.connect
+            .add(&other.connect)
+            .expect("histograms of equal bounds add");
+        self.totals.add(&other.totals);
+    }
+}

@@ -1,0 +1,224 @@
+//! The report of a run (or of several merged runs), the one shape both the table and `--json`
+//! are made from. Field names are part of the interface: docs/bench-json.md documents each one,
+//! and scripts read them, so they change only by adding new ones.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Latency percentiles in microseconds, from a histogram of nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Samples behind the figures; all figures are 0 when it is 0.
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub p9999: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// Summarises a histogram of nanosecond values.
+    pub fn from_histogram(h: &Histogram<u64>) -> LatencySummary {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        let us = |ns: u64| round3(ns as f64 / 1000.0);
+        LatencySummary {
+            count: h.len(),
+            min: us(h.min()),
+            mean: round3(h.mean() / 1000.0),
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            p9999: us(h.value_at_quantile(0.9999)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// Errors by kind. Per-message kinds count messages of the measured period, so that
+/// `messages_sent = messages_received + mismatched + truncated + lost` once the run is over
+/// (`reordered` replies are among those received; `duplicated` replies are extra ones).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// Replies whose content differs from what was sent (or are longer, or belong to another
+    /// connection).
+    pub mismatched: u64,
+    /// Replies cut short: a shorter datagram, or a stream that ended inside a message.
+    pub truncated: u64,
+    /// Replies that came after the reply to a later message (a failure on stream transports
+    /// only; measured messages only).
+    pub reordered: u64,
+    /// Second replies to one message.
+    pub duplicated: u64,
+    /// Messages never answered: no datagram reply within the timeout, or still unanswered when
+    /// the connection ended or the run's final wait ran out.
+    pub lost: u64,
+    /// Connections (or datagram sockets) that could not be opened.
+    pub connect_failed: u64,
+    /// Connections that the server closed or reset during the run.
+    pub disconnected: u64,
+    /// Datagrams refused by the server's host (ICMP port unreachable: nothing listening).
+    #[serde(default)]
+    pub refused: u64,
+    /// Replies that came after their message was counted lost (not an error in themselves).
+    #[serde(default)]
+    pub late: u64,
+    /// Warm-up messages mismatched, truncated, duplicated or lost.
+    #[serde(default)]
+    pub warmup: u64,
+}
+
+impl ErrorCounts {
+    /// Whether every message that was checked came back right. Reordering counts against
+    /// stream transports only: a byte stream must keep its order, datagrams need not.
+    pub fn verified(&self, datagrams: bool) -> bool {
+        self.mismatched == 0
+            && self.truncated == 0
+            && (datagrams || self.reordered == 0)
+            && self.duplicated == 0
+            && self.lost == 0
+            && self.warmup == 0
+    }
+
+    /// Whether every connection opened and stayed up.
+    pub fn connections_held(&self) -> bool {
+        self.connect_failed == 0 && self.disconnected == 0 && self.refused == 0
+    }
+
+    pub fn add(&mut self, o: &ErrorCounts) {
+        self.mismatched += o.mismatched;
+        self.truncated += o.truncated;
+        self.reordered += o.reordered;
+        self.duplicated += o.duplicated;
+        self.lost += o.lost;
+        self.connect_failed += o.connect_failed;
+        self.disconnected += o.disconnected;
+        self.refused += o.refused;
+        self.late += o.late;
+        self.warmup += o.warmup;
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The endpoint as given (merged reports: each distinct one, comma-separated).
+    pub endpoint: String,
+    /// `tcp`, `udp`, `unix` or `unixgram` (`mixed` in a merge of several).
+    pub transport: String,
+    /// Connections (or datagram sockets) asked for.
+    pub connections: u64,
+    /// Those that opened.
+    pub connections_established: u64,
+    /// Bytes per message.
+    pub size: u64,
+    /// Messages in flight per connection (the cap, in open loop).
+    pub pipeline: u64,
+    /// `closed` or `open` (`mixed` in a merge of both).
+    pub mode: String,
+    /// Open loop: the target messages per second over all connections; `null` in closed loop.
+    pub rate: Option<f64>,
+    /// Load-generating threads.
+    pub threads: u64,
+    /// Length of the measured period, in seconds.
+    pub duration_s: f64,
+    /// Warm-up before it, in seconds (not measured).
+    pub warmup_s: f64,
+    /// Reply timeout, in seconds.
+    pub timeout_s: f64,
+    /// Messages sent in the measured period.
+    pub messages_sent: u64,
+    /// Correct replies to them.
+    pub messages_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Round trips per second: `messages_received / duration_s`.
+    pub msgs_per_s: f64,
+    pub bytes_per_s_sent: f64,
+    pub bytes_per_s_received: f64,
+    /// Round-trip latency of the measured messages (from the scheduled send time in open loop).
+    pub latency_us: LatencySummary,
+    /// Time to open each connection.
+    pub connect_us: LatencySummary,
+    pub errors: ErrorCounts,
+    /// CPU time this process used during the measured period (all threads, user + system).
+    pub client_cpu_s: f64,
+    /// `client_cpu_s` per received message, in microseconds; `null` when none was received.
+    pub client_cpu_us_per_msg: Option<f64>,
+    /// No verification error: every message checked came back, whole, right and once (and in
+    /// order, on stream transports).
+    pub ok: bool,
+    /// Runs this report stands for (1 unless merged).
+    #[serde(default = "one")]
+    pub runs: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl Report {
+    /// Whether the run passed: every message verified and every connection held up. The exit
+    /// code follows this.
+    pub fn passed(&self) -> bool {
+        self.ok && self.errors.connections_held()
+    }
+
+    /// Recomputes the figures derived from counts, duration and CPU time.
+    pub(crate) fn derive_rates(&mut self) {
+        let per_s = |n: u64| {
+            if self.duration_s > 0.0 {
+                round3(n as f64 / self.duration_s)
+            } else {
+                0.0
+            }
+        };
+        self.msgs_per_s = per_s(self.messages_received);
+        self.bytes_per_s_sent = per_s(self.bytes_sent);
+        self.bytes_per_s_received = per_s(self.bytes_received);
+        self.client_cpu_us_per_msg = (self.messages_received > 0)
+            .then(|| round3(self.client_cpu_s * 1e6 / self.messages_received as f64));
+        let datagrams = matches!(self.transport.as_str(), "udp" | "unixgram");
+        self.ok = self.errors.verified(datagrams);
+    }
+}
+
+/// Three decimals: nanosecond resolution for microsecond figures, and stable JSON.
+pub(crate) fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
+
+/// Six decimals: microsecond resolution for figures in seconds.
+pub(crate) fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_a_histogram() {
+        let mut h = super::super::recorder::new_histogram();
+        for ns in 1..=1000u64 {
+            h.record(ns * 1000).unwrap();
+        }
+        let s = LatencySummary::from_histogram(&h);
+        assert_eq!(s.count, 1000);
+        assert!((s.min - 1.0).abs() < 0.01, "{s:?}");
+        assert!((s.p50 - 500.0).abs() < 1.0, "{s:?}");
+        assert!((s.p99 - 990.0).abs() < 1.0, "{s:?}");
+        assert!((s.max - 1000.0).abs() < 1.0, "{s:?}");
+        assert!((s.mean - 500.5).abs() < 1.0, "{s:?}");
+        assert_eq!(
+            LatencySummary::from_histogram(&super::super::recorder::new_histogram()),
+            LatencySummary::default()
+        );
+    }
+}

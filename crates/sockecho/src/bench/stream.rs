@@ -1,0 +1,484 @@
+//! Stream connections (TCP, Unix): send messages, read the echoed byte stream back, and verify
+//! each reply as its bytes arrive, in closed or open loop.
+//!
+//! The hot path allocates nothing and registers no timer per message. Outgoing messages are
+//! never built in a buffer: a write gathers each message's 16-byte header from the stack and its
+//! filler straight from the shared pattern, up to 32 messages per system call. Incoming bytes land
+//! in the thread's scratch buffer and are compared in place, so a connection holds no buffer of
+//! its own whatever the message size. The clock is read once per read or write batch.
+
+use std::io::{self, IoSlice};
+use std::rc::Rc;
+
+use tokio::io::Interest;
+
+use super::connect::StreamSocket;
+use super::payload::{HEADER_LEN, Pattern, header, parse_header};
+use super::recorder::{Fault, Totals};
+use super::timing::{Pacer, fire};
+use super::window::{Match, Window};
+use super::worker::{ConnPlan, ThreadCtx, give_up_unsent};
+
+/// The unwritten part of message `seq` (header `h`), from byte `skip` on, as up to two slices:
+/// what is left of the header, then the filler straight from the shared pattern.
+fn message_slices<'a>(
+    pattern: &'a Pattern,
+    h: &'a [u8; HEADER_LEN],
+    seq: u64,
+    skip: usize,
+) -> ([IoSlice<'a>; 2], usize) {
+    let size = pattern.size();
+    let hl = pattern.header_len();
+    let mut iov = [IoSlice::new(&[]); 2];
+    let mut n = 0;
+    if skip < hl {
+        iov[n] = IoSlice::new(&h[skip..hl]);
+        n += 1;
+    }
+    if size > HEADER_LEN {
+        let from = skip.max(HEADER_LEN);
+        iov[n] = IoSlice::new(pattern.filler(seq, from, size - from));
+        n += 1;
+    }
+    (iov, n)
+}
+
+/// Messages gathered into one write.
+const WRITE_BATCH: usize = 32;
+
+/// Reads per wake-up before other connections get a turn.
+const READS_PER_WAKE: usize = 8;
+
+/// Which message the reply being read is, decided once its header is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Header not complete yet.
+    Undecided,
+    /// A reply to this pending message.
+    Pending(u64),
+    /// A second reply to this message.
+    Duplicate(u64),
+    /// Bytes when nothing is in flight.
+    Stray,
+}
+
+/// The reply being read.
+#[derive(Debug)]
+struct Incoming {
+    /// Bytes of it received.
+    pos: usize,
+    header: [u8; HEADER_LEN],
+    target: Target,
+    /// Some byte differs from what was sent.
+    corrupt: bool,
+}
+
+impl Incoming {
+    fn new() -> Incoming {
+        Incoming {
+            pos: 0,
+            header: [0; HEADER_LEN],
+            target: Target::Undecided,
+            corrupt: false,
+        }
+    }
+}
+
+/// How the connection ended.
+enum End {
+    /// The run is over.
+    Finished,
+    /// The server closed or reset it, or it failed.
+    Broken(io::Error),
+}
+
+/// One stream connection's state.
+struct Conn<'a> {
+    ctx: &'a ThreadCtx,
+    plan: ConnPlan,
+    window: Window,
+    /// First message not completely written; messages from it to `window.next_seq()` are queued.
+    next_write: u64,
+    /// Bytes of `next_write` already written.
+    write_offset: usize,
+    incoming: Incoming,
+    totals: Totals,
+    /// No new messages: the measured period is over.
+    draining: bool,
+}
+
+/// Drives one connection until the run ends or the connection breaks, then adds its counts to
+/// the thread's totals.
+pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: StreamSocket, plan: ConnPlan) {
+    let mut conn = Conn {
+        ctx: &ctx,
+        plan,
+        window: Window::new(ctx.pipeline),
+        next_write: 0,
+        write_offset: 0,
+        incoming: Incoming::new(),
+        totals: Totals::default(),
+        draining: false,
+    };
+    if let End::Broken(e) = conn.drive(&socket).await {
+        tracing::debug!("bench connection {} broke: {e}", conn.plan.id);
+        conn.broken();
+    }
+    ctx.recorder.totals.borrow_mut().add(&conn.totals);
+}
+
+impl Conn<'_> {
+    async fn drive(&mut self, socket: &StreamSocket) -> End {
+        let ctx = self.ctx;
+        let clock = ctx.clock;
+        let schedule = ctx.schedule;
+        tokio::time::sleep_until(clock.tokio_instant(schedule.start)).await;
+        let mut pacer = match self.plan.pacing {
+            Some(_) => match Pacer::new(clock) {
+                Ok(p) => Some(p),
+                Err(e) => return End::Broken(e),
+            },
+            None => None,
+        };
+        // One timer for the whole run: the end of the measured period, then the end of the
+        // final wait for replies.
+        let phase = tokio::time::sleep_until(clock.tokio_instant(schedule.end));
+        tokio::pin!(phase);
+
+        let mut now = clock.now();
+        if self.plan.pacing.is_none() {
+            for _ in 0..ctx.pipeline {
+                self.push(now, now);
+            }
+        }
+        loop {
+            // Open loop goes on sending what fell due before the end, even in the final wait.
+            if self.plan.pacing.is_some() {
+                self.send_due(now, pacer.as_mut());
+            }
+            let all_written = match self.flush(socket) {
+                Ok(done) => done,
+                Err(e) => return End::Broken(e),
+            };
+            if self.draining && all_written && self.window.pending() == 0 && self.nothing_due() {
+                return End::Finished;
+            }
+            let interest = if all_written {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            let armed = pacer.as_ref().is_some_and(Pacer::is_armed);
+            let mut read_at = None;
+            tokio::select! {
+                biased;
+                ready = socket.ready(interest) => match ready {
+                    Ok(ready) if ready.is_readable() || ready.is_read_closed() => {
+                        match self.read(socket) {
+                            Ok(at) => read_at = at,
+                            Err(e) => return End::Broken(e),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return End::Broken(e),
+                },
+                fired = fire(&mut pacer), if armed => {
+                    if let Err(e) = fired {
+                        return End::Broken(e);
+                    }
+                }
+                () = &mut phase => {
+                    if self.draining {
+                        // The final wait is over: what is still unanswered is lost.
+                        self.give_up();
+                        return End::Finished;
+                    }
+                    self.draining = true;
+                    phase.as_mut().reset(clock.tokio_instant(schedule.end + ctx.timeout_ns));
+                }
+            }
+            now = read_at.unwrap_or_else(|| clock.now());
+            if !self.draining && now >= schedule.end {
+                self.draining = true;
+                phase
+                    .as_mut()
+                    .reset(clock.tokio_instant(schedule.end + ctx.timeout_ns));
+            }
+        }
+    }
+
+    /// Whether no scheduled message is still waiting to go out (always, in closed loop).
+    fn nothing_due(&self) -> bool {
+        self.plan
+            .pacing
+            .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule.end)
+    }
+
+    /// Ends the final wait: messages in flight, and scheduled ones never sent, are lost.
+    fn give_up(&mut self) {
+        let totals = &mut self.totals;
+        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
+        give_up_unsent(
+            self.plan.pacing,
+            self.window.next_seq(),
+            &self.ctx.schedule,
+            self.ctx.pattern.size(),
+            &mut self.totals,
+        );
+    }
+
+    /// Queues a new message latency counts from `sent_at` (it goes out at `wire_at`).
+    fn push(&mut self, sent_at: u64, wire_at: u64) {
+        let schedule = &self.ctx.schedule;
+        let measured = sent_at >= schedule.warm_end && sent_at < schedule.end;
+        self.window.push(sent_at, wire_at, measured);
+        if measured {
+            self.totals.messages_sent += 1;
+            self.totals.bytes_sent += self.ctx.pattern.size() as u64;
+        }
+    }
+
+    /// Open loop: queues every message whose scheduled time has come, as far as the pipeline
+    /// allows, and sets the pacer for the next one.
+    fn send_due(&mut self, now: u64, pacer: Option<&mut Pacer>) {
+        let Some(pacing) = self.plan.pacing else {
+            return;
+        };
+        while self.window.has_room(self.ctx.pipeline) {
+            let due = pacing.due(self.window.next_seq());
+            if due >= self.ctx.schedule.end {
+                return;
+            }
+            if due > now {
+                if let Some(p) = pacer
+                    && let Err(e) = p.arm(due)
+                {
+                    // Without a pacer the next send waits for a reply or the end of the run;
+                    // timerfd_settime on a valid timer does not fail in practice.
+                    tracing::warn!("cannot set the send timer: {e}");
+                }
+                return;
+            }
+            self.push(due, now);
+        }
+    }
+
+    /// Writes queued messages until done or the socket is full. `Ok(true)` when all are out.
+    fn flush(&mut self, socket: &StreamSocket) -> io::Result<bool> {
+        let pattern = &self.ctx.pattern;
+        let id = self.plan.id;
+        loop {
+            let queued = self.window.next_seq() - self.next_write;
+            if queued == 0 {
+                return Ok(true);
+            }
+            let first = self.next_write;
+            let written = if queued == 1 {
+                // The common case in closed loop: one message, no batch arrays to fill.
+                let h = header(first, id);
+                let (iov, n) = message_slices(pattern, &h, first, self.write_offset);
+                socket.write_vectored(&iov[..n])
+            } else {
+                let count = (queued as usize).min(WRITE_BATCH);
+                let mut headers = [[0u8; HEADER_LEN]; WRITE_BATCH];
+                for (j, h) in headers.iter_mut().take(count).enumerate() {
+                    *h = header(first + j as u64, id);
+                }
+                let mut iov = [IoSlice::new(&[]); 2 * WRITE_BATCH];
+                let mut n_iov = 0;
+                for (j, h) in headers.iter().take(count).enumerate() {
+                    let skip = if j == 0 { self.write_offset } else { 0 };
+                    let (slices, n) = message_slices(pattern, h, first + j as u64, skip);
+                    iov[n_iov..n_iov + n].copy_from_slice(&slices[..n]);
+                    n_iov += n;
+                }
+                socket.write_vectored(&iov[..n_iov])
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Moves the write position on by `n` bytes written.
+    fn advance(&mut self, mut n: usize) {
+        let size = self.ctx.pattern.size();
+        while n > 0 {
+            let left = size - self.write_offset;
+            if n >= left {
+                n -= left;
+                self.next_write += 1;
+                self.write_offset = 0;
+            } else {
+                self.write_offset += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Reads and checks whatever has arrived; returns the clock time of the last read, if any
+    /// read returned data, so the caller need not read the clock again.
+    fn read(&mut self, socket: &StreamSocket) -> io::Result<Option<u64>> {
+        let ctx = self.ctx;
+        let mut last = None;
+        for _ in 0..READS_PER_WAKE {
+            let mut scratch = ctx.scratch.borrow_mut();
+            let n = match socket.read(&mut scratch) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            };
+            let now = ctx.clock.now();
+            last = Some(now);
+            let answered = self.consume(&scratch[..n], now);
+            ctx.live.add(answered, n as u64);
+            if n < scratch.len() {
+                // A short read emptied the socket.
+                break;
+            }
+        }
+        Ok(last)
+    }
+
+    /// Checks received bytes against the messages in flight; returns replies completed.
+    fn consume(&mut self, mut data: &[u8], now: u64) -> u64 {
+        let pattern = &self.ctx.pattern;
+        let size = pattern.size();
+        let hl = pattern.header_len();
+        let mut completed = 0;
+        while !data.is_empty() {
+            let pos = self.incoming.pos;
+            if pos < hl {
+                let take = (hl - pos).min(data.len());
+                self.incoming.header[pos..pos + take].copy_from_slice(&data[..take]);
+                self.incoming.pos += take;
+                data = &data[take..];
+                if self.incoming.pos == hl {
+                    self.decide_target();
+                }
+            } else {
+                let take = (size - pos).min(data.len());
+                if let Target::Pending(seq) | Target::Duplicate(seq) = self.incoming.target
+                    && !pattern.matches(seq, self.plan.id, pos, &data[..take])
+                {
+                    self.incoming.corrupt = true;
+                }
+                self.incoming.pos += take;
+                data = &data[take..];
+            }
+            if self.incoming.pos == size {
+                self.complete(now);
+                completed += 1;
+            }
+        }
+        completed
+    }
+
+    /// Identifies the reply whose header has just arrived.
+    fn decide_target(&mut self) {
+        let pattern = &self.ctx.pattern;
+        let hl = pattern.header_len();
+        let id = self.plan.id;
+        let Some(expected) = self.window.oldest_pending() else {
+            self.incoming.target = Target::Stray;
+            return;
+        };
+        let inc = &mut self.incoming;
+        if hl < HEADER_LEN {
+            // Too short to name itself: it must be the next reply in order.
+            inc.corrupt = !pattern.matches(expected, id, 0, &inc.header[..hl]);
+            inc.target = Target::Pending(expected);
+            return;
+        }
+        inc.target = match parse_header(&inc.header) {
+            Some(h) if h.conn == id && (h.seq == expected || self.window.is_pending(h.seq)) => {
+                Target::Pending(h.seq)
+            }
+            Some(h) if h.conn == id && self.window.was_sent(h.seq) => Target::Duplicate(h.seq),
+            _ => {
+                // A damaged header, or another connection's message: the stream still holds
+                // one reply per message, so this stands in the place of the expected one.
+                inc.corrupt = true;
+                Target::Pending(expected)
+            }
+        };
+    }
+
+    /// Settles a reply whose last byte has arrived at `now`.
+    fn complete(&mut self, now: u64) {
+        let Incoming {
+            target, corrupt, ..
+        } = std::mem::replace(&mut self.incoming, Incoming::new());
+        let in_measured = self.ctx.schedule.is_measured(now);
+        let mut freed = false;
+        match target {
+            Target::Pending(seq) if !corrupt => {
+                if let Match::InFlight { sent, reordered } = self.window.answer(seq) {
+                    if reordered {
+                        self.totals.fault(Fault::Reordered, sent.measured);
+                    }
+                    if sent.measured {
+                        self.totals.messages_received += 1;
+                        self.totals.bytes_received += self.ctx.pattern.size() as u64;
+                        self.ctx
+                            .recorder
+                            .latency
+                            .borrow_mut()
+                            .saturating_record(now.saturating_sub(sent.sent_at));
+                    }
+                    freed = true;
+                }
+            }
+            Target::Pending(seq) => {
+                if let Some(sent) = self.window.fail(seq) {
+                    self.totals.fault(Fault::Mismatched, sent.measured);
+                    freed = true;
+                }
+            }
+            Target::Duplicate(seq) if !corrupt => match self.window.answer(seq) {
+                Match::Duplicate { measured } => self.totals.fault(Fault::Duplicated, measured),
+                _ => self.totals.errors.late += 1,
+            },
+            Target::Duplicate(_) | Target::Stray | Target::Undecided => {
+                self.totals.fault(Fault::Mismatched, in_measured);
+            }
+        }
+        if freed
+            && self.plan.pacing.is_none()
+            && !self.draining
+            && now < self.ctx.schedule.end
+            && self.window.has_room(self.ctx.pipeline)
+        {
+            self.push(now, now);
+        }
+    }
+
+    /// The server closed or reset the connection: a reply cut off mid-way is truncated, and the
+    /// other messages in flight are lost.
+    fn broken(&mut self) {
+        let now = self.ctx.clock.now();
+        if self.incoming.pos > 0 {
+            match self.incoming.target {
+                Target::Pending(seq) => {
+                    if let Some(sent) = self.window.fail(seq) {
+                        self.totals.fault(Fault::Truncated, sent.measured);
+                    }
+                }
+                _ => {
+                    let measured = match self.window.oldest_pending() {
+                        Some(seq) => self.window.fail(seq).is_some_and(|s| s.measured),
+                        None => self.ctx.schedule.is_measured(now),
+                    };
+                    self.totals.fault(Fault::Truncated, measured);
+                }
+            }
+        }
+        let totals = &mut self.totals;
+        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
+        self.totals.errors.disconnected += 1;
+    }
+}
