@@ -7,7 +7,8 @@ use sockecho::Endpoint;
 
 /// Echo server, client and load generator for TCP, UDP and Unix sockets.
 ///
-/// Endpoints: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unixgram:PATH, HOST:PORT (tcp),
+/// Endpoints: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, unix:PATH, unixgram:PATH,
+/// HOST:PORT (tcp),
 /// PORT (tcp on all interfaces). IPv6 hosts go in brackets: tcp://[::1]:7. Port 0 picks a free
 /// port.
 #[derive(Debug, Parser)]
@@ -27,6 +28,42 @@ pub enum Command {
     Bench(crate::bench::BenchOpts),
     /// Send one message per interval to an echo server and time each reply, like ping.
     Ping(crate::ping::PingOpts),
+}
+
+/// Which server certificates a client accepts on `tls://` endpoints.
+#[derive(Debug, Clone, Args)]
+pub struct TlsClientArgs {
+    /// Trust the CA certificate(s) in this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pin_sha256", "insecure"])]
+    pub ca: Option<std::path::PathBuf>,
+    /// Accept exactly the server certificate with this SHA-256 fingerprint (as `sockecho serve`
+    /// logs it; colons optional). No CA is needed, and names and dates are not checked.
+    #[arg(long, value_name = "FINGERPRINT", conflicts_with = "insecure")]
+    pub pin_sha256: Option<String>,
+    /// Accept any server certificate. The traffic is encrypted, but anyone on the path can
+    /// pretend to be the server: for tests only.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl TlsClientArgs {
+    /// The library's connect options; warns loudly about --insecure.
+    pub fn connect_options(&self) -> sockecho::client::ConnectOptions {
+        if self.insecure {
+            eprintln!(
+                "warning: --insecure: the server's certificate is not checked; anyone on the \
+                 path can impersonate the server and read or change this traffic"
+            );
+        }
+        sockecho::client::ConnectOptions {
+            tls: sockecho::tls::ClientTlsOptions {
+                ca_file: self.ca.clone(),
+                pin_sha256: self.pin_sha256.clone(),
+                insecure: self.insecure,
+            },
+            ..Default::default()
+        }
+    }
 }
 
 /// How log lines are written.
@@ -86,6 +123,16 @@ pub struct ServeOpts {
     /// cannot be made to bounce datagrams between them forever.
     #[arg(long)]
     pub no_reflection_guard: bool,
+    /// TLS certificate chain (PEM) for tls:// endpoints. Without --cert/--key a self-signed
+    /// certificate is made for the run and its SHA-256 fingerprint logged.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) matching --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+    /// How long a client may take to finish the TLS handshake before it is dropped.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub tls_handshake_timeout: Duration,
     /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9100), with
     /// /metrics, /healthz and /readyz.
     #[arg(long, value_name = "ADDR")]
@@ -108,6 +155,8 @@ pub struct ClientOpts {
     /// Datagram endpoints: how long to wait for each reply before counting it lost.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }

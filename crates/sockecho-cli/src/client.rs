@@ -9,7 +9,7 @@ use sockecho::client::datagram::{
     DatagramClient, DatagramSummary, datagram_interactive, datagram_pipe,
 };
 use sockecho::client::interactive::{LineSource, interactive};
-use sockecho::client::{connect_stream, pipe::pipe};
+use sockecho::client::{connect_stream_with, pipe::pipe};
 
 use crate::cli::ClientOpts;
 
@@ -56,7 +56,7 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
         };
         return Ok(datagram_exit(&summary, opts.timeout));
     }
-    let (stream, reached) = connect_stream(endpoint).await?;
+    let (stream, reached) = connect_stream_with(endpoint, &opts.tls.connect_options()).await?;
     tracing::debug!("connected to {reached}");
     if on_terminal {
         let mut editor = Editor::new()?;

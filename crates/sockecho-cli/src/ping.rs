@@ -35,6 +35,8 @@ pub struct PingOpts {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     #[command(flatten)]
+    pub tls: crate::cli::TlsClientArgs,
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -48,6 +50,7 @@ pub fn main(opts: PingOpts) -> anyhow::Result<ExitCode> {
         timeout: opts
             .timeout
             .unwrap_or_else(|| opts.interval.max(Duration::from_secs(1))),
+        connect: opts.tls.connect_options(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -56,6 +56,10 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     if let Some(n) = opts.max_conns {
         config.max_conns = n as usize;
     }
+    config.tls_handshake_timeout = opts.tls_handshake_timeout;
+    if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
+        config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
+    }
     // Signal handlers go in before binding, so a signal that arrives as soon as the
     // "listening" line is out is handled, not fatal.
     let signal = shutdown_signal()?;

@@ -2,6 +2,7 @@
 //!
 //! Accepted forms:
 //! - `tcp://HOST:PORT`, `udp://HOST:PORT` (IPv6 hosts in brackets: `tcp://[::1]:7`)
+//! - `tls://HOST:PORT` (TCP with TLS)
 //! - `unix:PATH` (stream) and `unixgram:PATH` (datagram)
 //! - `HOST:PORT` (TCP) and a bare `PORT` (TCP on all interfaces)
 //!
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The accepted forms, shown in every parse error so a user can fix the typo at once.
-pub const ACCEPTED_FORMS: &str = "tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unixgram:PATH, \
+pub const ACCEPTED_FORMS: &str = "tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, unix:PATH, unixgram:PATH, \
 HOST:PORT (tcp) or PORT (tcp on all interfaces); IPv6 hosts go in brackets, e.g. tcp://[::1]:7";
 
 /// Longest path the kernel accepts in `sockaddr_un.sun_path`, leaving room for the NUL.
@@ -27,6 +28,8 @@ pub enum Endpoint {
     Tcp(HostPort),
     /// UDP datagram socket.
     Udp(HostPort),
+    /// TLS over TCP.
+    Tls(HostPort),
     /// Unix-domain stream socket at a filesystem path.
     Unix(PathBuf),
     /// Unix-domain datagram socket at a filesystem path.
@@ -39,6 +42,7 @@ pub enum Endpoint {
 pub enum Transport {
     Tcp,
     Udp,
+    Tls,
     Unix,
     UnixGram,
 }
@@ -49,6 +53,7 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
+            Transport::Tls => "tls",
             Transport::Unix => "unix",
             Transport::UnixGram => "unixgram",
         }
@@ -102,6 +107,7 @@ impl Endpoint {
         match self {
             Endpoint::Tcp(_) => Transport::Tcp,
             Endpoint::Udp(_) => Transport::Udp,
+            Endpoint::Tls(_) => Transport::Tls,
             Endpoint::Unix(_) => Transport::Unix,
             Endpoint::UnixGram(_) => Transport::UnixGram,
         }
@@ -115,6 +121,7 @@ impl Endpoint {
         };
         match transport {
             Transport::Udp => Endpoint::Udp(hp),
+            Transport::Tls => Endpoint::Tls(hp),
             _ => Endpoint::Tcp(hp),
         }
     }
@@ -122,7 +129,7 @@ impl Endpoint {
     /// The host and port of an Internet endpoint; `None` for Unix-domain ones.
     pub fn host_port(&self) -> Option<&HostPort> {
         match self {
-            Endpoint::Tcp(hp) | Endpoint::Udp(hp) => Some(hp),
+            Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => Some(hp),
             Endpoint::Unix(_) | Endpoint::UnixGram(_) => None,
         }
     }
@@ -179,6 +186,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Tcp(hp) => write!(f, "tcp://{hp}"),
             Endpoint::Udp(hp) => write!(f, "udp://{hp}"),
+            Endpoint::Tls(hp) => write!(f, "tls://{hp}"),
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
             Endpoint::UnixGram(path) => write!(f, "unixgram:{}", path.display()),
         }
@@ -207,6 +215,9 @@ impl FromStr for Endpoint {
         }
         if let Some(rest) = input.strip_prefix("udp://") {
             return parse_host_port(rest).map(Endpoint::Udp).map_err(fail);
+        }
+        if let Some(rest) = input.strip_prefix("tls://") {
+            return parse_host_port(rest).map(Endpoint::Tls).map_err(fail);
         }
         if let Some((scheme, _)) = input.split_once("://") {
             return Err(fail(format!("unknown scheme {scheme:?}")));
@@ -359,6 +370,8 @@ mod tests {
             "tcp://127.0.0.1:7",
             "tcp://[::1]:7",
             "udp://[fe80::1]:65535",
+            "tls://localhost:443",
+            "tls://[::1]:0",
             "tcp://localhost:0",
             "tcp://*:54000",
             "unix:/tmp/x.sock",

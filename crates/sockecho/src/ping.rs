@@ -16,7 +16,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::bench::payload::{HEADER_LEN, Pattern, parse_header, seq_prefix};
 use crate::bench::{DatagramSocket, Target, probe_datagram};
-use crate::client::{BoxStream, ClientError, connect_stream, resolve};
+use crate::client::{BoxStream, ClientError, connect_stream_with, resolve};
 use crate::net_error::{describe_connect_error, plain};
 use crate::{Endpoint, Host, HostPort};
 
@@ -32,6 +32,8 @@ pub struct PingConfig {
     pub size: usize,
     /// How long a reply may take before it is reported as a timeout.
     pub timeout: Duration,
+    /// TLS settings for `tls://` endpoints.
+    pub connect: crate::client::ConnectOptions,
 }
 
 /// Why ping could not start.
@@ -201,9 +203,11 @@ async fn open(config: &PingConfig) -> Result<(Link, Endpoint, Option<Duration>),
         other => unreachable(other.to_string()),
     };
     match endpoint {
-        Endpoint::Tcp(_) | Endpoint::Unix(_) => {
+        Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Unix(_) => {
             let began = Instant::now();
-            let (stream, reached) = connect_stream(endpoint).await.map_err(from_client)?;
+            let (stream, reached) = connect_stream_with(endpoint, &config.connect)
+                .await
+                .map_err(from_client)?;
             Ok((Link::Stream(stream), reached, Some(began.elapsed())))
         }
         Endpoint::Udp(_) => {

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::Transport;
 
 /// Every transport a server counts separately, in a fixed order.
-pub const TRANSPORTS: [Transport; 4] = [
+pub const TRANSPORTS: [Transport; 5] = [
     Transport::Tcp,
     Transport::Udp,
+    Transport::Tls,
     Transport::Unix,
     Transport::UnixGram,
 ];

@@ -91,6 +91,7 @@ pub async fn find_target(
             }
             Err(unreachable(last))
         }
+        Endpoint::Tls(_) => Err(unreachable("bench does not speak TLS yet".into())),
         Endpoint::UnixGram(path) => {
             let target = Target::UnixGram(path.clone());
             probe_datagram(&target, size, timeout)

@@ -13,12 +13,14 @@ pub mod pipe;
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::Endpoint;
 use crate::net_error::{describe_connect_error, plain};
+use crate::tls::ClientTlsOptions;
+use crate::{Endpoint, Transport};
 
 /// A connected byte stream of any transport.
 pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -73,27 +75,69 @@ impl ClientError {
     }
 }
 
-/// Connects to a stream endpoint (TCP or Unix), trying each address a host name resolves to in
-/// turn. Returns the stream and the address it reached.
+/// How to connect to stream endpoints.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Which server certificates a `tls://` endpoint accepts.
+    pub tls: ClientTlsOptions,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            tls: ClientTlsOptions::default(),
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Connects to a stream endpoint (TCP, TLS or Unix) with default options.
 pub async fn connect_stream(endpoint: &Endpoint) -> Result<(BoxStream, Endpoint), ClientError> {
+    connect_stream_with(endpoint, &ConnectOptions::default()).await
+}
+
+/// Connects to a stream endpoint (TCP, TLS or Unix), trying each address a host name resolves
+/// to in turn. Returns the stream and the address it reached.
+pub async fn connect_stream_with(
+    endpoint: &Endpoint,
+    options: &ConnectOptions,
+) -> Result<(BoxStream, Endpoint), ClientError> {
     match endpoint {
-        Endpoint::Tcp(hp) => {
-            let addrs = resolve(endpoint).await?;
-            let mut last_err = None;
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(stream) => {
-                        // Interactive lines and benchmark messages go out at once.
-                        stream.set_nodelay(true).ok();
-                        return Ok((Box::new(stream), Endpoint::inet(endpoint.transport(), addr)));
-                    }
-                    Err(e) => {
-                        tracing::debug!("connect to {addr} ({hp}) failed: {e}");
-                        last_err = Some(e);
-                    }
-                }
+        Endpoint::Tcp(_) => {
+            let (stream, addr) = connect_tcp(endpoint).await?;
+            Ok((Box::new(stream), Endpoint::inet(Transport::Tcp, addr)))
+        }
+        Endpoint::Tls(hp) => {
+            // Set up trust first: a bad --ca file is reported before any network traffic.
+            let connector = crate::tls::client_connector(&options.tls)
+                .map_err(|e| ClientError::connect(endpoint, e.to_string()))?;
+            let name = crate::tls::server_name(&hp.host.to_string())
+                .map_err(|e| ClientError::connect(endpoint, e.to_string()))?;
+            let (stream, addr) = connect_tcp(endpoint).await?;
+            let handshake = tokio::time::timeout(
+                options.tls_handshake_timeout,
+                connector.connect(name, stream),
+            )
+            .await;
+            match handshake {
+                Ok(Ok(tls)) => Ok((Box::new(tls), Endpoint::inet(Transport::Tls, addr))),
+                Ok(Err(e)) => Err(ClientError::connect(
+                    endpoint,
+                    format!(
+                        "TLS handshake failed: {}",
+                        crate::tls::describe_handshake_error(&e)
+                    ),
+                )),
+                Err(_) => Err(ClientError::connect(
+                    endpoint,
+                    format!(
+                        "TLS handshake timed out after {:?} — does the server speak TLS?",
+                        options.tls_handshake_timeout
+                    ),
+                )),
             }
-            Err(connect_failed(endpoint, last_err))
         }
         Endpoint::Unix(path) => match UnixStream::connect(path).await {
             Ok(stream) => Ok((Box::new(stream), endpoint.clone())),
@@ -104,6 +148,26 @@ pub async fn connect_stream(endpoint: &Endpoint) -> Result<(BoxStream, Endpoint)
             "a datagram endpoint has no connection; use the datagram client",
         )),
     }
+}
+
+/// TCP to the first address of `endpoint` that accepts.
+async fn connect_tcp(endpoint: &Endpoint) -> Result<(TcpStream, SocketAddr), ClientError> {
+    let addrs = resolve(endpoint).await?;
+    let mut last_err = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Interactive lines and benchmark messages go out at once.
+                stream.set_nodelay(true).ok();
+                return Ok((stream, addr));
+            }
+            Err(e) => {
+                tracing::debug!("connect to {addr} for {endpoint} failed: {e}");
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(connect_failed(endpoint, last_err))
 }
 
 /// Resolves an Internet endpoint, turning failure into a client error.

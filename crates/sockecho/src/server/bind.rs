@@ -32,6 +32,9 @@ pub enum ServeError {
         /// The OS error behind it, when there is one.
         io: Option<io::Error>,
     },
+    /// The TLS certificate could not be made or loaded.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[source] crate::tls::TlsError),
     /// An inherited socket could not be set up.
     #[error("cannot serve an inherited socket: {0}")]
     Inherited(#[source] io::Error),
@@ -75,6 +78,8 @@ pub(crate) enum Socket {
 #[derive(Debug)]
 pub(crate) enum StreamListener {
     Tcp(TcpListener),
+    /// TCP whose connections start with a TLS handshake.
+    Tls(TcpListener),
     Unix(UnixListener),
 }
 
@@ -83,6 +88,7 @@ pub(crate) enum StreamListener {
 #[derive(Debug)]
 pub(crate) enum StdSocket {
     Tcp(std::net::TcpListener),
+    Tls(std::net::TcpListener),
     Unix(std::os::unix::net::UnixListener),
     Udp(std::net::UdpSocket),
     UnixGram(std::os::unix::net::UnixDatagram),
@@ -92,6 +98,7 @@ impl Socket {
     pub(crate) fn into_std(self) -> io::Result<StdSocket> {
         Ok(match self {
             Socket::Stream(StreamListener::Tcp(l)) => StdSocket::Tcp(l.into_std()?),
+            Socket::Stream(StreamListener::Tls(l)) => StdSocket::Tls(l.into_std()?),
             Socket::Stream(StreamListener::Unix(l)) => StdSocket::Unix(l.into_std()?),
             Socket::Udp(s) => StdSocket::Udp(s.into_std()?),
             Socket::UnixGram(s) => StdSocket::UnixGram(s.into_std()?),
@@ -105,6 +112,9 @@ impl StdSocket {
         Ok(match self {
             StdSocket::Tcp(l) => {
                 Socket::Stream(StreamListener::Tcp(TcpListener::from_std(l.try_clone()?)?))
+            }
+            StdSocket::Tls(l) => {
+                Socket::Stream(StreamListener::Tls(TcpListener::from_std(l.try_clone()?)?))
             }
             StdSocket::Unix(l) => Socket::Stream(StreamListener::Unix(UnixListener::from_std(
                 l.try_clone()?,
@@ -170,7 +180,7 @@ fn unix_path(path: Option<&Path>) -> PathBuf {
 /// listener per address; with port 0 they all share the port the first one got.
 pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeError> {
     match endpoint {
-        Endpoint::Tcp(hp) | Endpoint::Udp(hp) => {
+        Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => {
             let transport = endpoint.transport();
             let addrs = hp.resolve().await.map_err(|e| {
                 ServeError::other(
@@ -277,7 +287,11 @@ fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Re
         socket.listen(BACKLOG)?;
         let listener = TcpListener::from_std(socket.into())?;
         let local = listener.local_addr()?;
-        (Socket::Stream(StreamListener::Tcp(listener)), local)
+        let listener = match transport {
+            Transport::Tls => StreamListener::Tls(listener),
+            _ => StreamListener::Tcp(listener),
+        };
+        (Socket::Stream(listener), local)
     };
     Ok(Listener {
         socket: bound.0,

@@ -135,6 +135,10 @@ async fn run<S: EchoIo>(
     // not touch the timer wheel on every read.
     let idle = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX / 4));
     tokio::pin!(idle);
+    // Made once: a fresh `cancelled()` per wake-up would register and unregister a waiter
+    // under the token's lock on every echo.
+    let drained = drain.cancelled();
+    tokio::pin!(drained);
     // While draining: fires once the connection has been quiet for DRAIN_SETTLE.
     let settle = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(settle);
@@ -145,7 +149,7 @@ async fn run<S: EchoIo>(
                 done?;
                 return Ok(if pump.draining { CloseReason::Drained } else { CloseReason::PeerClosed });
             }
-            () = drain.cancelled(), if !pump.draining => {
+            () = &mut drained, if !pump.draining => {
                 pump.draining = true;
                 settle.as_mut().reset(Instant::now() + DRAIN_SETTLE);
             }
@@ -355,6 +359,9 @@ impl<'a> Pump<'a> {
             let mut scratch = scratch.borrow_mut();
             let n = match stream.poll_read_some(cx, &mut scratch[..]) {
                 Poll::Ready(Ok(n)) => n,
+                // A TLS peer that closes without close_notify: common, and harmless for an
+                // echo (nothing is trusted from the truncation), so it is an ordinary EOF.
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             };

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Endpoint;
 use crate::stats::{Counters, Stats};
+use crate::tls::ServerTls;
 
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
@@ -52,6 +53,12 @@ pub struct ServerConfig {
     /// Drop datagrams from well-known service ports and from broadcast or multicast sources,
     /// so two echo services cannot be made to bounce datagrams between them forever.
     pub reflection_guard: bool,
+    /// Certificate and key for `tls://` endpoints. `None` with a TLS endpoint makes a
+    /// self-signed certificate for this run and logs its SHA-256 fingerprint.
+    pub tls: Option<ServerTls>,
+    /// How long a client may take to complete the TLS handshake before it is dropped, so
+    /// half-open TLS clients cannot hold connection slots.
+    pub tls_handshake_timeout: Duration,
     /// Worker threads, each with its own single-threaded runtime serving every listener
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`] instead.
@@ -67,6 +74,8 @@ impl Default for ServerConfig {
             log_data: false,
             threads: 0,
             access: AccessPolicy::default(),
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,
@@ -121,6 +130,17 @@ impl Server {
         for endpoint in endpoints {
             listeners.extend(bind::bind(endpoint).await?);
         }
+        let mut config = config;
+        let tls_hosts: Vec<String> = endpoints
+            .iter()
+            .filter_map(|e| match e {
+                Endpoint::Tls(hp) => Some(hp.host.to_string()),
+                _ => None,
+            })
+            .collect();
+        if !tls_hosts.is_empty() && config.tls.is_none() {
+            config.tls = Some(self_signed(&tls_hosts)?);
+        }
         Ok(Server {
             listeners,
             config,
@@ -131,6 +151,11 @@ impl Server {
     /// The endpoints actually bound, with real addresses and ports, one per socket.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.listeners.iter().map(|l| l.endpoint.clone()).collect()
+    }
+
+    /// The SHA-256 fingerprint of the certificate `tls://` endpoints present, if any.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.config.tls.as_ref().map(ServerTls::fingerprint)
     }
 
     /// The live counters, to watch the server while it runs.
@@ -191,6 +216,25 @@ impl Server {
         drop(guards);
         shared.counters.snapshot()
     }
+}
+
+/// A certificate for this run, for `localhost`, the loopback addresses and the TLS endpoints'
+/// own host names.
+fn self_signed(hosts: &[String]) -> Result<ServerTls, ServeError> {
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+    for host in hosts {
+        if host != "*" && !names.contains(host) {
+            names.push(host.clone());
+        }
+    }
+    let tls = ServerTls::self_signed(&names).map_err(ServeError::Tls)?;
+    tracing::info!(
+        "TLS: self-signed certificate for this run (names: {}); SHA-256 fingerprint {} \
+         — clients can trust it with --pin-sha256",
+        names.join(", "),
+        tls.fingerprint()
+    );
+    Ok(tls)
 }
 
 struct StopOnDrop(Arc<Shared>);

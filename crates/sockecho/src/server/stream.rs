@@ -16,12 +16,13 @@ use tokio::time::Instant;
 use super::Shared;
 use super::access::PerIpSlot;
 use super::bind::StreamListener;
-use super::echo::{CloseReason, EchoIo, EchoOptions, EchoOutcome, echo_io};
+use super::echo::{CloseReason, EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
 use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::Transport;
 use crate::net_error::is_resource_exhaustion;
 use crate::stats::TransportCounters;
+use crate::tls::ServerTls;
 
 /// First pause after an accept error; doubles while errors continue.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -103,6 +104,20 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
         backoff = BACKOFF_MIN;
         burst_logged = false;
         match accepted {
+            Accepted::Tls(stream, peer) => {
+                let Some(slot) = admit(&shared, counters, peer) else {
+                    continue;
+                };
+                let conn = Conn {
+                    peer: peer.to_string(),
+                    transport: endpoint.transport(),
+                    _permit: permit,
+                    _ip_slot: slot,
+                };
+                shared
+                    .tracker
+                    .spawn(tls_connection(stream, conn, shared.clone()));
+            }
             Accepted::Tcp(stream, peer) => {
                 // Dropping a refused stream closes it at once.
                 let Some(slot) = admit(&shared, counters, peer) else {
@@ -168,20 +183,19 @@ fn admit(
 
 enum Accepted {
     Tcp(tokio::net::TcpStream, SocketAddr),
+    Tls(tokio::net::TcpStream, SocketAddr),
     Unix(tokio::net::UnixStream, String),
 }
 
 async fn accept(listener: &StreamListener) -> std::io::Result<Accepted> {
     match listener {
         StreamListener::Tcp(l) => {
-            let (stream, peer) = l.accept().await?;
-            // Echoes are small and interactive: send each one at once.
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY on {peer}: {e}");
-            }
-            // IPv4 clients of a dual-stack socket show as ::ffff:a.b.c.d; name them plainly.
-            let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+            let (stream, peer) = accept_tcp(l).await?;
             Ok(Accepted::Tcp(stream, peer))
+        }
+        StreamListener::Tls(l) => {
+            let (stream, peer) = accept_tcp(l).await?;
+            Ok(Accepted::Tls(stream, peer))
         }
         StreamListener::Unix(l) => {
             let (stream, _) = l.accept().await?;
@@ -193,6 +207,53 @@ async fn accept(listener: &StreamListener) -> std::io::Result<Accepted> {
             Ok(Accepted::Unix(stream, peer))
         }
     }
+}
+
+async fn accept_tcp(
+    listener: &tokio::net::TcpListener,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    let (stream, peer) = listener.accept().await?;
+    // Echoes are small and interactive: send each one at once.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY on {peer}: {e}");
+    }
+    // IPv4 clients of a dual-stack socket show as ::ffff:a.b.c.d; name them plainly.
+    Ok((
+        stream,
+        SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+    ))
+}
+
+/// Completes the TLS handshake within the handshake timeout, then serves the connection. A
+/// failed or stalled handshake is logged as a warning and counted, never more.
+async fn tls_connection(stream: tokio::net::TcpStream, conn: Conn, shared: Arc<Shared>) {
+    let counters = shared.counters.transport(conn.transport);
+    let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
+        // Bind makes a certificate whenever there is a TLS endpoint.
+        tracing::error!("{}: no TLS certificate configured", conn.peer);
+        return;
+    };
+    let timeout = shared.config.tls_handshake_timeout;
+    let handshake = tokio::select! {
+        result = tokio::time::timeout(timeout, acceptor.accept(stream)) => result,
+        () = shared.drain.cancelled() => return,
+    };
+    let failure = match handshake {
+        Ok(Ok(tls)) => {
+            return connection(Generic(tls), conn, shared.clone()).await;
+        }
+        Ok(Err(e)) => crate::tls::describe_handshake_error(&e),
+        Err(_) => format!("no handshake within {timeout:?}; closed"),
+    };
+    TransportCounters::add(&counters.tls_handshake_failures, 1);
+    tracing::warn!(
+        target: CONN_LOG,
+        peer = conn.peer,
+        transport = %conn.transport,
+        event = "tls_handshake_failed",
+        "{}: TLS handshake failed: {failure}",
+        conn.peer
+    );
 }
 
 /// What a connection holds besides its socket.
