@@ -22,13 +22,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rustix::net::{RecvFlags, SendFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Bytes read per system call. Large enough that a 1 MiB message takes few calls, small enough
-/// to stay in cache; it is also the most a stalled connection keeps in `pending`.
-pub const SCRATCH_SIZE: usize = 64 * 1024;
+/// Most bytes read per system call: whatever has arrived, up to this. Large enough that a
+/// 1 MiB message takes four reads; there is one such buffer per worker thread, not per
+/// connection. It is also the most a stalled connection keeps in `pending`.
+pub const SCRATCH_SIZE: usize = 256 * 1024;
 
 thread_local! {
     /// One read buffer per worker thread, shared by every connection the thread polls. It is only
@@ -204,7 +206,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EchoIo for Generic<S> {
     }
 }
 
-/// TCP and Unix stream sockets: reads skip the extra `read` that would only return `EAGAIN`.
+/// TCP and Unix stream sockets: `recv`/`send` directly, and no extra `recv` that would only
+/// return `EAGAIN`.
 ///
 /// A stream socket's `read` returns less than asked only when it has emptied the receive queue,
 /// so after a short read the socket is known to be drained and its readiness can be cleared
@@ -223,7 +226,8 @@ macro_rules! socket_echo_io {
                     let mut short = 0;
                     let sock = &*self;
                     let result = sock.try_io(Interest::READABLE, || {
-                        let n = rustix::io::read(sock, &mut *buf)?;
+                        // recv, not read: it skips the VFS layer and the file-position lock.
+                        let (_, n) = rustix::net::recv(sock, &mut *buf, RecvFlags::empty())?;
                         if n > 0 && n < buf.len() {
                             // Drained: report "would block" so tokio clears readiness.
                             short = n;
@@ -248,7 +252,18 @@ macro_rules! socket_echo_io {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                Pin::new(self).poll_write(cx, buf)
+                loop {
+                    std::task::ready!(self.poll_write_ready(cx))?;
+                    let sock = &*self;
+                    // send, not write, for the same reason as recv above; NOSIGNAL so a peer
+                    // that is gone is an EPIPE error, never a signal.
+                    match sock.try_io(Interest::WRITABLE, || {
+                        Ok(rustix::net::send(sock, buf, SendFlags::NOSIGNAL)?)
+                    }) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        result => return Poll::Ready(result),
+                    }
+                }
             }
 
             fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
