@@ -75,6 +75,8 @@ pub struct BenchOpts {
     #[arg(long, value_name = "FILE")]
     pub save_hist: Option<PathBuf>,
     #[command(flatten)]
+    pub tls: crate::cli::TlsClientArgs,
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -135,6 +137,7 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         threads: opts.threads.into(),
         timeout: opts.timeout,
         connect_timeout: opts.connect_timeout,
+        connect: opts.tls.connect_options(),
         sources: opts.source.map(|s| s.0).unwrap_or_default(),
     };
     let show_progress = opts.verbosity.quiet == 0

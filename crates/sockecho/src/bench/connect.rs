@@ -1,6 +1,6 @@
 //! Opening sockets for a run: find out which address of the endpoint answers (so an unreachable
-//! server is one clear error before any load starts), then open each connection or datagram
-//! socket from its source address.
+//! server, or one whose certificate is not trusted, is one clear error before any load starts),
+//! then open each connection or datagram socket from its source address.
 //!
 //! With `--source`, a socket binds its local address before it connects. The kernel then picks
 //! the port per source address, so each address adds its own ephemeral port range toward the
@@ -20,7 +20,8 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixStream};
 
 use super::BenchError;
 use super::payload::Pattern;
-use crate::client::ClientError;
+use super::tls::TlsClient;
+use crate::client::{ClientError, ConnectOptions};
 use crate::net_error::describe_connect_error;
 use crate::{Endpoint, Host};
 
@@ -31,21 +32,25 @@ const PROBE_TRIES: u32 = 3;
 const PROBE_CONN: u32 = u32::MAX;
 
 /// The resolved address every socket of a run talks to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Target {
     Tcp(SocketAddr),
+    /// TCP, each connection secured by the run's one TLS client before it counts as open.
+    Tls(SocketAddr, TlsClient),
     Udp(SocketAddr),
     Unix(PathBuf),
     UnixGram(PathBuf),
 }
 
-/// Finds the address of `endpoint` that answers: a stream endpoint must accept a connection, a
-/// datagram one must echo a probe message of `size` bytes within `timeout` (three tries).
+/// Finds the address of `endpoint` that answers: a stream endpoint must accept a connection (a
+/// TLS one must also complete a handshake under `options`), a datagram one must echo a probe
+/// message of `size` bytes within `timeout` (three tries).
 pub async fn find_target(
     endpoint: &Endpoint,
     size: usize,
     timeout: Duration,
     connect_timeout: Duration,
+    options: &ConnectOptions,
 ) -> Result<Target, BenchError> {
     let unreachable = |problem: String| BenchError::Unreachable {
         endpoint: endpoint.clone(),
@@ -91,7 +96,26 @@ pub async fn find_target(
             }
             Err(unreachable(last))
         }
-        Endpoint::Tls(_) => Err(unreachable("bench does not speak TLS yet".into())),
+        Endpoint::Tls(hp) => {
+            let client = TlsClient::new(&hp.host, options).map_err(|source| BenchError::Tls {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+            let addrs = crate::client::resolve(endpoint)
+                .await
+                .map_err(|e| match e {
+                    ClientError::Connect { problem, .. } => unreachable(problem),
+                    other => unreachable(other.to_string()),
+                })?;
+            tokio::time::timeout(connect_timeout, find_tls(addrs, client))
+                .await
+                .map_err(|_| {
+                    unreachable(format!(
+                        "no answer within {connect_timeout:?} — is the host reachable?"
+                    ))
+                })?
+                .map_err(unreachable)
+        }
         Endpoint::UnixGram(path) => {
             let target = Target::UnixGram(path.clone());
             probe_datagram(&target, size, timeout)
@@ -100,6 +124,23 @@ pub async fn find_target(
             Ok(target)
         }
     }
+}
+
+/// The first of `addrs` that accepts a connection, if the TLS handshake on that connection
+/// succeeds. A failed handshake is the server's answer, so the other addresses are not tried
+/// after it, as the stream client does not try them either.
+async fn find_tls(addrs: Vec<SocketAddr>, client: TlsClient) -> Result<Target, String> {
+    let mut last = String::from("no address to connect to");
+    for addr in addrs {
+        match connect_tcp(addr, None).await {
+            Ok(tcp) => {
+                client.handshake(tcp).await?;
+                return Ok(Target::Tls(addr, client));
+            }
+            Err(e) => last = describe_connect_error(&e),
+        }
+    }
+    Err(last)
 }
 
 /// Sends a probe message (up to three times) and waits for any reply.
@@ -139,24 +180,11 @@ impl StreamSocket {
     /// Connects to `target` (tcp or unix), from `source` if given.
     pub async fn connect(target: &Target, source: Option<IpAddr>) -> io::Result<StreamSocket> {
         match target {
-            Target::Tcp(addr) => {
-                let socket = if addr.is_ipv4() {
-                    TcpSocket::new_v4()?
-                } else {
-                    TcpSocket::new_v6()?
-                };
-                if let Some(ip) = source {
-                    socket.bind(SocketAddr::new(ip, 0))?;
-                }
-                let stream = socket.connect(*addr).await?;
-                // Pipelined messages must go out when written, not wait for earlier ACKs.
-                stream.set_nodelay(true)?;
-                Ok(StreamSocket::Tcp(stream))
-            }
+            Target::Tcp(addr) => Ok(StreamSocket::Tcp(connect_tcp(*addr, source).await?)),
             Target::Unix(path) => Ok(StreamSocket::Unix(UnixStream::connect(path).await?)),
-            Target::Udp(_) | Target::UnixGram(_) => Err(io::Error::new(
+            Target::Tls(..) | Target::Udp(_) | Target::UnixGram(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "not a stream target",
+                "not a plain stream target",
             )),
         }
     }
@@ -198,6 +226,22 @@ impl StreamSocket {
             StreamSocket::Unix(s) => s.try_io(Interest::WRITABLE, || send_once(s, bufs)),
         }
     }
+}
+
+/// A TCP connection to `addr`, from `source` if given, that sends each write at once.
+pub(crate) async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    // Pipelined messages must go out when written, not wait for earlier ACKs.
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 fn send_once(fd: impl AsFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -257,7 +301,7 @@ impl DatagramSocket {
                 grow_buffers(&socket, buffer);
                 Ok(DatagramSocket::Unix(UnixDatagram::from_std(socket)?))
             }
-            Target::Tcp(_) | Target::Unix(_) => Err(io::Error::new(
+            Target::Tcp(_) | Target::Tls(..) | Target::Unix(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "not a datagram target",
             )),

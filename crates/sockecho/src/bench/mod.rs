@@ -4,7 +4,8 @@
 //! - [`options`]: [`BenchConfig`] and the parsers for sizes and source addresses.
 //! - [`payload`]: the message format that lets every echoed byte be checked.
 //! - [`window`]: the messages in flight on one connection, where replies are matched.
-//! - [`stream`] and [`datagram`]: the per-connection loops (private).
+//! - [`stream`] and [`datagram`]: the per-connection loops (private); [`tls`] lets the stream
+//!   loop drive TLS connections (private).
 //! - [`worker`]: load threads, each an event loop with its own recorder (private).
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
 //! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
@@ -28,6 +29,7 @@ mod recorder;
 pub mod report;
 mod stream;
 mod timing;
+mod tls;
 mod window;
 mod worker;
 
@@ -61,6 +63,14 @@ pub enum BenchError {
     /// The server did not answer, or no connection could be opened.
     #[error("cannot reach {endpoint}: {problem}")]
     Unreachable { endpoint: Endpoint, problem: String },
+    /// The TLS settings cannot be used (a CA file that cannot be read, a malformed pin, a host
+    /// that cannot be a TLS server name).
+    #[error("cannot set up TLS for {endpoint}")]
+    Tls {
+        endpoint: Endpoint,
+        #[source]
+        source: crate::tls::TlsError,
+    },
     /// A load thread could not be started.
     #[error("cannot start a load thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -139,6 +149,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         config.size,
         config.timeout,
         config.connect_timeout,
+        &config.connect,
     )
     .await?;
     let threads = config.threads.min(config.connections);

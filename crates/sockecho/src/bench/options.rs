@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::BenchError;
+use crate::client::ConnectOptions;
 use crate::{Endpoint, Transport};
 
 /// Largest UDP payload over IPv4 (65 535 less the IP and UDP headers); IPv6 allows 20 bytes
@@ -60,8 +61,11 @@ pub struct BenchConfig {
     /// How long a datagram's reply may take before it counts as lost, and how long replies
     /// still in flight at the end are waited for.
     pub timeout: Duration,
-    /// How long one connection attempt may take.
+    /// How long one connection attempt may take, the TLS handshake included.
     pub connect_timeout: Duration,
+    /// For `tls://` endpoints: which server certificates to trust, and how long a handshake may
+    /// take. The run builds one TLS configuration from it for all its connections.
+    pub connect: ConnectOptions,
     /// Local addresses to connect from, used in turn; empty lets the kernel choose. Each
     /// address has its own ~28 000 ephemeral ports toward one server address.
     pub sources: Vec<IpAddr>,
@@ -81,6 +85,7 @@ impl BenchConfig {
             threads: 1,
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
+            connect: ConnectOptions::default(),
             sources: Vec::new(),
         }
     }
@@ -136,7 +141,7 @@ impl BenchConfig {
         }
         if !self.sources.is_empty() {
             let Some(hp) = self.endpoint.host_port() else {
-                return invalid("source addresses apply to tcp and udp endpoints only".into());
+                return invalid("source addresses apply to tcp, tls and udp endpoints only".into());
             };
             if let crate::Host::Ip(server) = hp.host
                 && let Some(bad) = self

@@ -1,16 +1,19 @@
-//! Stream connections (TCP, Unix): send messages, read the echoed byte stream back, and verify
-//! each reply as its bytes arrive, in closed or open loop.
+//! Stream connections (TCP, TLS, Unix): send messages, read the echoed byte stream back, and
+//! verify each reply as its bytes arrive, in closed or open loop.
 //!
 //! The hot path allocates nothing and registers no timer per message. Outgoing messages are
 //! never built in a buffer: a write gathers each message's 16-byte header from the stack and its
 //! filler straight from the shared pattern, up to 32 messages per system call. Incoming bytes land
 //! in the thread's scratch buffer and are compared in place, so a connection holds no buffer of
 //! its own whatever the message size. The clock is read once per read or write batch.
+//!
+//! The loop reaches its connection through [`Wire`]: a plain socket's system calls, or a TLS
+//! stream (see `tls`) whose records rustls buffers on the way.
 
 use std::io::{self, IoSlice};
 use std::rc::Rc;
 
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 
 use super::connect::StreamSocket;
 use super::payload::{HEADER_LEN, Pattern, header, parse_header};
@@ -41,6 +44,31 @@ fn message_slices<'a>(
         n += 1;
     }
     (iov, n)
+}
+
+/// What the connection loop needs from its connection: waiting, and reads and writes that never
+/// wait (`WouldBlock` when they cannot go on).
+pub(crate) trait Wire {
+    /// Waits until the connection is ready for `interest`.
+    async fn ready(&mut self, interest: Interest) -> io::Result<Ready>;
+    /// Reads what has arrived; `Ok(0)` at the end of the stream.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes some of `bufs`.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+impl Wire for StreamSocket {
+    async fn ready(&mut self, interest: Interest) -> io::Result<Ready> {
+        StreamSocket::ready(self, interest).await
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        StreamSocket::read(self, buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        StreamSocket::write_vectored(self, bufs)
+    }
 }
 
 /// Messages gathered into one write.
@@ -109,7 +137,7 @@ struct Conn<'a> {
 
 /// Drives one connection until the run ends or the connection breaks, then adds its counts to
 /// the thread's totals.
-pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: StreamSocket, plan: ConnPlan) {
+pub(crate) async fn run(ctx: Rc<ThreadCtx>, mut socket: impl Wire, plan: ConnPlan) {
     let mut conn = Conn {
         ctx: &ctx,
         plan,
@@ -120,7 +148,7 @@ pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: StreamSocket, plan: ConnPlan
         totals: Totals::default(),
         draining: false,
     };
-    if let End::Broken(e) = conn.drive(&socket).await {
+    if let End::Broken(e) = conn.drive(&mut socket).await {
         tracing::debug!("bench connection {} broke: {e}", conn.plan.id);
         conn.broken();
     }
@@ -128,7 +156,7 @@ pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: StreamSocket, plan: ConnPlan
 }
 
 impl Conn<'_> {
-    async fn drive(&mut self, socket: &StreamSocket) -> End {
+    async fn drive(&mut self, socket: &mut impl Wire) -> End {
         let ctx = self.ctx;
         let clock = ctx.clock;
         let schedule = ctx.schedule;
@@ -264,7 +292,7 @@ impl Conn<'_> {
     }
 
     /// Writes queued messages until done or the socket is full. `Ok(true)` when all are out.
-    fn flush(&mut self, socket: &StreamSocket) -> io::Result<bool> {
+    fn flush(&mut self, socket: &mut impl Wire) -> io::Result<bool> {
         let pattern = &self.ctx.pattern;
         let id = self.plan.id;
         loop {
@@ -321,7 +349,7 @@ impl Conn<'_> {
 
     /// Reads and checks whatever has arrived; returns the clock time of the last read, if any
     /// read returned data, so the caller need not read the clock again.
-    fn read(&mut self, socket: &StreamSocket) -> io::Result<Option<u64>> {
+    fn read(&mut self, socket: &mut impl Wire) -> io::Result<Option<u64>> {
         let ctx = self.ctx;
         let mut last = None;
         for _ in 0..READS_PER_WAKE {

@@ -19,6 +19,7 @@ use super::connect::{DatagramSocket, StreamSocket, Target};
 use super::payload::Pattern;
 use super::recorder::{Fault, LiveCounters, ThreadRecorder, ThreadResult, Totals, new_histogram};
 use super::timing::Clock;
+use super::tls::TlsSocket;
 use super::{datagram, stream};
 use crate::net_error::describe_connect_error;
 
@@ -170,6 +171,7 @@ pub struct Handoff {
 
 enum Socket {
     Stream(StreamSocket),
+    Tls(TlsSocket),
     Datagram(DatagramSocket),
 }
 
@@ -229,6 +231,7 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         let ctx = ctx.clone();
         tasks.push(match socket {
             Socket::Stream(s) => tokio::task::spawn_local(stream::run(ctx, s, plan)),
+            Socket::Tls(s) => tokio::task::spawn_local(stream::run(ctx, s, plan)),
             Socket::Datagram(s) => tokio::task::spawn_local(datagram::run(ctx, s, plan)),
         });
     }
@@ -249,7 +252,8 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
     let _ = handoff.done.send(result);
 }
 
-/// Opens this thread's connections, a bounded number at a time, recording how long each took.
+/// Opens this thread's connections, a bounded number at a time, recording how long each took
+/// (for TLS, up to the end of the handshake).
 async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, Socket)>, Connected) {
     let limit = Rc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
     let datagram = matches!(spec.target, Target::Udp(_) | Target::UnixGram(_));
@@ -267,17 +271,13 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
             let _permit = limit.acquire().await;
             let began = Instant::now();
             let opened = if datagram {
-                DatagramSocket::open(&target, source, buffer).map(Socket::Datagram)
+                DatagramSocket::open(&target, source, buffer)
+                    .map(Socket::Datagram)
+                    .map_err(|e| describe_connect_error(&e))
             } else {
-                match tokio::time::timeout(connect_timeout, StreamSocket::connect(&target, source))
+                tokio::time::timeout(connect_timeout, open_stream(&target, source))
                     .await
-                {
-                    Ok(r) => r.map(Socket::Stream),
-                    Err(_) => Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no answer within {connect_timeout:?}"),
-                    )),
-                }
+                    .unwrap_or_else(|_| Err(format!("no answer within {connect_timeout:?}")))
             };
             (id, opened, began.elapsed())
         }));
@@ -294,7 +294,7 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
                 sockets.push((id, socket));
                 continue;
             }
-            Ok((_, Err(e), _)) => describe_connect_error(&e),
+            Ok((_, Err(problem), _)) => problem,
             Err(e) => format!("the connect task failed: {e}"),
         };
         connected.failed += 1;
@@ -302,6 +302,17 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
     }
     connected.established = sockets.len();
     (sockets, connected)
+}
+
+/// Opens one stream connection; the error says what failed.
+async fn open_stream(target: &Target, source: Option<IpAddr>) -> Result<Socket, String> {
+    match target {
+        Target::Tls(addr, client) => client.connect(*addr, source).await.map(Socket::Tls),
+        _ => StreamSocket::connect(target, source)
+            .await
+            .map(Socket::Stream)
+            .map_err(|e| describe_connect_error(&e)),
+    }
 }
 
 #[cfg(test)]

@@ -104,21 +104,7 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
         backoff = BACKOFF_MIN;
         burst_logged = false;
         match accepted {
-            Accepted::Tls(stream, peer) => {
-                let Some(slot) = admit(&shared, counters, peer) else {
-                    continue;
-                };
-                let conn = Conn {
-                    peer: peer.to_string(),
-                    transport: endpoint.transport(),
-                    _permit: permit,
-                    _ip_slot: slot,
-                };
-                shared
-                    .tracker
-                    .spawn(tls_connection(stream, conn, shared.clone()));
-            }
-            Accepted::Tcp(stream, peer) => {
+            Accepted::Inet(stream, peer) => {
                 // Dropping a refused stream closes it at once.
                 let Some(slot) = admit(&shared, counters, peer) else {
                     continue;
@@ -129,9 +115,15 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
                     _permit: permit,
                     _ip_slot: slot,
                 };
-                shared
-                    .tracker
-                    .spawn(connection(stream, conn, shared.clone()));
+                if conn.transport == Transport::Tls {
+                    shared
+                        .tracker
+                        .spawn(tls_connection(stream, conn, shared.clone()));
+                } else {
+                    shared
+                        .tracker
+                        .spawn(connection(stream, conn, shared.clone()));
+                }
             }
             Accepted::Unix(stream, peer) => {
                 let conn = Conn {
@@ -182,20 +174,16 @@ fn admit(
 }
 
 enum Accepted {
-    Tcp(tokio::net::TcpStream, SocketAddr),
-    Tls(tokio::net::TcpStream, SocketAddr),
+    /// TCP, with or without TLS to come (the listener's transport says which).
+    Inet(tokio::net::TcpStream, SocketAddr),
     Unix(tokio::net::UnixStream, String),
 }
 
 async fn accept(listener: &StreamListener) -> std::io::Result<Accepted> {
     match listener {
-        StreamListener::Tcp(l) => {
+        StreamListener::Tcp(l) | StreamListener::Tls(l) => {
             let (stream, peer) = accept_tcp(l).await?;
-            Ok(Accepted::Tcp(stream, peer))
-        }
-        StreamListener::Tls(l) => {
-            let (stream, peer) = accept_tcp(l).await?;
-            Ok(Accepted::Tls(stream, peer))
+            Ok(Accepted::Inet(stream, peer))
         }
         StreamListener::Unix(l) => {
             let (stream, _) = l.accept().await?;

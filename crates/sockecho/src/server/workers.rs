@@ -1,7 +1,7 @@
 //! Worker threads: share-nothing serving on several cores.
 //!
-//! Each worker runs its own single-threaded runtime and serves every listener through its own
-//! duplicate of the listening descriptor. Whichever worker the kernel wakes first accepts a
+//! Each worker runs its own single-threaded runtime and serves every stream listener through its
+//! own duplicate of the listening descriptor; each datagram socket is served by one worker. Whichever worker the kernel wakes first accepts a
 //! connection (or receives a datagram), and a connection then stays on that worker for life, so
 //! the hot path touches no lock or queue shared between threads. A busy worker answers its
 //! wake-ups later, so idle workers naturally take the new connections.
@@ -66,7 +66,7 @@ pub(crate) fn start(
         let spawned = std::thread::Builder::new()
             .name(format!("sockecho-worker-{index}"))
             .spawn(move || {
-                worker(detached, shared, stopped_tx);
+                worker(detached, (index, threads), shared, stopped_tx);
                 let _ = done_tx.send(());
             });
         match spawned {
@@ -76,7 +76,7 @@ pub(crate) fn start(
     }
     if finished.is_empty() {
         tracing::warn!("no worker thread could be started; serving on the main thread");
-        return Workers::Here(spawn_loops(register(&detached), shared));
+        return Workers::Here(spawn_loops(register(&detached, 0, 1), shared));
     }
     Workers::Threads(Pool {
         loops_stopped,
@@ -88,6 +88,7 @@ pub(crate) fn start(
 /// The body of one worker thread.
 fn worker(
     sockets: Arc<Vec<(StdSocket, Endpoint)>>,
+    (index, threads): (usize, usize),
     shared: Arc<Shared>,
     loops_stopped: mpsc::Sender<()>,
 ) {
@@ -103,7 +104,7 @@ fn worker(
         }
     };
     runtime.block_on(async {
-        let mut loops = spawn_loops(register(&sockets), &shared);
+        let mut loops = spawn_loops(register(&sockets, index, threads), &shared);
         // Keep only this worker's duplicates, owned by its loops: once every loop has stopped,
         // no descriptor of the listening sockets is left open, and new clients are refused.
         drop(sockets);
@@ -115,10 +116,25 @@ fn worker(
     });
 }
 
-/// Duplicates every socket into the current runtime.
-fn register(sockets: &[(StdSocket, Endpoint)]) -> Vec<(Socket, Endpoint)> {
+/// Duplicates into the current runtime every socket worker `index` of `threads` serves: every
+/// stream listener, and its share of the datagram sockets. A datagram socket is served by one
+/// worker only, so the replies to one peer leave in the order its datagrams came (two workers
+/// reading one queue could swap them).
+fn register(
+    sockets: &[(StdSocket, Endpoint)],
+    index: usize,
+    threads: usize,
+) -> Vec<(Socket, Endpoint)> {
+    let mut datagram_sockets = 0;
     sockets
         .iter()
+        .filter(|(socket, _)| {
+            if !matches!(socket, StdSocket::Udp(_) | StdSocket::UnixGram(_)) {
+                return true;
+            }
+            datagram_sockets += 1;
+            (datagram_sockets - 1) % threads.max(1) == index
+        })
         .filter_map(|(socket, endpoint)| match socket.clone_into_runtime() {
             Ok(socket) => Some((socket, endpoint.clone())),
             Err(e) => {
