@@ -1,6 +1,6 @@
 //! `sockecho serve` with `tls://` listeners, from the outside: certificate and key flags, peers
-//! that never finish (or never start) a handshake, a TLS client at a plain server, and shutdown
-//! with a TLS connection open.
+//! that never finish (or never start) a handshake, a TLS client at a plain server or at one that
+//! gets TLS wrong, and shutdown with a TLS connection open.
 
 mod common;
 
@@ -233,6 +233,48 @@ fn a_tls_client_at_a_plain_server_is_told_it_does_not_speak_tls() {
         "{err}"
     );
     assert!(err.contains("does not speak TLS"), "{err}");
+}
+
+/// A server that answers any ClientHello with a lone ServerHelloDone record: TLS framing, but not
+/// a handshake any client can go on with.
+fn out_of_order_tls_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    // Detached: it serves the one client the test runs, and ends with the test process.
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let _ = stream.read(&mut [0u8; 4096]);
+        let _ = stream.write_all(&[0x16, 0x03, 0x03, 0x00, 0x04, 0x0e, 0x00, 0x00, 0x00]);
+        // Until the client hangs up.
+        let _ = stream.read(&mut [0u8; 4096]);
+    });
+    addr
+}
+
+#[test]
+fn a_handshake_error_says_tls_handshake_failed_once() {
+    let endpoint = format!("tls://{}", out_of_order_tls_server());
+    let pin = "00".repeat(32);
+    let out = run(
+        &["client", &endpoint, "--pin-sha256", &pin],
+        b"hello\n",
+        WAIT,
+    );
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("error: cannot connect to {endpoint}: ")),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("TLS handshake failed").count(),
+        1,
+        "said once: {err}"
+    );
 }
 
 /// A blocking rustls client that trusts only `cert_der`, connected to `addr` as `localhost`.

@@ -497,7 +497,7 @@ pub fn describe_handshake_error(err: &io::Error) -> String {
         io::ErrorKind::ConnectionReset => {
             "the peer reset the connection during the TLS handshake — does it speak TLS?".into()
         }
-        _ => format!("TLS handshake failed: {}", plain(err)),
+        _ => plain(err),
     }
 }
 
@@ -519,7 +519,7 @@ fn describe_tls_error(err: &rustls::Error) -> String {
             format!("the peer shares no TLS version or cipher suite with us ({err})")
         }
         Error::NoCertificatesPresented => "the peer sent no certificate".into(),
-        other => format!("TLS handshake failed: {other}"),
+        other => other.to_string(),
     }
 }
 

@@ -72,15 +72,10 @@ impl TlsClient {
             Ok(Ok(stream)) => Ok(TlsSocket {
                 stream: Box::new(stream),
             }),
-            Ok(Err(e)) => {
-                let why = describe_handshake_error(&e);
-                // The description names the handshake itself when it has nothing more specific.
-                Err(if why.starts_with("TLS handshake failed") {
-                    why
-                } else {
-                    format!("TLS handshake failed: {why}")
-                })
-            }
+            Ok(Err(e)) => Err(format!(
+                "TLS handshake failed: {}",
+                describe_handshake_error(&e)
+            )),
             Err(_) => Err(format!(
                 "TLS handshake timed out after {:?} — does the server speak TLS?",
                 self.handshake_timeout

@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
+use std::cell::RefCell;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::AsRawFd;
 
@@ -134,12 +135,28 @@ fn admit_datagram(
 /// Datagrams received or replied to per system call.
 const BATCH: usize = 16;
 
+/// Message headers for `sendmmsg`, made once per thread (each send sets every field it uses).
+/// They hold raw pointers,
+/// which keeps them out of a task that may move between threads; each call borrows its thread's
+/// set only inside one synchronous system call, never across an `.await`.
+struct Headers(MultiHeaders<SockaddrStorage>);
+
+impl Default for Headers {
+    fn default() -> Self {
+        Headers(MultiHeaders::preallocate(BATCH, None))
+    }
+}
+
+thread_local! {
+    static SEND_HEADERS: RefCell<Headers> = RefCell::default();
+}
+
 /// Buffers and headers for moving up to [`BATCH`] datagrams per `recvmmsg`/`sendmmsg`, reused
 /// for the life of the socket.
 struct UdpBatch {
     /// Full-size buffers, one per datagram, so none is truncated. They are allocated zeroed,
     /// so the kernel backs only the pages that large datagrams touch.
-    bufs: Vec<Vec<u8>>,
+    bufs: Box<[Vec<u8>; BATCH]>,
     /// The datagrams of the current batch to answer: the buffer each is in, its length and
     /// its sender.
     got: Vec<Datagram>,
@@ -148,7 +165,7 @@ struct UdpBatch {
 impl UdpBatch {
     fn new() -> Self {
         UdpBatch {
-            bufs: (0..BATCH).map(|_| vec![0; UDP_BUF]).collect(),
+            bufs: Box::new(std::array::from_fn(|_| vec![0; UDP_BUF])),
             got: Vec::with_capacity(BATCH),
         }
     }
@@ -158,30 +175,33 @@ impl UdpBatch {
     /// The datagrams are read with [`received`](Self::received) either way.
     fn receive(&mut self, socket: &UdpSocket) -> io::Result<()> {
         self.got.clear();
-        // The message headers hold raw pointers, which makes them unfit to keep across an
-        // `.await` in a task that may move between threads; they are built per call instead
-        // (a few small allocations against a system call for up to BATCH datagrams).
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> =
-            self.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-        let messages = recvmmsg(
-            socket.as_raw_fd(),
-            &mut headers,
-            slices.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        )?;
-        let mut count = 0;
-        for message in messages {
-            count += 1;
-            if let Some(sender) = message.address {
-                self.got.push(Datagram {
-                    buf: count - 1,
-                    len: message.bytes,
-                    sender,
-                });
+        let (bufs, got) = (&mut self.bufs, &mut self.got);
+        let count = {
+            // Fresh headers for every call: the kernel shortens each header's address length to
+            // the sender's, and nix does not reset it, so reused headers would cut an IPv6
+            // address short after an IPv4 one.
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+            let mut slices = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+            let messages = recvmmsg(
+                socket.as_raw_fd(),
+                &mut headers,
+                slices.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )?;
+            let mut count = 0;
+            for message in messages {
+                if let Some(sender) = message.address {
+                    got.push(Datagram {
+                        buf: count,
+                        len: message.bytes,
+                        sender,
+                    });
+                }
+                count += 1;
             }
-        }
+            count
+        };
         if count < BATCH {
             return Err(io::ErrorKind::WouldBlock.into());
         }
@@ -205,22 +225,26 @@ impl UdpBatch {
             let bufs = &self.bufs;
             let sent = socket
                 .async_io(Interest::WRITABLE, || {
-                    let slices: Vec<[IoSlice<'_>; 1]> = pending
-                        .iter()
-                        .map(|d| [IoSlice::new(&bufs[d.buf][..d.len])])
-                        .collect();
-                    let addrs: Vec<Option<SockaddrStorage>> =
-                        pending.iter().map(|d| Some(d.sender)).collect();
-                    let mut headers = MultiHeaders::preallocate(pending.len(), None);
-                    let results = sendmmsg(
-                        socket.as_raw_fd(),
-                        &mut headers,
-                        &slices,
-                        &addrs,
-                        [],
-                        MsgFlags::MSG_DONTWAIT,
-                    )?;
-                    Ok(results.count())
+                    let n = pending.len();
+                    let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| {
+                        [IoSlice::new(
+                            pending.get(i).map_or(&[][..], |d| &bufs[d.buf][..d.len]),
+                        )]
+                    });
+                    let addrs: [Option<SockaddrStorage>; BATCH] =
+                        std::array::from_fn(|i| pending.get(i).map(|d| d.sender));
+                    SEND_HEADERS.with(|headers| {
+                        let mut headers = headers.borrow_mut();
+                        let sent = sendmmsg(
+                            socket.as_raw_fd(),
+                            &mut headers.0,
+                            &slices[..n],
+                            &addrs[..n],
+                            [],
+                            MsgFlags::MSG_DONTWAIT,
+                        )?;
+                        Ok(sent.count())
+                    })
                 })
                 .await;
             match sent {

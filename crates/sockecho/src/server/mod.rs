@@ -250,14 +250,20 @@ impl Drop for StopOnDrop {
 /// Starts the serving loop of every socket on the current runtime.
 fn spawn_loops(sockets: Vec<(bind::Socket, Endpoint)>, shared: &Arc<Shared>) -> JoinSet<()> {
     let mut loops = JoinSet::new();
+    let mut stream_listeners = Vec::new();
     for (socket, endpoint) in sockets {
         let shared = shared.clone();
         match socket {
-            bind::Socket::Stream(l) => loops.spawn(stream::serve(l, endpoint, shared)),
-            bind::Socket::Udp(s) => loops.spawn(datagram::serve_udp(s, endpoint, shared)),
-            bind::Socket::UnixGram(s) => loops.spawn(datagram::serve_unixgram(s, endpoint, shared)),
+            bind::Socket::Stream(l) => stream_listeners.push((l, endpoint)),
+            bind::Socket::Udp(s) => {
+                loops.spawn(datagram::serve_udp(s, endpoint, shared));
+            }
+            bind::Socket::UnixGram(s) => {
+                loops.spawn(datagram::serve_unixgram(s, endpoint, shared));
+            }
         };
     }
+    loops.spawn(stream::serve(stream_listeners, shared.clone()));
     loops
 }
 

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use std::net::SocketAddr;
@@ -31,8 +32,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Numbers Unix-domain connections for logs, since their peers usually have no address.
 static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: Arc<Shared>) {
-    let counters = shared.counters.transport(endpoint.transport());
+/// Accepts on every stream listener of this worker from one loop, so a `--max-conns` permit
+/// held while waiting serves whichever listener a client comes to (a loop per listener would
+/// each hold a permit, and an idle listener could keep a busy one from accepting).
+pub(crate) async fn serve(listeners: Vec<(StreamListener, Endpoint)>, shared: Arc<Shared>) {
+    if listeners.is_empty() {
+        return;
+    }
     let mut backoff = BACKOFF_MIN;
     // Whether the current run of accept errors has been logged: once per burst, not per call.
     let mut burst_logged = false;
@@ -40,15 +46,17 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
     // still taken from the backlog (closing the listener would reset them, losing what they
     // sent), then accepting stops.
     let mut flushing = false;
+    // The listener polled first next time, so that a busy one cannot starve the others.
+    let mut first = 0;
     loop {
         let accepted = if flushing {
             let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
                 break;
             };
-            // Poll once: a connection already queued is taken, an empty backlog ends the loop.
+            // Poll once: a connection already queued is taken, empty backlogs end the loop.
             let accepted = tokio::select! {
                 biased;
-                accepted = accept(&listener) => accepted,
+                accepted = accept_any(&listeners, &mut first) => accepted,
                 () = std::future::ready(()) => break,
             };
             (permit, accepted)
@@ -70,10 +78,13 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
                     start_flushing(&mut flushing).await;
                     continue;
                 }
-                accepted = accept(&listener) => (permit, accepted),
+                accepted = accept_any(&listeners, &mut first) => (permit, accepted),
             }
         };
-        let (permit, accepted) = accepted;
+        let (permit, (index, accepted)) = accepted;
+        let endpoint = &listeners[index].1;
+        let transport = endpoint.transport();
+        let counters = shared.counters.transport(transport);
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -99,46 +110,62 @@ pub(crate) async fn serve(listener: StreamListener, endpoint: Endpoint, shared: 
             }
         };
         if burst_logged {
-            tracing::info!("accepting on {endpoint} again");
+            tracing::info!("accepting again");
         }
         backoff = BACKOFF_MIN;
         burst_logged = false;
-        match accepted {
-            Accepted::Inet(stream, peer) => {
+        let (peer, ip_slot) = match &accepted {
+            Accepted::Inet(_, peer) => {
                 // Dropping a refused stream closes it at once.
-                let Some(slot) = admit(&shared, counters, peer) else {
+                let Some(slot) = admit(&shared, counters, *peer) else {
                     continue;
                 };
-                let conn = Conn {
-                    peer: peer.to_string(),
-                    transport: endpoint.transport(),
-                    _permit: permit,
-                    _ip_slot: slot,
-                };
-                if conn.transport == Transport::Tls {
-                    shared
-                        .tracker
-                        .spawn(tls_connection(stream, conn, shared.clone()));
-                } else {
-                    shared
-                        .tracker
-                        .spawn(connection(stream, conn, shared.clone()));
-                }
+                (peer.to_string(), slot)
             }
-            Accepted::Unix(stream, peer) => {
-                let conn = Conn {
-                    peer,
-                    transport: endpoint.transport(),
-                    _permit: permit,
-                    _ip_slot: None,
-                };
-                shared
-                    .tracker
-                    .spawn(connection(stream, conn, shared.clone()));
+            Accepted::Unix(_, peer) => (peer.clone(), None),
+        };
+        let conn = Conn {
+            peer,
+            transport,
+            _permit: permit,
+            _ip_slot: ip_slot,
+        };
+        let task_shared = shared.clone();
+        match accepted {
+            Accepted::Inet(stream, _) if transport == Transport::Tls => shared
+                .tracker
+                .spawn(tls_connection(stream, conn, task_shared)),
+            Accepted::Inet(stream, _) => {
+                shared.tracker.spawn(connection(stream, conn, task_shared))
+            }
+            Accepted::Unix(stream, _) => {
+                shared.tracker.spawn(connection(stream, conn, task_shared))
+            }
+        };
+    }
+    for (_, endpoint) in &listeners {
+        tracing::debug!("stopped accepting on {endpoint}");
+    }
+}
+
+/// Waits for a connection on any of `listeners`, starting the scan at `first` and moving it
+/// past the listener that answered. Returns that listener's index with the result.
+async fn accept_any(
+    listeners: &[(StreamListener, Endpoint)],
+    first: &mut usize,
+) -> (usize, std::io::Result<Accepted>) {
+    let (index, result) = std::future::poll_fn(|cx| {
+        for k in 0..listeners.len() {
+            let index = (*first + k) % listeners.len();
+            if let Poll::Ready(result) = poll_accept(&listeners[index].0, cx) {
+                return Poll::Ready((index, result));
             }
         }
-    }
-    tracing::debug!("stopped accepting on {endpoint}");
+        Poll::Pending
+    })
+    .await;
+    *first = (index + 1) % listeners.len();
+    (index, result)
 }
 
 async fn start_flushing(flushing: &mut bool) {
@@ -179,37 +206,30 @@ enum Accepted {
     Unix(tokio::net::UnixStream, String),
 }
 
-async fn accept(listener: &StreamListener) -> std::io::Result<Accepted> {
+fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io::Result<Accepted>> {
     match listener {
         StreamListener::Tcp(l) | StreamListener::Tls(l) => {
-            let (stream, peer) = accept_tcp(l).await?;
-            Ok(Accepted::Inet(stream, peer))
+            l.poll_accept(cx).map_ok(|(stream, peer)| {
+                // Echoes are small and interactive: send each one at once.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY on {peer}: {e}");
+                }
+                // IPv4 clients of a dual-stack socket show as ::ffff:a.b.c.d; name them plainly.
+                Accepted::Inet(
+                    stream,
+                    SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+                )
+            })
         }
-        StreamListener::Unix(l) => {
-            let (stream, _) = l.accept().await?;
+        StreamListener::Unix(l) => l.poll_accept(cx).map_ok(|(stream, _)| {
             let id = UNIX_CONN_ID.fetch_add(1, Ordering::Relaxed);
             let peer = match stream.peer_cred().ok().and_then(|c| c.pid()) {
                 Some(pid) => format!("unix#{id} (pid {pid})"),
                 None => format!("unix#{id}"),
             };
-            Ok(Accepted::Unix(stream, peer))
-        }
+            Accepted::Unix(stream, peer)
+        }),
     }
-}
-
-async fn accept_tcp(
-    listener: &tokio::net::TcpListener,
-) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    let (stream, peer) = listener.accept().await?;
-    // Echoes are small and interactive: send each one at once.
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("TCP_NODELAY on {peer}: {e}");
-    }
-    // IPv4 clients of a dual-stack socket show as ::ffff:a.b.c.d; name them plainly.
-    Ok((
-        stream,
-        SocketAddr::new(peer.ip().to_canonical(), peer.port()),
-    ))
 }
 
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
