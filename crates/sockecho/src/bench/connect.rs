@@ -56,20 +56,23 @@ pub async fn find_target(
         endpoint: endpoint.clone(),
         problem,
     };
+    // `Unreachable` names the endpoint itself, so only the client's problem text is kept.
+    let from_client = |e: ClientError| match e {
+        ClientError::Connect { problem, .. } => unreachable(problem),
+        other => unreachable(other.to_string()),
+    };
+    let no_answer = |_| {
+        unreachable(format!(
+            "no answer within {connect_timeout:?} — is the host reachable?"
+        ))
+    };
     match endpoint {
         Endpoint::Tcp(_) | Endpoint::Unix(_) => {
-            let connected =
+            let (_probe, reached) =
                 tokio::time::timeout(connect_timeout, crate::client::connect_stream(endpoint))
                     .await
-                    .map_err(|_| {
-                        unreachable(format!(
-                            "no answer within {connect_timeout:?} — is the host reachable?"
-                        ))
-                    })?;
-            let (_probe, reached) = connected.map_err(|e| match e {
-                ClientError::Connect { problem, .. } => unreachable(problem),
-                other => unreachable(other.to_string()),
-            })?;
+                    .map_err(no_answer)?
+                    .map_err(from_client)?;
             match reached {
                 Endpoint::Tcp(hp) => match hp.host {
                     Host::Ip(ip) => Ok(Target::Tcp(SocketAddr::new(ip, hp.port))),
@@ -82,10 +85,7 @@ pub async fn find_target(
         Endpoint::Udp(_) => {
             let addrs = crate::client::resolve(endpoint)
                 .await
-                .map_err(|e| match e {
-                    ClientError::Connect { problem, .. } => unreachable(problem),
-                    other => unreachable(other.to_string()),
-                })?;
+                .map_err(from_client)?;
             let mut last = String::from("no address to try");
             for addr in addrs {
                 let target = Target::Udp(addr);
@@ -103,17 +103,10 @@ pub async fn find_target(
             })?;
             let addrs = crate::client::resolve(endpoint)
                 .await
-                .map_err(|e| match e {
-                    ClientError::Connect { problem, .. } => unreachable(problem),
-                    other => unreachable(other.to_string()),
-                })?;
+                .map_err(from_client)?;
             tokio::time::timeout(connect_timeout, find_tls(addrs, client))
                 .await
-                .map_err(|_| {
-                    unreachable(format!(
-                        "no answer within {connect_timeout:?} — is the host reachable?"
-                    ))
-                })?
+                .map_err(no_answer)?
                 .map_err(unreachable)
         }
         Endpoint::UnixGram(path) => {
@@ -182,10 +175,9 @@ impl StreamSocket {
         match target {
             Target::Tcp(addr) => Ok(StreamSocket::Tcp(connect_tcp(*addr, source).await?)),
             Target::Unix(path) => Ok(StreamSocket::Unix(UnixStream::connect(path).await?)),
-            Target::Tls(..) | Target::Udp(_) | Target::UnixGram(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a plain stream target",
-            )),
+            Target::Tls(..) | Target::Udp(_) | Target::UnixGram(_) => {
+                Err(wrong_target("a plain stream"))
+            }
         }
     }
 
@@ -226,6 +218,11 @@ impl StreamSocket {
             StreamSocket::Unix(s) => s.try_io(Interest::WRITABLE, || send_once(s, bufs)),
         }
     }
+}
+
+/// A socket was asked to open on a target of the other kind (a bug in the caller).
+fn wrong_target(wanted: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("not {wanted} target"))
 }
 
 /// A TCP connection to `addr`, from `source` if given, that sends each write at once.
@@ -301,10 +298,7 @@ impl DatagramSocket {
                 grow_buffers(&socket, buffer);
                 Ok(DatagramSocket::Unix(UnixDatagram::from_std(socket)?))
             }
-            Target::Tcp(_) | Target::Tls(..) | Target::Unix(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a datagram target",
-            )),
+            Target::Tcp(_) | Target::Tls(..) | Target::Unix(_) => Err(wrong_target("a datagram")),
         }
     }
 

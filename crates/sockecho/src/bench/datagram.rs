@@ -8,44 +8,29 @@
 use std::io;
 use std::rc::Rc;
 
-use tokio::io::Interest;
-
 use super::connect::DatagramSocket;
+use super::flow::{End, Flow, interest};
 use super::payload::{HEADER_LEN, parse_header, seq_prefix};
-use super::recorder::{Fault, Totals};
+use super::recorder::Fault;
 use super::timing::{Pacer, fire};
-use super::window::{Match, Window};
-use super::worker::{ConnPlan, ThreadCtx, give_up_unsent};
+use super::window::Match;
+use super::worker::{ConnPlan, ThreadCtx};
 
 /// Datagrams read per wake-up before other sockets get a turn.
 const RECVS_PER_WAKE: usize = 64;
 
-/// How the socket's run ended.
-enum End {
-    Finished,
-    Broken(io::Error),
-}
-
 struct Conn<'a> {
-    ctx: &'a ThreadCtx,
-    plan: ConnPlan,
-    window: Window,
+    flow: Flow<'a>,
     /// First queued message not yet sent; those from it to `window.next_seq()` wait for room
     /// in the socket buffer.
     next_send: u64,
-    totals: Totals,
-    draining: bool,
 }
 
 /// Drives one datagram socket until the run ends, then adds its counts to the thread's totals.
 pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPlan) {
     let mut conn = Conn {
-        ctx: &ctx,
-        plan,
-        window: Window::new(ctx.pipeline),
+        flow: Flow::new(&ctx, plan),
         next_send: 0,
-        totals: Totals::default(),
-        draining: false,
     };
     if let End::Broken(e) = conn.drive(&socket).await {
         if e.raw_os_error() == Some(rustix::io::Errno::MSGSIZE.raw_os_error()) {
@@ -54,66 +39,46 @@ pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPl
                 ctx.pattern.size()
             );
         } else {
-            tracing::debug!("bench socket {} failed: {e}", conn.plan.id);
+            tracing::debug!("bench socket {} failed: {e}", conn.flow.plan.id);
         }
-        let totals = &mut conn.totals;
-        conn.window.lose_all(|m| totals.fault(Fault::Lost, m));
-        conn.totals.errors.disconnected += 1;
+        conn.flow.disconnected();
     }
-    ctx.recorder.totals.borrow_mut().add(&conn.totals);
+    ctx.recorder.totals.borrow_mut().add(&conn.flow.totals);
 }
 
 impl Conn<'_> {
     async fn drive(&mut self, socket: &DatagramSocket) -> End {
-        let ctx = self.ctx;
-        let clock = ctx.clock;
-        let schedule = ctx.schedule;
-        tokio::time::sleep_until(clock.tokio_instant(schedule.start)).await;
-        let mut pacer = match self.plan.pacing {
-            Some(_) => match Pacer::new(clock) {
-                Ok(p) => Some(p),
-                Err(e) => return End::Broken(e),
-            },
-            None => None,
+        let clock = self.flow.ctx.clock;
+        let timeout_ns = self.flow.ctx.timeout_ns;
+        let (mut pacer, mut now) = match self.flow.begin().await {
+            Ok(begun) => begun,
+            Err(e) => return End::Broken(e),
         };
-        let phase = tokio::time::sleep_until(clock.tokio_instant(schedule.end));
+        let phase = self.flow.phase_timer();
         tokio::pin!(phase);
-        let loss = tokio::time::sleep_until(clock.tokio_instant(schedule.end));
+        // Polled only once armed, so its first deadline never matters.
+        let loss = tokio::time::sleep_until(clock.tokio_instant(self.flow.ctx.schedule.end));
         tokio::pin!(loss);
         let mut loss_armed = false;
-
-        let mut now = clock.now();
-        if self.plan.pacing.is_none() {
-            for _ in 0..ctx.pipeline {
-                self.push(now, now);
-            }
-        }
         loop {
             // Open loop goes on sending what fell due before the end, even in the final wait.
-            if self.plan.pacing.is_some() {
-                self.send_due(now, pacer.as_mut());
-            }
+            self.flow.send_due(now, pacer.as_mut());
             let all_sent = match self.flush(socket) {
                 Ok(done) => done,
                 Err(e) => return End::Broken(e),
             };
-            if self.draining && all_sent && self.window.pending() == 0 && self.nothing_due() {
+            if self.flow.finished(all_sent) {
                 return End::Finished;
             }
-            if !loss_armed && let Some(oldest) = self.window.oldest_wire_at() {
+            if !loss_armed && let Some(oldest) = self.flow.window.oldest_wire_at() {
                 loss.as_mut()
-                    .reset(clock.tokio_instant(oldest + ctx.timeout_ns));
+                    .reset(clock.tokio_instant(oldest + timeout_ns));
                 loss_armed = true;
             }
-            let interest = if all_sent {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
             let armed = pacer.as_ref().is_some_and(Pacer::is_armed);
             tokio::select! {
                 biased;
-                ready = socket.ready(interest) => match ready {
+                ready = socket.ready(interest(all_sent)) => match ready {
                     Ok(ready) if ready.is_readable() => {
                         if let Err(e) = self.receive(socket) {
                             return End::Broken(e);
@@ -133,99 +98,43 @@ impl Conn<'_> {
                     self.expire(now);
                 }
                 () = &mut phase => {
-                    if self.draining {
-                        self.give_up();
+                    if self.flow.phase_ended(phase.as_mut()) {
                         return End::Finished;
                     }
-                    self.draining = true;
-                    phase.as_mut().reset(clock.tokio_instant(schedule.end + ctx.timeout_ns));
                 }
             }
             now = clock.now();
-            if !self.draining && now >= schedule.end {
-                self.draining = true;
-                phase
-                    .as_mut()
-                    .reset(clock.tokio_instant(schedule.end + ctx.timeout_ns));
-            }
-        }
-    }
-
-    /// Whether no scheduled message is still waiting to go out (always, in closed loop).
-    fn nothing_due(&self) -> bool {
-        self.plan
-            .pacing
-            .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule.end)
-    }
-
-    /// Ends the final wait: messages in flight, and scheduled ones never sent, are lost.
-    fn give_up(&mut self) {
-        let totals = &mut self.totals;
-        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
-        give_up_unsent(
-            self.plan.pacing,
-            self.window.next_seq(),
-            &self.ctx.schedule,
-            self.ctx.pattern.size(),
-            &mut self.totals,
-        );
-    }
-
-    fn push(&mut self, sent_at: u64, wire_at: u64) {
-        let schedule = &self.ctx.schedule;
-        let measured = sent_at >= schedule.warm_end && sent_at < schedule.end;
-        self.window.push(sent_at, wire_at, measured);
-        if measured {
-            self.totals.messages_sent += 1;
-            self.totals.bytes_sent += self.ctx.pattern.size() as u64;
+            self.flow.drain_if_over(now, phase.as_mut());
         }
     }
 
     /// Closed loop: a resolved message makes room for the next one.
     fn refill(&mut self, now: u64) {
-        if self.plan.pacing.is_some() || self.draining || now >= self.ctx.schedule.end {
+        if self.flow.plan.pacing.is_some()
+            || self.flow.draining
+            || now >= self.flow.ctx.schedule.end
+        {
             return;
         }
-        while self.window.has_room(self.ctx.pipeline) {
-            self.push(now, now);
-        }
-    }
-
-    fn send_due(&mut self, now: u64, pacer: Option<&mut Pacer>) {
-        let Some(pacing) = self.plan.pacing else {
-            return;
-        };
-        while self.window.has_room(self.ctx.pipeline) {
-            let due = pacing.due(self.window.next_seq());
-            if due >= self.ctx.schedule.end {
-                return;
-            }
-            if due > now {
-                if let Some(p) = pacer
-                    && let Err(e) = p.arm(due)
-                {
-                    tracing::warn!("cannot set the send timer: {e}");
-                }
-                return;
-            }
-            self.push(due, now);
+        while self.flow.window.has_room(self.flow.ctx.pipeline) {
+            self.flow.push(now, now);
         }
     }
 
     /// Sends queued messages until done or the socket is full. `Ok(true)` when all are out.
     fn flush(&mut self, socket: &DatagramSocket) -> io::Result<bool> {
-        let pattern = &self.ctx.pattern;
+        let pattern = &self.flow.ctx.pattern;
         let size = pattern.size();
-        while self.next_send < self.window.next_seq() {
-            let mut buf = self.ctx.send_buf.borrow_mut();
-            pattern.write(self.next_send, self.plan.id, &mut buf[..size]);
+        while self.next_send < self.flow.window.next_seq() {
+            let mut buf = self.flow.ctx.send_buf.borrow_mut();
+            pattern.write(self.next_send, self.flow.plan.id, &mut buf[..size]);
             match socket.try_send(&buf[..size]) {
                 Ok(_) => self.next_send += 1,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     // An ICMP "port unreachable" for an earlier datagram; this one may still
                     // arrive if the server comes back, and times out otherwise.
-                    self.totals.errors.refused += 1;
+                    self.flow.totals.errors.refused += 1;
                 }
                 Err(e) => return Err(e),
             }
@@ -235,7 +144,7 @@ impl Conn<'_> {
 
     /// Reads and checks the replies that have arrived.
     fn receive(&mut self, socket: &DatagramSocket) -> io::Result<()> {
-        let ctx = self.ctx;
+        let ctx = self.flow.ctx;
         let size = ctx.pattern.size();
         let mut replies = 0;
         let mut bytes = 0;
@@ -252,7 +161,7 @@ impl Conn<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    self.totals.errors.refused += 1;
+                    self.flow.totals.errors.refused += 1;
                 }
                 Err(e) => return Err(e),
             }
@@ -263,12 +172,12 @@ impl Conn<'_> {
 
     /// Settles one reply received at `now`.
     fn check(&mut self, reply: &[u8], now: u64) {
-        let pattern = &self.ctx.pattern;
+        let pattern = &self.flow.ctx.pattern;
         let size = pattern.size();
-        let id = self.plan.id;
-        let in_measured = self.ctx.schedule.is_measured(now);
+        let id = self.flow.plan.id;
+        let in_measured = self.flow.ctx.schedule.is_measured(now);
         if reply.is_empty() {
-            self.totals.fault(Fault::Truncated, in_measured);
+            self.flow.totals.fault(Fault::Truncated, in_measured);
             return;
         }
         let candidate = if size >= HEADER_LEN && reply.len() >= HEADER_LEN {
@@ -277,10 +186,10 @@ impl Conn<'_> {
             parse_header(&h).filter(|h| h.conn == id).map(|h| h.seq)
         } else {
             let (low, bits) = seq_prefix(&reply[..reply.len().min(pattern.header_len())]);
-            self.window.unwrap_seq(low, bits)
+            self.flow.window.unwrap_seq(low, bits)
         };
         let Some(seq) = candidate else {
-            self.totals.fault(Fault::Mismatched, in_measured);
+            self.flow.totals.fault(Fault::Mismatched, in_measured);
             return;
         };
         let compared = reply.len().min(size);
@@ -292,42 +201,33 @@ impl Conn<'_> {
             None
         };
         if let Some(fault) = fault {
-            match self.window.fail(seq) {
+            match self.flow.window.fail(seq) {
                 Some(sent) => {
-                    self.totals.fault(fault, sent.measured);
+                    self.flow.totals.fault(fault, sent.measured);
                     self.refill(now);
                 }
-                None => self.totals.fault(fault, in_measured),
+                None => self.flow.totals.fault(fault, in_measured),
             }
             return;
         }
-        match self.window.answer(seq) {
+        match self.flow.window.answer(seq) {
             Match::InFlight { sent, reordered } => {
-                if reordered {
-                    self.totals.fault(Fault::Reordered, sent.measured);
-                }
-                if sent.measured {
-                    self.totals.messages_received += 1;
-                    self.totals.bytes_received += size as u64;
-                    self.ctx
-                        .recorder
-                        .latency
-                        .borrow_mut()
-                        .saturating_record(now.saturating_sub(sent.sent_at));
-                }
+                self.flow.answered(sent, reordered, now);
                 self.refill(now);
             }
-            Match::Duplicate { measured } => self.totals.fault(Fault::Duplicated, measured),
-            Match::Late => self.totals.errors.late += 1,
-            Match::Unknown => self.totals.fault(Fault::Mismatched, in_measured),
+            Match::Duplicate { measured } => self.flow.totals.fault(Fault::Duplicated, measured),
+            Match::Late => self.flow.totals.errors.late += 1,
+            Match::Unknown => self.flow.totals.fault(Fault::Mismatched, in_measured),
         }
     }
 
     /// Counts as lost every message whose reply is overdue at `now`.
     fn expire(&mut self, now: u64) {
-        let cutoff = now.saturating_sub(self.ctx.timeout_ns);
-        let totals = &mut self.totals;
-        self.window.expire(cutoff, |m| totals.fault(Fault::Lost, m));
+        let cutoff = now.saturating_sub(self.flow.ctx.timeout_ns);
+        let totals = &mut self.flow.totals;
+        self.flow
+            .window
+            .expire(cutoff, |m| totals.fault(Fault::Lost, m));
         self.refill(now);
     }
 }

@@ -5,7 +5,8 @@
 //! - [`payload`]: the message format that lets every echoed byte be checked.
 //! - [`window`]: the messages in flight on one connection, where replies are matched.
 //! - [`stream`] and [`datagram`]: the per-connection loops (private); [`tls`] lets the stream
-//!   loop drive TLS connections (private).
+//!   loop drive TLS connections (private); [`flow`] is the message bookkeeping both loops share
+//!   (private).
 //! - [`worker`]: load threads, each an event loop with its own recorder (private).
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
 //! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
@@ -21,6 +22,7 @@
 
 mod connect;
 mod datagram;
+mod flow;
 pub mod hlog;
 pub mod merge;
 pub mod options;

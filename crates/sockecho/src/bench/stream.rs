@@ -16,11 +16,12 @@ use std::rc::Rc;
 use tokio::io::{Interest, Ready};
 
 use super::connect::StreamSocket;
+use super::flow::{End, Flow, interest};
 use super::payload::{HEADER_LEN, Pattern, header, parse_header};
-use super::recorder::{Fault, Totals};
+use super::recorder::Fault;
 use super::timing::{Pacer, fire};
-use super::window::{Match, Window};
-use super::worker::{ConnPlan, ThreadCtx, give_up_unsent};
+use super::window::Match;
+use super::worker::{ConnPlan, ThreadCtx};
 
 /// The unwritten part of message `seq` (header `h`), from byte `skip` on, as up to two slices:
 /// what is left of the header, then the filler straight from the shared pattern.
@@ -112,95 +113,56 @@ impl Incoming {
     }
 }
 
-/// How the connection ended.
-enum End {
-    /// The run is over.
-    Finished,
-    /// The server closed or reset it, or it failed.
-    Broken(io::Error),
-}
-
 /// One stream connection's state.
 struct Conn<'a> {
-    ctx: &'a ThreadCtx,
-    plan: ConnPlan,
-    window: Window,
+    flow: Flow<'a>,
     /// First message not completely written; messages from it to `window.next_seq()` are queued.
     next_write: u64,
     /// Bytes of `next_write` already written.
     write_offset: usize,
     incoming: Incoming,
-    totals: Totals,
-    /// No new messages: the measured period is over.
-    draining: bool,
 }
 
 /// Drives one connection until the run ends or the connection breaks, then adds its counts to
 /// the thread's totals.
 pub(crate) async fn run(ctx: Rc<ThreadCtx>, mut socket: impl Wire, plan: ConnPlan) {
     let mut conn = Conn {
-        ctx: &ctx,
-        plan,
-        window: Window::new(ctx.pipeline),
+        flow: Flow::new(&ctx, plan),
         next_write: 0,
         write_offset: 0,
         incoming: Incoming::new(),
-        totals: Totals::default(),
-        draining: false,
     };
     if let End::Broken(e) = conn.drive(&mut socket).await {
-        tracing::debug!("bench connection {} broke: {e}", conn.plan.id);
+        tracing::debug!("bench connection {} broke: {e}", conn.flow.plan.id);
         conn.broken();
     }
-    ctx.recorder.totals.borrow_mut().add(&conn.totals);
+    ctx.recorder.totals.borrow_mut().add(&conn.flow.totals);
 }
 
 impl Conn<'_> {
     async fn drive(&mut self, socket: &mut impl Wire) -> End {
-        let ctx = self.ctx;
-        let clock = ctx.clock;
-        let schedule = ctx.schedule;
-        tokio::time::sleep_until(clock.tokio_instant(schedule.start)).await;
-        let mut pacer = match self.plan.pacing {
-            Some(_) => match Pacer::new(clock) {
-                Ok(p) => Some(p),
-                Err(e) => return End::Broken(e),
-            },
-            None => None,
+        let clock = self.flow.ctx.clock;
+        let (mut pacer, mut now) = match self.flow.begin().await {
+            Ok(begun) => begun,
+            Err(e) => return End::Broken(e),
         };
-        // One timer for the whole run: the end of the measured period, then the end of the
-        // final wait for replies.
-        let phase = tokio::time::sleep_until(clock.tokio_instant(schedule.end));
+        let phase = self.flow.phase_timer();
         tokio::pin!(phase);
-
-        let mut now = clock.now();
-        if self.plan.pacing.is_none() {
-            for _ in 0..ctx.pipeline {
-                self.push(now, now);
-            }
-        }
         loop {
             // Open loop goes on sending what fell due before the end, even in the final wait.
-            if self.plan.pacing.is_some() {
-                self.send_due(now, pacer.as_mut());
-            }
+            self.flow.send_due(now, pacer.as_mut());
             let all_written = match self.flush(socket) {
                 Ok(done) => done,
                 Err(e) => return End::Broken(e),
             };
-            if self.draining && all_written && self.window.pending() == 0 && self.nothing_due() {
+            if self.flow.finished(all_written) {
                 return End::Finished;
             }
-            let interest = if all_written {
-                Interest::READABLE
-            } else {
-                Interest::READABLE | Interest::WRITABLE
-            };
             let armed = pacer.as_ref().is_some_and(Pacer::is_armed);
             let mut read_at = None;
             tokio::select! {
                 biased;
-                ready = socket.ready(interest) => match ready {
+                ready = socket.ready(interest(all_written)) => match ready {
                     Ok(ready) if ready.is_readable() || ready.is_read_closed() => {
                         match self.read(socket) {
                             Ok(at) => read_at = at,
@@ -216,87 +178,22 @@ impl Conn<'_> {
                     }
                 }
                 () = &mut phase => {
-                    if self.draining {
-                        // The final wait is over: what is still unanswered is lost.
-                        self.give_up();
+                    if self.flow.phase_ended(phase.as_mut()) {
                         return End::Finished;
                     }
-                    self.draining = true;
-                    phase.as_mut().reset(clock.tokio_instant(schedule.end + ctx.timeout_ns));
                 }
             }
             now = read_at.unwrap_or_else(|| clock.now());
-            if !self.draining && now >= schedule.end {
-                self.draining = true;
-                phase
-                    .as_mut()
-                    .reset(clock.tokio_instant(schedule.end + ctx.timeout_ns));
-            }
-        }
-    }
-
-    /// Whether no scheduled message is still waiting to go out (always, in closed loop).
-    fn nothing_due(&self) -> bool {
-        self.plan
-            .pacing
-            .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule.end)
-    }
-
-    /// Ends the final wait: messages in flight, and scheduled ones never sent, are lost.
-    fn give_up(&mut self) {
-        let totals = &mut self.totals;
-        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
-        give_up_unsent(
-            self.plan.pacing,
-            self.window.next_seq(),
-            &self.ctx.schedule,
-            self.ctx.pattern.size(),
-            &mut self.totals,
-        );
-    }
-
-    /// Queues a new message latency counts from `sent_at` (it goes out at `wire_at`).
-    fn push(&mut self, sent_at: u64, wire_at: u64) {
-        let schedule = &self.ctx.schedule;
-        let measured = sent_at >= schedule.warm_end && sent_at < schedule.end;
-        self.window.push(sent_at, wire_at, measured);
-        if measured {
-            self.totals.messages_sent += 1;
-            self.totals.bytes_sent += self.ctx.pattern.size() as u64;
-        }
-    }
-
-    /// Open loop: queues every message whose scheduled time has come, as far as the pipeline
-    /// allows, and sets the pacer for the next one.
-    fn send_due(&mut self, now: u64, pacer: Option<&mut Pacer>) {
-        let Some(pacing) = self.plan.pacing else {
-            return;
-        };
-        while self.window.has_room(self.ctx.pipeline) {
-            let due = pacing.due(self.window.next_seq());
-            if due >= self.ctx.schedule.end {
-                return;
-            }
-            if due > now {
-                if let Some(p) = pacer
-                    && let Err(e) = p.arm(due)
-                {
-                    // Without a pacer the next send waits for a reply or the end of the run;
-                    // timerfd_settime on a valid timer does not fail in practice.
-                    tracing::warn!("cannot set the send timer: {e}");
-                }
-                return;
-            }
-            self.push(due, now);
+            self.flow.drain_if_over(now, phase.as_mut());
         }
     }
 
     /// Writes queued messages until done or the socket is full. `Ok(true)` when all are out.
     fn flush(&mut self, socket: &mut impl Wire) -> io::Result<bool> {
-        let pattern = &self.ctx.pattern;
-        let id = self.plan.id;
+        let pattern = &self.flow.ctx.pattern;
+        let id = self.flow.plan.id;
         loop {
-            let queued = self.window.next_seq() - self.next_write;
+            let queued = self.flow.window.next_seq() - self.next_write;
             if queued == 0 {
                 return Ok(true);
             }
@@ -333,7 +230,7 @@ impl Conn<'_> {
 
     /// Moves the write position on by `n` bytes written.
     fn advance(&mut self, mut n: usize) {
-        let size = self.ctx.pattern.size();
+        let size = self.flow.ctx.pattern.size();
         while n > 0 {
             let left = size - self.write_offset;
             if n >= left {
@@ -350,7 +247,7 @@ impl Conn<'_> {
     /// Reads and checks whatever has arrived; returns the clock time of the last read, if any
     /// read returned data, so the caller need not read the clock again.
     fn read(&mut self, socket: &mut impl Wire) -> io::Result<Option<u64>> {
-        let ctx = self.ctx;
+        let ctx = self.flow.ctx;
         let mut last = None;
         for _ in 0..READS_PER_WAKE {
             let mut scratch = ctx.scratch.borrow_mut();
@@ -374,7 +271,7 @@ impl Conn<'_> {
 
     /// Checks received bytes against the messages in flight; returns replies completed.
     fn consume(&mut self, mut data: &[u8], now: u64) -> u64 {
-        let pattern = &self.ctx.pattern;
+        let pattern = &self.flow.ctx.pattern;
         let size = pattern.size();
         let hl = pattern.header_len();
         let mut completed = 0;
@@ -391,7 +288,7 @@ impl Conn<'_> {
             } else {
                 let take = (size - pos).min(data.len());
                 if let Target::Pending(seq) | Target::Duplicate(seq) = self.incoming.target
-                    && !pattern.matches(seq, self.plan.id, pos, &data[..take])
+                    && !pattern.matches(seq, self.flow.plan.id, pos, &data[..take])
                 {
                     self.incoming.corrupt = true;
                 }
@@ -408,10 +305,10 @@ impl Conn<'_> {
 
     /// Identifies the reply whose header has just arrived.
     fn decide_target(&mut self) {
-        let pattern = &self.ctx.pattern;
+        let pattern = &self.flow.ctx.pattern;
         let hl = pattern.header_len();
-        let id = self.plan.id;
-        let Some(expected) = self.window.oldest_pending() else {
+        let id = self.flow.plan.id;
+        let Some(expected) = self.flow.window.oldest_pending() else {
             self.incoming.target = Target::Stray;
             return;
         };
@@ -423,10 +320,12 @@ impl Conn<'_> {
             return;
         }
         inc.target = match parse_header(&inc.header) {
-            Some(h) if h.conn == id && (h.seq == expected || self.window.is_pending(h.seq)) => {
+            Some(h)
+                if h.conn == id && (h.seq == expected || self.flow.window.is_pending(h.seq)) =>
+            {
                 Target::Pending(h.seq)
             }
-            Some(h) if h.conn == id && self.window.was_sent(h.seq) => Target::Duplicate(h.seq),
+            Some(h) if h.conn == id && self.flow.window.was_sent(h.seq) => Target::Duplicate(h.seq),
             _ => {
                 // A damaged header, or another connection's message: the stream still holds
                 // one reply per message, so this stands in the place of the expected one.
@@ -441,72 +340,61 @@ impl Conn<'_> {
         let Incoming {
             target, corrupt, ..
         } = std::mem::replace(&mut self.incoming, Incoming::new());
-        let in_measured = self.ctx.schedule.is_measured(now);
+        let in_measured = self.flow.ctx.schedule.is_measured(now);
         let mut freed = false;
         match target {
             Target::Pending(seq) if !corrupt => {
-                if let Match::InFlight { sent, reordered } = self.window.answer(seq) {
-                    if reordered {
-                        self.totals.fault(Fault::Reordered, sent.measured);
-                    }
-                    if sent.measured {
-                        self.totals.messages_received += 1;
-                        self.totals.bytes_received += self.ctx.pattern.size() as u64;
-                        self.ctx
-                            .recorder
-                            .latency
-                            .borrow_mut()
-                            .saturating_record(now.saturating_sub(sent.sent_at));
-                    }
+                if let Match::InFlight { sent, reordered } = self.flow.window.answer(seq) {
+                    self.flow.answered(sent, reordered, now);
                     freed = true;
                 }
             }
             Target::Pending(seq) => {
-                if let Some(sent) = self.window.fail(seq) {
-                    self.totals.fault(Fault::Mismatched, sent.measured);
+                if let Some(sent) = self.flow.window.fail(seq) {
+                    self.flow.totals.fault(Fault::Mismatched, sent.measured);
                     freed = true;
                 }
             }
-            Target::Duplicate(seq) if !corrupt => match self.window.answer(seq) {
-                Match::Duplicate { measured } => self.totals.fault(Fault::Duplicated, measured),
-                _ => self.totals.errors.late += 1,
+            Target::Duplicate(seq) if !corrupt => match self.flow.window.answer(seq) {
+                Match::Duplicate { measured } => {
+                    self.flow.totals.fault(Fault::Duplicated, measured)
+                }
+                _ => self.flow.totals.errors.late += 1,
             },
             Target::Duplicate(_) | Target::Stray | Target::Undecided => {
-                self.totals.fault(Fault::Mismatched, in_measured);
+                self.flow.totals.fault(Fault::Mismatched, in_measured);
             }
         }
         if freed
-            && self.plan.pacing.is_none()
-            && !self.draining
-            && now < self.ctx.schedule.end
-            && self.window.has_room(self.ctx.pipeline)
+            && self.flow.plan.pacing.is_none()
+            && !self.flow.draining
+            && now < self.flow.ctx.schedule.end
+            && self.flow.window.has_room(self.flow.ctx.pipeline)
         {
-            self.push(now, now);
+            self.flow.push(now, now);
         }
     }
 
     /// The server closed or reset the connection: a reply cut off mid-way is truncated, and the
     /// other messages in flight are lost.
     fn broken(&mut self) {
-        let now = self.ctx.clock.now();
+        let now = self.flow.ctx.clock.now();
         if self.incoming.pos > 0 {
             match self.incoming.target {
                 Target::Pending(seq) => {
-                    if let Some(sent) = self.window.fail(seq) {
-                        self.totals.fault(Fault::Truncated, sent.measured);
+                    if let Some(sent) = self.flow.window.fail(seq) {
+                        self.flow.totals.fault(Fault::Truncated, sent.measured);
                     }
                 }
                 _ => {
-                    let measured = match self.window.oldest_pending() {
-                        Some(seq) => self.window.fail(seq).is_some_and(|s| s.measured),
-                        None => self.ctx.schedule.is_measured(now),
+                    let measured = match self.flow.window.oldest_pending() {
+                        Some(seq) => self.flow.window.fail(seq).is_some_and(|s| s.measured),
+                        None => self.flow.ctx.schedule.is_measured(now),
                     };
-                    self.totals.fault(Fault::Truncated, measured);
+                    self.flow.totals.fault(Fault::Truncated, measured);
                 }
             }
         }
-        let totals = &mut self.totals;
-        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
-        self.totals.errors.disconnected += 1;
+        self.flow.disconnected();
     }
 }

@@ -1,0 +1,202 @@
+//! The message flow of one connection, whatever carries it: which messages are in flight, which
+//! of them count toward the report, when they are due in open loop, and the end of the run (the
+//! measured period, then a final wait for replies). The stream and datagram loops each embed a
+//! [`Flow`] and add only their own way of moving bytes.
+
+use std::io;
+use std::pin::Pin;
+
+use tokio::io::Interest;
+use tokio::time::Sleep;
+
+use super::recorder::{Fault, Totals};
+use super::timing::Pacer;
+use super::window::{Sent, Window};
+use super::worker::{ConnPlan, ThreadCtx, give_up_unsent};
+
+/// How a connection's run ended.
+pub(super) enum End {
+    /// The run is over.
+    Finished,
+    /// The server closed or reset it, or it failed.
+    Broken(io::Error),
+}
+
+/// One connection's messages and counts.
+pub(super) struct Flow<'a> {
+    pub ctx: &'a ThreadCtx,
+    pub plan: ConnPlan,
+    pub window: Window,
+    /// This connection's counts, added to the thread's when it ends, so the hot path touches
+    /// no shared state.
+    pub totals: Totals,
+    /// No new messages: the measured period is over.
+    pub draining: bool,
+}
+
+impl<'a> Flow<'a> {
+    pub fn new(ctx: &'a ThreadCtx, plan: ConnPlan) -> Flow<'a> {
+        Flow {
+            ctx,
+            plan,
+            window: Window::new(ctx.pipeline),
+            totals: Totals::default(),
+            draining: false,
+        }
+    }
+
+    /// Waits for the start of the run, then queues the first messages: a full pipeline in
+    /// closed loop, none in open loop (they go out as they fall due). Returns the open loop's
+    /// pacer and the time the run began.
+    pub async fn begin(&mut self) -> io::Result<(Option<Pacer>, u64)> {
+        let clock = self.ctx.clock;
+        tokio::time::sleep_until(clock.tokio_instant(self.ctx.schedule.start)).await;
+        let pacer = match self.plan.pacing {
+            Some(_) => Some(Pacer::new(clock)?),
+            None => None,
+        };
+        let now = clock.now();
+        if self.plan.pacing.is_none() {
+            for _ in 0..self.ctx.pipeline {
+                self.push(now, now);
+            }
+        }
+        Ok((pacer, now))
+    }
+
+    /// The timer for the end of the run: first the end of the measured period, then, once
+    /// [`drain`](Flow::drain) resets it, the end of the final wait for replies. One timer for
+    /// both, so the loop registers no timer per phase.
+    pub fn phase_timer(&self) -> Sleep {
+        tokio::time::sleep_until(self.ctx.clock.tokio_instant(self.ctx.schedule.end))
+    }
+
+    /// Whether the connection has nothing left to do: draining, every queued message out
+    /// (`all_out`), every reply in or given up, and nothing more due.
+    #[inline]
+    pub fn finished(&self, all_out: bool) -> bool {
+        self.draining && all_out && self.window.pending() == 0 && self.nothing_due()
+    }
+
+    /// Whether no scheduled message is still waiting to go out (always, in closed loop).
+    #[inline]
+    pub fn nothing_due(&self) -> bool {
+        self.plan
+            .pacing
+            .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule.end)
+    }
+
+    /// Stops new messages and moves `phase` to the end of the final wait, which gives the last
+    /// messages sent the full timeout to be answered.
+    pub fn drain(&mut self, phase: Pin<&mut Sleep>) {
+        self.draining = true;
+        let ctx = self.ctx;
+        phase.reset(ctx.clock.tokio_instant(ctx.schedule.end + ctx.timeout_ns));
+    }
+
+    /// Starts draining if the measured period is over at `now`. The loops poll their socket
+    /// first, so under steady load the phase timer may never get its turn.
+    #[inline]
+    pub fn drain_if_over(&mut self, now: u64, phase: Pin<&mut Sleep>) {
+        if !self.draining && now >= self.ctx.schedule.end {
+            self.drain(phase);
+        }
+    }
+
+    /// The phase timer fired: starts draining, or, if the final wait is over, gives up on what
+    /// is still unanswered. `true` when the run is over for this connection.
+    pub fn phase_ended(&mut self, phase: Pin<&mut Sleep>) -> bool {
+        if self.draining {
+            self.give_up();
+            return true;
+        }
+        self.drain(phase);
+        false
+    }
+
+    /// Ends the final wait: messages in flight, and scheduled ones never sent, are lost.
+    pub fn give_up(&mut self) {
+        let totals = &mut self.totals;
+        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
+        give_up_unsent(
+            self.plan.pacing,
+            self.window.next_seq(),
+            &self.ctx.schedule,
+            self.ctx.pattern.size(),
+            &mut self.totals,
+        );
+    }
+
+    /// The connection failed: every message in flight is lost.
+    pub fn disconnected(&mut self) {
+        let totals = &mut self.totals;
+        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
+        self.totals.errors.disconnected += 1;
+    }
+
+    /// Queues a new message latency counts from `sent_at` (it goes out at `wire_at`).
+    #[inline]
+    pub fn push(&mut self, sent_at: u64, wire_at: u64) {
+        let schedule = &self.ctx.schedule;
+        let measured = sent_at >= schedule.warm_end && sent_at < schedule.end;
+        self.window.push(sent_at, wire_at, measured);
+        if measured {
+            self.totals.messages_sent += 1;
+            self.totals.bytes_sent += self.ctx.pattern.size() as u64;
+        }
+    }
+
+    /// Open loop: queues every message whose scheduled time has come, as far as the pipeline
+    /// allows, and sets the pacer for the next one. Does nothing in closed loop, where replies
+    /// make room for the next messages.
+    #[inline]
+    pub fn send_due(&mut self, now: u64, pacer: Option<&mut Pacer>) {
+        let Some(pacing) = self.plan.pacing else {
+            return;
+        };
+        while self.window.has_room(self.ctx.pipeline) {
+            let due = pacing.due(self.window.next_seq());
+            if due >= self.ctx.schedule.end {
+                return;
+            }
+            if due > now {
+                if let Some(p) = pacer
+                    && let Err(e) = p.arm(due)
+                {
+                    // Without a pacer the next send waits for a reply or the end of the run;
+                    // timerfd_settime on a valid timer does not fail in practice.
+                    tracing::warn!("cannot set the send timer: {e}");
+                }
+                return;
+            }
+            self.push(due, now);
+        }
+    }
+
+    /// Counts the intact reply, received at `now`, to the message `sent`.
+    #[inline]
+    pub fn answered(&mut self, sent: Sent, reordered: bool, now: u64) {
+        if reordered {
+            self.totals.fault(Fault::Reordered, sent.measured);
+        }
+        if sent.measured {
+            self.totals.messages_received += 1;
+            self.totals.bytes_received += self.ctx.pattern.size() as u64;
+            self.ctx
+                .recorder
+                .latency
+                .borrow_mut()
+                .saturating_record(now.saturating_sub(sent.sent_at));
+        }
+    }
+}
+
+/// What to wait for: replies always, and room to write while queued messages are not all out.
+#[inline]
+pub(super) fn interest(all_out: bool) -> Interest {
+    if all_out {
+        Interest::READABLE
+    } else {
+        Interest::READABLE | Interest::WRITABLE
+    }
+}
