@@ -12,6 +12,10 @@ use super::ClientError;
 use crate::Endpoint;
 use crate::net_error::{describe_connect_error, plain};
 
+/// Timed-out payloads remembered to recognise their late replies, so a long session with a
+/// lossy server keeps bounded memory.
+const LATE_KEPT: usize = 64;
+
 /// Largest datagram the client receives; more than any UDP payload.
 const RECV_BUF: usize = 256 * 1024;
 
@@ -23,8 +27,9 @@ pub struct DatagramClient {
     /// Addresses left to try when the current one answers "connection refused" (a name such
     /// as `localhost` has one per address family).
     fallbacks: Vec<SocketAddr>,
-    /// Payloads that timed out; a late reply to one of them is not taken as the current reply.
-    late: Vec<Vec<u8>>,
+    /// The most recent payloads that timed out (up to [`LATE_KEPT`]); a late reply to one of
+    /// them is not taken as the current reply.
+    late: std::collections::VecDeque<Vec<u8>>,
     buf: Vec<u8>,
 }
 
@@ -82,7 +87,7 @@ impl DatagramClient {
             socket,
             endpoint: endpoint.clone(),
             fallbacks,
-            late: Vec::new(),
+            late: std::collections::VecDeque::new(),
             buf: vec![0; RECV_BUF],
         })
     }
@@ -126,7 +131,10 @@ impl DatagramClient {
             .await;
             match received {
                 Err(_elapsed) => {
-                    self.late.push(payload.to_vec());
+                    if self.late.len() == LATE_KEPT {
+                        self.late.pop_front();
+                    }
+                    self.late.push_back(payload.to_vec());
                     return Ok(Reply::TimedOut);
                 }
                 Ok(Err(e)) => return Err(e),

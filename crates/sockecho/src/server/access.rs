@@ -20,6 +20,9 @@ impl AccessPolicy {
     /// Whether `ip` may be served. IPv4 peers seen through a dual-stack IPv6 socket
     /// (`::ffff:a.b.c.d`) are matched as the IPv4 addresses they are.
     pub fn permits(&self, ip: IpAddr) -> bool {
+        if self.is_open() {
+            return true;
+        }
         let ip = ip.to_canonical();
         if self.deny.iter().any(|net| net.contains(&ip)) {
             return false;
@@ -27,7 +30,7 @@ impl AccessPolicy {
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip))
     }
 
-    /// Whether any rule is set (so the check can be skipped otherwise).
+    /// Whether no rule is set, so every peer is served without looking at its address.
     pub fn is_open(&self) -> bool {
         self.allow.is_empty() && self.deny.is_empty()
     }

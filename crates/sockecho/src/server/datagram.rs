@@ -56,7 +56,7 @@ pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc
             batch.retain(|data, sender| {
                 let sender = sender_address(sender);
                 admit_datagram(&shared, counters, sender, now) && {
-                    log_datagram(&shared, &sender_label(sender), data);
+                    log_datagram(&shared, SenderLabel(sender), data);
                     true
                 }
             });
@@ -92,10 +92,20 @@ fn sender_address(addr: &SockaddrStorage) -> Option<SocketAddr> {
         .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
 }
 
-fn sender_label(sender: Option<SocketAddr>) -> String {
-    match sender {
-        Some(addr) => SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string(),
-        None => "unknown sender".to_owned(),
+/// A sender as logged, formatted only if a log line is actually written: the echo path must
+/// not build a string per datagram.
+struct SenderLabel(Option<SocketAddr>);
+
+impl std::fmt::Display for SenderLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(
+                f,
+                "{}",
+                SocketAddr::new(addr.ip().to_canonical(), addr.port())
+            ),
+            None => f.write_str("unknown sender"),
+        }
     }
 }
 
@@ -117,7 +127,7 @@ fn admit_datagram(
         tracing::debug!("dropped a datagram from {sender}: reflection guard");
         return false;
     }
-    if !config.access.is_open() && !config.access.permits(sender.ip()) {
+    if !config.access.permits(sender.ip()) {
         TransportCounters::add(&counters.datagrams_denied, 1);
         tracing::debug!("dropped a datagram from {sender}: not allowed by --allow/--deny");
         return false;
@@ -290,8 +300,7 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
             );
             continue;
         };
-        let label = format!("{reply_to:?}");
-        log_datagram(&shared, &label, data);
+        log_datagram(&shared, format_args!("{reply_to:?}"), data);
         let sent = socket
             .async_io(Interest::WRITABLE, || {
                 rustix::net::sendto(
@@ -307,7 +316,7 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
             Ok(_) => count_echo(counters, len),
             Err(e) => {
                 TransportCounters::add(&counters.datagrams_dropped, 1);
-                tracing::debug!("reply to {label} on {endpoint} failed: {e}");
+                tracing::debug!("reply to {reply_to:?} on {endpoint} failed: {e}");
             }
         }
     }
@@ -329,7 +338,7 @@ fn count_echo(counters: &TransportCounters, len: usize) {
     TransportCounters::add(&counters.datagram_bytes, len as u64);
 }
 
-fn log_datagram(shared: &Shared, peer: &str, data: &[u8]) {
+fn log_datagram(shared: &Shared, peer: impl std::fmt::Display, data: &[u8]) {
     if shared.config.log_data {
         tracing::info!(target: crate::DATA_LOG, "{peer}: {}", String::from_utf8_lossy(data).trim());
     } else {

@@ -182,7 +182,7 @@ fn admit(
     counters: &TransportCounters,
     peer: SocketAddr,
 ) -> Option<Option<PerIpSlot>> {
-    if !shared.config.access.is_open() && !shared.config.access.permits(peer.ip()) {
+    if !shared.config.access.permits(peer.ip()) {
         TransportCounters::add(&counters.connections_denied, 1);
         tracing::debug!(target: CONN_LOG, "{peer} refused: not allowed by --allow/--deny");
         return None;
