@@ -143,8 +143,21 @@ pub struct ServeOpts {
     /// Worker threads. Default: one per CPU core.
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Stream I/O path: io_uring (one system call per loop turn for all connections, shared
+    /// receive buffers), epoll, or auto (io_uring if the kernel allows it). TLS and datagrams
+    /// always use epoll.
+    #[arg(long, value_enum, value_name = "PATH", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
+    pub io: IoChoice,
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// Values of `serve --io`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoChoice {
+    Auto,
+    Uring,
+    Epoll,
 }
 
 #[derive(Debug, Args)]

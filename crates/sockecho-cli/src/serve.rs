@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sockecho::server::{AccessPolicy, InheritedSocket, Server, ServerConfig};
+use sockecho::server::{AccessPolicy, InheritedSocket, IoBackend, Server, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
-use crate::cli::ServeOpts;
+use crate::cli::{IoChoice, ServeOpts};
 use crate::metrics::Health;
 
 /// The tutorial's port.
@@ -51,6 +51,11 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
         max_conns_per_ip: opts.max_conns_per_ip.map(|n| n as usize),
         udp_rate: opts.udp_rate,
         reflection_guard: !opts.no_reflection_guard,
+        io: match opts.io {
+            IoChoice::Auto => IoBackend::Auto,
+            IoChoice::Uring => IoBackend::IoUring,
+            IoChoice::Epoll => IoBackend::Epoll,
+        },
         ..ServerConfig::default()
     };
     if let Some(n) = opts.max_conns {

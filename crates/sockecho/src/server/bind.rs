@@ -38,6 +38,12 @@ pub enum ServeError {
     /// An inherited socket could not be set up.
     #[error("cannot serve an inherited socket: {0}")]
     Inherited(#[source] io::Error),
+    /// `--io uring` was asked for, and this kernel or sandbox does not allow io_uring.
+    #[error(
+        "io_uring is not available here ({0}); it needs Linux 6.12 or later and is often blocked \
+         in containers — use --io epoll (or auto)"
+    )]
+    IoUring(#[source] io::Error),
 }
 
 impl ServeError {

@@ -12,6 +12,8 @@ mod bind;
 mod datagram;
 pub mod echo;
 mod stream;
+#[allow(unsafe_code)]
+mod uring;
 mod workers;
 
 use std::future::Future;
@@ -23,9 +25,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::Endpoint;
 use crate::stats::{Counters, Stats};
 use crate::tls::ServerTls;
+use crate::{Endpoint, Transport};
 
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
@@ -63,6 +65,31 @@ pub struct ServerConfig {
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`] instead.
     pub threads: usize,
+    /// How worker threads do stream I/O. TLS connections, datagram sockets and serving
+    /// without worker threads (`threads == 0`) always use the tokio (epoll) path.
+    pub io: IoBackend,
+}
+
+/// The I/O path for plain TCP and Unix stream connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IoBackend {
+    /// io_uring where the kernel allows it, else epoll.
+    #[default]
+    Auto,
+    /// io_uring; binding fails if it is not available.
+    IoUring,
+    /// epoll, through tokio.
+    Epoll,
+}
+
+impl std::fmt::Display for IoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IoBackend::Auto => "auto",
+            IoBackend::IoUring => "io_uring",
+            IoBackend::Epoll => "epoll",
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -73,6 +100,7 @@ impl Default for ServerConfig {
             grace: Duration::from_secs(5),
             log_data: false,
             threads: 0,
+            io: IoBackend::Auto,
             access: AccessPolicy::default(),
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
@@ -141,6 +169,7 @@ impl Server {
         if !tls_hosts.is_empty() && config.tls.is_none() {
             config.tls = Some(self_signed(&tls_hosts)?);
         }
+        config.io = resolve_io(config.io)?;
         Ok(Server {
             listeners,
             config,
@@ -188,8 +217,19 @@ impl Server {
             guards.push(listener.path_guard);
             sockets.push((listener.socket, listener.endpoint));
         }
+        let plain_streams = sockets.iter().any(|(socket, endpoint)| {
+            matches!(socket, bind::Socket::Stream(_)) && endpoint.transport() != Transport::Tls
+        });
+        if plain_streams {
+            let io = if threads == 0 {
+                IoBackend::Epoll
+            } else {
+                shared.config.io
+            };
+            tracing::info!("stream I/O: {io}");
+        }
         let workers = if threads == 0 {
-            Workers::Here(spawn_loops(sockets, &shared))
+            Workers::Here(spawn_loops(sockets, &shared, None))
         } else {
             workers::start(threads, sockets, &shared)
         };
@@ -215,6 +255,21 @@ impl Server {
         workers.finished().await;
         drop(guards);
         shared.counters.snapshot()
+    }
+}
+
+/// Settles `Auto` to what this kernel offers; `IoUring` fails if it is not there.
+fn resolve_io(wanted: IoBackend) -> Result<IoBackend, ServeError> {
+    if wanted == IoBackend::Epoll {
+        return Ok(wanted);
+    }
+    match uring::probe() {
+        Ok(()) => Ok(IoBackend::IoUring),
+        Err(e) if wanted == IoBackend::IoUring => Err(ServeError::IoUring(e)),
+        Err(e) => {
+            tracing::info!("io_uring is not available ({e}); stream I/O uses epoll");
+            Ok(IoBackend::Epoll)
+        }
     }
 }
 
@@ -248,7 +303,11 @@ impl Drop for StopOnDrop {
 }
 
 /// Starts the serving loop of every socket on the current runtime.
-fn spawn_loops(sockets: Vec<(bind::Socket, Endpoint)>, shared: &Arc<Shared>) -> JoinSet<()> {
+fn spawn_loops(
+    sockets: Vec<(bind::Socket, Endpoint)>,
+    shared: &Arc<Shared>,
+    engine: Option<Arc<uring::Engine>>,
+) -> JoinSet<()> {
     let mut loops = JoinSet::new();
     let mut stream_listeners = Vec::new();
     for (socket, endpoint) in sockets {
@@ -263,7 +322,7 @@ fn spawn_loops(sockets: Vec<(bind::Socket, Endpoint)>, shared: &Arc<Shared>) -> 
             }
         };
     }
-    loops.spawn(stream::serve(stream_listeners, shared.clone()));
+    loops.spawn(stream::serve(stream_listeners, shared.clone(), engine));
     loops
 }
 

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
+use std::os::fd::OwnedFd;
+
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Instant;
 
 use super::Shared;
 use super::access::PerIpSlot;
 use super::bind::StreamListener;
 use super::echo::{CloseReason, EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::uring::{Engine, Handoff};
 use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::Transport;
@@ -35,7 +37,14 @@ static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// Accepts on every stream listener of this worker from one loop, so a `--max-conns` permit
 /// held while waiting serves whichever listener a client comes to (a loop per listener would
 /// each hold a permit, and an idle listener could keep a busy one from accepting).
-pub(crate) async fn serve(listeners: Vec<(StreamListener, Endpoint)>, shared: Arc<Shared>) {
+///
+/// With an io_uring `engine`, plain TCP and Unix connections are handed to it; TLS ones are
+/// always served here.
+pub(crate) async fn serve(
+    listeners: Vec<(StreamListener, Endpoint)>,
+    shared: Arc<Shared>,
+    engine: Option<Arc<Engine>>,
+) {
     if listeners.is_empty() {
         return;
     }
@@ -131,6 +140,17 @@ pub(crate) async fn serve(listeners: Vec<(StreamListener, Endpoint)>, shared: Ar
             _ip_slot: ip_slot,
         };
         let task_shared = shared.clone();
+        let accepted = match (&engine, accepted) {
+            (Some(engine), Accepted::Inet(stream, _)) if transport != Transport::Tls => {
+                hand_over(engine, stream.into_std().map(OwnedFd::from), conn, &shared);
+                continue;
+            }
+            (Some(engine), Accepted::Unix(stream, _)) => {
+                hand_over(engine, stream.into_std().map(OwnedFd::from), conn, &shared);
+                continue;
+            }
+            (_, accepted) => accepted,
+        };
         match accepted {
             Accepted::Inet(stream, _) if transport == Transport::Tls => shared
                 .tracker
@@ -145,6 +165,19 @@ pub(crate) async fn serve(listeners: Vec<(StreamListener, Endpoint)>, shared: Ar
     }
     for (_, endpoint) in &listeners {
         tracing::debug!("stopped accepting on {endpoint}");
+    }
+}
+
+/// Passes a connection to the io_uring engine, which serves it from then on.
+fn hand_over(engine: &Engine, fd: std::io::Result<OwnedFd>, conn: Conn, shared: &Shared) {
+    match fd {
+        Ok(fd) => engine.hand_over(Handoff {
+            fd,
+            conn,
+            token: shared.tracker.token(),
+        }),
+        // Only if the runtime could not let go of the socket; the client sees it closed.
+        Err(e) => tracing::warn!("{}: cannot pass the connection to io_uring: {e}", conn.peer),
     }
 }
 
@@ -265,10 +298,10 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Conn, shared: Arc<S
 }
 
 /// What a connection holds besides its socket.
-struct Conn {
+pub(crate) struct Conn {
     /// The peer as logged: its address, or a number and pid for Unix sockets.
-    peer: String,
-    transport: Transport,
+    pub(crate) peer: String,
+    pub(crate) transport: Transport,
     /// Its place under `--max-conns`, given back when the connection ends.
     _permit: OwnedSemaphorePermit,
     /// Its place under `--max-conns-per-ip`, if that is set.
@@ -277,48 +310,76 @@ struct Conn {
 
 /// Serves one connection until it ends or the grace period cuts it, then logs the summary.
 async fn connection<S: EchoIo>(mut stream: S, conn: Conn, shared: Arc<Shared>) {
-    let Conn {
-        peer, transport, ..
-    } = &conn;
-    let counters = shared.counters.transport(*transport);
-    TransportCounters::add(&counters.connections_accepted, 1);
-    let started = Instant::now();
-    tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
+    let mut log = ConnLog::opened(&conn, &shared);
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
-        log_data_as: shared.config.log_data.then(|| peer.clone()),
+        log_data_as: shared.config.log_data.then(|| conn.peer.clone()),
     };
     let EchoOutcome { bytes, result } =
         echo_io(&mut stream, &options, &shared.drain, Some(&shared.cut)).await;
-    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    let reason = match result {
-        Ok(reason) => {
-            match reason {
-                CloseReason::IdleTimeout => {
-                    TransportCounters::add(&counters.connections_idle_closed, 1);
-                }
-                CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
-                CloseReason::PeerClosed | CloseReason::Drained => {}
-            }
-            reason.as_str().to_owned()
-        }
-        Err(e) => {
-            TransportCounters::add(&counters.connection_errors, 1);
-            format!("error: {e}")
-        }
-    };
-    TransportCounters::add(&counters.stream_bytes, bytes);
-    TransportCounters::add(&counters.connections_closed, 1);
-    tracing::info!(
-        target: CONN_LOG,
-        peer,
-        %transport,
-        event = "disconnected",
-        bytes,
-        duration_ms,
-        reason,
-        "{peer} disconnected ({bytes} bytes echoed in {:.3}s, {reason})",
-        duration_ms / 1e3
-    );
+    log.bytes = bytes;
+    log.closed(&conn, &shared, result);
     drop(conn);
+}
+
+/// The counters and log lines of one connection's life, whichever path serves it.
+pub(crate) struct ConnLog {
+    started: std::time::Instant,
+    /// Bytes echoed so far.
+    pub(crate) bytes: u64,
+}
+
+impl ConnLog {
+    /// Counts and logs a new connection.
+    pub(crate) fn opened(conn: &Conn, shared: &Shared) -> ConnLog {
+        let Conn {
+            peer, transport, ..
+        } = conn;
+        let counters = shared.counters.transport(*transport);
+        TransportCounters::add(&counters.connections_accepted, 1);
+        tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
+        ConnLog {
+            started: std::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts and logs the end of a connection, with why it ended.
+    pub(crate) fn closed(self, conn: &Conn, shared: &Shared, result: std::io::Result<CloseReason>) {
+        let Conn {
+            peer, transport, ..
+        } = conn;
+        let counters = shared.counters.transport(*transport);
+        let ConnLog { started, bytes } = self;
+        let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+        let reason = match result {
+            Ok(reason) => {
+                match reason {
+                    CloseReason::IdleTimeout => {
+                        TransportCounters::add(&counters.connections_idle_closed, 1);
+                    }
+                    CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
+                    CloseReason::PeerClosed | CloseReason::Drained => {}
+                }
+                reason.as_str().to_owned()
+            }
+            Err(e) => {
+                TransportCounters::add(&counters.connection_errors, 1);
+                format!("error: {e}")
+            }
+        };
+        TransportCounters::add(&counters.stream_bytes, bytes);
+        TransportCounters::add(&counters.connections_closed, 1);
+        tracing::info!(
+            target: CONN_LOG,
+            peer,
+            %transport,
+            event = "disconnected",
+            bytes,
+            duration_ms,
+            reason,
+            "{peer} disconnected ({bytes} bytes echoed in {:.3}s, {reason})",
+            duration_ms / 1e3
+        );
+    }
 }

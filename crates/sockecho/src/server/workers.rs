@@ -15,7 +15,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bind::{Socket, StdSocket};
-use super::{Shared, Workers, spawn_loops};
+use super::uring::Engine;
+use super::{IoBackend, Shared, Workers, spawn_loops};
 use crate::Endpoint;
 
 /// Running worker threads.
@@ -76,7 +77,7 @@ pub(crate) fn start(
     }
     if finished.is_empty() {
         tracing::warn!("no worker thread could be started; serving on the main thread");
-        return Workers::Here(spawn_loops(register(&detached, 0, 1), shared));
+        return Workers::Here(spawn_loops(register(&detached, 0, 1), shared, None));
     }
     Workers::Threads(Pool {
         loops_stopped,
@@ -103,17 +104,56 @@ fn worker(
             return;
         }
     };
+    let engine = start_engine(index, &sockets, &shared);
     runtime.block_on(async {
-        let mut loops = spawn_loops(register(&sockets, index, threads), &shared);
+        if let Some(engine) = &engine {
+            // Pass the shutdown steps on to the engine thread.
+            let (engine, shared) = (engine.clone(), shared.clone());
+            tokio::spawn(async move {
+                shared.drain.cancelled().await;
+                engine.drain();
+                shared.cut.cancelled().await;
+                engine.cut();
+            });
+        }
+        let mut loops = spawn_loops(register(&sockets, index, threads), &shared, engine.clone());
         // Keep only this worker's duplicates, owned by its loops: once every loop has stopped,
         // no descriptor of the listening sockets is left open, and new clients are refused.
         drop(sockets);
         while loops.join_next().await.is_some() {}
+        if let Some(engine) = &engine {
+            engine.finish();
+        }
         let _ = loops_stopped.send(()).await;
         // Serve this worker's connections until every connection of the server has ended
         // (the tracker is closed once all workers stopped accepting).
         shared.tracker.wait().await;
     });
+    if let Some(engine) = engine {
+        engine.join();
+    }
+}
+
+/// Starts this worker's io_uring engine if the server uses io_uring and has a plain stream
+/// listener. If the engine cannot start here, this worker serves with epoll instead.
+fn start_engine(
+    index: usize,
+    sockets: &[(StdSocket, Endpoint)],
+    shared: &Arc<Shared>,
+) -> Option<Arc<Engine>> {
+    let plain_streams = sockets
+        .iter()
+        .any(|(socket, _)| matches!(socket, StdSocket::Tcp(_) | StdSocket::Unix(_)));
+    if shared.config.io != IoBackend::IoUring || !plain_streams {
+        return None;
+    }
+    match Engine::start(index, shared.clone()) {
+        Ok(engine) => Some(Arc::new(engine)),
+        Err(e) => {
+            tracing::warn!("worker {index}: cannot start io_uring ({e}); using epoll");
+            None
+        }
+    }
 }
 
 /// Duplicates into the current runtime every socket worker `index` of `threads` serves: every

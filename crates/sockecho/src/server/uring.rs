@@ -1,0 +1,1163 @@
+//! The io_uring echo engine for plain TCP and Unix stream connections (`--io uring`).
+//!
+//! Each worker thread that can create a ring gets one engine thread. The worker's tokio loop
+//! still accepts (with `--max-conns` permits, access rules and per-address limits), then hands
+//! each plain connection over; the engine serves it to the end, with no tokio on the echo path:
+//!
+//! - **One system call per loop turn.** Every receive, send and poll of every connection is a
+//!   request in one ring; `io_uring_enter` submits the turn's new requests and waits for the next
+//!   completions at once. The ring is single-issuer with deferred task work, so the kernel does
+//!   the receive work of many sockets in one go, when the engine asks for completions.
+//! - **No buffer per connection.** Each connection keeps one multishot receive armed, which
+//!   takes a buffer from a pool shared by the whole engine (a *provided buffer ring*) only when
+//!   bytes arrive. The echo is sent straight from that buffer and the buffer goes back to the
+//!   pool when the send completes, normally in the same turn.
+//! - **Backpressure.** Sends are non-blocking (`MSG_DONTWAIT`). Bytes the peer's socket cannot
+//!   take yet are copied out of the pool into the connection's own queue, and the connection
+//!   stops receiving (its receive is cancelled) until the queue is written, so a client that
+//!   never reads cannot hold pool buffers or make the server buffer without bound.
+//!
+//! Shutdown follows the tokio path exactly: on drain a connection is half-closed once it has been
+//! quiet for [`DRAIN_SETTLE`], then whatever it sends is discarded until its EOF; at the end of the
+//! grace period every connection left is cut.
+//!
+//! This is the crate's only module with `unsafe` code: the kernel reads and writes memory that
+//! the ring's requests point to, so the engine must keep that memory alive and untouched until
+//! each request completes. Every block says why it holds.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use super::Shared;
+use super::echo::{CloseReason, DRAIN_SETTLE, SCRATCH_SIZE};
+use super::stream::{Conn, ConnLog};
+
+/// Bytes in each pool buffer: the most one receive takes. 64 KiB takes a 1 MiB message in 16
+/// receives.
+const BUF_SIZE: usize = 64 * 1024;
+/// Buffers in the pool (a power of two, as the kernel requires): 4 MiB in all. The pool is
+/// consumed incrementally, so a 64-byte message takes 64 bytes of a buffer, not all of it: a
+/// thousand small echoes in one turn fit in one buffer. A pool smaller than what arrives in one
+/// turn makes receives fail with ENOBUFS and be armed again: 1 MiB did that on 1 receive in 10
+/// at 10 x 1 MiB and on 2 in 3 with 50 x 4 KiB pipelined 16 deep; 4 MiB on 1 in 250 and 1 in 9.
+const BUF_COUNT: u16 = 64;
+/// `IOU_PBUF_RING_INC`: the kernel consumes each buffer incrementally (Linux 6.12).
+const PBUF_RING_INC: u16 = 2;
+/// The pool's buffer-group id in this ring.
+const BUF_GROUP: u16 = 0;
+/// Submission queue entries.
+const RING_ENTRIES: u32 = 1024;
+/// Completion queue entries: room for several turns' worth (the kernel also keeps completions
+/// that do not fit until they are reaped, so none is lost).
+const COMPLETION_ENTRIES: u32 = 8 * RING_ENTRIES;
+/// A connection whose queue of unsent echo grows past this stops receiving, as the tokio path
+/// does with its pending buffer.
+const QUEUE_LIMIT: usize = SCRATCH_SIZE;
+
+/// What a completion is for, kept in the low byte of its `user_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Op {
+    Recv = 1,
+    Send = 2,
+    PollOut = 3,
+    Cancel = 4,
+    /// The eventfd read that wakes the engine for new connections and shutdown steps.
+    Wake = 5,
+    /// The periodic timer for idle timeouts and drain.
+    Tick = 6,
+}
+
+impl Op {
+    fn from_u8(op: u8) -> Option<Op> {
+        Some(match op {
+            1 => Op::Recv,
+            2 => Op::Send,
+            3 => Op::PollOut,
+            4 => Op::Cancel,
+            5 => Op::Wake,
+            6 => Op::Tick,
+            _ => return None,
+        })
+    }
+}
+
+/// `user_data` of a request: connection slot, the slot's generation (so a late completion for
+/// a connection that has ended cannot be taken for its successor's), and the operation.
+fn user_data(slot: u32, generation: u16, op: Op) -> u64 {
+    (u64::from(slot) << 32) | (u64::from(generation) << 16) | op as u64
+}
+
+fn split_user_data(data: u64) -> (u32, u16, Option<Op>) {
+    (
+        (data >> 32) as u32,
+        (data >> 16) as u16,
+        Op::from_u8(data as u8),
+    )
+}
+
+/// The slot number of requests that belong to the engine rather than a connection.
+const ENGINE_SLOT: u32 = u32::MAX;
+
+/// A connection handed from the accepting loop to the engine.
+pub(crate) struct Handoff {
+    pub(crate) fd: OwnedFd,
+    pub(crate) conn: Conn,
+    /// Keeps the server's shutdown waiting until this connection has ended.
+    pub(crate) token: TaskTrackerToken,
+}
+
+/// What the accepting side and the engine thread share.
+struct Inbox {
+    handoffs: Mutex<Vec<Handoff>>,
+    /// An eventfd: written to wake the engine, read by the engine's `Wake` request.
+    wake: OwnedFd,
+    drain: AtomicBool,
+    cut: AtomicBool,
+    /// No more handoffs will come: exit once the last connection has ended.
+    finish: AtomicBool,
+}
+
+impl Inbox {
+    fn wake(&self) {
+        // A full counter (impossible in practice) still leaves the engine woken.
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+}
+
+/// The accepting side's handle on one engine thread.
+pub(crate) struct Engine {
+    inbox: Arc<Inbox>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts an engine thread for worker `index`. Fails, leaving nothing running, if this
+    /// kernel (or a sandbox) does not offer what the engine needs: then the tokio path serves.
+    pub(crate) fn start(index: usize, shared: Arc<Shared>) -> io::Result<Engine> {
+        let wake = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        let inbox = Arc::new(Inbox {
+            handoffs: Mutex::new(Vec::new()),
+            wake,
+            drain: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
+            finish: AtomicBool::new(false),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread_inbox = inbox.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sockecho-uring-{index}"))
+            .spawn(move || {
+                // The ring is made on the thread that uses it: it is single-issuer.
+                let mut engine = match Ring::new(thread_inbox, shared) {
+                    Ok(engine) => {
+                        let _ = ready_tx.send(Ok(()));
+                        engine
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                if let Err(e) = engine.run() {
+                    tracing::error!("io_uring engine failed: {e}; cutting its connections");
+                    engine.abandon();
+                }
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Engine {
+                inbox,
+                thread: Mutex::new(Some(thread)),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(io::Error::other(
+                    "the io_uring engine thread ended at start",
+                ))
+            }
+        }
+    }
+
+    /// Gives the engine a connection to serve.
+    pub(crate) fn hand_over(&self, handoff: Handoff) {
+        self.inbox
+            .handoffs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handoff);
+        self.inbox.wake();
+    }
+
+    /// Shutdown has started: echo what has arrived, then close each connection.
+    pub(crate) fn drain(&self) {
+        self.inbox.drain.store(true, Ordering::Release);
+        self.inbox.wake();
+    }
+
+    /// The grace period is over: close every connection now.
+    pub(crate) fn cut(&self) {
+        self.inbox.cut.store(true, Ordering::Release);
+        self.inbox.wake();
+    }
+
+    /// No more connections will come: the engine exits once its last one has ended.
+    pub(crate) fn finish(&self) {
+        self.inbox.finish.store(true, Ordering::Release);
+        self.inbox.wake();
+    }
+
+    /// Waits for the engine thread to exit (after `finish` and its last connection).
+    pub(crate) fn join(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Dropped without `join` (the worker is unwinding): stop the engine anyway.
+        let running = self.thread.get_mut().map_or(true, |t| t.is_some());
+        if running {
+            self.inbox.cut.store(true, Ordering::Release);
+            self.inbox.finish.store(true, Ordering::Release);
+            self.inbox.wake();
+        }
+    }
+}
+
+/// Checks that this kernel, and any sandbox around the process, allow everything the engine
+/// needs: a single-issuer ring with deferred task work, and an incrementally consumed provided
+/// buffer ring.
+pub(crate) fn probe() -> io::Result<()> {
+    let pool = Pool::new()?;
+    let ring = new_ring()?;
+    register_pool(&ring, &pool)
+}
+
+fn new_ring() -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_submit_all()
+        .setup_cqsize(COMPLETION_ENTRIES)
+        .build(RING_ENTRIES)
+}
+
+fn register_pool(ring: &IoUring, pool: &Pool) -> io::Result<()> {
+    // SAFETY: the descriptor ring is page-aligned and holds BUF_COUNT entries. Callers keep
+    // `pool` alive until `ring` is dropped (`Ring`'s field order; in `probe` the ring, made
+    // last, drops first).
+    unsafe {
+        ring.submitter().register_buf_ring_with_flags(
+            pool.entries as u64,
+            BUF_COUNT,
+            BUF_GROUP,
+            PBUF_RING_INC,
+        )
+    }
+}
+
+/// The shared receive pool: `BUF_COUNT` buffers of `BUF_SIZE` bytes, and the ring of buffer
+/// descriptors through which the kernel takes them and the engine gives them back.
+struct Pool {
+    /// The buffers themselves. Only ever accessed through raw pointers: the kernel writes into
+    /// a buffer while the engine holds none of it, and the engine reads one only between the
+    /// receive that filled it and its return to the ring.
+    memory: *mut u8,
+    /// The descriptor ring shared with the kernel: page-aligned, `BUF_COUNT` entries.
+    entries: *mut types::BufRingEntry,
+    /// Our copy of the ring's tail: descriptors written but maybe not yet published.
+    tail: u16,
+    /// Whether `tail` has moved since the last publish.
+    dirty: bool,
+    /// Per buffer: how far the kernel has filled it since it was last given back. Each
+    /// receive completion's bytes start where the previous one for that buffer ended.
+    filled_to: [usize; BUF_COUNT as usize],
+    /// Per buffer: the kernel may still receive into it (its last completion had
+    /// `IORING_CQE_F_BUF_MORE`, or it is in the ring untouched).
+    in_kernel: [bool; BUF_COUNT as usize],
+    /// Per buffer: echo chunks still reading from it.
+    readers: [u32; BUF_COUNT as usize],
+    /// Never free the memory: set when the ring failed with requests maybe still pending.
+    leak: bool,
+}
+
+const POOL_ALIGN: usize = 4096;
+
+impl Pool {
+    fn memory_layout() -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(BUF_SIZE * usize::from(BUF_COUNT), POOL_ALIGN)
+            .expect("constant layout")
+    }
+
+    fn entries_layout() -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(
+            std::mem::size_of::<types::BufRingEntry>() * usize::from(BUF_COUNT),
+            POOL_ALIGN,
+        )
+        .expect("constant layout")
+    }
+
+    fn new() -> io::Result<Pool> {
+        // SAFETY: both layouts have a non-zero size. The allocations are freed in `Drop` with
+        // the same layouts. The buffers are not zeroed, so their pages are only backed by memory
+        // once a receive first writes them; the descriptor ring must start zeroed (tail 0).
+        let (memory, entries) = unsafe {
+            (
+                std::alloc::alloc(Pool::memory_layout()),
+                std::alloc::alloc_zeroed(Pool::entries_layout()).cast::<types::BufRingEntry>(),
+            )
+        };
+        if memory.is_null() || entries.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut pool = Pool {
+            memory,
+            entries,
+            tail: 0,
+            dirty: false,
+            filled_to: [0; BUF_COUNT as usize],
+            in_kernel: [false; BUF_COUNT as usize],
+            readers: [0; BUF_COUNT as usize],
+            leak: false,
+        };
+        for bid in 0..BUF_COUNT {
+            pool.give_back(bid);
+        }
+        pool.publish();
+        Ok(pool)
+    }
+
+    /// Where buffer `bid` starts.
+    fn buffer(&self, bid: u16) -> *mut u8 {
+        // SAFETY: `bid < BUF_COUNT`, so the offset stays inside the allocation.
+        unsafe { self.memory.add(usize::from(bid) * BUF_SIZE) }
+    }
+
+    /// Records a receive completion of `len` bytes into buffer `bid`; `more` is its
+    /// `IORING_CQE_F_BUF_MORE` flag. Returns where in the buffer the bytes are.
+    fn received(&mut self, bid: u16, len: usize, more: bool) -> std::ops::Range<usize> {
+        let b = usize::from(bid);
+        let start = self.filled_to[b];
+        self.filled_to[b] = (start + len).min(BUF_SIZE);
+        self.in_kernel[b] = more;
+        start..self.filled_to[b]
+    }
+
+    /// Bytes `range` of buffer `bid`, which receive completions have filled.
+    fn bytes(&self, bid: u16, range: std::ops::Range<usize>) -> &[u8] {
+        debug_assert!(bid < BUF_COUNT && range.end <= BUF_SIZE);
+        // SAFETY: the range is inside buffer `bid` (`received` keeps it within BUF_SIZE). The
+        // kernel wrote those bytes before posting their completion and never writes them again
+        // until `give_back` returns the buffer, which waits for every reader.
+        unsafe { std::slice::from_raw_parts(self.buffer(bid).add(range.start), range.len()) }
+    }
+
+    /// An echo chunk starts reading from buffer `bid`.
+    fn hold(&mut self, bid: u16) {
+        self.readers[usize::from(bid)] += 1;
+    }
+
+    /// An echo chunk is done with buffer `bid` (sent, or copied out).
+    fn release(&mut self, bid: u16) {
+        self.readers[usize::from(bid)] -= 1;
+        self.give_back_if_unused(bid);
+    }
+
+    /// Gives buffer `bid` back once neither the kernel nor any chunk uses it.
+    fn give_back_if_unused(&mut self, bid: u16) {
+        let b = usize::from(bid);
+        if !self.in_kernel[b] && self.readers[b] == 0 {
+            self.give_back(bid);
+        }
+    }
+
+    /// Returns buffer `bid` to the kernel, empty (visible once `publish` runs).
+    fn give_back(&mut self, bid: u16) {
+        self.filled_to[usize::from(bid)] = 0;
+        self.in_kernel[usize::from(bid)] = true;
+        let index = usize::from(self.tail & (BUF_COUNT - 1));
+        // SAFETY: `index < BUF_COUNT`, inside the descriptor ring. The kernel only reads
+        // descriptors between its head and the published tail, and this one is past the
+        // published tail until `publish`.
+        let entry = unsafe { &mut *self.entries.add(index) };
+        entry.set_addr(self.buffer(bid) as u64);
+        entry.set_len(BUF_SIZE as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        self.dirty = true;
+    }
+
+    /// Makes the buffers given back since the last call available to the kernel.
+    fn publish(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        // SAFETY: the tail field lives inside the first descriptor (the kernel's layout), which
+        // is in our allocation; it is only written here, and read by the kernel atomically.
+        let tail = unsafe { &*types::BufRingEntry::tail(self.entries).cast::<AtomicU16>() };
+        // Release: the descriptors written above are visible before the kernel sees the tail.
+        tail.store(self.tail, Ordering::Release);
+        self.dirty = false;
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
+        // SAFETY: allocated in `new` with these layouts. No request can still use them: an
+        // engine frees its pool only after `quiesce` (no connection left, so no receive), or
+        // leaks it (`abandon`); `probe` never submits anything. And the io_uring, which holds
+        // the registration, is dropped before the pool (`Ring`'s field order).
+        unsafe {
+            std::alloc::dealloc(self.memory, Pool::memory_layout());
+            std::alloc::dealloc(self.entries.cast(), Pool::entries_layout());
+        }
+    }
+}
+
+/// A run of echo bytes waiting to be sent, oldest first.
+enum Chunk {
+    /// Still in the pool buffer it was received into (the fast path): bytes `off..len`.
+    Pooled { bid: u16, off: usize, len: usize },
+    /// Copied into the connection's own memory because the peer could not take it at once.
+    Owned { bytes: Vec<u8>, off: usize },
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Echoing.
+    Echo,
+    /// Draining for shutdown: our write side is shut; discard what comes until the peer's EOF.
+    HalfClosed,
+    /// Ending: waiting for its outstanding requests to complete before the socket is closed.
+    Closing,
+}
+
+/// One connection served by the engine.
+struct Live {
+    fd: OwnedFd,
+    conn: Conn,
+    log: ConnLog,
+    _token: TaskTrackerToken,
+    phase: Phase,
+    /// Why it ended, once `phase` is `Closing`.
+    outcome: Option<io::Result<CloseReason>>,
+    /// Echo bytes not yet sent, oldest first. The front one is what an in-flight send sends.
+    queue: VecDeque<Chunk>,
+    queued: usize,
+    last_activity: Instant,
+    /// Requests in the ring that will still produce a completion for this connection. The
+    /// socket and the queue's memory live until this is zero.
+    outstanding: u32,
+    /// A multishot receive is armed.
+    receiving: bool,
+    /// A cancel of the receive has been asked for (backpressure) and not yet completed.
+    recv_cancelling: bool,
+    /// A send of the queue's front chunk is in flight.
+    sending: bool,
+    /// The socket was full: waiting for it to be writable before sending again.
+    waiting_writable: bool,
+    /// The peer sent EOF.
+    peer_eof: bool,
+    /// A cancel of everything outstanding has been asked for (closing).
+    cancel_all_sent: bool,
+}
+
+/// One slot of the connection table.
+struct Slot {
+    generation: u16,
+    live: Option<Live>,
+}
+
+/// The engine proper: owned by its thread.
+struct Ring {
+    // Field order is drop order: the io_uring goes first, ending every request, before the
+    // memory the requests point into (pool, eventfd buffer, timer).
+    ring: IoUring,
+    pool: Pool,
+    inbox: Arc<Inbox>,
+    shared: Arc<Shared>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    /// Filled by the `Wake` request; boxed so its address stays put.
+    wake_buf: Box<[u8; 8]>,
+    wake_armed: bool,
+    /// The timer's period; boxed so its address stays put while the request is queued.
+    tick: Box<types::Timespec>,
+    tick_armed: bool,
+    draining: bool,
+    cut: bool,
+    now: Instant,
+}
+
+impl Ring {
+    fn new(inbox: Arc<Inbox>, shared: Arc<Shared>) -> io::Result<Ring> {
+        let pool = Pool::new()?;
+        let ring = new_ring()?;
+        register_pool(&ring, &pool)?;
+        let period = tick_period(shared.config.idle_timeout);
+        let mut engine = Ring {
+            ring,
+            pool,
+            inbox,
+            shared,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            wake_buf: Box::new([0; 8]),
+            wake_armed: false,
+            tick: Box::new(
+                types::Timespec::new()
+                    .sec(period.as_secs())
+                    .nsec(period.subsec_nanos()),
+            ),
+            tick_armed: false,
+            draining: false,
+            cut: false,
+            now: Instant::now(),
+        };
+        engine.arm_wake();
+        engine.ring.submit()?;
+        Ok(engine)
+    }
+
+    fn arm_wake(&mut self) {
+        let entry = opcode::Read::new(
+            types::Fd(self.inbox.wake.as_raw_fd()),
+            self.wake_buf.as_mut_ptr(),
+            8,
+        )
+        .build()
+        .user_data(user_data(ENGINE_SLOT, 0, Op::Wake));
+        // SAFETY: `wake_buf` is boxed in `self` and only written by this request.
+        unsafe { push(&mut self.ring, &entry) };
+        self.wake_armed = true;
+    }
+
+    fn arm_tick(&mut self) {
+        if self.tick_armed {
+            return;
+        }
+        let needed = self.live > 0 && (self.draining || self.shared.config.idle_timeout.is_some());
+        if !needed {
+            return;
+        }
+        let entry = opcode::Timeout::new(&*self.tick)
+            .build()
+            .user_data(user_data(ENGINE_SLOT, 0, Op::Tick));
+        // SAFETY: the timespec is boxed in `self` and never changed.
+        unsafe { push(&mut self.ring, &entry) };
+        self.tick_armed = true;
+    }
+
+    /// The loop: submit, wait, handle completions, until the accepting side is done and the
+    /// last connection has ended.
+    fn run(&mut self) -> io::Result<()> {
+        let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(COMPLETION_ENTRIES as usize);
+        loop {
+            self.pool.publish();
+            if self.inbox.finish.load(Ordering::Acquire) && self.live == 0 {
+                self.take_handoffs();
+                if self.live == 0 {
+                    return self.quiesce();
+                }
+            }
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => {}
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {}
+                Err(e) => return Err(e),
+            }
+            self.now = Instant::now();
+            completions.clear();
+            completions.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            for &(data, result, flags) in &completions {
+                self.complete(data, result, flags);
+            }
+        }
+    }
+
+    /// Before the engine exits, with no connection left: cancels its own requests (the wake-up
+    /// read and the timer) and waits for them to end, so that nothing in the kernel still points
+    /// at `wake_buf` or `tick` when they are freed.
+    fn quiesce(&mut self) -> io::Result<()> {
+        for (armed, op) in [(self.wake_armed, Op::Wake), (self.tick_armed, Op::Tick)] {
+            if armed {
+                let cancel = opcode::AsyncCancel::new(user_data(ENGINE_SLOT, 0, op))
+                    .build()
+                    .user_data(user_data(ENGINE_SLOT, 0, Op::Cancel));
+                // SAFETY: a cancel points to no memory.
+                unsafe { push(&mut self.ring, &cancel) };
+            }
+        }
+        while self.wake_armed || self.tick_armed {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => {}
+                Err(e) => return Err(e),
+            }
+            for completion in self.ring.completion() {
+                match split_user_data(completion.user_data()) {
+                    (ENGINE_SLOT, _, Some(Op::Wake)) => self.wake_armed = false,
+                    (ENGINE_SLOT, _, Some(Op::Tick)) => self.tick_armed = false,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one completion.
+    fn complete(&mut self, data: u64, result: i32, flags: u32) {
+        let (slot, generation, op) = split_user_data(data);
+        let Some(op) = op else { return };
+        if slot == ENGINE_SLOT {
+            match op {
+                Op::Wake => {
+                    self.wake_armed = false;
+                    self.arm_wake();
+                    self.on_wake();
+                }
+                Op::Tick => {
+                    self.tick_armed = false;
+                    self.on_tick();
+                }
+                _ => {}
+            }
+            return;
+        }
+        // Every receive into the pool is recorded in completion order, whoever it was for: with
+        // incremental consumption, where a buffer's next bytes start depends on it.
+        let received = match (op, cqueue::buffer_select(flags)) {
+            (Op::Recv, Some(bid)) if result > 0 => {
+                let range = self
+                    .pool
+                    .received(bid, result as usize, cqueue::buffer_more(flags));
+                Some((bid, range))
+            }
+            _ => None,
+        };
+        let live = self
+            .slots
+            .get_mut(slot as usize)
+            .filter(|entry| entry.generation == generation)
+            .and_then(|entry| entry.live.as_mut());
+        let Some(live) = live else {
+            // Not expected: a connection ends only when all its requests have completed.
+            if let Some((bid, _)) = received {
+                self.pool.give_back_if_unused(bid);
+            }
+            return;
+        };
+        let more = cqueue::more(flags);
+        match op {
+            Op::Recv => {
+                if !more {
+                    live.receiving = false;
+                    live.recv_cancelling = false;
+                    live.outstanding -= 1;
+                }
+                self.on_received(slot, result, received);
+            }
+            Op::Send => {
+                live.sending = false;
+                live.outstanding -= 1;
+                self.on_sent(slot, result);
+            }
+            Op::PollOut => {
+                live.waiting_writable = false;
+                live.outstanding -= 1;
+                // Whatever the poll says (writable, error, hang-up), the next send tells.
+            }
+            Op::Cancel => {
+                live.outstanding -= 1;
+            }
+            Op::Wake | Op::Tick => {}
+        }
+        self.advance(slot);
+    }
+
+    fn live(&mut self, slot: u32) -> Option<&mut Live> {
+        self.slots.get_mut(slot as usize)?.live.as_mut()
+    }
+
+    /// A receive completion: `received` is the buffer and byte range it filled, if any.
+    fn on_received(
+        &mut self,
+        slot: u32,
+        result: i32,
+        received: Option<(u16, std::ops::Range<usize>)>,
+    ) {
+        if let Some((bid, range)) = received {
+            let pool = &mut self.pool;
+            let Some(live) = self.slots[slot as usize].live.as_mut() else {
+                pool.give_back_if_unused(bid);
+                return;
+            };
+            live.last_activity = self.now;
+            if live.phase != Phase::Echo {
+                // Half-closed for shutdown (discarded) or closing (nobody to echo to).
+                pool.give_back_if_unused(bid);
+                return;
+            }
+            live.log.bytes += range.len() as u64;
+            live.queued += range.len();
+            if self.shared.config.log_data {
+                let data = pool.bytes(bid, range.clone());
+                tracing::info!(target: crate::DATA_LOG, "{}: {}", live.conn.peer, String::from_utf8_lossy(data).trim());
+            }
+            if live.queue.is_empty() && !live.sending {
+                // The fast path: sent straight from the pool.
+                pool.hold(bid);
+                live.queue.push_back(Chunk::Pooled {
+                    bid,
+                    off: range.start,
+                    len: range.end,
+                });
+            } else {
+                // Something is ahead of it: keep the bytes in the connection's own memory, so
+                // the pool is not held by a slow peer. The chunk an in-flight send reads from
+                // is never appended to.
+                let data = pool.bytes(bid, range);
+                let back_in_flight = live.sending && live.queue.len() == 1;
+                let appendable = match live.queue.back_mut() {
+                    Some(Chunk::Owned { bytes, .. }) if !back_in_flight => Some(bytes),
+                    _ => None,
+                };
+                match appendable {
+                    Some(bytes) => bytes.extend_from_slice(data),
+                    None => live.queue.push_back(Chunk::Owned {
+                        bytes: data.to_vec(),
+                        off: 0,
+                    }),
+                }
+                pool.give_back_if_unused(bid);
+            }
+            return;
+        }
+        let Some(live) = self.live(slot) else { return };
+        match result {
+            0 => {
+                live.peer_eof = true;
+                if live.phase == Phase::HalfClosed {
+                    live.phase = Phase::Closing;
+                    live.outcome = Some(Ok(CloseReason::Drained));
+                }
+            }
+            1.. => {} // a receive always comes with its buffer
+            _ => {
+                let errno = -result;
+                if errno == rustix::io::Errno::NOBUFS.raw_os_error()
+                    || errno == rustix::io::Errno::CANCELED.raw_os_error()
+                {
+                    // The pool was empty for a moment (buffers come back within the turn; the
+                    // receive is armed again), or our own cancel for backpressure or closing.
+                } else if live.phase == Phase::HalfClosed {
+                    // The peer went away instead of closing cleanly: the drain is done.
+                    live.phase = Phase::Closing;
+                    live.outcome = Some(Ok(CloseReason::Drained));
+                } else {
+                    fail(live, errno);
+                }
+            }
+        }
+    }
+
+    fn on_sent(&mut self, slot: u32, result: i32) {
+        let now = self.now;
+        let pool = &mut self.pool;
+        let entry = &mut self.slots[slot as usize];
+        let generation = entry.generation;
+        let Some(live) = entry.live.as_mut() else {
+            return;
+        };
+        let sent = if result >= 0 {
+            result as usize
+        } else if -result == rustix::io::Errno::AGAIN.raw_os_error() {
+            0
+        } else {
+            // Closing already (a cut) or a real error such as a reset.
+            if live.phase != Phase::Closing {
+                fail(live, -result);
+            }
+            return;
+        };
+        if sent > 0 {
+            live.last_activity = now;
+        }
+        live.queued -= sent;
+        let Some(front) = live.queue.front_mut() else {
+            return;
+        };
+        let done = match front {
+            Chunk::Pooled { off, len, .. } => {
+                *off += sent;
+                off == len
+            }
+            Chunk::Owned { bytes, off } => {
+                *off += sent;
+                *off == bytes.len()
+            }
+        };
+        if done {
+            if let Some(Chunk::Pooled { bid, .. }) = live.queue.pop_front() {
+                pool.release(bid);
+            }
+            return;
+        }
+        // The peer's socket is full. Move the rest out of the pool, wait until it is writable,
+        // and stop receiving meanwhile.
+        if let Chunk::Pooled { bid, off, len } = *front {
+            let rest = pool.bytes(bid, off..len).to_vec();
+            *front = Chunk::Owned {
+                bytes: rest,
+                off: 0,
+            };
+            pool.release(bid);
+        }
+        live.waiting_writable = true;
+        live.outstanding += 1;
+        let entry = opcode::PollAdd::new(types::Fd(live.fd.as_raw_fd()), libc::POLLOUT as u32)
+            .build()
+            .user_data(user_data(slot, generation, Op::PollOut));
+        // SAFETY: a poll points to no memory.
+        unsafe { push(&mut self.ring, &entry) };
+    }
+
+    /// Decides a connection's next requests from its state; ends it when it is done.
+    fn advance(&mut self, slot: u32) {
+        let entry = &mut self.slots[slot as usize];
+        let generation = entry.generation;
+        let Some(live) = entry.live.as_mut() else {
+            return;
+        };
+        let request = match next_request(live, &self.pool) {
+            Next::Nothing => return,
+            Next::End => return self.end(slot),
+            Next::Request(request, op) => request.user_data(user_data(slot, generation, op)),
+            Next::CancelRecv => opcode::AsyncCancel::new(user_data(slot, generation, Op::Recv))
+                .build()
+                .user_data(user_data(slot, generation, Op::Cancel)),
+        };
+        // SAFETY: `next_request` only makes requests whose memory outlives them (see there).
+        unsafe { push(&mut self.ring, &request) };
+    }
+
+    /// Takes the handed-over connections, and acts on drain and cut.
+    fn on_wake(&mut self) {
+        self.take_handoffs();
+        if self.inbox.drain.load(Ordering::Acquire) && !self.draining {
+            self.draining = true;
+            self.arm_tick();
+        }
+        if self.inbox.cut.load(Ordering::Acquire) && !self.cut {
+            self.cut = true;
+            for slot in 0..self.slots.len() as u32 {
+                if let Some(live) = self.live(slot)
+                    && live.phase != Phase::Closing
+                {
+                    live.phase = Phase::Closing;
+                    live.outcome = Some(Ok(CloseReason::Cut));
+                    self.advance(slot);
+                }
+            }
+        }
+    }
+
+    fn take_handoffs(&mut self) {
+        let handoffs = std::mem::take(
+            &mut *self
+                .inbox
+                .handoffs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for Handoff { fd, conn, token } in handoffs {
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.slots.push(Slot {
+                    generation: 0,
+                    live: None,
+                });
+                (self.slots.len() - 1) as u32
+            });
+            let log = ConnLog::opened(&conn, &self.shared);
+            let mut live = Live {
+                fd,
+                conn,
+                log,
+                _token: token,
+                phase: Phase::Echo,
+                outcome: None,
+                queue: VecDeque::new(),
+                queued: 0,
+                last_activity: Instant::now(),
+                outstanding: 0,
+                receiving: false,
+                recv_cancelling: false,
+                sending: false,
+                waiting_writable: false,
+                peer_eof: false,
+                cancel_all_sent: false,
+            };
+            if self.cut {
+                live.phase = Phase::Closing;
+                live.outcome = Some(Ok(CloseReason::Cut));
+            }
+            self.slots[slot as usize].live = Some(live);
+            self.live += 1;
+            self.advance(slot);
+        }
+        self.arm_tick();
+    }
+
+    /// Idle timeouts, and the drain's half-close once a connection has been quiet.
+    fn on_tick(&mut self) {
+        let now = self.now;
+        let idle = self.shared.config.idle_timeout;
+        for slot in 0..self.slots.len() as u32 {
+            let draining = self.draining;
+            let Some(live) = self.live(slot) else {
+                continue;
+            };
+            let quiet = now.saturating_duration_since(live.last_activity);
+            match live.phase {
+                Phase::Echo => {
+                    if idle.is_some_and(|idle| quiet >= idle) {
+                        live.phase = Phase::Closing;
+                        live.outcome = Some(Ok(CloseReason::IdleTimeout));
+                    } else if draining && quiet >= DRAIN_SETTLE && live.queue.is_empty() {
+                        // Everything the peer sent before the shutdown has come and gone back.
+                        let _ = rustix::net::shutdown(&live.fd, rustix::net::Shutdown::Write);
+                        live.phase = Phase::HalfClosed;
+                    } else {
+                        continue;
+                    }
+                }
+                Phase::HalfClosed | Phase::Closing => continue,
+            }
+            self.advance(slot);
+        }
+        self.arm_tick();
+    }
+
+    /// Closes a connection whose requests have all completed, and logs its end.
+    fn end(&mut self, slot: u32) {
+        let entry = &mut self.slots[slot as usize];
+        let Some(live) = entry.live.take() else {
+            return;
+        };
+        entry.generation = entry.generation.wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+        let Live {
+            fd,
+            conn,
+            log,
+            outcome,
+            queue,
+            ..
+        } = live;
+        for chunk in queue {
+            if let Chunk::Pooled { bid, .. } = chunk {
+                self.pool.release(bid);
+            }
+        }
+        drop(fd);
+        log.closed(
+            &conn,
+            &self.shared,
+            outcome.unwrap_or(Ok(CloseReason::PeerClosed)),
+        );
+        drop(conn);
+    }
+
+    /// After a ring failure: ends every connection where it stands, so shutdown can finish.
+    /// Requests may still be in the kernel, so the memory they could point at (queued echo
+    /// bytes, the pool, the wake-up buffer and the timer) is leaked rather than freed.
+    fn abandon(&mut self) {
+        for slot in 0..self.slots.len() {
+            if let Some(live) = self.slots[slot].live.take() {
+                let Live {
+                    fd,
+                    conn,
+                    log,
+                    queue,
+                    ..
+                } = live;
+                std::mem::forget(queue);
+                drop(fd);
+                log.closed(
+                    &conn,
+                    &self.shared,
+                    Err(io::Error::other("io_uring engine failed")),
+                );
+            }
+        }
+        self.live = 0;
+        self.pool.leak = true;
+        std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new([0; 8])));
+        std::mem::forget(std::mem::replace(
+            &mut self.tick,
+            Box::new(types::Timespec::new()),
+        ));
+    }
+}
+
+/// Queues a request. When the submission queue is full, submits what it holds first.
+///
+/// # Safety
+/// Every buffer `entry` points to must stay valid, and not be otherwise written (or for
+/// receives, read), until its completion arrives.
+unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
+    loop {
+        // SAFETY: passed on from the caller.
+        if unsafe { ring.submission().push(entry) }.is_ok() {
+            return;
+        }
+        // Full: hand the queued requests to the kernel to make room.
+        match ring.submit() {
+            Ok(_) => {}
+            // Transient: the kernel is short of memory for requests, a signal came, or
+            // completions must be reaped first (the completion queue is far larger than one
+            // turn produces, and the kernel keeps any overflow).
+            Err(e)
+                if [
+                    rustix::io::Errno::AGAIN,
+                    rustix::io::Errno::INTR,
+                    rustix::io::Errno::BUSY,
+                ]
+                .iter()
+                .any(|errno| e.raw_os_error() == Some(errno.raw_os_error())) =>
+            {
+                std::thread::yield_now();
+            }
+            // Anything else means the ring itself is broken, with requests that point into this
+            // process's memory still in it: unwinding would free that memory under the kernel.
+            Err(e) => {
+                tracing::error!("io_uring submit failed: {e}; aborting");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// What a connection needs next.
+enum Next {
+    Nothing,
+    /// All its requests have completed after it was closed: free it.
+    End,
+    Request(squeue::Entry, Op),
+    /// Stop receiving: cancel the armed receive (its `user_data` names it).
+    CancelRecv,
+}
+
+/// Picks the next request for a connection and records it as outstanding. A connection has at
+/// most one receive, one send (or wait for writability) and one cancel in the ring at a time.
+///
+/// The requests it makes point only at memory that outlives them: a send reads the queue's
+/// front chunk, which is neither given back to the pool (if pooled) nor appended to or dropped
+/// (if owned) while `sending` is set; a receive writes only into pool buffers the kernel picks
+/// itself.
+fn next_request(live: &mut Live, pool: &Pool) -> Next {
+    let fd = types::Fd(live.fd.as_raw_fd());
+    if live.phase == Phase::Closing {
+        if live.outstanding == 0 {
+            return Next::End;
+        }
+        if live.cancel_all_sent {
+            return Next::Nothing;
+        }
+        live.cancel_all_sent = true;
+        live.outstanding += 1;
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(fd).all()).build();
+        return Next::Request(cancel, Op::Cancel);
+    }
+    if live.phase == Phase::Echo {
+        if !live.sending
+            && !live.waiting_writable
+            && let Some(front) = live.queue.front()
+        {
+            let (bytes, len) = match front {
+                Chunk::Pooled { bid, off, len } => {
+                    // SAFETY: `off <= len <= BUF_SIZE`: inside buffer `bid`.
+                    (
+                        unsafe { pool.buffer(*bid).add(*off) }.cast_const(),
+                        len - off,
+                    )
+                }
+                Chunk::Owned { bytes, off } => (bytes[*off..].as_ptr(), bytes.len() - off),
+            };
+            live.sending = true;
+            live.outstanding += 1;
+            let send = opcode::Send::new(fd, bytes, len as u32)
+                .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                .build();
+            return Next::Request(send, Op::Send);
+        }
+        if live.queue.is_empty() && live.peer_eof {
+            // Everything came back: close our side too, then the socket.
+            let _ = rustix::net::shutdown(&live.fd, rustix::net::Shutdown::Write);
+            live.phase = Phase::Closing;
+            live.outcome = Some(Ok(CloseReason::PeerClosed));
+            return next_request(live, pool);
+        }
+        let stalled = live.waiting_writable || live.queued > QUEUE_LIMIT;
+        if stalled {
+            if live.receiving && !live.recv_cancelling {
+                live.recv_cancelling = true;
+                live.outstanding += 1;
+                return Next::CancelRecv;
+            }
+            return Next::Nothing;
+        }
+        if !live.queue.is_empty() {
+            return Next::Nothing;
+        }
+    }
+    // Echoing with nothing queued, or half-closed: keep a receive armed until EOF.
+    if !live.receiving && !live.peer_eof {
+        live.receiving = true;
+        live.outstanding += 1;
+        return Next::Request(opcode::RecvMulti::new(fd, BUF_GROUP).build(), Op::Recv);
+    }
+    Next::Nothing
+}
+
+/// Ends the echo of a connection on an I/O error.
+fn fail(live: &mut Live, errno: i32) {
+    live.phase = Phase::Closing;
+    live.outcome = Some(Err(io::Error::from_raw_os_error(errno)));
+}
+
+/// How often the timer looks at idle and draining connections: a tenth of the idle timeout,
+/// within 5 ms..100 ms (the drain's settle time is 100 ms).
+fn tick_period(idle_timeout: Option<Duration>) -> Duration {
+    let period = idle_timeout.map_or(DRAIN_SETTLE / 4, |idle| idle / 10);
+    period.clamp(Duration::from_millis(5), DRAIN_SETTLE / 4)
+}
