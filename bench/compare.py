@@ -128,6 +128,8 @@ class Server:
 
 SERVERS = [
     Server("sockecho", "tcp", False),
+    # The same server on its epoll (tokio) stream path, to show what the io_uring path buys.
+    Server("sockecho-epoll", "tcp", False),
     Server("c-epoll", "tcp", True),
     Server("tokio", "tcp", False),
     Server("sockecho", "udp", False),
@@ -150,11 +152,13 @@ class Context:
     sockecho_quiet: list[str] = field(default_factory=list)
 
     def server_argv(self, server: Server) -> list[str]:
-        if server.name == "sockecho":
-            # One worker thread: one CPU, like the single-threaded C server.
+        if server.name.startswith("sockecho"):
+            # One worker thread: one CPU, like the single-threaded C server. `sockecho` takes
+            # the default stream path (io_uring where the kernel allows it).
             endpoint = f"{server.transport}://127.0.0.1:0"
+            io = ["--io", "epoll"] if server.name == "sockecho-epoll" else []
             return [str(self.bins["sockecho"]), "serve", endpoint, "--threads", "1"] + (
-                self.sockecho_quiet
+                io + self.sockecho_quiet
             )
         if server.name == "tokio":
             return [str(self.bins["tokio_echo"]), "127.0.0.1:0"]
@@ -310,7 +314,8 @@ class Running:
     def __init__(self, ctx: Context, server: Server, argv: list[str] | None = None):
         self.server = server
         self.log_path = ctx.workdir / f"{server.name}-{server.transport}.log"
-        env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}  # it overrides -q
+        # RUST_LOG overrides -q; SOCKECHO_IO would override the default stream path.
+        env = {k: v for k, v in os.environ.items() if k not in ("RUST_LOG", "SOCKECHO_IO")}
         if server.name == "tokio":
             # The one worker `sockecho serve --threads 1` gets.
             env["TOKIO_WORKER_THREADS"] = "1"
@@ -723,7 +728,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--servers",
         nargs="+",
         metavar="NAME",
-        help="servers to run: sockecho tokio (the C yardstick always runs, for the ratios)",
+        help="servers to run: sockecho sockecho-epoll tokio (the C yardstick always runs, "
+        "for the ratios)",
     )
     p.add_argument(
         "--load",
