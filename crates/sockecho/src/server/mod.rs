@@ -169,7 +169,12 @@ impl Server {
         if !tls_hosts.is_empty() && config.tls.is_none() {
             config.tls = Some(self_signed(&tls_hosts)?);
         }
-        config.io = resolve_io(config.io)?;
+        // Without worker threads everything is served on the caller's runtime, with epoll.
+        config.io = if config.threads == 0 {
+            IoBackend::Epoll
+        } else {
+            resolve_io(config.io)?
+        };
         Ok(Server {
             listeners,
             config,
@@ -221,12 +226,7 @@ impl Server {
             matches!(socket, bind::Socket::Stream(_)) && endpoint.transport() != Transport::Tls
         });
         if plain_streams {
-            let io = if threads == 0 {
-                IoBackend::Epoll
-            } else {
-                shared.config.io
-            };
-            tracing::info!("stream I/O: {io}");
+            tracing::info!("stream I/O: {}", shared.config.io);
         }
         let workers = if threads == 0 {
             Workers::Here(spawn_loops(sockets, &shared, None))

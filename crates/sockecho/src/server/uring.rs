@@ -1161,3 +1161,92 @@ fn tick_period(idle_timeout: Option<Duration>) -> Duration {
     let period = idle_timeout.map_or(DRAIN_SETTLE / 4, |idle| idle / 10);
     period.clamp(Duration::from_millis(5), DRAIN_SETTLE / 4)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The descriptor the kernel would read at ring position `at`.
+    fn descriptor(pool: &Pool, at: u16) -> (u64, u32, u16) {
+        // SAFETY: `at & (BUF_COUNT - 1)` is inside the descriptor ring.
+        let entry = unsafe { &*pool.entries.add(usize::from(at & (BUF_COUNT - 1))) };
+        (entry.addr(), entry.len(), entry.bid())
+    }
+
+    #[test]
+    fn a_new_pool_offers_every_buffer_once() {
+        let pool = Pool::new().expect("pool");
+        assert_eq!(pool.tail, BUF_COUNT);
+        for bid in 0..BUF_COUNT {
+            let (addr, len, id) = descriptor(&pool, bid);
+            assert_eq!(id, bid);
+            assert_eq!(addr, pool.buffer(bid) as u64);
+            assert_eq!(len as usize, BUF_SIZE);
+        }
+    }
+
+    #[test]
+    fn incremental_receives_follow_each_other_in_a_buffer() {
+        let mut pool = Pool::new().expect("pool");
+        assert_eq!(pool.received(3, 100, true), 0..100);
+        assert_eq!(pool.received(3, 50, true), 100..150);
+        // Another buffer keeps its own position.
+        assert_eq!(pool.received(4, 10, true), 0..10);
+        assert_eq!(pool.received(3, 7, false), 150..157);
+        assert!(
+            !pool.in_kernel[3],
+            "no BUF_MORE: the kernel is done with buffer 3"
+        );
+        assert!(pool.in_kernel[4]);
+    }
+
+    #[test]
+    fn a_buffer_goes_back_only_when_the_kernel_and_every_reader_are_done() {
+        let mut pool = Pool::new().expect("pool");
+        let tail = pool.tail;
+        pool.received(5, 64, true);
+        pool.hold(5);
+        pool.received(5, 64, false);
+        pool.hold(5);
+        pool.give_back_if_unused(5);
+        assert_eq!(pool.tail, tail, "two readers left");
+        pool.release(5);
+        assert_eq!(pool.tail, tail, "one reader left");
+        pool.release(5);
+        assert_eq!(
+            pool.tail,
+            tail + 1,
+            "given back once the last reader is done"
+        );
+        assert_eq!(
+            descriptor(&pool, tail),
+            (pool.buffer(5) as u64, BUF_SIZE as u32, 5)
+        );
+        // Given back empty: the next receive into it starts at its beginning.
+        assert_eq!(pool.received(5, 10, true), 0..10);
+    }
+
+    #[test]
+    fn a_buffer_the_kernel_still_fills_is_not_given_back() {
+        let mut pool = Pool::new().expect("pool");
+        let tail = pool.tail;
+        pool.received(6, 64, true);
+        pool.hold(6);
+        pool.release(6);
+        assert_eq!(
+            pool.tail, tail,
+            "BUF_MORE: the kernel will put more bytes in it"
+        );
+    }
+
+    #[test]
+    fn user_data_round_trips() {
+        let data = user_data(123_456, 65_535, Op::PollOut);
+        assert_eq!(split_user_data(data), (123_456, 65_535, Some(Op::PollOut)));
+        assert_eq!(
+            split_user_data(user_data(ENGINE_SLOT, 0, Op::Wake)),
+            (ENGINE_SLOT, 0, Some(Op::Wake))
+        );
+        assert_eq!(split_user_data(0).2, None);
+    }
+}
