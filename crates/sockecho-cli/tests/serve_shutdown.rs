@@ -64,6 +64,25 @@ fn sigterm_finishes_open_echoes_then_exits_zero_once_clients_close() {
 }
 
 #[test]
+fn a_client_idle_before_the_signal_still_gets_the_settle_time_to_send() {
+    let server = Server::start(&["tcp://127.0.0.1:0"], &[]);
+    let mut tcp = tcp_connect(server.tcp());
+    echo_once(&mut tcp, b"early");
+    // Quiet for longer than the drain's settle time (100 ms) before the shutdown begins.
+    std::thread::sleep(Duration::from_millis(400));
+    server.signal(Signal::TERM);
+    server.wait_for("shutting down");
+    // Within the settle time counted from the shutdown, not from the last echo.
+    std::thread::sleep(Duration::from_millis(40));
+    tcp.write_all(b"late").expect("write");
+    assert_eq!(
+        read_to_eof(&mut tcp),
+        b"late",
+        "bytes sent just after the signal come back before EOF"
+    );
+}
+
+#[test]
 fn sigint_removes_every_socket_file_and_exits_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stream_path = dir.path().join("s.sock");
@@ -98,6 +117,33 @@ fn an_idle_server_exits_at_once_on_sigterm() {
         "took {:?}",
         signalled.elapsed()
     );
+}
+
+#[test]
+fn a_client_that_never_reads_is_cut_at_the_grace_deadline() {
+    let mut server = Server::start(&["tcp://127.0.0.1:0"], &["--grace", "300ms"]);
+    let mut flooder = tcp_connect(server.tcp());
+    flooder
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let chunk = vec![7u8; 64 * 1024];
+    let deadline = Instant::now() + WAIT;
+    // Until the server has stopped reading from it: its echo cannot be written.
+    while flooder.write(&chunk).is_ok() {
+        assert!(Instant::now() < deadline, "the flood never stalled");
+    }
+    let signalled = Instant::now();
+    server.signal(Signal::TERM);
+    let status = server.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?} to cut a stalled client",
+        signalled.elapsed()
+    );
+    let log = server.log();
+    assert!(log.contains("cutting 1 connection"), "{log}");
+    drop(flooder);
 }
 
 #[test]

@@ -140,7 +140,8 @@ pub(crate) async fn serve(
             _ip_slot: ip_slot,
         };
         let task_shared = shared.clone();
-        let accepted = match (&engine, accepted) {
+        let engine = engine.as_ref().filter(|engine| engine.serving());
+        let accepted = match (engine, accepted) {
             (Some(engine), Accepted::Inet(stream, _)) if transport != Transport::Tls => {
                 hand_over(engine, stream.into_std().map(OwnedFd::from), conn, &shared);
                 continue;

@@ -117,7 +117,7 @@ pub(crate) struct Handoff {
 
 /// What the accepting side and the engine thread share.
 struct Inbox {
-    handoffs: Mutex<Vec<Handoff>>,
+    handoffs: Mutex<Handoffs>,
     /// An eventfd: written to wake the engine, read by the engine's `Wake` request.
     wake: OwnedFd,
     drain: AtomicBool,
@@ -126,7 +126,35 @@ struct Inbox {
     finish: AtomicBool,
 }
 
+/// Connections waiting for the engine to take them.
+#[derive(Default)]
+struct Handoffs {
+    queue: Vec<Handoff>,
+    /// The engine failed and serves nothing more: connections are no longer queued.
+    stopped: bool,
+}
+
 impl Inbox {
+    fn handoffs(&self) -> std::sync::MutexGuard<'_, Handoffs> {
+        self.handoffs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After the engine failed: refuse further handoffs and close the ones queued, so their
+    /// slots and the server's shutdown are not held up.
+    fn stop(&self) {
+        let stranded = {
+            let mut handoffs = self.handoffs();
+            handoffs.stopped = true;
+            std::mem::take(&mut handoffs.queue)
+        };
+        for Handoff { conn, .. } in stranded {
+            tracing::warn!(
+                "{}: closed unserved, the io_uring engine stopped",
+                conn.peer
+            );
+        }
+    }
+
     fn wake(&self) {
         // A full counter (impossible in practice) still leaves the engine woken.
         let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
@@ -148,7 +176,7 @@ impl Engine {
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )?;
         let inbox = Arc::new(Inbox {
-            handoffs: Mutex::new(Vec::new()),
+            handoffs: Mutex::new(Handoffs::default()),
             wake,
             drain: AtomicBool::new(false),
             cut: AtomicBool::new(false),
@@ -170,8 +198,12 @@ impl Engine {
                         return;
                     }
                 };
+                // A panic here would unwind through memory the kernel may still be using, so it
+                // ends the process instead (this guard is dropped before `engine`).
+                let _abort_on_panic = AbortOnPanic;
                 if let Err(e) = engine.run() {
-                    tracing::error!("io_uring engine failed: {e}; cutting its connections");
+                    tracing::error!("io_uring engine failed: {e}; closing its connections");
+                    engine.inbox.stop();
                     engine.abandon();
                 }
             })?;
@@ -193,13 +225,25 @@ impl Engine {
         }
     }
 
-    /// Gives the engine a connection to serve.
+    /// Whether the engine still takes connections (it stops only if its ring fails).
+    pub(crate) fn serving(&self) -> bool {
+        !self.inbox.handoffs().stopped
+    }
+
+    /// Gives the engine a connection to serve. If the engine has just stopped, the connection
+    /// is closed, with a warning.
     pub(crate) fn hand_over(&self, handoff: Handoff) {
-        self.inbox
-            .handoffs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(handoff);
+        let mut handoffs = self.inbox.handoffs();
+        if handoffs.stopped {
+            drop(handoffs);
+            tracing::warn!(
+                "{}: closed unserved, the io_uring engine stopped",
+                handoff.conn.peer
+            );
+            return;
+        }
+        handoffs.queue.push(handoff);
+        drop(handoffs);
         self.inbox.wake();
     }
 
@@ -238,6 +282,18 @@ impl Drop for Engine {
             self.inbox.cut.store(true, Ordering::Release);
             self.inbox.finish.store(true, Ordering::Release);
             self.inbox.wake();
+        }
+    }
+}
+
+/// Ends the process if the engine thread panics: see where it is made.
+struct AbortOnPanic;
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the io_uring engine panicked; aborting");
+            std::process::abort();
         }
     }
 }
@@ -507,7 +563,8 @@ struct Ring {
     /// The timer's period; boxed so its address stays put while the request is queued.
     tick: Box<types::Timespec>,
     tick_armed: bool,
-    draining: bool,
+    /// When shutdown started, if it has.
+    draining: Option<Instant>,
     cut: bool,
     now: Instant,
 }
@@ -534,7 +591,7 @@ impl Ring {
                     .nsec(period.subsec_nanos()),
             ),
             tick_armed: false,
-            draining: false,
+            draining: None,
             cut: false,
             now: Instant::now(),
         };
@@ -560,7 +617,8 @@ impl Ring {
         if self.tick_armed {
             return;
         }
-        let needed = self.live > 0 && (self.draining || self.shared.config.idle_timeout.is_some());
+        let needed =
+            self.live > 0 && (self.draining.is_some() || self.shared.config.idle_timeout.is_some());
         if !needed {
             return;
         }
@@ -586,8 +644,7 @@ impl Ring {
             }
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INTR.raw_os_error()) => {}
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {}
+                Err(e) if transient(&e) => {}
                 Err(e) => return Err(e),
             }
             self.now = Instant::now();
@@ -797,15 +854,18 @@ impl Ring {
         let Some(live) = entry.live.as_mut() else {
             return;
         };
+        if live.phase != Phase::Echo {
+            // Closing (cut, idle timeout, error): what is left of the echo is not sent, and no
+            // wait for writability may follow the cancel that was already asked for.
+            return;
+        }
         let sent = if result >= 0 {
             result as usize
         } else if -result == rustix::io::Errno::AGAIN.raw_os_error() {
             0
         } else {
-            // Closing already (a cut) or a real error such as a reset.
-            if live.phase != Phase::Closing {
-                fail(live, -result);
-            }
+            // A real error, such as a reset.
+            fail(live, -result);
             return;
         };
         if sent > 0 {
@@ -872,8 +932,8 @@ impl Ring {
     /// Takes the handed-over connections, and acts on drain and cut.
     fn on_wake(&mut self) {
         self.take_handoffs();
-        if self.inbox.drain.load(Ordering::Acquire) && !self.draining {
-            self.draining = true;
+        if self.inbox.drain.load(Ordering::Acquire) && self.draining.is_none() {
+            self.draining = Some(Instant::now());
             self.arm_tick();
         }
         if self.inbox.cut.load(Ordering::Acquire) && !self.cut {
@@ -891,13 +951,7 @@ impl Ring {
     }
 
     fn take_handoffs(&mut self) {
-        let handoffs = std::mem::take(
-            &mut *self
-                .inbox
-                .handoffs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let handoffs = std::mem::take(&mut self.inbox.handoffs().queue);
         for Handoff { fd, conn, token } in handoffs {
             let slot = self.free.pop().unwrap_or_else(|| {
                 self.slots.push(Slot {
@@ -940,26 +994,31 @@ impl Ring {
     fn on_tick(&mut self) {
         let now = self.now;
         let idle = self.shared.config.idle_timeout;
+        let draining = self.draining;
         for slot in 0..self.slots.len() as u32 {
-            let draining = self.draining;
             let Some(live) = self.live(slot) else {
                 continue;
             };
             let quiet = now.saturating_duration_since(live.last_activity);
-            match live.phase {
-                Phase::Echo => {
-                    if idle.is_some_and(|idle| quiet >= idle) {
-                        live.phase = Phase::Closing;
-                        live.outcome = Some(Ok(CloseReason::IdleTimeout));
-                    } else if draining && quiet >= DRAIN_SETTLE && live.queue.is_empty() {
-                        // Everything the peer sent before the shutdown has come and gone back.
-                        let _ = rustix::net::shutdown(&live.fd, rustix::net::Shutdown::Write);
-                        live.phase = Phase::HalfClosed;
-                    } else {
-                        continue;
-                    }
-                }
-                Phase::HalfClosed | Phase::Closing => continue,
+            if live.phase == Phase::Closing {
+                continue;
+            }
+            if idle.is_some_and(|idle| quiet >= idle) {
+                // Also while half-closed for shutdown, as on the epoll path.
+                live.phase = Phase::Closing;
+                live.outcome = Some(Ok(CloseReason::IdleTimeout));
+            } else if let Some(drain_started) = draining
+                && live.phase == Phase::Echo
+                && live.queue.is_empty()
+                && now.saturating_duration_since(live.last_activity.max(drain_started))
+                    >= DRAIN_SETTLE
+            {
+                // Quiet for the settle time since the shutdown began: whatever the peer sent
+                // before it has arrived and gone back.
+                let _ = rustix::net::shutdown(&live.fd, rustix::net::Shutdown::Write);
+                live.phase = Phase::HalfClosed;
+            } else {
+                continue;
             }
             self.advance(slot);
         }
@@ -1043,20 +1102,7 @@ unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
         // Full: hand the queued requests to the kernel to make room.
         match ring.submit() {
             Ok(_) => {}
-            // Transient: the kernel is short of memory for requests, a signal came, or
-            // completions must be reaped first (the completion queue is far larger than one
-            // turn produces, and the kernel keeps any overflow).
-            Err(e)
-                if [
-                    rustix::io::Errno::AGAIN,
-                    rustix::io::Errno::INTR,
-                    rustix::io::Errno::BUSY,
-                ]
-                .iter()
-                .any(|errno| e.raw_os_error() == Some(errno.raw_os_error())) =>
-            {
-                std::thread::yield_now();
-            }
+            Err(e) if transient(&e) => std::thread::yield_now(),
             // Anything else means the ring itself is broken, with requests that point into this
             // process's memory still in it: unwinding would free that memory under the kernel.
             Err(e) => {
@@ -1065,6 +1111,19 @@ unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) {
             }
         }
     }
+}
+
+/// `io_uring_enter` errors that only mean "again": the kernel was short of memory for requests,
+/// a signal came, or completions must be reaped first (the completion queue is far larger than
+/// one turn produces, and the kernel keeps any overflow).
+fn transient(e: &io::Error) -> bool {
+    [
+        rustix::io::Errno::AGAIN,
+        rustix::io::Errno::INTR,
+        rustix::io::Errno::BUSY,
+    ]
+    .iter()
+    .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
 }
 
 /// What a connection needs next.
