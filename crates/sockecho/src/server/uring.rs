@@ -15,7 +15,9 @@
 //! - **Backpressure.** Sends are non-blocking (`MSG_DONTWAIT`). Bytes the peer's socket cannot
 //!   take yet are copied out of the pool into the connection's own queue, and the connection
 //!   stops receiving (its receive is cancelled) until the queue is written, so a client that
-//!   never reads cannot hold pool buffers or make the server buffer without bound.
+//!   never reads cannot hold pool buffers or make the server buffer without bound. The cancel
+//!   takes effect at the next loop turn, so a queue can overshoot its limit by what one turn
+//!   receives (at most the pool's 4 MiB) — more than the epoll path's bound, but a bound.
 //!
 //! Shutdown follows the tokio path exactly: on drain a connection is half-closed once it has been
 //! quiet for [`DRAIN_SETTLE`], then whatever it sends is discarded until its EOF; at the end of the
