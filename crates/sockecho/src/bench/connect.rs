@@ -2,11 +2,11 @@
 //! server, or one whose certificate is not trusted, is one clear error before any load starts),
 //! then open each connection or datagram socket from its source address.
 //!
-//! With `--source`, a socket binds its local address before it connects. The kernel then picks
-//! the port per source address, so each address adds its own ephemeral port range toward the
-//! server. (Linux's `IP_BIND_ADDRESS_NO_PORT` would let it defer that choice to `connect`; the
-//! safe socket crates do not offer it, and the plain bind works as long as each source address
-//! carries fewer connections than the ephemeral range holds.)
+//! With `--source`, a TCP socket binds its local address before it connects, so each address
+//! adds its own ephemeral port range toward the server. It sets `IP_BIND_ADDRESS_NO_PORT` first:
+//! the port is then chosen by `connect`, which only needs the whole 4-tuple to be unique, instead
+//! of by `bind`, which would reserve the port for every destination and search the range with
+//! the slower bind-conflict check.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -14,6 +14,8 @@ use std::os::fd::AsFd;
 use std::os::linux::net::SocketAddrExt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use nix::sys::socket::sockopt::IpBindAddressNoPort;
 
 use tokio::io::{Interest, Ready};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket, UnixDatagram, UnixStream};
@@ -233,6 +235,10 @@ pub(crate) async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io:
         TcpSocket::new_v6()?
     };
     if let Some(ip) = source {
+        // Best effort: without it (kernels before 4.2) the bind still works, reserving a port.
+        if let Err(e) = nix::sys::socket::setsockopt(&socket, IpBindAddressNoPort, &true) {
+            tracing::debug!("IP_BIND_ADDRESS_NO_PORT: {e}");
+        }
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     let stream = socket.connect(addr).await?;
@@ -360,4 +366,27 @@ fn abstract_address() -> io::Result<std::os::unix::net::SocketAddr> {
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_address_is_bound_and_leaves_the_port_to_connect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let server = listener.local_addr().expect("address");
+        let source: IpAddr = "127.0.0.2".parse().expect("ip");
+        let stream = connect_tcp(server, Some(source)).await.expect("connect");
+        let local = stream.local_addr().expect("local address");
+        assert_eq!(local.ip(), source);
+        assert_ne!(local.port(), 0);
+        let deferred =
+            nix::sys::socket::getsockopt(&stream, IpBindAddressNoPort).expect("getsockopt");
+        assert!(deferred, "IP_BIND_ADDRESS_NO_PORT is set before the bind");
+        let (_, peer) = listener.accept().await.expect("accept");
+        assert_eq!(peer, local);
+    }
 }
