@@ -10,8 +10,9 @@
 //!   the receive work of many sockets in one go, when the engine asks for completions.
 //! - **No buffer per connection.** Each connection keeps one multishot receive armed, which
 //!   takes a buffer from a pool shared by the whole engine (a *provided buffer ring*) only when
-//!   bytes arrive. The echo is sent straight from that buffer and the buffer goes back to the
-//!   pool when the send completes, normally in the same turn.
+//!   bytes arrive, and only as many bytes of it as arrived (the pool is consumed incrementally).
+//!   The echo is sent straight from the pool; a buffer goes back once the kernel has filled it
+//!   and every echo sent from it has completed, normally within the turn.
 //! - **Backpressure.** Sends are non-blocking (`MSG_DONTWAIT`). Bytes the peer's socket cannot
 //!   take yet are copied out of the pool into the connection's own queue, and the connection
 //!   stops receiving (its receive is cancelled) until the queue is written, so a client that
@@ -19,9 +20,10 @@
 //!   takes effect at the next loop turn, so a queue can overshoot its limit by what one turn
 //!   receives (at most the pool's 4 MiB) — more than the epoll path's bound, but a bound.
 //!
-//! Shutdown follows the tokio path exactly: on drain a connection is half-closed once it has been
-//! quiet for [`DRAIN_SETTLE`], then whatever it sends is discarded until its EOF; at the end of the
-//! grace period every connection left is cut.
+//! Shutdown follows the tokio path: on drain a connection is half-closed once it has been quiet
+//! for [`DRAIN_SETTLE`] counted from the start of the shutdown, then whatever it sends is
+//! discarded until its EOF (or the idle timeout); at the end of the grace period every
+//! connection left is cut.
 //!
 //! This is the crate's only module with `unsafe` code: the kernel reads and writes memory that
 //! the ring's requests point to, so the engine must keep that memory alive and untouched until
