@@ -16,16 +16,16 @@ use common::{Server, WAIT, echo_once, pattern, run, stderr_of, tcp_connect, unix
 
 const PATHS: [(&str, &str); 2] = [("uring", "io_uring"), ("epoll", "epoll")];
 
-fn start(io: &str) -> Server {
+/// A server on TCP and a Unix socket in a fresh directory, on I/O path `io`, one worker. The
+/// directory lives as long as the returned guard.
+fn start(io: &str) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("e.sock");
     let server = Server::start(
         &["tcp://127.0.0.1:0", &format!("unix://{}", sock.display())],
         &["--io", io, "--threads", "1"],
     );
-    // The socket file is removed by the server at exit; the directory may go now.
-    std::mem::forget(dir);
-    server
+    (server, dir)
 }
 
 /// Sizes of the pieces a writer sends: uneven, from 1 byte to 192 KiB, different per seed.
@@ -90,7 +90,7 @@ impl HalfClose for UnixStream {
 #[test]
 fn each_path_says_which_it_is() {
     for (flag, name) in PATHS {
-        let server = start(flag);
+        let (server, _dir) = start(flag);
         let log = server.wait_for("stream I/O");
         assert!(
             log.contains(&format!("stream I/O: {name}")),
@@ -104,7 +104,7 @@ fn many_connections_writing_uneven_pieces_get_every_byte_back_in_order() {
     const CONNS: u64 = 40;
     const EACH: usize = 1536 * 1024;
     for (flag, _) in PATHS {
-        let server = start(flag);
+        let (server, _dir) = start(flag);
         let tcp = server.tcp();
         let path = server.find("unix://").path().to_owned();
         let clients: Vec<_> = (0..CONNS)
@@ -145,7 +145,7 @@ fn many_connections_writing_uneven_pieces_get_every_byte_back_in_order() {
 #[test]
 fn clients_that_never_read_do_not_hold_up_the_others() {
     for (flag, _) in PATHS {
-        let server = start(flag);
+        let (server, _dir) = start(flag);
         let addr = server.tcp();
         // More clients than the io_uring path has pool buffers flood without reading until
         // their writes stall (all at once, each on its own thread).
