@@ -115,6 +115,9 @@ impl Default for ServerConfig {
 #[derive(Debug)]
 pub struct Server {
     listeners: Vec<bind::Listener>,
+    /// Whether a listener takes plain (not TLS) TCP or Unix connections: the ones `config.io`
+    /// is about.
+    plain_streams: bool,
     config: ServerConfig,
     counters: Arc<Counters>,
 }
@@ -169,14 +172,19 @@ impl Server {
         if !tls_hosts.is_empty() && config.tls.is_none() {
             config.tls = Some(self_signed(&tls_hosts)?);
         }
-        // Without worker threads everything is served on the caller's runtime, with epoll.
-        config.io = if config.threads == 0 {
+        let plain_streams = listeners.iter().any(|l| {
+            matches!(l.socket, bind::Socket::Stream(_)) && l.endpoint.transport() != Transport::Tls
+        });
+        // Without worker threads everything is served on the caller's runtime, with epoll; and
+        // without plain stream listeners there is nothing for io_uring to serve.
+        config.io = if config.threads == 0 || !plain_streams {
             IoBackend::Epoll
         } else {
             resolve_io(config.io)?
         };
         Ok(Server {
             listeners,
+            plain_streams,
             config,
             counters: Arc::default(),
         })
@@ -222,10 +230,7 @@ impl Server {
             guards.push(listener.path_guard);
             sockets.push((listener.socket, listener.endpoint));
         }
-        let plain_streams = sockets.iter().any(|(socket, endpoint)| {
-            matches!(socket, bind::Socket::Stream(_)) && endpoint.transport() != Transport::Tls
-        });
-        if plain_streams {
+        if self.plain_streams {
             tracing::info!("stream I/O: {}", shared.config.io);
         }
         let workers = if threads == 0 {

@@ -141,17 +141,12 @@ pub(crate) async fn serve(
         };
         let task_shared = shared.clone();
         let engine = engine.as_ref().filter(|engine| engine.serving());
-        let accepted = match (engine, accepted) {
-            (Some(engine), Accepted::Inet(stream, _)) if transport != Transport::Tls => {
-                hand_over(engine, stream.into_std().map(OwnedFd::from), conn, &shared);
-                continue;
-            }
-            (Some(engine), Accepted::Unix(stream, _)) => {
-                hand_over(engine, stream.into_std().map(OwnedFd::from), conn, &shared);
-                continue;
-            }
-            (_, accepted) => accepted,
-        };
+        if let Some(engine) = engine
+            && transport != Transport::Tls
+        {
+            hand_over(engine, accepted.into_fd(), conn, &shared);
+            continue;
+        }
         match accepted {
             Accepted::Inet(stream, _) if transport == Transport::Tls => shared
                 .tracker
@@ -238,6 +233,16 @@ enum Accepted {
     /// TCP, with or without TLS to come (the listener's transport says which).
     Inet(tokio::net::TcpStream, SocketAddr),
     Unix(tokio::net::UnixStream, String),
+}
+
+impl Accepted {
+    /// The plain socket, taken out of the runtime (for the io_uring engine).
+    fn into_fd(self) -> std::io::Result<OwnedFd> {
+        match self {
+            Accepted::Inet(stream, _) => stream.into_std().map(OwnedFd::from),
+            Accepted::Unix(stream, _) => stream.into_std().map(OwnedFd::from),
+        }
+    }
 }
 
 fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io::Result<Accepted>> {

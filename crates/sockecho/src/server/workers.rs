@@ -104,7 +104,7 @@ fn worker(
             return;
         }
     };
-    let engine = start_engine(index, &sockets, &shared);
+    let engine = start_engine(index, &shared);
     runtime.block_on(async {
         if let Some(engine) = &engine {
             // Pass the shutdown steps on to the engine thread.
@@ -134,17 +134,10 @@ fn worker(
     }
 }
 
-/// Starts this worker's io_uring engine if the server uses io_uring and has a plain stream
-/// listener. If the engine cannot start here, this worker serves with epoll instead.
-fn start_engine(
-    index: usize,
-    sockets: &[(StdSocket, Endpoint)],
-    shared: &Arc<Shared>,
-) -> Option<Arc<Engine>> {
-    let plain_streams = sockets
-        .iter()
-        .any(|(socket, _)| matches!(socket, StdSocket::Tcp(_) | StdSocket::Unix(_)));
-    if shared.config.io != IoBackend::IoUring || !plain_streams {
+/// Starts this worker's io_uring engine if the server uses io_uring (it then has a plain stream
+/// listener). If the engine cannot start here, this worker serves with epoll instead.
+fn start_engine(index: usize, shared: &Arc<Shared>) -> Option<Arc<Engine>> {
+    if shared.config.io != IoBackend::IoUring {
         return None;
     }
     match Engine::start(index, shared.clone()) {
