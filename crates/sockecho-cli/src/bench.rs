@@ -14,10 +14,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use sockecho::Endpoint;
 use sockecho::bench::{
-    self, BenchConfig, BenchError, LatencySummary, Progress, Report, hlog, merge,
+    self, BenchConfig, BenchError, LatencySummary, LoadIo, Progress, Report, hlog, merge,
 };
 
-use crate::cli::{Verbosity, parse_duration};
+use crate::cli::{IoChoice, Verbosity, parse_duration};
 
 /// Load an echo server and measure throughput, latency and correctness.
 ///
@@ -68,6 +68,11 @@ pub struct BenchOpts {
     /// 28 000 connections to one server address.
     #[arg(long, value_name = "IPS", value_parser = parse_sources_arg)]
     pub source: Option<Sources>,
+    /// Event loop for plain TCP and Unix connections: io_uring (one system call per turn for
+    /// all connections, receives into shared buffers), epoll, or auto (io_uring if the kernel
+    /// allows it). TLS and datagrams always run on tokio.
+    #[arg(long, value_enum, value_name = "LOOP", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
+    pub io: IoChoice,
     /// Print the report as one JSON object (fields: docs/bench-json.md).
     #[arg(long)]
     pub json: bool,
@@ -139,6 +144,11 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         connect_timeout: opts.connect_timeout,
         connect: opts.tls.connect_options(),
         sources: opts.source.map(|s| s.0).unwrap_or_default(),
+        io: match opts.io {
+            IoChoice::Auto => LoadIo::Auto,
+            IoChoice::Uring => LoadIo::IoUring,
+            IoChoice::Epoll => LoadIo::Epoll,
+        },
     };
     let show_progress = opts.verbosity.quiet == 0
         && std::io::stderr().is_terminal()
@@ -308,7 +318,7 @@ pub fn table(r: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "  load         {} {} ({} open) × {}, pipeline {}, {mode}, {} thread{}",
+        "  load         {} {} ({} open) × {}, pipeline {}, {mode}, {} thread{} ({})",
         r.connections,
         if r.transport == "udp" || r.transport == "unixgram" {
             "sockets"
@@ -320,6 +330,7 @@ pub fn table(r: &Report) -> String {
         r.pipeline,
         r.threads,
         if r.threads == 1 { "" } else { "s" },
+        r.io,
     );
     let _ = writeln!(
         out,

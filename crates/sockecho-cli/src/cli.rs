@@ -152,7 +152,7 @@ pub struct ServeOpts {
     pub verbosity: Verbosity,
 }
 
-/// Values of `serve --io`.
+/// Values of `serve --io` and `bench --io`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IoChoice {
     Auto,

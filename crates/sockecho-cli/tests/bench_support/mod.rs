@@ -80,9 +80,10 @@ pub fn int(report: &Value, path: &str) -> u64 {
 }
 
 /// The fields scripts rely on, all of which every report must have.
-pub const REQUIRED_FIELDS: [&str; 26] = [
+pub const REQUIRED_FIELDS: [&str; 27] = [
     "endpoint",
     "transport",
+    "io",
     "connections",
     "size",
     "pipeline",

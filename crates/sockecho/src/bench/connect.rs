@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -210,6 +210,14 @@ impl StreamSocket {
         }
     }
 
+    /// Takes the socket out of tokio, for the thread's own event loop. It stays non-blocking.
+    pub fn into_fd(self) -> io::Result<OwnedFd> {
+        Ok(match self {
+            StreamSocket::Tcp(s) => s.into_std()?.into(),
+            StreamSocket::Unix(s) => s.into_std()?.into(),
+        })
+    }
+
     /// Writes some of `bufs`, without blocking.
     ///
     /// `sendmsg` rather than `writev`, and `recv` rather than `read` above: the socket calls
@@ -247,7 +255,7 @@ pub(crate) async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io:
     Ok(stream)
 }
 
-fn send_once(fd: impl AsFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+pub(super) fn send_once(fd: impl AsFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
     use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
     // NOSIGNAL: a peer that closed gives an error here, not a SIGPIPE.
     Ok(sendmsg(

@@ -45,9 +45,8 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// Waits for the start of the run, then queues the first messages: a full pipeline in
-    /// closed loop, none in open loop (they go out as they fall due). Returns the open loop's
-    /// pacer and the time the run began.
+    /// Waits for the start of the run, then queues the first messages (see
+    /// [`start`](Flow::start)). Returns the open loop's pacer and the time the run began.
     pub async fn begin(&mut self) -> io::Result<(Option<Pacer>, u64)> {
         let clock = self.ctx.clock;
         tokio::time::sleep_until(clock.tokio_instant(self.ctx.schedule.start)).await;
@@ -56,12 +55,29 @@ impl<'a> Flow<'a> {
             None => None,
         };
         let now = clock.now();
+        self.start(now);
+        Ok((pacer, now))
+    }
+
+    /// Queues the first messages at `now`, the start of the run: a full pipeline in closed
+    /// loop, none in open loop (they go out as they fall due).
+    pub fn start(&mut self, now: u64) {
         if self.plan.pacing.is_none() {
             for _ in 0..self.ctx.pipeline {
                 self.push(now, now);
             }
         }
-        Ok((pacer, now))
+    }
+
+    /// When the current phase ends: the measured period, then, once draining, the final wait
+    /// for replies, which gives the last messages sent the full timeout to be answered.
+    pub fn deadline(&self) -> u64 {
+        let schedule = &self.ctx.schedule;
+        if self.draining {
+            schedule.end + self.ctx.timeout_ns
+        } else {
+            schedule.end
+        }
     }
 
     /// The timer for the end of the run: first the end of the measured period, then, once
@@ -86,12 +102,10 @@ impl<'a> Flow<'a> {
             .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule.end)
     }
 
-    /// Stops new messages and moves `phase` to the end of the final wait, which gives the last
-    /// messages sent the full timeout to be answered.
+    /// Stops new messages and moves `phase` to the end of the final wait.
     pub fn drain(&mut self, phase: Pin<&mut Sleep>) {
         self.draining = true;
-        let ctx = self.ctx;
-        phase.reset(ctx.clock.tokio_instant(ctx.schedule.end + ctx.timeout_ns));
+        phase.reset(self.ctx.clock.tokio_instant(self.deadline()));
     }
 
     /// Starts draining if the measured period is over at `now`. The loops poll their socket
@@ -106,11 +120,22 @@ impl<'a> Flow<'a> {
     /// The phase timer fired: starts draining, or, if the final wait is over, gives up on what
     /// is still unanswered. `true` when the run is over for this connection.
     pub fn phase_ended(&mut self, phase: Pin<&mut Sleep>) -> bool {
+        if self.phase_over() {
+            return true;
+        }
+        phase.reset(self.ctx.clock.tokio_instant(self.deadline()));
+        false
+    }
+
+    /// The current phase's [`deadline`](Flow::deadline) has passed: starts draining, or, if
+    /// the final wait is over, gives up on what is still unanswered. `true` when the run is
+    /// over for this connection.
+    pub fn phase_over(&mut self) -> bool {
         if self.draining {
             self.give_up();
             return true;
         }
-        self.drain(phase);
+        self.draining = true;
         false
     }
 
@@ -151,26 +176,33 @@ impl<'a> Flow<'a> {
     /// make room for the next messages.
     #[inline]
     pub fn send_due(&mut self, now: u64, pacer: Option<&mut Pacer>) {
-        let Some(pacing) = self.plan.pacing else {
-            return;
-        };
+        if let Some(due) = self.queue_due(now)
+            && let Some(p) = pacer
+            && let Err(e) = p.arm(due)
+        {
+            // Without a pacer the next send waits for a reply or the end of the run;
+            // timerfd_settime on a valid timer does not fail in practice.
+            tracing::warn!("cannot set the send timer: {e}");
+        }
+    }
+
+    /// Open loop: queues every message whose scheduled time has come by `now`, as far as the
+    /// pipeline allows, and returns when the next one falls due, if one does before the end of
+    /// the measured period and there is room for it. Closed loop: nothing, ever.
+    #[inline]
+    pub fn queue_due(&mut self, now: u64) -> Option<u64> {
+        let pacing = self.plan.pacing?;
         while self.window.has_room(self.ctx.pipeline) {
             let due = pacing.due(self.window.next_seq());
             if due >= self.ctx.schedule.end {
-                return;
+                return None;
             }
             if due > now {
-                if let Some(p) = pacer
-                    && let Err(e) = p.arm(due)
-                {
-                    // Without a pacer the next send waits for a reply or the end of the run;
-                    // timerfd_settime on a valid timer does not fail in practice.
-                    tracing::warn!("cannot set the send timer: {e}");
-                }
-                return;
+                return Some(due);
             }
             self.push(due, now);
         }
+        None
     }
 
     /// Counts the intact reply, received at `now`, to the message `sent`.

@@ -203,6 +203,7 @@ pub(crate) mod tests {
             mode: "closed".into(),
             rate: None,
             threads: 1,
+            io: "epoll".into(),
             duration_s,
             warmup_s: 0.0,
             timeout_s: 1.0,

@@ -86,6 +86,7 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         mode: same_or_mixed(&|r| r.mode.clone()),
         rate: all_open.then(|| reports.iter().filter_map(|r| r.rate).sum()),
         threads: sum(&|r| r.threads),
+        io: same_or_mixed(&|r| r.io.clone()),
         duration_s: round3(duration_s),
         warmup_s: max_f(&|r| r.warmup_s),
         timeout_s: max_f(&|r| r.timeout_s),
@@ -125,6 +126,7 @@ fn foreign_report(run: &LoggedRun) -> Report {
         mode: "unknown".into(),
         rate: None,
         threads: 0,
+        io: "unknown".into(),
         duration_s: run
             .end
             .duration_since(run.start)

@@ -4,10 +4,11 @@
 //! - [`options`]: [`BenchConfig`] and the parsers for sizes and source addresses.
 //! - [`payload`]: the message format that lets every echoed byte be checked.
 //! - [`window`]: the messages in flight on one connection, where replies are matched.
-//! - [`stream`] and [`datagram`]: the per-connection loops (private); [`tls`] lets the stream
-//!   loop drive TLS connections (private); [`flow`] is the message bookkeeping both loops share
-//!   (private).
-//! - [`worker`]: load threads, each an event loop with its own recorder (private).
+//! - [`stream`] and [`datagram`]: the per-connection logic and loops (private); [`tls`] lets
+//!   the stream loop drive TLS connections (private); [`flow`] is the message bookkeeping both
+//!   share (private).
+//! - [`worker`]: load threads, each an event loop with its own recorder (private); plain TCP
+//!   and Unix connections run in the thread's own epoll loop, [`reactor`] (private).
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
 //! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
 //!
@@ -27,11 +28,14 @@ pub mod hlog;
 pub mod merge;
 pub mod options;
 pub mod payload;
+mod reactor;
 mod recorder;
 pub mod report;
 mod stream;
 mod timing;
 mod tls;
+#[allow(unsafe_code)]
+mod uring;
 mod window;
 mod worker;
 
@@ -42,7 +46,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::oneshot;
 
 use crate::Endpoint;
-pub use options::{BenchConfig, Mode, format_size, parse_size, parse_sources};
+pub use options::{BenchConfig, LoadIo, Mode, format_size, parse_size, parse_sources};
 pub use recorder::LiveCounters;
 pub use report::{ErrorCounts, LatencySummary, Report};
 pub use timing::process_cpu_time;
@@ -79,6 +83,11 @@ pub enum BenchError {
     /// A load thread died without reporting (a bug).
     #[error("a load thread stopped without reporting its results")]
     WorkerLost,
+    /// `--io uring` was asked for, and this kernel or sandbox does not allow it.
+    #[error(
+        "io_uring is not available here (it needs Linux 6.12 or later, not blocked by a sandbox): {0}"
+    )]
+    IoUring(#[source] std::io::Error),
 }
 
 /// A finished run: the report and the histograms behind it.
@@ -154,6 +163,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         &config.connect,
     )
     .await?;
+    let io = stream_io(config.io, &target)?;
     let threads = config.threads.min(config.connections);
     let clock = Clock::new();
     let pattern = payload::Pattern::new(config.size);
@@ -183,6 +193,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             timeout: config.timeout,
             connect_timeout: config.connect_timeout,
             rate: config.rate,
+            uring: io == Driver::Uring,
             live,
         };
         let handoff = Handoff {
@@ -280,6 +291,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         mode: config.mode().as_str().into(),
         rate: config.rate,
         threads: threads as u64,
+        io: io.as_str().into(),
         duration_s: config.duration.as_secs_f64(),
         warmup_s: config.warmup.as_secs_f64(),
         timeout_s: config.timeout.as_secs_f64(),
@@ -305,6 +317,47 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         connect: total.connect,
         measured_from,
     })
+}
+
+/// What drives the run's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// The load threads' io_uring loops (`uring`).
+    Uring,
+    /// The load threads' epoll loops (`reactor`).
+    Epoll,
+    /// One tokio task per connection or socket (TLS, datagrams).
+    Tokio,
+}
+
+impl Driver {
+    fn as_str(self) -> &'static str {
+        match self {
+            Driver::Uring => "io_uring",
+            Driver::Epoll => "epoll",
+            Driver::Tokio => "tokio",
+        }
+    }
+}
+
+/// Decides, once for all threads, which loop drives plain stream connections.
+fn stream_io(wanted: LoadIo, target: &connect::Target) -> Result<Driver, BenchError> {
+    if !matches!(target, connect::Target::Tcp(_) | connect::Target::Unix(_)) {
+        return Ok(Driver::Tokio);
+    }
+    match wanted {
+        LoadIo::Epoll => Ok(Driver::Epoll),
+        LoadIo::IoUring => crate::ring::probe()
+            .map(|()| Driver::Uring)
+            .map_err(BenchError::IoUring),
+        LoadIo::Auto => match crate::ring::probe() {
+            Ok(()) => Ok(Driver::Uring),
+            Err(e) => {
+                tracing::info!("io_uring is not available ({e}); the load runs on epoll");
+                Ok(Driver::Epoll)
+            }
+        },
+    }
 }
 
 /// Waits for every thread's results while sampling this process's CPU time at the start and

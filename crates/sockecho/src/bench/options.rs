@@ -69,6 +69,21 @@ pub struct BenchConfig {
     /// Local addresses to connect from, used in turn; empty lets the kernel choose. Each
     /// address has its own ~28 000 ephemeral ports toward one server address.
     pub sources: Vec<IpAddr>,
+    /// The event loop for plain TCP and Unix connections.
+    pub io: LoadIo,
+}
+
+/// The event loop that drives plain TCP and Unix stream connections. TLS connections and
+/// datagram sockets always run as tokio tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadIo {
+    /// io_uring if the kernel (6.12 or later) and any sandbox allow it, else epoll.
+    #[default]
+    Auto,
+    /// io_uring, or fail if it is not available.
+    IoUring,
+    /// epoll.
+    Epoll,
 }
 
 impl BenchConfig {
@@ -87,6 +102,7 @@ impl BenchConfig {
             connect_timeout: Duration::from_secs(5),
             connect: ConnectOptions::default(),
             sources: Vec::new(),
+            io: LoadIo::Auto,
         }
     }
 

@@ -126,6 +126,11 @@ pub struct Report {
     pub rate: Option<f64>,
     /// Load-generating threads.
     pub threads: u64,
+    /// What drove the connections: `io_uring` or `epoll` (the load threads' own loops, for
+    /// plain TCP and Unix), or `tokio` (a task per connection: TLS and datagrams); `mixed` in
+    /// a merge of several, `unknown` for a log without a report.
+    #[serde(default = "unknown")]
+    pub io: String,
     /// Length of the measured period, in seconds.
     pub duration_s: f64,
     /// Warm-up before it, in seconds (not measured).
@@ -197,6 +202,11 @@ pub(crate) fn round3(x: f64) -> f64 {
 /// Six decimals: microsecond resolution for figures in seconds.
 pub(crate) fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+/// What a report read back from an older log says of a field it lacks.
+fn unknown() -> String {
+    "unknown".into()
 }
 
 #[cfg(test)]

@@ -7,8 +7,11 @@
 //! in the thread's scratch buffer and are compared in place, so a connection holds no buffer of
 //! its own whatever the message size. The clock is read once per read or write batch.
 //!
-//! The loop reaches its connection through [`Wire`]: a plain socket's system calls, or a TLS
-//! stream (see `tls`) whose records rustls buffers on the way.
+//! A connection is a state machine ([`Conn`]) that writes what is queued, reads what has
+//! arrived, and settles replies; it reaches its socket through [`Wire`]. Two loops drive it:
+//! plain TCP and Unix connections are driven by the thread's own epoll loop (`reactor`), with
+//! no task or waker per connection; TLS connections, whose records rustls buffers on the way,
+//! each run as a tokio task ([`run`]) that waits through [`AsyncWire`].
 
 use std::io::{self, IoSlice};
 use std::rc::Rc;
@@ -25,7 +28,7 @@ use super::worker::{ConnPlan, ThreadCtx};
 
 /// The unwritten part of message `seq` (header `h`), from byte `skip` on, as up to two slices:
 /// what is left of the header, then the filler straight from the shared pattern.
-fn message_slices<'a>(
+pub(crate) fn message_slices<'a>(
     pattern: &'a Pattern,
     h: &'a [u8; HEADER_LEN],
     seq: u64,
@@ -47,22 +50,29 @@ fn message_slices<'a>(
     (iov, n)
 }
 
-/// What the connection loop needs from its connection: waiting, and reads and writes that never
-/// wait (`WouldBlock` when they cannot go on).
+/// What a connection needs from its socket: reads and writes that never wait (`WouldBlock`
+/// when they cannot go on).
 pub(crate) trait Wire {
-    /// Waits until the connection is ready for `interest`.
-    async fn ready(&mut self, interest: Interest) -> io::Result<Ready>;
-    /// Reads what has arrived; `Ok(0)` at the end of the stream.
+    /// Reads what has arrived; `Ok(0)` at the end of the stream. A read shorter than `buf`
+    /// means the socket had no more.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes some of `bufs`.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
 }
 
-impl Wire for StreamSocket {
+/// A [`Wire`] a tokio task can wait on.
+pub(crate) trait AsyncWire: Wire {
+    /// Waits until the connection is ready for `interest`.
+    async fn ready(&mut self, interest: Interest) -> io::Result<Ready>;
+}
+
+impl AsyncWire for StreamSocket {
     async fn ready(&mut self, interest: Interest) -> io::Result<Ready> {
         StreamSocket::ready(self, interest).await
     }
+}
 
+impl Wire for StreamSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         StreamSocket::read(self, buf)
     }
@@ -73,7 +83,7 @@ impl Wire for StreamSocket {
 }
 
 /// Messages gathered into one write.
-const WRITE_BATCH: usize = 32;
+pub(crate) const WRITE_BATCH: usize = 32;
 
 /// Reads per wake-up before other connections get a turn.
 const READS_PER_WAKE: usize = 8;
@@ -113,9 +123,20 @@ impl Incoming {
     }
 }
 
+/// What one [`Conn::read`] did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reads {
+    /// Clock time of the last read that returned data, if any, so the caller need not read
+    /// the clock again.
+    pub at: Option<u64>,
+    /// The read stopped at [`READS_PER_WAKE`] with bytes possibly still waiting, rather than
+    /// at an empty socket.
+    pub more: bool,
+}
+
 /// One stream connection's state.
-struct Conn<'a> {
-    flow: Flow<'a>,
+pub(crate) struct Conn<'a> {
+    pub flow: Flow<'a>,
     /// First message not completely written; messages from it to `window.next_seq()` are queued.
     next_write: u64,
     /// Bytes of `next_write` already written.
@@ -123,24 +144,37 @@ struct Conn<'a> {
     incoming: Incoming,
 }
 
-/// Drives one connection until the run ends or the connection breaks, then adds its counts to
-/// the thread's totals.
-pub(crate) async fn run(ctx: Rc<ThreadCtx>, mut socket: impl Wire, plan: ConnPlan) {
-    let mut conn = Conn {
-        flow: Flow::new(&ctx, plan),
-        next_write: 0,
-        write_offset: 0,
-        incoming: Incoming::new(),
-    };
+/// Drives one connection as a tokio task until the run ends or the connection breaks, then
+/// adds its counts to the thread's totals.
+pub(crate) async fn run(ctx: Rc<ThreadCtx>, mut socket: impl AsyncWire, plan: ConnPlan) {
+    let mut conn = Conn::new(&ctx, plan);
     if let End::Broken(e) = conn.drive(&mut socket).await {
-        tracing::debug!("bench connection {} broke: {e}", conn.flow.plan.id);
-        conn.broken();
+        conn.broken(&e);
     }
-    ctx.recorder.totals.borrow_mut().add(&conn.flow.totals);
+    conn.finish();
 }
 
-impl Conn<'_> {
-    async fn drive(&mut self, socket: &mut impl Wire) -> End {
+impl<'a> Conn<'a> {
+    pub fn new(ctx: &'a ThreadCtx, plan: ConnPlan) -> Conn<'a> {
+        Conn {
+            flow: Flow::new(ctx, plan),
+            next_write: 0,
+            write_offset: 0,
+            incoming: Incoming::new(),
+        }
+    }
+
+    /// Adds the connection's counts to its thread's totals.
+    pub fn finish(self) {
+        self.flow
+            .ctx
+            .recorder
+            .totals
+            .borrow_mut()
+            .add(&self.flow.totals);
+    }
+
+    async fn drive(&mut self, socket: &mut impl AsyncWire) -> End {
         let clock = self.flow.ctx.clock;
         let (mut pacer, mut now) = match self.flow.begin().await {
             Ok(begun) => begun,
@@ -165,7 +199,7 @@ impl Conn<'_> {
                 ready = socket.ready(interest(all_written)) => match ready {
                     Ok(ready) if ready.is_readable() || ready.is_read_closed() => {
                         match self.read(socket) {
-                            Ok(at) => read_at = at,
+                            Ok(reads) => read_at = reads.at,
                             Err(e) => return End::Broken(e),
                         }
                     }
@@ -189,7 +223,7 @@ impl Conn<'_> {
     }
 
     /// Writes queued messages until done or the socket is full. `Ok(true)` when all are out.
-    fn flush(&mut self, socket: &mut impl Wire) -> io::Result<bool> {
+    pub fn flush(&mut self, socket: &mut impl Wire) -> io::Result<bool> {
         let pattern = &self.flow.ctx.pattern;
         let id = self.flow.plan.id;
         loop {
@@ -228,8 +262,22 @@ impl Conn<'_> {
         }
     }
 
+    /// The queued messages not completely written yet: the first one's sequence number, how
+    /// many (at most [`WRITE_BATCH`]), and how many bytes of the first are already written.
+    /// `None` when everything queued is out.
+    pub fn unwritten(&self) -> Option<(u64, usize, usize)> {
+        let queued = self.flow.window.next_seq() - self.next_write;
+        (queued > 0).then(|| {
+            (
+                self.next_write,
+                (queued as usize).min(WRITE_BATCH),
+                self.write_offset,
+            )
+        })
+    }
+
     /// Moves the write position on by `n` bytes written.
-    fn advance(&mut self, mut n: usize) {
+    pub fn advance(&mut self, mut n: usize) {
         let size = self.flow.ctx.pattern.size();
         while n > 0 {
             let left = size - self.write_offset;
@@ -244,9 +292,8 @@ impl Conn<'_> {
         }
     }
 
-    /// Reads and checks whatever has arrived; returns the clock time of the last read, if any
-    /// read returned data, so the caller need not read the clock again.
-    fn read(&mut self, socket: &mut impl Wire) -> io::Result<Option<u64>> {
+    /// Reads and checks whatever has arrived, up to [`READS_PER_WAKE`] reads.
+    pub fn read(&mut self, socket: &mut impl Wire) -> io::Result<Reads> {
         let ctx = self.flow.ctx;
         let mut last = None;
         for _ in 0..READS_PER_WAKE {
@@ -254,7 +301,12 @@ impl Conn<'_> {
             let n = match socket.read(&mut scratch) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Reads {
+                        at: last,
+                        more: false,
+                    });
+                }
                 Err(e) => return Err(e),
             };
             let now = ctx.clock.now();
@@ -263,14 +315,20 @@ impl Conn<'_> {
             ctx.live.add(answered, n as u64);
             if n < scratch.len() {
                 // A short read emptied the socket.
-                break;
+                return Ok(Reads {
+                    at: last,
+                    more: false,
+                });
             }
         }
-        Ok(last)
+        Ok(Reads {
+            at: last,
+            more: true,
+        })
     }
 
     /// Checks received bytes against the messages in flight; returns replies completed.
-    fn consume(&mut self, mut data: &[u8], now: u64) -> u64 {
+    pub fn consume(&mut self, mut data: &[u8], now: u64) -> u64 {
         let pattern = &self.flow.ctx.pattern;
         let size = pattern.size();
         let hl = pattern.header_len();
@@ -375,9 +433,10 @@ impl Conn<'_> {
         }
     }
 
-    /// The server closed or reset the connection: a reply cut off mid-way is truncated, and the
-    /// other messages in flight are lost.
-    fn broken(&mut self) {
+    /// The server closed or reset the connection (`e` says how): a reply cut off mid-way is
+    /// truncated, and the other messages in flight are lost.
+    pub fn broken(&mut self, e: &io::Error) {
+        tracing::debug!("bench connection {} broke: {e}", self.flow.plan.id);
         let now = self.flow.ctx.clock.now();
         if self.incoming.pos > 0 {
             match self.incoming.target {

@@ -8,7 +8,7 @@
 //! server had caused it. A timerfd wakes within microseconds of the due time.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use rustix::time::{
@@ -80,29 +80,25 @@ pub fn process_cpu_time() -> Duration {
     )))
 }
 
-/// A one-shot timer with microsecond precision, for pacing open-loop sends.
+/// A one-shot timer with microsecond precision (a `timerfd`): readable once its deadline has
+/// passed. [`Pacer`] waits on it through tokio; the plain-socket loop (`reactor`) through its
+/// own epoll set.
 #[derive(Debug)]
-pub struct Pacer {
-    fd: AsyncFd<OwnedFd>,
+pub struct Timer {
+    fd: OwnedFd,
     clock: Clock,
     /// The deadline it is set for, if any.
     armed: Option<u64>,
 }
 
-impl Pacer {
-    /// A disarmed pacer on `clock`. Needs a tokio runtime with I/O enabled.
-    pub fn new(clock: Clock) -> io::Result<Pacer> {
+impl Timer {
+    /// A disarmed, non-blocking timer on `clock`.
+    pub fn new(clock: Clock) -> io::Result<Timer> {
         let fd = timerfd_create(
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
-        // `with_interest` is deprecated because a generic `T` might hand tokio a different or
-        // closed descriptor later; an `OwnedFd` held here and never replaced cannot, which is
-        // what the `unsafe` replacement would have us promise. The crate forbids `unsafe`, so
-        // the safe form stays.
-        #[allow(deprecated)]
-        let fd = AsyncFd::with_interest(fd, Interest::READABLE)?;
-        Ok(Pacer {
+        Ok(Timer {
             fd,
             clock,
             armed: None,
@@ -132,26 +128,78 @@ impl Pacer {
             },
             it_value: value,
         };
-        timerfd_settime(self.fd.get_ref(), TimerfdTimerFlags::ABSTIME, &spec)?;
+        timerfd_settime(&self.fd, TimerfdTimerFlags::ABSTIME, &spec)?;
         self.armed = Some(at);
         Ok(())
+    }
+
+    /// Consumes an expiry: `Ok(true)` if the deadline had passed (the timer is now disarmed),
+    /// `Ok(false)` if it had not fired.
+    pub fn take_expiry(&mut self) -> io::Result<bool> {
+        let mut count = [0u8; 8];
+        match rustix::io::read(&self.fd, &mut count) {
+            Ok(_) => {
+                self.armed = None;
+                Ok(true)
+            }
+            Err(rustix::io::Errno::AGAIN) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl AsFd for Timer {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Timer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A [`Timer`] for tokio tasks, for pacing open-loop sends.
+#[derive(Debug)]
+pub struct Pacer {
+    timer: AsyncFd<Timer>,
+}
+
+impl Pacer {
+    /// A disarmed pacer on `clock`. Needs a tokio runtime with I/O enabled.
+    pub fn new(clock: Clock) -> io::Result<Pacer> {
+        // `with_interest` is deprecated because a generic `T` might hand tokio a different or
+        // closed descriptor later; a `Timer` owns its descriptor and never replaces it, which is
+        // what the `unsafe` replacement would have us promise. The crate forbids `unsafe`, so
+        // the safe form stays.
+        #[allow(deprecated)]
+        let timer = AsyncFd::with_interest(Timer::new(clock)?, Interest::READABLE)?;
+        Ok(Pacer { timer })
+    }
+
+    /// Whether a deadline is set.
+    pub fn is_armed(&self) -> bool {
+        self.timer.get_ref().is_armed()
+    }
+
+    /// Sets the timer to fire at `at`; see [`Timer::arm`].
+    pub fn arm(&mut self, at: u64) -> io::Result<()> {
+        self.timer.get_mut().arm(at)
     }
 
     /// Waits until the deadline passes, then leaves the pacer disarmed. Pending forever while
     /// disarmed, so it can sit in a `select!` with a condition.
     pub async fn fired(&mut self) -> io::Result<()> {
         loop {
-            let mut guard = self.fd.readable().await?;
-            let mut count = [0u8; 8];
-            match guard.try_io(|fd| rustix::io::read(fd.get_ref(), &mut count).map_err(Into::into))
-            {
-                Ok(Ok(_)) => {
-                    self.armed = None;
-                    return Ok(());
+            let mut guard = self.timer.readable_mut().await?;
+            match guard.get_inner_mut().take_expiry() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    // Readiness was stale (already consumed); wait for the next expiry.
+                    guard.clear_ready();
                 }
-                Ok(Err(e)) => return Err(e),
-                // Readiness was stale (already consumed); wait for the next expiry.
-                Err(_would_block) => continue,
+                Err(e) => return Err(e),
             }
         }
     }

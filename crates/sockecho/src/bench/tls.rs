@@ -6,7 +6,7 @@
 //! sits between the messages and the socket, buffering records both ways. [`TlsSocket`] offers
 //! the loop the same three operations ([`Wire`]) through tokio-rustls' `AsyncRead` and
 //! `AsyncWrite`: a read or a write is one poll that must not wait, so `Pending` means
-//! `WouldBlock`, and all waiting happens in [`Wire::ready`], which also sends whatever records
+//! `WouldBlock`, and all waiting happens in [`AsyncWire::ready`], which also sends whatever records
 //! rustls still holds. Verification, pipelining and latency are the plain path's, unchanged.
 
 use std::fmt;
@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::connect::connect_tcp;
-use super::stream::Wire;
+use super::stream::{AsyncWire, Wire};
 use crate::Host;
 use crate::client::ConnectOptions;
 use crate::net_error::describe_connect_error;
@@ -139,7 +139,7 @@ impl TlsSocket {
 }
 
 /// One poll with a waker that does nothing: the loop learns `WouldBlock` and waits in
-/// [`Wire::ready`], which registers the real waker.
+/// [`AsyncWire::ready`], which registers the real waker.
 fn try_poll<T>(poll: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<T>>) -> io::Result<T> {
     match poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(result) => result,
@@ -147,11 +147,13 @@ fn try_poll<T>(poll: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<T>>) -> io
     }
 }
 
-impl Wire for TlsSocket {
+impl AsyncWire for TlsSocket {
     async fn ready(&mut self, interest: Interest) -> io::Result<Ready> {
         std::future::poll_fn(|cx| self.poll_ready(cx, interest)).await
     }
+}
 
+impl Wire for TlsSocket {
     /// Reads decrypted bytes. tokio-rustls reads records until `buf` is full or the socket is
     /// empty, so a short read means the socket is drained, as on the plain path.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -161,7 +163,7 @@ impl Wire for TlsSocket {
     }
 
     /// Hands plaintext to rustls, which seals it and sends what the socket takes; the rest
-    /// waits in rustls' buffer for [`Wire::ready`] to send.
+    /// waits in rustls' buffer for [`AsyncWire::ready`] to send.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         try_poll(|cx| Pin::new(&mut *self.stream).poll_write_vectored(cx, bufs))
     }

@@ -3,8 +3,10 @@
 //! nothing until the end.
 //!
 //! A thread first opens its connections and reports how many opened, then waits for the
-//! coordinator's go (the common schedule, or nothing if the run is called off), runs one task per
-//! connection, and hands back its results.
+//! coordinator's go (the common schedule, or nothing if the run is called off), runs its
+//! connections, and hands back its results: plain TCP and Unix connections in the thread's own
+//! epoll loop ([`reactor`](super::reactor)), TLS connections and datagram sockets as one tokio
+//! task each.
 
 use std::cell::RefCell;
 use std::io;
@@ -20,7 +22,7 @@ use super::payload::Pattern;
 use super::recorder::{Fault, LiveCounters, ThreadRecorder, ThreadResult, Totals, new_histogram};
 use super::timing::Clock;
 use super::tls::TlsSocket;
-use super::{datagram, stream};
+use super::{datagram, reactor, stream, uring};
 use crate::net_error::describe_connect_error;
 
 /// Connection attempts one thread has under way at once, so a large run does not flood the
@@ -139,6 +141,8 @@ pub struct WorkerSpec {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub rate: Option<f64>,
+    /// Plain stream connections run in an io_uring loop (else in an epoll loop).
+    pub uring: bool,
     pub live: Arc<LiveCounters>,
 }
 
@@ -218,7 +222,8 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         scratch: RefCell::new(vec![0; (size + 1).max(64 * 1024)]),
         send_buf: RefCell::new(vec![0; size]),
     });
-    let mut tasks = Vec::with_capacity(sockets.len());
+    let mut plain = Vec::new();
+    let mut tasks = Vec::new();
     for (local_rank, (id, socket)) in sockets.into_iter().enumerate() {
         let pacing = spec.rate.map(|rate| {
             let rank = (go.rank_offset + local_rank) as f64;
@@ -229,11 +234,32 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         });
         let plan = ConnPlan { id, pacing };
         let ctx = ctx.clone();
-        tasks.push(match socket {
-            Socket::Stream(s) => tokio::task::spawn_local(stream::run(ctx, s, plan)),
-            Socket::Tls(s) => tokio::task::spawn_local(stream::run(ctx, s, plan)),
-            Socket::Datagram(s) => tokio::task::spawn_local(datagram::run(ctx, s, plan)),
-        });
+        match socket {
+            Socket::Stream(s) => match s.into_fd() {
+                Ok(fd) => plain.push((plan, fd)),
+                Err(e) => {
+                    // Never seen: tokio had the socket registered and could not let go.
+                    let mut conn = stream::Conn::new(&ctx, plan);
+                    conn.broken(&e);
+                    conn.finish();
+                }
+            },
+            Socket::Tls(s) => tasks.push(tokio::task::spawn_local(stream::run(ctx, s, plan))),
+            Socket::Datagram(s) => {
+                tasks.push(tokio::task::spawn_local(datagram::run(ctx, s, plan)))
+            }
+        }
+    }
+    if !plain.is_empty() {
+        match spec.uring.then(uring::Loop::new) {
+            Some(Ok(ring)) => ring.run(&ctx, plain),
+            Some(Err(e)) => {
+                // The probe passed, so this is a shortage (memory, locked pages) in this thread.
+                tracing::warn!("cannot set up io_uring in a load thread ({e}); it runs on epoll");
+                reactor::run(&ctx, plain);
+            }
+            None => reactor::run(&ctx, plain),
+        }
     }
     for task in tasks {
         if let Err(e) = task.await {

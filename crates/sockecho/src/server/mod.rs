@@ -268,7 +268,7 @@ fn resolve_io(wanted: IoBackend) -> Result<IoBackend, ServeError> {
     if wanted == IoBackend::Epoll {
         return Ok(wanted);
     }
-    match uring::probe() {
+    match crate::ring::probe() {
         Ok(()) => Ok(IoBackend::IoUring),
         Err(e) if wanted == IoBackend::IoUring => Err(ServeError::IoUring(e)),
         Err(e) => {
