@@ -401,11 +401,14 @@ class Sample:
 
 def load_argv(ctx: Context, loadgen: str, case: Case, srv: Running) -> list[str]:
     opts = ctx.opts
-    if loadgen == "sockecho":
+    if loadgen in ("sockecho", "sockecho-epoll"):
+        io = "epoll" if loadgen == "sockecho-epoll" else "auto"
         return [
             str(ctx.bins["sockecho"]),
             "bench",
             srv.endpoint,
+            "--io",
+            io,
             "-c",
             str(case.conns),
             "-s",
@@ -664,17 +667,28 @@ def tables(samples: list[Sample], cases: list[Case]) -> list[str]:
         lines += [
             f"## Load generators against the C server ({case.name}; medians)",
             "",
+            "The last column divides the load generator's CPU per message by the server's CPU "
+            "per echo in the same run (median of the rounds' ratios): below 1 the load "
+            "generator is the cheaper side.",
+            "",
             "| load generator | round trips/s | spread | vs epoll_load | client CPU µs/msg "
-            "| vs epoll_load |",
-            "|---|--:|--:|--:|--:|--:|",
+            "| vs epoll_load | server CPU µs/echo | client ÷ server |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|",
         ]
+        names = {"sockecho": "sockecho bench", "sockecho-epoll": "sockecho bench --io epoll"}
         for _, loadgen, ss in rows(case):
             rate = median(s.msgs_per_s for s in ss)
             cpu = median(s.client_cpu_us for s in ss)
-            name = "sockecho bench" if loadgen == "sockecho" else loadgen
+            srv_cpu = median(s.server_cpu_us for s in ss)
+            own = median(
+                s.client_cpu_us / s.server_cpu_us
+                for s in ss
+                if s.client_cpu_us is not None and s.server_cpu_us
+            )
             lines.append(
-                f"| {name} | {fmt(rate)} | {spread(s.msgs_per_s for s in ss)} | "
-                f"{ratio(rate, b_rate)} | {fmt(cpu, 2)} | {ratio(cpu, b_cpu)} |"
+                f"| {names.get(loadgen, loadgen)} | {fmt(rate)} | "
+                f"{spread(s.msgs_per_s for s in ss)} | {ratio(rate, b_rate)} | {fmt(cpu, 2)} | "
+                f"{ratio(cpu, b_cpu)} | {fmt(srv_cpu, 2)} | {fmt(own, 3)} |"
             )
         lines.append("")
     for case in (c for c in cases if c.kind == "mem" and rows(c)):
@@ -854,7 +868,7 @@ def plan_case(case: Case, opts, bench_ok: bool, notes: list[str]) -> list:
             notes.append(f"{case.name}: skipped, this sockecho has no `bench` subcommand")
             return []
         c_server = server_named("c-epoll", "tcp")
-        return [(c_server, "epoll_load"), (c_server, "sockecho")]
+        return [(c_server, "epoll_load"), (c_server, "sockecho"), (c_server, "sockecho-epoll")]
     servers = [s for s in SERVERS if s.transport == case.transport]
     if opts.servers:
         servers = [s for s in servers if s.name in opts.servers or s.yardstick]

@@ -224,7 +224,7 @@ impl Drop for Pool {
         // user frees its pool only after reaping every request that could (the server engine's
         // `quiesce`, the load loop's final reap), or leaks it (`leak`); `probe` never submits
         // anything. And the io_uring, which holds the registration, is dropped before the pool
-        // (field order in each user).
+        // (field order in `server::uring::Ring` and `bench::uring::Loop`).
         unsafe {
             std::alloc::dealloc(self.memory, Pool::memory_layout());
             std::alloc::dealloc(self.entries.cast(), Pool::entries_layout());

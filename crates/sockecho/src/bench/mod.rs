@@ -8,7 +8,8 @@
 //!   the stream loop drive TLS connections (private); [`flow`] is the message bookkeeping both
 //!   share (private).
 //! - [`worker`]: load threads, each an event loop with its own recorder (private); plain TCP
-//!   and Unix connections run in the thread's own epoll loop, [`reactor`] (private).
+//!   and Unix connections run in the thread's own loop, [`uring`] (io_uring) or [`reactor`]
+//!   (epoll) (private).
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
 //! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
 //!

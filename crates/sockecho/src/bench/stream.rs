@@ -8,10 +8,12 @@
 //! its own whatever the message size. The clock is read once per read or write batch.
 //!
 //! A connection is a state machine ([`Conn`]) that writes what is queued, reads what has
-//! arrived, and settles replies; it reaches its socket through [`Wire`]. Two loops drive it:
-//! plain TCP and Unix connections are driven by the thread's own epoll loop (`reactor`), with
-//! no task or waker per connection; TLS connections, whose records rustls buffers on the way,
-//! each run as a tokio task ([`run`]) that waits through [`AsyncWire`].
+//! arrived, and settles replies. Three loops drive it. Plain TCP and Unix connections run in
+//! the load thread's own loop, with no task or waker per connection: the io_uring loop
+//! (`uring`), which hands the state machine the bytes each receive completion brought and
+//! sends what it has queued, or where io_uring is not available the epoll loop (`reactor`),
+//! which reaches the socket through [`Wire`]. TLS connections, whose records rustls buffers on
+//! the way, each run as a tokio task ([`run`]) that waits through [`AsyncWire`].
 
 use std::io::{self, IoSlice};
 use std::rc::Rc;

@@ -16,18 +16,20 @@
 //!   and the shared filler pattern; it is sent whole (`MSG_WAITALL`), and whatever a short send
 //!   leaves goes in the next one.
 //! - The turn's wait ends at the next open-loop send time or the end of the current phase,
-//!   whichever comes first (a kernel timeout, microsecond-precise).
+//!   whichever comes first (a high-resolution kernel timeout, counted from the end of the
+//!   turn's work).
 //!
 //! Memory the kernel may touch (the pool, each connection's send slot) stays put until every
 //! request has completed: a connection that ends has its requests cancelled, and the loop
-//! reaps them all before it returns. If the ring itself fails, that memory is leaked rather
-//! than freed under the kernel. Every `unsafe` block says why it holds.
+//! reaps them all before it returns. If the ring fails, or cancelled requests do not complete
+//! within [`REAP_LIMIT`], that memory is leaked rather than freed under the kernel. Every
+//! `unsafe` block says why it holds.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, types};
 
@@ -37,6 +39,9 @@ use super::worker::{ConnPlan, ThreadCtx};
 use crate::ring::{
     AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, transient,
 };
+
+/// How long the end of a run waits for cancelled requests to complete.
+const REAP_LIMIT: Duration = Duration::from_secs(5);
 
 /// What a completion is for, in the low byte of its `user_data`; the connection's index is
 /// above it.
@@ -118,7 +123,6 @@ impl Loop {
     /// Runs the thread's plain stream connections from the start of the run to its end, then
     /// adds their counts to the thread's totals.
     pub fn run(mut self, ctx: &ThreadCtx, sockets: Vec<(ConnPlan, OwnedFd)>) {
-        let _abort_on_panic = AbortOnPanic;
         let mut entries: Vec<Entry<'_>> = sockets
             .into_iter()
             .map(|(plan, fd)| Entry {
@@ -131,6 +135,9 @@ impl Loop {
                 scheduled: None,
             })
             .collect();
+        // Made after `entries`, so dropped before them: a panic aborts while the send slots
+        // requests may still read are alive.
+        let _abort_on_panic = AbortOnPanic;
         self.live = entries.len();
         let outcome = self
             .drive(ctx, &mut entries)
@@ -356,7 +363,9 @@ impl Loop {
         // SAFETY: the request reads the header, the gather list and the slices they point to:
         // the slot is boxed and not touched again until this send completes (`sending`), and
         // the filler lives in the thread's pattern, which outlives the loop. The slot is
-        // dropped only after every request has completed (`reap_all`), or leaked.
+        // dropped only after every request has completed (`reap_all`), or leaked. (If the ring
+        // failed, the pattern is freed after the ring's descriptor is closed, which ends its
+        // requests.)
         unsafe { push(&mut self.ring, &send) };
         entry.sending = true;
     }
@@ -406,18 +415,29 @@ impl Loop {
     }
 
     /// After the run: ends every connection and waits until none has a request left in the
-    /// kernel, so that the pool and the send slots can be freed.
+    /// kernel, so that the pool and the send slots can be freed. Requests still there after
+    /// [`REAP_LIMIT`] (a cancel that did not take, which should not happen) make it an error,
+    /// and the caller leaks the memory instead.
     fn reap_all(&mut self, entries: &mut [Entry<'_>]) -> io::Result<()> {
         for (i, entry) in entries.iter_mut().enumerate() {
             if !entry.ended {
                 self.end(i, entry);
             }
         }
+        let began = Instant::now();
         while entries.iter().any(Entry::outstanding) {
+            let Some(left) = REAP_LIMIT.checked_sub(began.elapsed()) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "requests still in the kernel after cancelling them",
+                ));
+            };
             self.pool.publish();
-            match self.ring.submit_and_wait(1) {
+            let timeout = types::Timespec::from(left);
+            let args = types::SubmitArgs::new().timespec(&timeout);
+            match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
-                Err(e) if transient(&e) => {}
+                Err(e) if timed_out(&e) || transient(&e) => {}
                 Err(e) => return Err(e),
             }
             for completion in self.ring.completion() {
