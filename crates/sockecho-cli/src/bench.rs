@@ -158,10 +158,13 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let timeout = config.timeout;
     let outcome = runtime.block_on(async {
         let progress = Progress::new();
         let display = show_progress.then(|| tokio::spawn(show(progress.clone())));
+        let signals = tokio::spawn(stop_on_signal(progress.clone(), timeout));
         let outcome = bench::run(&config, &progress).await;
+        signals.abort();
         if let Some(display) = display {
             display.abort();
             let _ = display.await;
@@ -173,6 +176,10 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         Err(BenchError::Invalid(problem)) => {
             eprintln!("error: {problem}");
             return Ok(ExitCode::from(2));
+        }
+        Err(BenchError::Interrupted) => {
+            eprintln!("bench: stopped before the measured period began; nothing to report");
+            return Ok(ExitCode::from(130));
         }
         Err(e) => return Err(e.into()),
     };
@@ -208,6 +215,33 @@ fn merge_main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
     }
     print_report(&merged.report, opts.json)?;
     Ok(verdict(&merged.report))
+}
+
+/// On the first SIGINT or SIGTERM, ends the run early so that it reports what it measured; on
+/// a second, exits at once (130), as an impatient user expects.
+async fn stop_on_signal(progress: Arc<Progress>, timeout: Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the signals keep their default action: the process ends.
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!(
+        "bench: stopping; waiting up to {} for the replies in flight (again to quit now)",
+        humantime::format_duration(timeout)
+    );
+    progress.stop();
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    std::process::exit(130);
 }
 
 /// Writes a file through `write`, naming the file in any error.
@@ -334,8 +368,14 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "  measured     {:.3} s after {:.3} s of warm-up",
-        r.duration_s, r.warmup_s
+        "  measured     {:.3} s after {:.3} s of warm-up{}",
+        r.duration_s,
+        r.warmup_s,
+        if r.interrupted {
+            " (stopped early)"
+        } else {
+            ""
+        },
     );
     let _ = writeln!(
         out,

@@ -80,10 +80,11 @@ pub fn int(report: &Value, path: &str) -> u64 {
 }
 
 /// The fields scripts rely on, all of which every report must have.
-pub const REQUIRED_FIELDS: [&str; 27] = [
+pub const REQUIRED_FIELDS: [&str; 28] = [
     "endpoint",
     "transport",
     "io",
+    "interrupted",
     "connections",
     "size",
     "pipeline",

@@ -57,9 +57,10 @@ impl Conn<'_> {
         let phase = self.flow.phase_timer();
         tokio::pin!(phase);
         // Polled only once armed, so its first deadline never matters.
-        let loss = tokio::time::sleep_until(clock.tokio_instant(self.flow.ctx.schedule.end));
+        let loss = tokio::time::sleep_until(clock.tokio_instant(self.flow.ctx.schedule().end));
         tokio::pin!(loss);
         let mut loss_armed = false;
+        let mut end = self.flow.ctx.end.clone();
         loop {
             // Open loop goes on sending what fell due before the end, even in the final wait.
             self.flow.send_due(now, pacer.as_mut());
@@ -102,6 +103,7 @@ impl Conn<'_> {
                         return End::Finished;
                     }
                 }
+                Ok(()) = end.changed() => self.flow.end_moved(phase.as_mut()),
             }
             now = clock.now();
             self.flow.drain_if_over(now, phase.as_mut());
@@ -112,7 +114,7 @@ impl Conn<'_> {
     fn refill(&mut self, now: u64) {
         if self.flow.plan.pacing.is_some()
             || self.flow.draining
-            || now >= self.flow.ctx.schedule.end
+            || now >= self.flow.ctx.schedule().end
         {
             return;
         }
@@ -175,7 +177,7 @@ impl Conn<'_> {
         let pattern = &self.flow.ctx.pattern;
         let size = pattern.size();
         let id = self.flow.plan.id;
-        let in_measured = self.flow.ctx.schedule.is_measured(now);
+        let in_measured = self.flow.ctx.schedule().is_measured(now);
         if reply.is_empty() {
             self.flow.totals.fault(Fault::Truncated, in_measured);
             return;

@@ -49,7 +49,7 @@ impl<'a> Flow<'a> {
     /// [`start`](Flow::start)). Returns the open loop's pacer and the time the run began.
     pub async fn begin(&mut self) -> io::Result<(Option<Pacer>, u64)> {
         let clock = self.ctx.clock;
-        tokio::time::sleep_until(clock.tokio_instant(self.ctx.schedule.start)).await;
+        tokio::time::sleep_until(clock.tokio_instant(self.ctx.schedule().start)).await;
         let pacer = match self.plan.pacing {
             Some(_) => Some(Pacer::new(clock)?),
             None => None,
@@ -72,7 +72,7 @@ impl<'a> Flow<'a> {
     /// When the current phase ends: the measured period, then, once draining, the final wait
     /// for replies, which gives the last messages sent the full timeout to be answered.
     pub fn deadline(&self) -> u64 {
-        let schedule = &self.ctx.schedule;
+        let schedule = self.ctx.schedule();
         if self.draining {
             schedule.end + self.ctx.timeout_ns
         } else {
@@ -84,7 +84,7 @@ impl<'a> Flow<'a> {
     /// [`drain`](Flow::drain) resets it, the end of the final wait for replies. One timer for
     /// both, so the loop registers no timer per phase.
     pub fn phase_timer(&self) -> Sleep {
-        tokio::time::sleep_until(self.ctx.clock.tokio_instant(self.ctx.schedule.end))
+        tokio::time::sleep_until(self.ctx.clock.tokio_instant(self.ctx.schedule().end))
     }
 
     /// Whether the connection has nothing left to do: draining, every queued message out
@@ -99,7 +99,14 @@ impl<'a> Flow<'a> {
     pub fn nothing_due(&self) -> bool {
         self.plan
             .pacing
-            .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule.end)
+            .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule().end)
+    }
+
+    /// The coordinator moved the end earlier (the run was stopped): moves `phase` to match, so
+    /// a connection waiting for nothing in particular notices at once.
+    pub fn end_moved(&mut self, phase: Pin<&mut Sleep>) {
+        self.ctx.follow_end();
+        phase.reset(self.ctx.clock.tokio_instant(self.deadline()));
     }
 
     /// Stops new messages and moves `phase` to the end of the final wait.
@@ -112,7 +119,7 @@ impl<'a> Flow<'a> {
     /// first, so under steady load the phase timer may never get its turn.
     #[inline]
     pub fn drain_if_over(&mut self, now: u64, phase: Pin<&mut Sleep>) {
-        if !self.draining && now >= self.ctx.schedule.end {
+        if !self.draining && now >= self.ctx.schedule().end {
             self.drain(phase);
         }
     }
@@ -146,7 +153,7 @@ impl<'a> Flow<'a> {
         give_up_unsent(
             self.plan.pacing,
             self.window.next_seq(),
-            &self.ctx.schedule,
+            &self.ctx.schedule(),
             self.ctx.pattern.size(),
             &mut self.totals,
         );
@@ -162,7 +169,7 @@ impl<'a> Flow<'a> {
     /// Queues a new message latency counts from `sent_at` (it goes out at `wire_at`).
     #[inline]
     pub fn push(&mut self, sent_at: u64, wire_at: u64) {
-        let schedule = &self.ctx.schedule;
+        let schedule = self.ctx.schedule();
         let measured = sent_at >= schedule.warm_end && sent_at < schedule.end;
         self.window.push(sent_at, wire_at, measured);
         if measured {
@@ -194,7 +201,7 @@ impl<'a> Flow<'a> {
         let pacing = self.plan.pacing?;
         while self.window.has_room(self.ctx.pipeline) {
             let due = pacing.due(self.window.next_seq());
-            if due >= self.ctx.schedule.end {
+            if due >= self.ctx.schedule().end {
                 return None;
             }
             if due > now {

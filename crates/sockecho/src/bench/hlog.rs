@@ -220,6 +220,7 @@ pub(crate) mod tests {
             client_cpu_s: 0.5,
             client_cpu_us_per_msg: None,
             ok: false,
+            interrupted: false,
             runs: 1,
         };
         report.derive_rates();

@@ -103,6 +103,7 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         client_cpu_s: round6(reports.iter().map(|r| r.client_cpu_s).sum()),
         client_cpu_us_per_msg: None,
         ok: false,
+        interrupted: reports.iter().any(|r| r.interrupted),
         runs: sum(&|r| r.runs),
     };
     report.derive_rates();
@@ -147,6 +148,7 @@ fn foreign_report(run: &LoggedRun) -> Report {
         client_cpu_s: 0.0,
         client_cpu_us_per_msg: None,
         ok: true,
+        interrupted: false,
         runs: 1,
     }
 }

@@ -15,7 +15,8 @@
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
 //! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
-//! for the replies still in flight, and returns the report.
+//! for the replies still in flight, and returns the report. [`Progress::stop`] (Ctrl-C) ends the
+//! measured period early; the report then covers the time the run had.
 //!
 //! Threads: each load thread runs its own single-threaded runtime, so its connections share a
 //! histogram without locks and a thread never waits for another. One thread is the default and
@@ -44,7 +45,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::Endpoint;
 pub use options::{BenchConfig, LoadIo, Mode, format_size, parse_size, parse_sources};
@@ -84,6 +85,9 @@ pub enum BenchError {
     /// A load thread died without reporting (a bug).
     #[error("a load thread stopped without reporting its results")]
     WorkerLost,
+    /// [`Progress::stop`] came before the measured period began: nothing was measured.
+    #[error("stopped before the measured period began; nothing to report")]
+    Interrupted,
     /// `--io uring` was asked for, and this kernel or sandbox does not allow it.
     #[error(
         "io_uring is not available here (it needs Linux 6.12 or later, not blocked by a sandbox): {0}"
@@ -103,11 +107,24 @@ pub struct Outcome {
     pub measured_from: SystemTime,
 }
 
-/// Live figures of a run in progress, for a progress display. Share it with [`run`] and read
-/// [`snapshot`](Progress::snapshot) from another task.
-#[derive(Debug, Default)]
+/// Live figures of a run in progress, for a progress display, and the way to stop it early.
+/// Share it with [`run`]; read [`snapshot`](Progress::snapshot) or call
+/// [`stop`](Progress::stop) from another task.
+#[derive(Debug)]
 pub struct Progress {
     live: OnceLock<Live>,
+    /// When the measured period ends early: `u64::MAX` until [`stop`](Progress::stop), then
+    /// the run clock's time of the stop (0 if the run had not been scheduled yet).
+    end: watch::Sender<u64>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            live: OnceLock::new(),
+            end: watch::Sender::new(u64::MAX),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -151,6 +168,15 @@ impl Progress {
             bytes: live.threads.iter().map(|t| t.bytes.load(Relaxed)).sum(),
         })
     }
+
+    /// Ends the run early (for Ctrl-C): the measured period ends now, no message is sent from
+    /// here on, the replies in flight get the usual final wait, and [`run`] reports what was
+    /// measured up to now, marked `interrupted`. Before the measured period has begun there is
+    /// nothing to report: [`run`] stops and returns [`BenchError::Interrupted`].
+    pub fn stop(&self) {
+        let at = self.live.get().map_or(0, |live| live.clock.now());
+        self.end.send_modify(|end| *end = (*end).min(at));
+    }
 }
 
 /// Runs a benchmark as `config` says, reporting live figures through `progress`.
@@ -165,6 +191,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     )
     .await?;
     let io = stream_io(config.io, &target)?;
+    let mut end_rx = progress.end.subscribe();
     let threads = config.threads.min(config.connections);
     let clock = Clock::new();
     let pattern = payload::Pattern::new(config.size);
@@ -195,6 +222,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             connect_timeout: config.connect_timeout,
             rate: config.rate,
             uring: io == Driver::Uring,
+            end: end_rx.clone(),
             live,
         };
         let handoff = Handoff {
@@ -213,7 +241,11 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     let mut failed = 0;
     let mut first_error = None;
     for rx in connected_rx {
-        let c = rx.await.map_err(|_| BenchError::WorkerLost)?;
+        // Dropping `go_tx` on return calls the threads off.
+        let c = tokio::select! {
+            c = rx => c.map_err(|_| BenchError::WorkerLost)?,
+            _ = end_rx.wait_for(|&end| end != u64::MAX) => return Err(BenchError::Interrupted),
+        };
         per_thread.push(c.established);
         failed += c.failed;
         if first_error.is_none() {
@@ -265,8 +297,14 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         let _ = tx.send(Some(go));
     }
 
-    let (results, cpu) = collect(done_rx, clock, schedule).await;
+    let (results, cpu) = collect(done_rx, clock, schedule, end_rx.clone()).await;
     let results = results?;
+    let stopped_at = *end_rx.borrow();
+    if stopped_at < schedule.warm_end {
+        return Err(BenchError::Interrupted);
+    }
+    let interrupted = stopped_at < schedule.end;
+    let measured = Duration::from_nanos(schedule.end.min(stopped_at) - schedule.warm_end);
     tokio::task::spawn_blocking(move || {
         for h in handles {
             let _ = h.join();
@@ -293,7 +331,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         rate: config.rate,
         threads: threads as u64,
         io: io.as_str().into(),
-        duration_s: config.duration.as_secs_f64(),
+        duration_s: measured.as_secs_f64(),
         warmup_s: config.warmup.as_secs_f64(),
         timeout_s: config.timeout.as_secs_f64(),
         messages_sent: t.messages_sent,
@@ -309,6 +347,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         client_cpu_s: report::round6(cpu.as_secs_f64()),
         client_cpu_us_per_msg: None,
         ok: false,
+        interrupted,
         runs: 1,
     };
     report.derive_rates();
@@ -368,6 +407,7 @@ async fn collect(
     done: Vec<oneshot::Receiver<ThreadResult>>,
     clock: Clock,
     schedule: Schedule,
+    mut end: watch::Receiver<u64>,
 ) -> (Result<Vec<ThreadResult>, BenchError>, Duration) {
     let gather = async {
         let mut results = Vec::with_capacity(done.len());
@@ -380,9 +420,11 @@ async fn collect(
     let mut cpu_from = None;
     let mut cpu_to = None;
     let results = loop {
+        // The end of the measured period, earlier if the run was stopped.
+        let measured_end = schedule.end.min(*end.borrow());
         let mark = match (cpu_from, cpu_to) {
-            (None, _) => Some(schedule.warm_end),
-            (Some(_), None) => Some(schedule.end),
+            (None, _) if measured_end > schedule.warm_end => Some(schedule.warm_end),
+            (Some(_), None) => Some(measured_end),
             _ => None,
         };
         tokio::select! {
@@ -397,6 +439,7 @@ async fn collect(
                     cpu_to = Some(now);
                 }
             }
+            Ok(()) = end.changed() => {}
         }
     };
     let cpu = match cpu_from {

@@ -28,6 +28,7 @@ use rustix::event::{Timespec, epoll};
 use super::connect::send_once;
 use super::stream::{Conn, Wire};
 use super::timing::Timer;
+use super::uring::STOP_POLL;
 use super::worker::{ConnPlan, ThreadCtx};
 
 /// Epoll data of the pacing timer; connections use their index.
@@ -162,7 +163,7 @@ pub(crate) fn run(ctx: &ThreadCtx, sockets: Vec<(ConnPlan, OwnedFd)>) {
 
 fn drive(ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
     let clock = ctx.clock;
-    let schedule = ctx.schedule;
+    let schedule = ctx.schedule();
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
     let paced = entries.iter().any(|e| e.conn.flow.plan.pacing.is_some());
     let mut timer = if paced {
@@ -215,13 +216,15 @@ fn drive(ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
         if let (Some(timer), Some(Reverse((at, _)))) = (timer.as_mut(), due.peek()) {
             timer.arm(*at)?;
         }
-        let deadline = if draining {
-            schedule.end + ctx.timeout_ns
-        } else {
-            schedule.end
-        };
+        // A stop (Ctrl-C) moves the end earlier; it is noticed within a turn, or within
+        // STOP_POLL when the loop has nothing to do.
+        ctx.follow_end();
+        let end = ctx.schedule().end;
+        let deadline = if draining { end + ctx.timeout_ns } else { end };
         let wait = if again.is_empty() {
-            let left = deadline.saturating_sub(now);
+            let left = deadline
+                .saturating_sub(clock.now())
+                .min(STOP_POLL.as_nanos() as u64);
             Timespec {
                 tv_sec: (left / 1_000_000_000) as i64,
                 tv_nsec: (left % 1_000_000_000) as i64,
@@ -333,7 +336,7 @@ fn step(
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     use std::sync::Arc;
@@ -353,11 +356,12 @@ mod tests {
         ThreadCtx {
             clock,
             pattern: Pattern::new(SIZE),
-            schedule: Schedule {
+            schedule: Cell::new(Schedule {
                 start,
                 warm_end: start,
                 end: start + run_ms * 1_000_000,
-            },
+            }),
+            end: tokio::sync::watch::channel(u64::MAX).1,
             pipeline: PIPELINE,
             timeout_ns: 2_000_000_000,
             recorder: ThreadRecorder::default(),

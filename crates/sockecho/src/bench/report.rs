@@ -159,6 +159,10 @@ pub struct Report {
     /// No verification error: every message checked came back, whole, right and once (and in
     /// order, on stream transports).
     pub ok: bool,
+    /// The run was stopped early (Ctrl-C or SIGTERM): the measured period ended then, and
+    /// `duration_s` is what it lasted. In a merge: any of the runs was.
+    #[serde(default)]
+    pub interrupted: bool,
     /// Runs this report stands for (1 unless merged).
     #[serde(default = "one")]
     pub runs: u64,

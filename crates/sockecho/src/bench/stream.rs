@@ -184,6 +184,7 @@ impl<'a> Conn<'a> {
         };
         let phase = self.flow.phase_timer();
         tokio::pin!(phase);
+        let mut end = self.flow.ctx.end.clone();
         loop {
             // Open loop goes on sending what fell due before the end, even in the final wait.
             self.flow.send_due(now, pacer.as_mut());
@@ -218,6 +219,7 @@ impl<'a> Conn<'a> {
                         return End::Finished;
                     }
                 }
+                Ok(()) = end.changed() => self.flow.end_moved(phase.as_mut()),
             }
             now = read_at.unwrap_or_else(|| clock.now());
             self.flow.drain_if_over(now, phase.as_mut());
@@ -400,7 +402,7 @@ impl<'a> Conn<'a> {
         let Incoming {
             target, corrupt, ..
         } = std::mem::replace(&mut self.incoming, Incoming::new());
-        let in_measured = self.flow.ctx.schedule.is_measured(now);
+        let in_measured = self.flow.ctx.schedule().is_measured(now);
         let mut freed = false;
         match target {
             Target::Pending(seq) if !corrupt => {
@@ -428,7 +430,7 @@ impl<'a> Conn<'a> {
         if freed
             && self.flow.plan.pacing.is_none()
             && !self.flow.draining
-            && now < self.flow.ctx.schedule.end
+            && now < self.flow.ctx.schedule().end
             && self.flow.window.has_room(self.flow.ctx.pipeline)
         {
             self.flow.push(now, now);
@@ -450,7 +452,7 @@ impl<'a> Conn<'a> {
                 _ => {
                     let measured = match self.flow.window.oldest_pending() {
                         Some(seq) => self.flow.window.fail(seq).is_some_and(|s| s.measured),
-                        None => self.flow.ctx.schedule.is_measured(now),
+                        None => self.flow.ctx.schedule().is_measured(now),
                     };
                     self.flow.totals.fault(Fault::Truncated, measured);
                 }

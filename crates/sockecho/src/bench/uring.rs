@@ -43,6 +43,9 @@ use crate::ring::{
 /// How long the end of a run waits for cancelled requests to complete.
 const REAP_LIMIT: Duration = Duration::from_secs(5);
 
+/// The longest an idle loop waits before looking whether the run was stopped.
+pub(super) const STOP_POLL: Duration = Duration::from_millis(50);
+
 /// What a completion is for, in the low byte of its `user_data`; the connection's index is
 /// above it.
 const RECV: u64 = 1;
@@ -166,7 +169,7 @@ impl Loop {
 
     fn drive(&mut self, ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
         let clock = ctx.clock;
-        let schedule = ctx.schedule;
+        let schedule = ctx.schedule();
         std::thread::sleep(
             clock
                 .instant(schedule.start)
@@ -187,15 +190,19 @@ impl Loop {
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(COMPLETION_ENTRIES as usize);
         while self.live > 0 {
             self.pool.publish();
-            let deadline = if draining {
-                schedule.end + ctx.timeout_ns
-            } else {
-                schedule.end
-            };
+            // A stop (Ctrl-C) moves the end earlier; it is noticed within a turn, or within
+            // STOP_POLL when the loop has nothing to do.
+            ctx.follow_end();
+            let end = ctx.schedule().end;
+            let deadline = if draining { end + ctx.timeout_ns } else { end };
             let wake = due
                 .peek()
                 .map_or(deadline, |Reverse((at, _))| (*at).min(deadline));
-            let left = wake.saturating_sub(now);
+            // From the clock as it is now, after this turn's work, so the wake-up is not late
+            // by that work.
+            let left = wake
+                .saturating_sub(clock.now())
+                .min(STOP_POLL.as_nanos() as u64);
             let timeout = types::Timespec::new()
                 .sec(left / 1_000_000_000)
                 .nsec((left % 1_000_000_000) as u32);

@@ -8,14 +8,14 @@
 //! loop (io_uring, [`uring`](super::uring), or epoll, [`reactor`](super::reactor)), TLS
 //! connections and datagram sockets as one tokio task each.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::connect::{DatagramSocket, StreamSocket, Target};
 use super::payload::Pattern;
@@ -118,7 +118,11 @@ pub struct ConnPlan {
 pub struct ThreadCtx {
     pub clock: Clock,
     pub pattern: Pattern,
-    pub schedule: Schedule,
+    /// The run's phases; the end moves earlier if the run is stopped ([`ThreadCtx::follow_end`]).
+    pub schedule: Cell<Schedule>,
+    /// The end of the measured period as the coordinator last set it: the scheduled end, or
+    /// the moment the run was stopped.
+    pub end: watch::Receiver<u64>,
     pub pipeline: usize,
     pub timeout_ns: u64,
     pub recorder: ThreadRecorder,
@@ -127,6 +131,27 @@ pub struct ThreadCtx {
     pub scratch: RefCell<Vec<u8>>,
     /// Send buffer for datagrams, which must leave as one piece.
     pub send_buf: RefCell<Vec<u8>>,
+}
+
+impl ThreadCtx {
+    /// The run's phases as this thread knows them.
+    #[inline]
+    pub fn schedule(&self) -> Schedule {
+        self.schedule.get()
+    }
+
+    /// Takes in an earlier end from the coordinator (the run was stopped), if one came since.
+    /// `true` if the schedule changed.
+    pub fn follow_end(&self) -> bool {
+        let end = *self.end.borrow();
+        let mut schedule = self.schedule.get();
+        if end >= schedule.end {
+            return false;
+        }
+        schedule.end = end;
+        self.schedule.set(schedule);
+        true
+    }
 }
 
 /// A thread's share of the run.
@@ -143,6 +168,8 @@ pub struct WorkerSpec {
     pub rate: Option<f64>,
     /// Plain stream connections run in an io_uring loop (else in an epoll loop).
     pub uring: bool,
+    /// The end of the measured period, moved earlier if the run is stopped.
+    pub end: watch::Receiver<u64>,
     pub live: Arc<LiveCounters>,
 }
 
@@ -214,7 +241,8 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
     let ctx = Rc::new(ThreadCtx {
         clock: spec.clock,
         pattern: spec.pattern,
-        schedule: go.schedule,
+        schedule: Cell::new(go.schedule),
+        end: spec.end.clone(),
         pipeline: spec.pipeline,
         timeout_ns: spec.timeout.as_nanos() as u64,
         recorder,
