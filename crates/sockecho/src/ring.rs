@@ -270,6 +270,16 @@ pub(crate) fn transient(e: &io::Error) -> bool {
     .any(|errno| e.raw_os_error() == Some(errno.raw_os_error()))
 }
 
+/// Moves every completion the ring holds into `into` (emptied first) as `(user_data, result,
+/// flags)`, so that handling them may queue new requests on the same ring.
+pub(crate) fn take_completions(ring: &mut IoUring, into: &mut Vec<(u64, i32, u32)>) {
+    into.clear();
+    into.extend(
+        ring.completion()
+            .map(|c| (c.user_data(), c.result(), c.flags())),
+    );
+}
+
 /// Held by a thread that runs a ring: ends the process if that thread panics, because
 /// unwinding would free memory that requests still in the kernel may write into.
 pub(crate) struct AbortOnPanic;

@@ -16,18 +16,15 @@
 //! - The run's phases (measured period, final wait for replies) end for every connection at
 //!   once; `epoll_wait`'s timeout is the next phase end.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io::{self, IoSlice};
 use std::os::fd::OwnedFd;
-use std::time::Instant;
 
 use rustix::buffer::spare_capacity;
 use rustix::event::{Timespec, epoll};
 
 use super::connect::send_once;
 use super::stream::{Conn, Wire};
-use super::timing::Timer;
+use super::timing::{SendTimes, Timer};
 use super::uring::STOP_POLL;
 use super::worker::{ConnPlan, ThreadCtx};
 
@@ -163,7 +160,6 @@ pub(crate) fn run(ctx: &ThreadCtx, sockets: Vec<(ConnPlan, OwnedFd)>) {
 
 fn drive(ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
     let clock = ctx.clock;
-    let schedule = ctx.schedule();
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
     let paced = entries.iter().any(|e| e.conn.flow.plan.pacing.is_some());
     let mut timer = if paced {
@@ -189,18 +185,14 @@ fn drive(ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
         }
     }
 
-    std::thread::sleep(
-        clock
-            .instant(schedule.start)
-            .saturating_duration_since(Instant::now()),
-    );
+    ctx.sleep_until_start();
     let mut now = clock.now();
-    let mut due: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let mut due = SendTimes::default();
     for (i, entry) in entries.iter_mut().enumerate() {
         entry.conn.flow.start(now);
         entry.flush();
         if let Some(at) = entry.pace(now) {
-            due.push(Reverse((at, i)));
+            due.push(at, i);
         }
     }
 
@@ -213,14 +205,12 @@ fn drive(ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
     let mut turn: Vec<usize> = Vec::new();
     let mut events = Vec::with_capacity(EVENTS);
     while open > 0 {
-        if let (Some(timer), Some(Reverse((at, _)))) = (timer.as_mut(), due.peek()) {
-            timer.arm(*at)?;
+        if let (Some(timer), Some(at)) = (timer.as_mut(), due.next()) {
+            timer.arm(at)?;
         }
         // A stop (Ctrl-C) moves the end earlier; it is noticed within a turn, or within
         // STOP_POLL when the loop has nothing to do.
-        ctx.follow_end();
-        let end = ctx.schedule().end;
-        let deadline = if draining { end + ctx.timeout_ns } else { end };
+        let deadline = ctx.phase_deadline(draining);
         let wait = if again.is_empty() {
             let left = deadline
                 .saturating_sub(clock.now())
@@ -280,16 +270,12 @@ fn drive(ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
         turn.clear();
 
         // Open loop: the sends whose time has come.
-        while let Some(&Reverse((at, i))) = due.peek() {
-            if at > now {
-                break;
-            }
-            due.pop();
+        while let Some((at, i)) = due.pop_due(now) {
             let entry = &mut entries[i];
             if entry.scheduled == Some(at) {
                 entry.scheduled = None;
                 if let Some(next) = entry.pace(now) {
-                    due.push(Reverse((next, i)));
+                    due.push(next, i);
                 }
                 open -= usize::from(entry.settle());
             }
@@ -320,7 +306,7 @@ fn step(
     entries: &mut [Entry<'_>],
     i: usize,
     now: u64,
-    due: &mut BinaryHeap<Reverse<(u64, usize)>>,
+    due: &mut SendTimes,
     again: &mut Vec<usize>,
     open: &mut usize,
 ) {
@@ -329,7 +315,7 @@ fn step(
         again.push(i);
     }
     if let Some(at) = entry.pace(now) {
-        due.push(Reverse((at, i)));
+        due.push(at, i);
     }
     *open -= usize::from(entry.settle());
 }

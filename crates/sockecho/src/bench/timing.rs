@@ -7,6 +7,8 @@
 //! 11 ms, and open-loop latency, measured from the due time, would carry that delay as if the
 //! server had caused it. A timerfd wakes within microseconds of the due time.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -201,6 +203,32 @@ impl Pacer {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// Open-loop send times of the connections of a thread's own loop, earliest first. An entry
+/// goes stale when its connection is given another time; the loop tells by comparing with the
+/// time it keeps for that connection.
+#[derive(Debug, Default)]
+pub struct SendTimes(BinaryHeap<Reverse<(u64, usize)>>);
+
+impl SendTimes {
+    /// Connection `conn` sends next at `at`.
+    pub fn push(&mut self, at: u64, conn: usize) {
+        self.0.push(Reverse((at, conn)));
+    }
+
+    /// The earliest send time.
+    pub fn next(&self) -> Option<u64> {
+        self.0.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Takes the earliest entry if it is due by `now`: its time and connection.
+    pub fn pop_due(&mut self, now: u64) -> Option<(u64, usize)> {
+        match self.0.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.0.pop().map(|Reverse(entry)| entry),
+            _ => None,
         }
     }
 }

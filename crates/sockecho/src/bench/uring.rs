@@ -25,8 +25,6 @@
 //! within [`REAP_LIMIT`], that memory is leaked rather than freed under the kernel. Every
 //! `unsafe` block says why it holds.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -35,9 +33,11 @@ use io_uring::{IoUring, cqueue, opcode, types};
 
 use super::payload::{HEADER_LEN, header};
 use super::stream::{Conn, WRITE_BATCH, message_slices};
+use super::timing::SendTimes;
 use super::worker::{ConnPlan, ThreadCtx};
 use crate::ring::{
-    AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, transient,
+    AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
+    take_completions, transient,
 };
 
 /// How long the end of a run waits for cancelled requests to complete.
@@ -169,20 +169,15 @@ impl Loop {
 
     fn drive(&mut self, ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
         let clock = ctx.clock;
-        let schedule = ctx.schedule();
-        std::thread::sleep(
-            clock
-                .instant(schedule.start)
-                .saturating_duration_since(Instant::now()),
-        );
+        ctx.sleep_until_start();
         let mut now = clock.now();
-        let mut due: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+        let mut due = SendTimes::default();
         for (i, entry) in entries.iter_mut().enumerate() {
             entry.conn.flow.start(now);
             self.arm_receive(i, entry);
             self.send(i, entry);
             if let Some(at) = self.pace(i, entry, now) {
-                due.push(Reverse((at, i)));
+                due.push(at, i);
             }
         }
 
@@ -192,12 +187,8 @@ impl Loop {
             self.pool.publish();
             // A stop (Ctrl-C) moves the end earlier; it is noticed within a turn, or within
             // STOP_POLL when the loop has nothing to do.
-            ctx.follow_end();
-            let end = ctx.schedule().end;
-            let deadline = if draining { end + ctx.timeout_ns } else { end };
-            let wake = due
-                .peek()
-                .map_or(deadline, |Reverse((at, _))| (*at).min(deadline));
+            let deadline = ctx.phase_deadline(draining);
+            let wake = due.next().map_or(deadline, |at| at.min(deadline));
             // From the clock as it is now, after this turn's work, so the wake-up is not late
             // by that work.
             let left = wake
@@ -213,12 +204,7 @@ impl Loop {
                 Err(e) => return Err(e),
             }
             now = clock.now();
-            completions.clear();
-            completions.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
+            take_completions(&mut self.ring, &mut completions);
             for &(data, result, flags) in &completions {
                 let i = (data >> 8) as usize;
                 match data & 0xff {
@@ -227,22 +213,18 @@ impl Loop {
                     _ => {}
                 }
                 if let Some(at) = self.pace(i, &mut entries[i], now) {
-                    due.push(Reverse((at, i)));
+                    due.push(at, i);
                 }
                 self.settle(i, &mut entries[i]);
             }
 
             // Open loop: the sends whose time has come.
-            while let Some(&Reverse((at, i))) = due.peek() {
-                if at > now {
-                    break;
-                }
-                due.pop();
+            while let Some((at, i)) = due.pop_due(now) {
                 let entry = &mut entries[i];
                 if entry.scheduled == Some(at) {
                     entry.scheduled = None;
                     if let Some(next) = self.pace(i, entry, now) {
-                        due.push(Reverse((next, i)));
+                        due.push(next, i);
                     }
                     self.settle(i, entry);
                 }

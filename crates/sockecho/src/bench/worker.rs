@@ -140,6 +140,21 @@ impl ThreadCtx {
         self.schedule.get()
     }
 
+    /// Sleeps until the run starts (for the loops that do not run on tokio).
+    pub fn sleep_until_start(&self) {
+        let start = self.clock.instant(self.schedule().start);
+        std::thread::sleep(start.saturating_duration_since(Instant::now()));
+    }
+
+    /// When the current phase ends — the measured period, or once `draining` the final wait
+    /// for replies — after taking in a stop the coordinator may have sent (see
+    /// [`follow_end`](ThreadCtx::follow_end)).
+    pub fn phase_deadline(&self, draining: bool) -> u64 {
+        self.follow_end();
+        let end = self.schedule().end;
+        if draining { end + self.timeout_ns } else { end }
+    }
+
     /// Takes in an earlier end from the coordinator (the run was stopped), if one came since.
     /// `true` if the schedule changed.
     pub fn follow_end(&self) -> bool {

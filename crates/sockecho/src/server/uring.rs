@@ -44,7 +44,8 @@ use super::Shared;
 use super::echo::{CloseReason, DRAIN_SETTLE, SCRATCH_SIZE};
 use super::stream::{Conn, ConnLog};
 use crate::ring::{
-    AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, transient,
+    AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
+    take_completions, transient,
 };
 
 /// A connection whose queue of unsent echo grows past this stops receiving, as the tokio path
@@ -432,12 +433,7 @@ impl Ring {
                 Err(e) => return Err(e),
             }
             self.now = Instant::now();
-            completions.clear();
-            completions.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
+            take_completions(&mut self.ring, &mut completions);
             for &(data, result, flags) in &completions {
                 self.complete(data, result, flags);
             }
