@@ -12,9 +12,12 @@
 //!   takes a buffer from a pool shared by the whole engine (a *provided buffer ring*) only when
 //!   bytes arrive, and only as many bytes of it as arrived (the pool is consumed incrementally).
 //!   The echo is sent straight from the pool; a buffer goes back once the kernel has filled it
-//!   and every echo sent from it has completed, normally within the turn.
+//!   and every echo sent from it has completed, normally within the turn. Bytes that arrive
+//!   while a send is under way wait in the pool too, and the next send gathers up to
+//!   [`GATHER`] of those pieces into one write (a 1 MiB message arrives as 16 receives).
 //! - **Backpressure.** Sends are non-blocking (`MSG_DONTWAIT`). Bytes the peer's socket cannot
-//!   take yet are copied out of the pool into the connection's own queue, and the connection
+//!   take yet are copied out of the pool into one piece of the connection's own memory, and the
+//!   connection
 //!   stops receiving (its receive is cancelled) until the queue is written, so a client that
 //!   never reads cannot hold pool buffers or make the server buffer without bound. The cancel
 //!   takes effect at the next loop turn, so a queue can overshoot its limit by what one turn
@@ -284,6 +287,28 @@ enum Chunk {
     Owned { bytes: Vec<u8>, off: usize },
 }
 
+/// Chunks one send gathers at most.
+const GATHER: usize = 16;
+
+/// The memory a gathered send points the kernel at: one `iovec` per chunk, and the header.
+struct Gather {
+    iov: [libc::iovec; GATHER],
+    msg: libc::msghdr,
+}
+
+impl Gather {
+    fn new() -> Box<Gather> {
+        Box::new(Gather {
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; GATHER],
+            // SAFETY: `msghdr` is plain data; all zeros is an empty header.
+            msg: unsafe { std::mem::zeroed() },
+        })
+    }
+}
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -315,8 +340,13 @@ struct Live {
     receiving: bool,
     /// A cancel of the receive has been asked for (backpressure) and not yet completed.
     recv_cancelling: bool,
-    /// A send of the queue's front chunk is in flight.
+    /// A send of the queue's front chunk (or, gathered, of its first chunks) is in flight.
     sending: bool,
+    /// The gather list of a send of several chunks at once, made the first time one is needed
+    /// and kept: the kernel reads it while the send is in flight, so it must not move.
+    gather: Option<Box<Gather>>,
+    /// Bytes the send in flight asked to send.
+    send_len: usize,
     /// The socket was full: waiting for it to be writable before sending again.
     waiting_writable: bool,
     /// The peer sent EOF.
@@ -569,8 +599,9 @@ impl Ring {
                 let data = pool.bytes(bid, range.clone());
                 tracing::info!(target: crate::DATA_LOG, "{}: {}", live.conn.peer, String::from_utf8_lossy(data).trim());
             }
-            if live.queue.is_empty() && !live.sending {
-                // The fast path: sent straight from the pool.
+            if !live.waiting_writable {
+                // The fast path: sent straight from the pool. Bytes that arrive while a send is
+                // under way queue up in the pool too, and go out together in the next send.
                 pool.hold(bid);
                 live.queue.push_back(Chunk::Pooled {
                     bid,
@@ -578,13 +609,13 @@ impl Ring {
                     len: range.end,
                 });
             } else {
-                // Something is ahead of it: keep the bytes in the connection's own memory, so
-                // the pool is not held by a slow peer. The chunk an in-flight send reads from
-                // is never appended to.
+                // The peer is not reading (the receive is being cancelled): keep the bytes in
+                // the connection's own memory, so the pool is not held by a slow peer. No send
+                // is in flight while waiting for writability, so no send reads the chunk that
+                // is appended to.
                 let data = pool.bytes(bid, range);
-                let back_in_flight = live.sending && live.queue.len() == 1;
                 let appendable = match live.queue.back_mut() {
-                    Some(Chunk::Owned { bytes, .. }) if !back_in_flight => Some(bytes),
+                    Some(Chunk::Owned { bytes, .. }) if !live.sending => Some(bytes),
                     _ => None,
                 };
                 match appendable {
@@ -652,35 +683,44 @@ impl Ring {
             live.last_activity = now;
         }
         live.queued -= sent;
-        let Some(front) = live.queue.front_mut() else {
-            return;
-        };
-        let done = match front {
-            Chunk::Pooled { off, len, .. } => {
-                *off += sent;
-                off == len
+        // The send covered the queue's first chunks in order: drop those it finished.
+        let mut left = sent;
+        while let Some(front) = live.queue.front_mut() {
+            let (off, len) = match front {
+                Chunk::Pooled { off, len, .. } => (off, *len),
+                Chunk::Owned { bytes, off } => (off, bytes.len()),
+            };
+            let take = left.min(len - *off);
+            *off += take;
+            left -= take;
+            if *off < len {
+                break;
             }
-            Chunk::Owned { bytes, off } => {
-                *off += sent;
-                *off == bytes.len()
-            }
-        };
-        if done {
             if let Some(Chunk::Pooled { bid, .. }) = live.queue.pop_front() {
                 pool.release(bid);
             }
+        }
+        if live.queue.is_empty() || sent == live.send_len {
+            // All of it went: the next send, if anything is queued, follows at once.
             return;
         }
-        // The peer's socket is full. Move the rest out of the pool, wait until it is writable,
-        // and stop receiving meanwhile.
-        if let Chunk::Pooled { bid, off, len } = *front {
-            let rest = pool.bytes(bid, off..len).to_vec();
-            *front = Chunk::Owned {
-                bytes: rest,
-                off: 0,
-            };
-            pool.release(bid);
+        // The peer's socket is full. Move everything queued out of the pool into one piece of
+        // the connection's own memory, wait until the socket is writable, and stop receiving
+        // meanwhile. (No send is in flight: this was it.)
+        let mut rest = Vec::with_capacity(live.queued);
+        for chunk in live.queue.drain(..) {
+            match chunk {
+                Chunk::Pooled { bid, off, len } => {
+                    rest.extend_from_slice(pool.bytes(bid, off..len));
+                    pool.release(bid);
+                }
+                Chunk::Owned { bytes, off } => rest.extend_from_slice(&bytes[off..]),
+            }
         }
+        live.queue.push_back(Chunk::Owned {
+            bytes: rest,
+            off: 0,
+        });
         live.waiting_writable = true;
         live.outstanding += 1;
         let entry = opcode::PollAdd::new(types::Fd(live.fd.as_raw_fd()), libc::POLLOUT as u32)
@@ -756,6 +796,8 @@ impl Ring {
                 recv_cancelling: false,
                 sending: false,
                 waiting_writable: false,
+                gather: None,
+                send_len: 0,
                 peer_eof: false,
                 cancel_all_sent: false,
             };
@@ -847,9 +889,11 @@ impl Ring {
                     conn,
                     log,
                     queue,
+                    gather,
                     ..
                 } = live;
                 std::mem::forget(queue);
+                std::mem::forget(gather);
                 drop(fd);
                 log.closed(
                     &conn,
@@ -882,9 +926,11 @@ enum Next {
 /// most one receive, one send (or wait for writability) and one cancel in the ring at a time.
 ///
 /// The requests it makes point only at memory that outlives them: a send reads the queue's
-/// front chunk, which is neither given back to the pool (if pooled) nor appended to or dropped
-/// (if owned) while `sending` is set; a receive writes only into pool buffers the kernel picks
-/// itself.
+/// first chunks (one, or up to [`GATHER`] through the connection's boxed gather list), which
+/// are neither given back to the pool (if pooled) nor appended to or dropped (if owned) while
+/// `sending` is set — new chunks only join the back of the queue, and owned ones grow only
+/// while no send is in flight — and the gather list is rewritten only by the next send; a
+/// receive writes only into pool buffers the kernel picks itself.
 fn next_request(live: &mut Live, pool: &Pool) -> Next {
     let fd = types::Fd(live.fd.as_raw_fd());
     if live.phase == Phase::Closing {
@@ -900,24 +946,37 @@ fn next_request(live: &mut Live, pool: &Pool) -> Next {
         return Next::Request(cancel, Op::Cancel);
     }
     if live.phase == Phase::Echo {
-        if !live.sending
-            && !live.waiting_writable
-            && let Some(front) = live.queue.front()
-        {
-            let (bytes, len) = match front {
-                Chunk::Pooled { bid, off, len } => {
-                    // SAFETY: `off <= len <= BUF_SIZE`: inside buffer `bid`.
-                    (
-                        unsafe { pool.buffer(*bid).add(*off) }.cast_const(),
-                        len - off,
-                    )
-                }
-                Chunk::Owned { bytes, off } => (bytes[*off..].as_ptr(), bytes.len() - off),
-            };
+        if !live.sending && !live.waiting_writable && !live.queue.is_empty() {
             live.sending = true;
             live.outstanding += 1;
-            let send = opcode::Send::new(fd, bytes, len as u32)
-                .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+            if live.queue.len() == 1 {
+                let (bytes, len) = chunk_bytes(&live.queue[0], pool);
+                live.send_len = len;
+                let send = opcode::Send::new(fd, bytes, len as u32)
+                    .flags(flags)
+                    .build();
+                return Next::Request(send, Op::Send);
+            }
+            // Several chunks: one send gathers them, so a burst of receives goes out as one
+            // large write, as the bytes sit, without copying them together first.
+            let gather = live.gather.get_or_insert_with(Gather::new);
+            let mut total = 0;
+            let mut n = 0;
+            for chunk in live.queue.iter().take(GATHER) {
+                let (bytes, len) = chunk_bytes(chunk, pool);
+                gather.iov[n] = libc::iovec {
+                    iov_base: bytes.cast_mut().cast(),
+                    iov_len: len,
+                };
+                total += len;
+                n += 1;
+            }
+            gather.msg.msg_iov = gather.iov.as_mut_ptr();
+            gather.msg.msg_iovlen = n as _;
+            live.send_len = total;
+            let send = opcode::SendMsg::new(fd, &gather.msg)
+                .flags(flags as u32)
                 .build();
             return Next::Request(send, Op::Send);
         }
@@ -948,6 +1007,18 @@ fn next_request(live: &mut Live, pool: &Pool) -> Next {
         return Next::Request(opcode::RecvMulti::new(fd, BUF_GROUP).build(), Op::Recv);
     }
     Next::Nothing
+}
+
+/// Where a queued chunk's unsent bytes are, and how many there are.
+fn chunk_bytes(chunk: &Chunk, pool: &Pool) -> (*const u8, usize) {
+    match chunk {
+        // SAFETY: `off <= len <= BUF_SIZE`: inside buffer `bid`.
+        Chunk::Pooled { bid, off, len } => (
+            unsafe { pool.buffer(*bid).add(*off) }.cast_const(),
+            len - off,
+        ),
+        Chunk::Owned { bytes, off } => (bytes[*off..].as_ptr(), bytes.len() - off),
+    }
 }
 
 /// Ends the echo of a connection on an I/O error.
