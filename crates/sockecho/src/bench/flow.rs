@@ -69,15 +69,9 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// When the current phase ends: the measured period, then, once draining, the final wait
-    /// for replies, which gives the last messages sent the full timeout to be answered.
+    /// When the current phase ends (see [`ThreadCtx::deadline`]).
     pub fn deadline(&self) -> u64 {
-        let schedule = self.ctx.schedule();
-        if self.draining {
-            schedule.end + self.ctx.timeout_ns
-        } else {
-            schedule.end
-        }
+        self.ctx.deadline(self.draining)
     }
 
     /// The timer for the end of the run: first the end of the measured period, then, once

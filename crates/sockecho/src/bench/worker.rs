@@ -146,13 +146,18 @@ impl ThreadCtx {
         std::thread::sleep(start.saturating_duration_since(Instant::now()));
     }
 
-    /// When the current phase ends — the measured period, or once `draining` the final wait
-    /// for replies — after taking in a stop the coordinator may have sent (see
-    /// [`follow_end`](ThreadCtx::follow_end)).
-    pub fn phase_deadline(&self, draining: bool) -> u64 {
-        self.follow_end();
+    /// When the current phase ends: the measured period, or once `draining` the final wait
+    /// for replies, which gives the last messages sent the full timeout to be answered.
+    pub fn deadline(&self, draining: bool) -> u64 {
         let end = self.schedule().end;
         if draining { end + self.timeout_ns } else { end }
+    }
+
+    /// [`deadline`](ThreadCtx::deadline), after taking in a stop the coordinator may have sent
+    /// (see [`follow_end`](ThreadCtx::follow_end)).
+    pub fn phase_deadline(&self, draining: bool) -> u64 {
+        self.follow_end();
+        self.deadline(draining)
     }
 
     /// Takes in an earlier end from the coordinator (the run was stopped), if one came since.
