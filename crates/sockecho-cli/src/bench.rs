@@ -159,7 +159,9 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let timeout = config.timeout;
-    let outcome = runtime.block_on(async {
+    let save_hist = opts.save_hist.clone();
+    let json = opts.json;
+    let finished = runtime.block_on(async {
         let progress = Progress::new();
         let display = show_progress.then(|| tokio::spawn(show(progress.clone())));
         let signals = tokio::spawn(stop_on_signal(progress.clone(), timeout));
@@ -169,25 +171,33 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
             display.abort();
             let _ = display.await;
         }
-        outcome
+        let outcome = outcome?;
+        // The run is over: from here a signal quits at once, even while writing the output
+        // is held up (a full pipe, a slow disk), so the writing runs off this thread.
+        let quit = tokio::spawn(quit_on_signal());
+        let written = tokio::task::spawn_blocking(move || -> anyhow::Result<ExitCode> {
+            if let Some(path) = &save_hist {
+                save(path, |out| hlog::write(out, &outcome))?;
+            }
+            print_report(&outcome.report, json)?;
+            Ok(verdict(&outcome.report))
+        })
+        .await;
+        quit.abort();
+        Ok(written)
     });
-    let outcome = match outcome {
-        Ok(o) => o,
+    match finished {
+        Ok(written) => written.context("writing the report failed")?,
         Err(BenchError::Invalid(problem)) => {
             eprintln!("error: {problem}");
-            return Ok(ExitCode::from(2));
+            Ok(ExitCode::from(2))
         }
         Err(BenchError::Interrupted) => {
             eprintln!("bench: stopped before the measured period began; nothing to report");
-            return Ok(ExitCode::from(130));
+            Ok(ExitCode::from(130))
         }
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(path) = &opts.save_hist {
-        save(path, |out| hlog::write(out, &outcome))?;
+        Err(e) => Err(e.into()),
     }
-    print_report(&outcome.report, opts.json)?;
-    Ok(verdict(&outcome.report))
 }
 
 fn merge_main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
@@ -237,6 +247,22 @@ async fn stop_on_signal(progress: Arc<Progress>, timeout: Duration) {
         humantime::format_duration(timeout)
     );
     progress.stop();
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    std::process::exit(130);
+}
+
+/// Exits at once (130) on SIGINT or SIGTERM.
+async fn quit_on_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}

@@ -113,6 +113,9 @@ impl<'a> Flow<'a> {
     /// first, so under steady load the phase timer may never get its turn.
     #[inline]
     pub fn drain_if_over(&mut self, now: u64, phase: Pin<&mut Sleep>) {
+        // A stop is taken in here too: under steady load the branch that hears of it may not
+        // get its turn either.
+        self.ctx.follow_end();
         if !self.draining && now >= self.ctx.schedule().end {
             self.drain(phase);
         }

@@ -169,12 +169,14 @@ impl Progress {
         })
     }
 
-    /// Ends the run early (for Ctrl-C): the measured period ends now, no message is sent from
-    /// here on, the replies in flight get the usual final wait, and [`run`] reports what was
-    /// measured up to now, marked `interrupted`. Before the measured period has begun there is
+    /// Ends the run early (for Ctrl-C): the measured period ends a moment from now (100 ms, so
+    /// that every load thread has heard of it before it passes), no message is sent after
+    /// that, the replies in flight get the usual final wait, and [`run`] reports what was
+    /// measured, marked `interrupted`. If the measured period has not begun by then there is
     /// nothing to report: [`run`] stops and returns [`BenchError::Interrupted`].
     pub fn stop(&self) {
-        let at = self.live.get().map_or(0, |live| live.clock.now());
+        let ahead = 2 * worker::STOP_POLL.as_nanos() as u64;
+        let at = self.live.get().map_or(0, |live| live.clock.now() + ahead);
         self.end.send_modify(|end| *end = (*end).min(at));
     }
 }
@@ -243,8 +245,9 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     for rx in connected_rx {
         // Dropping `go_tx` on return calls the threads off.
         let c = tokio::select! {
-            c = rx => c.map_err(|_| BenchError::WorkerLost)?,
+            biased;
             _ = end_rx.wait_for(|&end| end != u64::MAX) => return Err(BenchError::Interrupted),
+            c = rx => c.map_err(|_| BenchError::WorkerLost)?,
         };
         per_thread.push(c.established);
         failed += c.failed;
@@ -272,6 +275,9 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         );
     }
 
+    if *end_rx.borrow() != u64::MAX {
+        return Err(BenchError::Interrupted);
+    }
     let start = clock.now() + START_MARGIN.as_nanos() as u64;
     let warm_end = start + config.warmup.as_nanos() as u64;
     let schedule = Schedule {

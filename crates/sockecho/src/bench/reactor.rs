@@ -25,8 +25,7 @@ use rustix::event::{Timespec, epoll};
 use super::connect::send_once;
 use super::stream::{Conn, Wire};
 use super::timing::{SendTimes, Timer};
-use super::uring::STOP_POLL;
-use super::worker::{ConnPlan, ThreadCtx};
+use super::worker::{ConnPlan, STOP_POLL, ThreadCtx};
 
 /// Epoll data of the pacing timer; connections use their index.
 const TIMER: u64 = u64::MAX;

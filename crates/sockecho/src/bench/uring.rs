@@ -34,7 +34,7 @@ use io_uring::{IoUring, cqueue, opcode, types};
 use super::payload::{HEADER_LEN, header};
 use super::stream::{Conn, WRITE_BATCH, message_slices};
 use super::timing::SendTimes;
-use super::worker::{ConnPlan, ThreadCtx};
+use super::worker::{ConnPlan, STOP_POLL, ThreadCtx};
 use crate::ring::{
     AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
     take_completions, transient,
@@ -42,9 +42,6 @@ use crate::ring::{
 
 /// How long the end of a run waits for cancelled requests to complete.
 const REAP_LIMIT: Duration = Duration::from_secs(5);
-
-/// The longest an idle loop waits before looking whether the run was stopped.
-pub(super) const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// What a completion is for, in the low byte of its `user_data`; the connection's index is
 /// above it.

@@ -29,6 +29,11 @@ use crate::net_error::describe_connect_error;
 /// server's listen backlog.
 const CONNECT_CONCURRENCY: usize = 256;
 
+/// The longest a load thread's own loop waits before looking whether the run was stopped.
+/// A stop ends the measured period twice this long after it is asked for, so every loop has
+/// learnt of it before it passes and no message sent after the end counts as measured.
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(50);
+
 /// The phases of a run, in clock nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {

@@ -329,7 +329,8 @@ struct Live {
     phase: Phase,
     /// Why it ended, once `phase` is `Closing`.
     outcome: Option<io::Result<CloseReason>>,
-    /// Echo bytes not yet sent, oldest first. The front one is what an in-flight send sends.
+    /// Echo bytes not yet sent, oldest first. An in-flight send sends the first one, or gathers
+    /// the first [`GATHER`].
     queue: VecDeque<Chunk>,
     queued: usize,
     last_activity: Instant,
