@@ -17,7 +17,7 @@ use sockecho::bench::{
     self, BenchConfig, BenchError, LatencySummary, LoadIo, Progress, Report, hlog, merge,
 };
 
-use crate::cli::{IoChoice, Verbosity, parse_duration};
+use crate::cli::{Interrupts, IoChoice, Verbosity, parse_duration};
 
 /// Load an echo server and measure throughput, latency and correctness.
 ///
@@ -230,43 +230,26 @@ fn merge_main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
 /// On the first SIGINT or SIGTERM, ends the run early so that it reports what it measured; on
 /// a second, exits at once (130), as an impatient user expects.
 async fn stop_on_signal(progress: Arc<Progress>, timeout: Duration) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        // Without handlers the signals keep their default action: the process ends.
+    // Without handlers the signals keep their default action: the process ends.
+    let Ok(mut signals) = Interrupts::new() else {
         return;
     };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
+    signals.next().await;
     eprintln!(
         "bench: stopping; waiting up to {} for the replies in flight (again to quit now)",
         humantime::format_duration(timeout)
     );
     progress.stop();
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
+    signals.next().await;
     std::process::exit(130);
 }
 
 /// Exits at once (130) on SIGINT or SIGTERM.
 async fn quit_on_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let Ok(mut signals) = Interrupts::new() else {
         return;
     };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
+    signals.next().await;
     std::process::exit(130);
 }
 

@@ -202,6 +202,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 250ms or 5m"))
 }
 
+/// SIGINT and SIGTERM, the two ways a user or a service manager asks a command to stop, as one
+/// stream. Once made, neither signal ends the process by itself any more.
+pub struct Interrupts {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    /// Installs the handlers. Needs a tokio runtime with signals enabled.
+    pub fn new() -> anyhow::Result<Interrupts> {
+        use anyhow::Context;
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Interrupts {
+            interrupt: signal(SignalKind::interrupt())
+                .context("cannot install a SIGINT handler")?,
+            terminate: signal(SignalKind::terminate())
+                .context("cannot install a SIGTERM handler")?,
+        })
+    }
+
+    /// Waits for the next of either signal; returns its name.
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,16 +60,9 @@ pub fn main(opts: PingOpts) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(config: PingConfig) -> anyhow::Result<ExitCode> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    let mut signals = crate::cli::Interrupts::new()?;
     let stop = async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
+        signals.next().await;
     };
     let size = config.size;
     let timeout = config.timeout;

@@ -97,14 +97,9 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
 
 /// Completes on the first SIGINT or SIGTERM and logs which one came.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    let mut signals = crate::cli::Interrupts::new()?;
     Ok(async move {
-        let name = tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
-        };
+        let name = signals.next().await;
         tracing::info!("received {name}");
     })
 }
