@@ -78,6 +78,8 @@ class Case:
     transport: str
     conns: int
     size: int
+    # Messages in flight per connection (`bench --pipeline`).
+    pipeline: int = 1
 
 
 def size_label(n: int) -> str:
@@ -97,6 +99,9 @@ def all_cases(mem_conns: int) -> list[Case]:
         ("udp", 50, 64),
     ]
     cases = [Case(f"{t}-{c}x{size_label(s)}", "load", t, c, s) for t, c, s in load]
+    # 16 datagrams in flight per socket: the server's queue never runs dry, and a burst from one
+    # client can arrive (and be echoed) as one buffer.
+    cases.append(Case("udp-50x64-p16", "load", "udp", 50, 64, 16))
     cases.append(Case("loadgen-50x64", "loadgen", "tcp", 50, 64))
     cases.append(Case(f"mem-{mem_conns}x16KiB", "mem", "tcp", mem_conns, MEM_PAYLOAD))
     return cases
@@ -417,6 +422,8 @@ def load_argv(ctx: Context, loadgen: str, case: Case, srv: Running) -> list[str]
             f"{round(opts.duration * 1000)}ms",
             "--warmup",
             f"{round(opts.warmup * 1000)}ms",
+            "--pipeline",
+            str(case.pipeline),
             "--json",
         ]
     return [

@@ -16,21 +16,40 @@ use super::timing::{Pacer, fire};
 use super::window::Match;
 use super::worker::{ConnPlan, ThreadCtx};
 
-/// Datagrams read per wake-up before other sockets get a turn.
+/// Receives per wake-up before other sockets get a turn.
 const RECVS_PER_WAKE: usize = 64;
+
+/// Most datagrams sent in one segmented send (the kernel's limit in every version that has
+/// UDP GSO).
+const GSO_SEGMENTS: usize = 64;
+/// Most bytes in one segmented send: what one IPv4 datagram could carry.
+pub(crate) const GSO_BYTES: usize = 65_507;
 
 struct Conn<'a> {
     flow: Flow<'a>,
     /// First queued message not yet sent; those from it to `window.next_seq()` wait for room
     /// in the socket buffer.
     next_send: u64,
+    /// Most messages per send: more than one when queued messages may leave in one segmented
+    /// send (UDP GSO).
+    burst: usize,
+    /// Scratch space for the kernel's note of how a received buffer divides into datagrams.
+    cmsg: Vec<u8>,
 }
 
 /// Drives one datagram socket until the run ends, then adds its counts to the thread's totals.
 pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPlan) {
+    let size = ctx.pattern.size();
+    let burst = if ctx.udp_offload && socket.enable_udp_offload() {
+        (GSO_BYTES / size.max(1)).clamp(1, GSO_SEGMENTS)
+    } else {
+        1
+    };
     let mut conn = Conn {
         flow: Flow::new(&ctx, plan),
         next_send: 0,
+        burst,
+        cmsg: nix::cmsg_space!(libc::c_int),
     };
     if let End::Broken(e) = conn.drive(&socket).await {
         if e.raw_os_error() == Some(rustix::io::Errno::MSGSIZE.raw_os_error()) {
@@ -123,16 +142,38 @@ impl Conn<'_> {
         }
     }
 
-    /// Sends queued messages until done or the socket is full. `Ok(true)` when all are out.
+    /// Sends queued messages until done or the socket is full, several per system call where
+    /// the socket allows. `Ok(true)` when all are out.
     fn flush(&mut self, socket: &DatagramSocket) -> io::Result<bool> {
         let pattern = &self.flow.ctx.pattern;
         let size = pattern.size();
         while self.next_send < self.flow.window.next_seq() {
+            let queued = self.flow.window.next_seq() - self.next_send;
+            let count = usize::try_from(queued)
+                .unwrap_or(usize::MAX)
+                .min(self.burst);
             let mut buf = self.flow.ctx.send_buf.borrow_mut();
-            pattern.write(self.next_send, self.flow.plan.id, &mut buf[..size]);
-            match socket.try_send(&buf[..size]) {
-                Ok(_) => self.next_send += 1,
+            for (i, out) in buf[..count * size]
+                .chunks_exact_mut(size.max(1))
+                .enumerate()
+            {
+                pattern.write(self.next_send + i as u64, self.flow.plan.id, out);
+            }
+            let sent = if count > 1 {
+                // `burst` > 1 only for sizes that fit a u16.
+                socket.try_send_segmented(&buf[..count * size], size as u16)
+            } else {
+                socket.try_send(&buf[..size])
+            };
+            match sent {
+                Ok(_) => self.next_send += count as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if count > 1 && e.kind() != io::ErrorKind::ConnectionRefused => {
+                    // The route's device cannot segment (EIO), or the kernel refuses the burst:
+                    // send one datagram per call from now on.
+                    tracing::debug!("segmented send failed ({e}); sending datagrams one by one");
+                    self.burst = 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     // An ICMP "port unreachable" for an earlier datagram; this one may still
                     // arrive if the server comes back, and times out otherwise.
@@ -147,18 +188,23 @@ impl Conn<'_> {
     /// Reads and checks the replies that have arrived.
     fn receive(&mut self, socket: &DatagramSocket) -> io::Result<()> {
         let ctx = self.flow.ctx;
-        let size = ctx.pattern.size();
         let mut replies = 0;
         let mut bytes = 0;
         for _ in 0..RECVS_PER_WAKE {
             let mut scratch = ctx.scratch.borrow_mut();
-            // One byte more than a message, so a longer reply shows as longer.
-            let buf = &mut scratch[..size + 1];
-            match socket.try_recv(buf) {
-                Ok(n) => {
+            // At least one byte more than a message, so a longer reply shows as longer.
+            let buf = &mut scratch[..];
+            match socket.try_recv_segmented(buf, &mut self.cmsg) {
+                Ok((n, segment)) => {
                     let now = ctx.clock.now();
-                    self.check(&buf[..n], now);
-                    replies += 1;
+                    if n == 0 {
+                        self.check(&[], now);
+                        replies += 1;
+                    }
+                    for reply in buf[..n].chunks(segment.max(1)) {
+                        self.check(reply, now);
+                        replies += 1;
+                    }
                     bytes += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -224,6 +224,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             connect_timeout: config.connect_timeout,
             rate: config.rate,
             uring: io == Driver::Uring,
+            udp_offload: config.udp_offload,
             end: end_rx.clone(),
             live,
         };

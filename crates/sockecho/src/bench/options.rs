@@ -71,6 +71,10 @@ pub struct BenchConfig {
     pub sources: Vec<IpAddr>,
     /// The event loop for plain TCP and Unix connections.
     pub io: LoadIo,
+    /// UDP: send queued messages several per system call (GSO) and take replies the kernel
+    /// hands over together (GRO), where the kernel supports it. The datagrams on the wire are
+    /// the same either way.
+    pub udp_offload: bool,
 }
 
 /// The event loop that drives plain TCP and Unix stream connections. TLS connections and
@@ -103,6 +107,7 @@ impl BenchConfig {
             connect: ConnectOptions::default(),
             sources: Vec::new(),
             io: LoadIo::Auto,
+            udp_offload: true,
         }
     }
 

@@ -349,6 +349,7 @@ mod tests {
             end: tokio::sync::watch::channel(u64::MAX).1,
             pipeline: PIPELINE,
             timeout_ns: 2_000_000_000,
+            udp_offload: false,
             recorder: ThreadRecorder::default(),
             live: Arc::default(),
             scratch: RefCell::new(vec![0; SIZE + 1]),

@@ -130,11 +130,14 @@ pub struct ThreadCtx {
     pub end: watch::Receiver<u64>,
     pub pipeline: usize,
     pub timeout_ns: u64,
+    /// UDP sockets send and receive several datagrams per system call where they can.
+    pub udp_offload: bool,
     pub recorder: ThreadRecorder,
     pub live: Arc<LiveCounters>,
     /// Receive buffer, borrowed only within one synchronous read.
     pub scratch: RefCell<Vec<u8>>,
-    /// Send buffer for datagrams, which must leave as one piece.
+    /// Send buffer for datagrams, which must leave as one piece: one message, or a burst of
+    /// them for a segmented send.
     pub send_buf: RefCell<Vec<u8>>,
 }
 
@@ -193,6 +196,8 @@ pub struct WorkerSpec {
     pub rate: Option<f64>,
     /// Plain stream connections run in an io_uring loop (else in an epoll loop).
     pub uring: bool,
+    /// UDP sockets send and receive several datagrams per system call where they can.
+    pub udp_offload: bool,
     /// The end of the measured period, moved earlier if the run is stopped.
     pub end: watch::Receiver<u64>,
     pub live: Arc<LiveCounters>,
@@ -270,10 +275,11 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         end: spec.end.clone(),
         pipeline: spec.pipeline,
         timeout_ns: spec.timeout.as_nanos() as u64,
+        udp_offload: spec.udp_offload,
         recorder,
         live: spec.live,
         scratch: RefCell::new(vec![0; (size + 1).max(64 * 1024)]),
-        send_buf: RefCell::new(vec![0; size]),
+        send_buf: RefCell::new(vec![0; size.max(super::datagram::GSO_BYTES)]),
     });
     let mut plain = Vec::new();
     let mut tasks = Vec::new();

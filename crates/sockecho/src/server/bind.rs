@@ -154,6 +154,7 @@ pub(crate) fn adopt(socket: InheritedSocket) -> io::Result<Listener> {
         }
         InheritedSocket::Udp(s) => {
             s.set_nonblocking(true)?;
+            super::datagram::receive_coalesced(&s);
             let endpoint = Endpoint::inet(Transport::Udp, s.local_addr()?);
             (Socket::Udp(UdpSocket::from_std(s)?), endpoint)
         }
@@ -282,6 +283,7 @@ fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Re
         // net.core.rmem_max / wmem_max, and a smaller buffer only means earlier drops.
         let _ = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER);
         let _ = socket.set_send_buffer_size(UDP_SOCKET_BUFFER);
+        super::datagram::receive_coalesced(&socket);
         socket.bind(&addr.into())?;
         let socket = UdpSocket::from_std(socket.into())?;
         let local = socket.local_addr()?;
