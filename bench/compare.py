@@ -80,6 +80,8 @@ class Case:
     size: int
     # Messages in flight per connection (`bench --pipeline`).
     pipeline: int = 1
+    # More `sockecho bench` flags.
+    bench_flags: tuple[str, ...] = ()
 
 
 def size_label(n: int) -> str:
@@ -99,9 +101,11 @@ def all_cases(mem_conns: int) -> list[Case]:
         ("udp", 50, 64),
     ]
     cases = [Case(f"{t}-{c}x{size_label(s)}", "load", t, c, s) for t, c, s in load]
-    # 16 datagrams in flight per socket: the server's queue never runs dry, and a burst from one
-    # client can arrive (and be echoed) as one buffer.
+    # 16 datagrams in flight per socket: the server's queue never runs dry. Then the same from
+    # clients that send their queued datagrams in one call (UDP GSO), as QUIC stacks do: a burst
+    # arrives at once, and a server with UDP GRO takes and echoes it as one buffer.
     cases.append(Case("udp-50x64-p16", "load", "udp", 50, 64, 16))
+    cases.append(Case("udp-50x64-p16-gso", "load", "udp", 50, 64, 16, ("--udp-offload",)))
     cases.append(Case("loadgen-50x64", "loadgen", "tcp", 50, 64))
     cases.append(Case(f"mem-{mem_conns}x16KiB", "mem", "tcp", mem_conns, MEM_PAYLOAD))
     return cases
@@ -424,6 +428,7 @@ def load_argv(ctx: Context, loadgen: str, case: Case, srv: Running) -> list[str]
             f"{round(opts.warmup * 1000)}ms",
             "--pipeline",
             str(case.pipeline),
+            *case.bench_flags,
             "--json",
         ]
     return [

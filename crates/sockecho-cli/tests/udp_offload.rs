@@ -1,8 +1,8 @@
 //! UDP segmentation offload: a burst of equal-size datagrams sent in one call (GSO), taken by
 //! the server as one buffer (GRO), must come back as the same datagrams, one by one, in order;
 //! per-datagram rules (rate limit, data log, counters) still count each one. And `bench` must
-//! send its queued messages that way, verify replies that arrive together, and stop doing so
-//! when told.
+//! send its queued messages that way only when asked (`--udp-offload`), and verify each of the
+//! replies that arrive together.
 
 mod bench_support;
 mod common;
@@ -70,25 +70,27 @@ fn burst() -> Vec<u8> {
 
 #[test]
 fn a_burst_sent_in_one_call_comes_back_as_the_same_datagrams() {
-    let mut server = Server::start(&["udp://127.0.0.1:0"], &[]);
-    let addr = server.udp();
-    let peer = udp_peer(addr);
-    send_segmented(&peer, addr, &burst(), 100);
-    for i in 0..10u8 {
+    for endpoint in ["udp://127.0.0.1:0", "udp://[::1]:0"] {
+        let mut server = Server::start(&[endpoint], &[]);
+        let addr = server.udp();
+        let peer = udp_peer(addr);
+        send_segmented(&peer, addr, &burst(), 100);
+        for i in 0..10u8 {
+            let mut buf = [0u8; 1000];
+            let n = peer.recv(&mut buf).expect("reply");
+            assert_eq!(&buf[..n], &[i; 100][..], "{endpoint}: datagram {i}");
+        }
         let mut buf = [0u8; 1000];
-        let n = peer.recv(&mut buf).expect("reply");
-        assert_eq!(&buf[..n], &[i; 100][..], "datagram {i}");
+        let n = peer.recv(&mut buf).expect("last reply");
+        assert_eq!(&buf[..n], b"end", "{endpoint}");
+        server.signal(Signal::TERM);
+        server.wait_exit(Duration::from_secs(10));
+        assert!(
+            server.log().contains("11 datagrams echoed"),
+            "{endpoint}: {}",
+            server.log()
+        );
     }
-    let mut buf = [0u8; 1000];
-    let n = peer.recv(&mut buf).expect("last reply");
-    assert_eq!(&buf[..n], b"end");
-    server.signal(Signal::TERM);
-    server.wait_exit(Duration::from_secs(10));
-    assert!(
-        server.log().contains("11 datagrams echoed"),
-        "{}",
-        server.log()
-    );
 }
 
 #[test]
@@ -195,7 +197,7 @@ fn counting_echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 #[test]
-fn bench_sends_queued_datagrams_together_unless_told_not_to() {
+fn bench_sends_queued_datagrams_together_only_when_asked() {
     let (addr, coalesced) = counting_echo_server();
     let endpoint = format!("udp://{addr}");
     let args = |extra: &'static [&'static str]| {
@@ -218,20 +220,28 @@ fn bench_sends_queued_datagrams_together_unless_told_not_to() {
     let (code, report, out) = bench_support::bench_json(&args(&[]));
     assert_eq!(code, 0, "{}", bench_support::stderr(&out));
     assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["udp_offload"], false, "{report:#}");
     assert!(
         bench_support::int(&report, "messages_received") > 2 * 16,
         "{report:#}"
     );
-    let with = coalesced.load(Ordering::Relaxed);
-    assert!(with > 0, "no burst of queued messages left in one send");
-
-    let (code, report, out) = bench_support::bench_json(&args(&["--no-udp-offload"]));
-    assert_eq!(code, 0, "{}", bench_support::stderr(&out));
-    assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(
         coalesced.load(Ordering::Relaxed),
-        with,
-        "--no-udp-offload still sent bursts in one call"
+        0,
+        "bench sent bursts in one call without --udp-offload"
+    );
+
+    let (code, report, out) = bench_support::bench_json(&args(&["--udp-offload"]));
+    assert_eq!(code, 0, "{}", bench_support::stderr(&out));
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["udp_offload"], true, "{report:#}");
+    assert!(
+        bench_support::int(&report, "messages_received") > 2 * 16,
+        "{report:#}"
+    );
+    assert!(
+        coalesced.load(Ordering::Relaxed) > 0,
+        "no burst of queued messages left in one send with --udp-offload"
     );
 }
 
@@ -250,6 +260,7 @@ fn bench_verifies_replies_that_arrive_together() {
             size,
             "--pipeline",
             "32",
+            "--udp-offload",
             "-d",
             "300ms",
             "--warmup",
@@ -257,6 +268,7 @@ fn bench_verifies_replies_that_arrive_together() {
         ]);
         assert_eq!(code, 0, "-s {size}: {}", bench_support::stderr(&out));
         assert_eq!(report["ok"], true, "-s {size}: {report:#}");
+        assert_eq!(report["udp_offload"], true, "-s {size}");
         let received = bench_support::int(&report, "messages_received");
         assert!(received > 4 * 32, "-s {size}: {report:#}");
         let bytes = size.parse::<u64>().expect("size");

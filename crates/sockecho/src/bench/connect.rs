@@ -330,20 +330,19 @@ impl DatagramSocket {
         }
     }
 
-    /// Turns on UDP segmentation offload: sends of several equal-size datagrams as one buffer
+    /// Turns on UDP segmentation offload: sends of several equal-size datagrams in one call
     /// (GSO), and replies the kernel hands over together (GRO, split again by
-    /// [`try_recv_segmented`](Self::try_recv_segmented)). The datagrams on the wire are the
-    /// same either way; only the system calls per datagram change. Returns whether sends may be
-    /// segmented: false for Unix datagram sockets and for kernels without `UDP_SEGMENT`, which
-    /// would not refuse the option in a send but ignore it and send one large datagram.
+    /// [`try_recv_segmented`](Self::try_recv_segmented)). The receiver gets the same datagrams
+    /// either way, but not the same way: on loopback a burst reaches the receiving socket as one
+    /// packet, and is split there unless that socket also takes coalesced buffers. Returns
+    /// whether sends may be segmented (false for Unix datagram sockets).
     pub fn enable_udp_offload(&self) -> bool {
-        use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+        use nix::sys::socket::{setsockopt, sockopt};
         let DatagramSocket::Udp(s) = self else {
             return false;
         };
-        let gso = getsockopt(s, sockopt::UdpGsoSegment).is_ok();
         let _ = setsockopt(s, sockopt::UdpGroSegment, &true);
-        gso
+        true
     }
 
     /// Sends `buf` as datagrams of `segment` bytes each (the last may be shorter), in one
@@ -417,6 +416,14 @@ impl DatagramSocket {
             DatagramSocket::Unix(s) => s.recv(buf).await,
         }
     }
+}
+
+/// Whether this kernel knows `UDP_SEGMENT`. One that does not would not refuse the option in a
+/// send but ignore it, and send a burst as one large datagram.
+pub fn udp_segmentation_supported() -> bool {
+    use nix::sys::socket::{getsockopt, sockopt};
+    std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .is_ok_and(|s| getsockopt(&s, sockopt::UdpGsoSegment).is_ok())
 }
 
 /// Raises the socket's buffers to `bytes` if they are smaller; a refusal only means datagrams

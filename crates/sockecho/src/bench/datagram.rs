@@ -19,8 +19,8 @@ use super::worker::{ConnPlan, ThreadCtx};
 /// Receives per wake-up before other sockets get a turn.
 const RECVS_PER_WAKE: usize = 64;
 
-/// Most datagrams sent in one segmented send (the kernel's limit in every version that has
-/// UDP GSO).
+/// Most datagrams sent in one segmented send (`UDP_MAX_SEGMENTS` was 64 when UDP GSO came in,
+/// Linux 4.18; newer kernels allow more).
 const GSO_SEGMENTS: usize = 64;
 /// Most bytes in one segmented send: what one IPv4 datagram could carry.
 pub(crate) const GSO_BYTES: usize = 65_507;
@@ -168,9 +168,9 @@ impl Conn<'_> {
             match sent {
                 Ok(_) => self.next_send += count as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if count > 1 && e.kind() != io::ErrorKind::ConnectionRefused => {
-                    // The route's device cannot segment (EIO), or the kernel refuses the burst:
-                    // send one datagram per call from now on.
+                Err(e) if count > 1 && refuses_segments(&e) => {
+                    // The route's device cannot segment (EIO), or the kernel refuses the burst
+                    // (EINVAL): send one datagram per call from now on.
                     tracing::debug!("segmented send failed ({e}); sending datagrams one by one");
                     self.burst = 1;
                 }
@@ -278,4 +278,13 @@ impl Conn<'_> {
             .expire(cutoff, |m| totals.fault(Fault::Lost, m));
         self.refill(now);
     }
+}
+
+/// Errors with which the kernel refuses a segmented send as such, rather than any send.
+fn refuses_segments(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::IO | Errno::INVAL | Errno::OPNOTSUPP)
+    )
 }

@@ -204,6 +204,7 @@ pub(crate) mod tests {
             rate: None,
             threads: 1,
             io: "epoll".into(),
+            udp_offload: false,
             duration_s,
             warmup_s: 0.0,
             timeout_s: 1.0,

@@ -87,6 +87,7 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         rate: all_open.then(|| reports.iter().filter_map(|r| r.rate).sum()),
         threads: sum(&|r| r.threads),
         io: same_or_mixed(&|r| r.io.clone()),
+        udp_offload: reports.iter().any(|r| r.udp_offload),
         duration_s: round3(duration_s),
         warmup_s: max_f(&|r| r.warmup_s),
         timeout_s: max_f(&|r| r.timeout_s),
@@ -128,6 +129,7 @@ fn foreign_report(run: &LoggedRun) -> Report {
         rate: None,
         threads: 0,
         io: "unknown".into(),
+        udp_offload: false,
         duration_s: run
             .end
             .duration_since(run.start)

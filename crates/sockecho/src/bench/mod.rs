@@ -193,6 +193,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     )
     .await?;
     let io = stream_io(config.io, &target)?;
+    let udp_offload = config.udp_offload && udp_offload(&target);
     let mut end_rx = progress.end.subscribe();
     let threads = config.threads.min(config.connections);
     let clock = Clock::new();
@@ -224,7 +225,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             connect_timeout: config.connect_timeout,
             rate: config.rate,
             uring: io == Driver::Uring,
-            udp_offload: config.udp_offload,
+            udp_offload,
             end: end_rx.clone(),
             live,
         };
@@ -338,6 +339,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         rate: config.rate,
         threads: threads as u64,
         io: io.as_str().into(),
+        udp_offload,
         duration_s: measured.as_secs_f64(),
         warmup_s: config.warmup.as_secs_f64(),
         timeout_s: config.timeout.as_secs_f64(),
@@ -385,6 +387,22 @@ impl Driver {
             Driver::Tokio => "tokio",
         }
     }
+}
+
+/// Whether UDP sockets can send several datagrams per call (`--udp-offload`): the target is
+/// UDP and the kernel knows `UDP_SEGMENT`.
+fn udp_offload(target: &connect::Target) -> bool {
+    if !matches!(target, connect::Target::Udp(_)) {
+        tracing::warn!("--udp-offload applies to UDP only; ignored");
+        return false;
+    }
+    let supported = connect::udp_segmentation_supported();
+    if !supported {
+        tracing::warn!(
+            "this kernel cannot send UDP in segments (no UDP_SEGMENT); --udp-offload ignored"
+        );
+    }
+    supported
 }
 
 /// Decides, once for all threads, which loop drives plain stream connections.

@@ -131,6 +131,10 @@ pub struct Report {
     /// a merge of several, `unknown` for a log without a report.
     #[serde(default = "unknown")]
     pub io: String,
+    /// UDP sockets sent several queued messages per call and took replies that arrived
+    /// together in one receive (`--udp-offload`, where the kernel supports it).
+    #[serde(default)]
+    pub udp_offload: bool,
     /// Length of the measured period, in seconds.
     pub duration_s: f64,
     /// Warm-up before it, in seconds (not measured).

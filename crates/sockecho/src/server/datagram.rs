@@ -4,12 +4,13 @@
 //! transport can carry, so nothing is truncated: 65 507 bytes of UDP payload over IPv4, and up to
 //! the socket buffer size for Unix datagrams.
 //!
-//! A UDP socket is served by a blocking loop on a thread of its own, up to 16 datagrams per
-//! `recvmmsg` and `sendmmsg`. With UDP GRO on, the kernel may hand over a sender's consecutive
-//! datagrams of one size as one buffer (a client that sent them with one segmented send, or a
-//! NIC that coalesced them); the loop answers such a buffer with one segmented send (UDP GSO),
-//! which the sender's kernel splits into the same datagrams again. Every rule that applies per
-//! datagram (access lists, `--udp-rate`, the data log, the counters) still counts each one.
+//! A UDP socket is served by a blocking loop on a thread of its own, up to 16 receive buffers
+//! per `recvmmsg` and 16 replies per `sendmmsg`. With UDP GRO on, the kernel may hand over a
+//! sender's consecutive datagrams of one size as one buffer (a client that sent them with one
+//! segmented send, or a NIC that coalesced them); the loop answers such a buffer with one
+//! segmented send (UDP GSO), split into the same datagrams again on the way: by the NIC, or on
+//! loopback by the client's socket unless it takes coalesced buffers too. Every rule that applies
+//! per datagram (access lists, `--udp-rate`, the data log, the counters) still counts each one.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -38,17 +39,19 @@ const UDP_BUF: usize = 65_536;
 /// Larger than any Unix datagram the default socket buffers (208 KiB) allow.
 const UNIXGRAM_BUF: usize = 256 * 1024;
 
-/// How long a blocked receive or send waits before the loop looks at whether the server is
-/// draining: the longest a drain waits for a UDP listener to close.
+/// How long a blocked receive waits before the loop looks at whether the server is draining:
+/// the longest a drain waits for a UDP listener to close (and, if the server is dropped without
+/// draining, how long the loop may outlive it). Also how long a reply may wait for room in a
+/// full socket buffer before it, and the rest of its batch, are dropped.
 const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves one UDP socket on a thread of its own (from the runtime's blocking pool) until the
 /// server drains.
 ///
 /// The loop blocks in `recvmmsg` with `MSG_WAITFORONE`: it sleeps until a datagram comes, then
-/// takes whatever else has queued, up to [`BATCH`], and answers the batch. That is two system
-/// calls per batch (receive, send), where an event loop spends a third on waiting for
-/// readiness; at one datagram per batch it is the naive loop's cost, and less from two on.
+/// takes whatever else has queued, up to [`BATCH`] buffers, and answers the batch. For
+/// datagrams one by one that is two system calls per batch (receive, send), where an event loop
+/// spends a third on waiting for readiness; a buffer of coalesced datagrams adds one send.
 pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc<Shared>) {
     let socket = match socket.into_std().and_then(|s| {
         s.set_nonblocking(false)?;
@@ -113,7 +116,7 @@ fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared:
         let replied = batch.reply(socket);
         TransportCounters::add(&counters.datagrams, replied.datagrams);
         TransportCounters::add(&counters.datagram_bytes, replied.bytes);
-        TransportCounters::add(&counters.datagrams_dropped, replied.dropped);
+        TransportCounters::add(&counters.datagrams_dropped, replied.dropped + batch.dropped);
     }
     tracing::debug!("stopped serving {endpoint}");
 }
@@ -208,6 +211,9 @@ fn admit_datagram(
 
 /// Datagrams received or replied to per system call.
 const BATCH: usize = 16;
+/// Room for each received datagram's control messages: the GRO segment size, and whatever else
+/// an inherited socket may have been set to report (packet info, timestamps).
+const CMSG_ROOM: usize = 256;
 
 /// Message headers for `sendmmsg`, made once per thread (each send sets every field it uses).
 /// They hold raw pointers,
@@ -234,6 +240,8 @@ struct UdpBatch {
     /// The datagrams of the current batch to answer: the buffer each is in, its length and
     /// its sender.
     got: Vec<Datagram>,
+    /// Buffers of the current batch dropped on receipt.
+    dropped: u64,
 }
 
 /// What one batch's replies came to.
@@ -242,6 +250,8 @@ struct Replied {
     datagrams: u64,
     bytes: u64,
     dropped: u64,
+    /// The socket buffer stayed full: the replies not sent were counted as dropped.
+    stalled: bool,
 }
 
 impl UdpBatch {
@@ -249,6 +259,7 @@ impl UdpBatch {
         UdpBatch {
             bufs: Box::new(std::array::from_fn(|_| vec![0; UDP_BUF])),
             got: Vec::with_capacity(BATCH),
+            dropped: 0,
         }
     }
 
@@ -256,15 +267,14 @@ impl UdpBatch {
     /// those already queued behind it, up to [`BATCH`], into `got`.
     fn receive(&mut self, socket: &std::net::UdpSocket) -> io::Result<()> {
         self.got.clear();
-        let (bufs, got) = (&mut self.bufs, &mut self.got);
+        self.dropped = 0;
+        let (bufs, got, dropped) = (&mut self.bufs, &mut self.got, &mut self.dropped);
         {
             // Fresh headers for every call: the kernel shortens each header's address length to
             // the sender's, and nix does not reset it, so reused headers would cut an IPv6
             // address short after an IPv4 one.
-            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
-                BATCH,
-                Some(nix::cmsg_space!(libc::c_int)),
-            );
+            let mut headers =
+                MultiHeaders::<SockaddrStorage>::preallocate(BATCH, Some(vec![0; CMSG_ROOM]));
             let mut slices = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
             let messages = recvmmsg(
                 socket.as_raw_fd(),
@@ -274,10 +284,15 @@ impl UdpBatch {
                 None,
             )?;
             for (buf, message) in messages.enumerate() {
-                let segment = message
-                    .cmsgs()
-                    .into_iter()
-                    .flatten()
+                let Ok(mut cmsgs) = message.cmsgs() else {
+                    // Control messages were cut short (an inherited socket with more options
+                    // on than there is room for): whether the buffer holds one datagram or
+                    // several is unknown, so echoing it could merge datagrams. Drop it.
+                    tracing::warn!("dropped a datagram whose control messages did not fit");
+                    *dropped += 1;
+                    continue;
+                };
+                let segment = cmsgs
                     .find_map(|c| match c {
                         ControlMessageOwned::UdpGroSegments(size) => usize::try_from(size).ok(),
                         _ => None,
@@ -298,23 +313,26 @@ impl UdpBatch {
     }
 
     /// Asks `admit` about every datagram (given its payload and sender) and keeps those it
-    /// accepts. Of a coalesced buffer, the datagrams up to the first refused one are kept.
+    /// accepts. The datagrams kept of a coalesced buffer are moved together to its front, which
+    /// keeps its shape (full-size datagrams, then at most one shorter) for a segmented send.
     fn admit(&mut self, mut admit: impl FnMut(&[u8], &SockaddrStorage) -> bool) {
-        let bufs = &self.bufs;
+        let bufs = &mut self.bufs;
         self.got.retain_mut(|d| {
-            let data = &bufs[d.buf][..d.len];
-            if data.is_empty() {
-                return admit(data, &d.sender);
+            let buf = &mut bufs[d.buf];
+            if d.len == 0 {
+                return admit(&[], &d.sender);
             }
             let mut kept = 0;
-            let mut refused = false;
-            for piece in data.chunks(d.segment) {
-                // Every datagram is asked, so each refusal is counted once.
-                if admit(piece, &d.sender) && !refused {
-                    kept += piece.len();
-                } else {
-                    refused = true;
+            let mut at = 0;
+            while at < d.len {
+                let end = d.len.min(at + d.segment);
+                if admit(&buf[at..end], &d.sender) {
+                    if kept != at {
+                        buf.copy_within(at..end, kept);
+                    }
+                    kept += end - at;
                 }
+                at = end;
             }
             d.len = kept;
             kept > 0
@@ -327,6 +345,14 @@ impl UdpBatch {
         let mut replied = Replied::default();
         let mut next = 0;
         while next < self.got.len() {
+            if replied.stalled {
+                // The socket buffer stayed full for `DRAIN_POLL`: drop what is left.
+                replied.dropped += self.got[next..]
+                    .iter()
+                    .map(|d| d.count() as u64)
+                    .sum::<u64>();
+                break;
+            }
             let d = &self.got[next];
             if d.is_coalesced() {
                 let data = &self.bufs[d.buf][..d.len];
@@ -342,6 +368,11 @@ impl UdpBatch {
                     Ok(_) => {
                         replied.datagrams += d.count() as u64;
                         replied.bytes += d.len as u64;
+                    }
+                    Err(nix::errno::Errno::EAGAIN) => {
+                        // Counted with the rest at the top of the loop.
+                        replied.stalled = true;
+                        continue;
                     }
                     Err(e) => {
                         // The route's device cannot segment (or the kernel refuses this size):
@@ -378,55 +409,46 @@ impl Replied {
         self.datagrams += other.datagrams;
         self.bytes += other.bytes;
         self.dropped += other.dropped;
+        self.stalled |= other.stalled;
     }
 }
 
 /// Sends datagrams `piece(0)` to `piece(count - 1)`, each a payload and its address, as
-/// separate datagrams, [`BATCH`] per `sendmmsg`. A datagram the kernel refuses (e.g. no route
-/// back) is dropped and the rest go on.
+/// separate datagrams, [`BATCH`] per `sendmmsg` (one alone with `sendto`, which skips the
+/// message-header copy). A datagram the kernel refuses (e.g. no route back) is dropped and the
+/// rest go on; if the socket buffer stays full for [`DRAIN_POLL`], all the rest are dropped.
 fn send_each<'a>(
     socket: &std::net::UdpSocket,
     count: usize,
     piece: impl Fn(usize) -> (&'a [u8], SockaddrStorage),
 ) -> Replied {
+    use nix::errno::Errno;
     let mut replied = Replied::default();
     let mut next = 0;
     while next < count {
         let n = (count - next).min(BATCH);
-        if n == 1 {
-            // One datagram: `sendto` skips the message-header copy a `sendmmsg` makes.
+        let sent = if n == 1 {
             let (data, to) = piece(next);
-            match nix::sys::socket::sendto(socket.as_raw_fd(), data, &to, MsgFlags::empty()) {
-                Ok(_) => {
-                    replied.datagrams += 1;
-                    replied.bytes += data.len() as u64;
-                    next += 1;
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    tracing::debug!("reply to {to} failed: {e}");
-                    replied.dropped += 1;
-                    next += 1;
-                }
-            }
-            continue;
-        }
-        let slices: [[IoSlice<'_>; 1]; BATCH] =
-            std::array::from_fn(|i| [IoSlice::new(if i < n { piece(next + i).0 } else { &[] })]);
-        let addrs: [Option<SockaddrStorage>; BATCH] =
-            std::array::from_fn(|i| (i < n).then(|| piece(next + i).1));
-        let sent = SEND_HEADERS.with(|headers| {
-            let mut headers = headers.borrow_mut();
-            sendmmsg(
-                socket.as_raw_fd(),
-                &mut headers.0,
-                &slices[..n],
-                &addrs[..n],
-                [],
-                MsgFlags::empty(),
-            )
-            .map(|sent| sent.count())
-        });
+            nix::sys::socket::sendto(socket.as_raw_fd(), data, &to, MsgFlags::empty()).map(|_| 1)
+        } else {
+            let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| {
+                [IoSlice::new(if i < n { piece(next + i).0 } else { &[] })]
+            });
+            let addrs: [Option<SockaddrStorage>; BATCH] =
+                std::array::from_fn(|i| (i < n).then(|| piece(next + i).1));
+            SEND_HEADERS.with(|headers| {
+                let mut headers = headers.borrow_mut();
+                sendmmsg(
+                    socket.as_raw_fd(),
+                    &mut headers.0,
+                    &slices[..n],
+                    &addrs[..n],
+                    [],
+                    MsgFlags::empty(),
+                )
+                .map(|sent| sent.count())
+            })
+        };
         match sent {
             Ok(sent) if sent > 0 => {
                 replied.datagrams += sent as u64;
@@ -435,10 +457,15 @@ fn send_each<'a>(
                     .sum::<u64>();
                 next += sent;
             }
-            Err(nix::errno::Errno::EINTR) => {}
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                tracing::debug!("socket buffer full; dropped {} replies", count - next);
+                replied.dropped += (count - next) as u64;
+                replied.stalled = true;
+                return replied;
+            }
             sent => {
-                // The first datagram of the rest could not be sent (no route back, or the
-                // socket buffer stayed full for `DRAIN_POLL`); drop it and go on.
+                // The first datagram of the rest could not be sent; drop it and go on.
                 let e = sent.map_or_else(|e| e.to_string(), |_| "nothing sent".into());
                 tracing::debug!("reply to {} failed: {e}", piece(next).1);
                 replied.dropped += 1;

@@ -65,8 +65,9 @@ pub struct ServerConfig {
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`] instead.
     pub threads: usize,
-    /// How worker threads do stream I/O. TLS connections, datagram sockets and serving
-    /// without worker threads (`threads == 0`) always use the tokio (epoll) path.
+    /// How worker threads do stream I/O. TLS connections and serving without worker threads
+    /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
+    /// tokio and UDP sockets by a blocking loop each.
     pub io: IoBackend,
 }
 
