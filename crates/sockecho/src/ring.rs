@@ -15,11 +15,12 @@ use io_uring::{IoUring, squeue, types};
 /// Bytes in each pool buffer: the most one receive takes. 64 KiB takes a 1 MiB message in 16
 /// receives.
 pub(crate) const BUF_SIZE: usize = 64 * 1024;
-/// Buffers in the pool (a power of two, as the kernel requires): 4 MiB in all. The pool is
-/// consumed incrementally, so a 64-byte message takes 64 bytes of a buffer, not all of it: a
-/// thousand small echoes in one turn fit in one buffer. A pool smaller than what arrives in one
-/// turn makes receives fail with ENOBUFS and be armed again: 1 MiB did that on 1 receive in 10
-/// at 10 x 1 MiB and on 2 in 3 with 50 x 4 KiB pipelined 16 deep; 4 MiB on 1 in 250 and 1 in 9.
+/// Buffers in the server engine's pool (a power of two, as the kernel requires): 4 MiB in all.
+/// The pool is consumed incrementally, so a 64-byte message takes 64 bytes of a buffer, not all
+/// of it: a thousand small echoes in one turn fit in one buffer. A pool smaller than what
+/// arrives in one turn makes receives fail with ENOBUFS and be armed again: 1 MiB did that on 1
+/// receive in 10 at 10 x 1 MiB and on 2 in 3 with 50 x 4 KiB pipelined 16 deep; 4 MiB on 1 in
+/// 250 and 1 in 9. Also the most buffers any pool may have.
 pub(crate) const BUF_COUNT: u16 = 64;
 /// `IOU_PBUF_RING_INC`: the kernel consumes each buffer incrementally (Linux 6.12).
 pub(crate) const PBUF_RING_INC: u16 = 2;
@@ -35,7 +36,7 @@ pub(crate) const COMPLETION_ENTRIES: u32 = 8 * RING_ENTRIES;
 /// needs: a single-issuer ring with deferred task work, and an incrementally consumed provided
 /// buffer ring.
 pub(crate) fn probe() -> io::Result<()> {
-    let pool = Pool::new()?;
+    let pool = Pool::new(BUF_COUNT)?;
     let ring = new_ring()?;
     register_pool(&ring, &pool)
 }
@@ -50,28 +51,30 @@ pub(crate) fn new_ring() -> io::Result<IoUring> {
 }
 
 pub(crate) fn register_pool(ring: &IoUring, pool: &Pool) -> io::Result<()> {
-    // SAFETY: the descriptor ring is page-aligned and holds BUF_COUNT entries. Callers keep
+    // SAFETY: the descriptor ring is page-aligned and holds `pool.count` entries. Callers keep
     // `pool` alive until `ring` is dropped (`Ring`'s field order; in `probe` the ring, made
     // last, drops first).
     unsafe {
         ring.submitter().register_buf_ring_with_flags(
             pool.entries as u64,
-            BUF_COUNT,
+            pool.count,
             BUF_GROUP,
             PBUF_RING_INC,
         )
     }
 }
 
-/// The shared receive pool: `BUF_COUNT` buffers of `BUF_SIZE` bytes, and the ring of buffer
+/// The shared receive pool: `count` buffers of `BUF_SIZE` bytes, and the ring of buffer
 /// descriptors through which the kernel takes them and the engine gives them back.
 pub(crate) struct Pool {
     /// The buffers themselves. Only ever accessed through raw pointers: the kernel writes into
     /// a buffer while the engine holds none of it, and the engine reads one only between the
     /// receive that filled it and its return to the ring.
     memory: *mut u8,
-    /// The descriptor ring shared with the kernel: page-aligned, `BUF_COUNT` entries.
+    /// The descriptor ring shared with the kernel: page-aligned, `count` entries.
     entries: *mut types::BufRingEntry,
+    /// Buffers in the pool: a power of two, at most `BUF_COUNT`.
+    count: u16,
     /// Our copy of the ring's tail: descriptors written but maybe not yet published.
     tail: u16,
     /// Whether `tail` has moved since the last publish.
@@ -91,27 +94,32 @@ pub(crate) struct Pool {
 const POOL_ALIGN: usize = 4096;
 
 impl Pool {
-    fn memory_layout() -> std::alloc::Layout {
-        std::alloc::Layout::from_size_align(BUF_SIZE * usize::from(BUF_COUNT), POOL_ALIGN)
-            .expect("constant layout")
+    fn memory_layout(count: u16) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(BUF_SIZE * usize::from(count), POOL_ALIGN)
+            .expect("small layout")
     }
 
-    fn entries_layout() -> std::alloc::Layout {
+    fn entries_layout(count: u16) -> std::alloc::Layout {
         std::alloc::Layout::from_size_align(
-            std::mem::size_of::<types::BufRingEntry>() * usize::from(BUF_COUNT),
+            std::mem::size_of::<types::BufRingEntry>() * usize::from(count),
             POOL_ALIGN,
         )
-        .expect("constant layout")
+        .expect("small layout")
     }
 
-    pub(crate) fn new() -> io::Result<Pool> {
+    /// A pool of `count` buffers: a power of two from 1 to `BUF_COUNT`.
+    pub(crate) fn new(count: u16) -> io::Result<Pool> {
+        assert!(
+            count.is_power_of_two() && count <= BUF_COUNT,
+            "pool of {count} buffers"
+        );
         // SAFETY: both layouts have a non-zero size. The allocations are freed in `Drop` with
         // the same layouts. The buffers are not zeroed, so their pages are only backed by memory
         // once a receive first writes them; the descriptor ring must start zeroed (tail 0).
         let (memory, entries) = unsafe {
             (
-                std::alloc::alloc(Pool::memory_layout()),
-                std::alloc::alloc_zeroed(Pool::entries_layout()).cast::<types::BufRingEntry>(),
+                std::alloc::alloc(Pool::memory_layout(count)),
+                std::alloc::alloc_zeroed(Pool::entries_layout(count)).cast::<types::BufRingEntry>(),
             )
         };
         if memory.is_null() || entries.is_null() {
@@ -120,6 +128,7 @@ impl Pool {
         let mut pool = Pool {
             memory,
             entries,
+            count,
             tail: 0,
             dirty: false,
             filled_to: [0; BUF_COUNT as usize],
@@ -127,7 +136,7 @@ impl Pool {
             readers: [0; BUF_COUNT as usize],
             leak: false,
         };
-        for bid in 0..BUF_COUNT {
+        for bid in 0..count {
             pool.give_back(bid);
         }
         pool.publish();
@@ -136,7 +145,8 @@ impl Pool {
 
     /// Where buffer `bid` starts.
     pub(crate) fn buffer(&self, bid: u16) -> *mut u8 {
-        // SAFETY: `bid < BUF_COUNT`, so the offset stays inside the allocation.
+        debug_assert!(bid < self.count);
+        // SAFETY: `bid < count`, so the offset stays inside the allocation.
         unsafe { self.memory.add(usize::from(bid) * BUF_SIZE) }
     }
 
@@ -152,7 +162,7 @@ impl Pool {
 
     /// Bytes `range` of buffer `bid`, which receive completions have filled.
     pub(crate) fn bytes(&self, bid: u16, range: std::ops::Range<usize>) -> &[u8] {
-        debug_assert!(bid < BUF_COUNT && range.end <= BUF_SIZE);
+        debug_assert!(bid < self.count && range.end <= BUF_SIZE);
         // SAFETY: the range is inside buffer `bid` (`received` keeps it within BUF_SIZE). The
         // kernel wrote those bytes before posting their completion and never writes them again
         // until `give_back` returns the buffer, which waits for every reader.
@@ -182,8 +192,8 @@ impl Pool {
     fn give_back(&mut self, bid: u16) {
         self.filled_to[usize::from(bid)] = 0;
         self.in_kernel[usize::from(bid)] = true;
-        let index = usize::from(self.tail & (BUF_COUNT - 1));
-        // SAFETY: `index < BUF_COUNT`, inside the descriptor ring. The kernel only reads
+        let index = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `index < count`, inside the descriptor ring. The kernel only reads
         // descriptors between its head and the published tail, and this one is past the
         // published tail until `publish`.
         let entry = unsafe { &mut *self.entries.add(index) };
@@ -226,8 +236,8 @@ impl Drop for Pool {
         // anything. And the io_uring, which holds the registration, is dropped before the pool
         // (field order in `server::uring::Ring` and `bench::uring::Loop`).
         unsafe {
-            std::alloc::dealloc(self.memory, Pool::memory_layout());
-            std::alloc::dealloc(self.entries.cast(), Pool::entries_layout());
+            std::alloc::dealloc(self.memory, Pool::memory_layout(self.count));
+            std::alloc::dealloc(self.entries.cast(), Pool::entries_layout(self.count));
         }
     }
 }
@@ -299,14 +309,14 @@ mod tests {
 
     /// The descriptor the kernel would read at ring position `at`.
     fn descriptor(pool: &Pool, at: u16) -> (u64, u32, u16) {
-        // SAFETY: `at & (BUF_COUNT - 1)` is inside the descriptor ring.
-        let entry = unsafe { &*pool.entries.add(usize::from(at & (BUF_COUNT - 1))) };
+        // SAFETY: `at & (count - 1)` is inside the descriptor ring.
+        let entry = unsafe { &*pool.entries.add(usize::from(at & (pool.count - 1))) };
         (entry.addr(), entry.len(), entry.bid())
     }
 
     #[test]
     fn a_new_pool_offers_every_buffer_once() {
-        let pool = Pool::new().expect("pool");
+        let pool = Pool::new(BUF_COUNT).expect("pool");
         assert_eq!(pool.tail, BUF_COUNT);
         for bid in 0..BUF_COUNT {
             let (addr, len, id) = descriptor(&pool, bid);
@@ -318,7 +328,7 @@ mod tests {
 
     #[test]
     fn incremental_receives_follow_each_other_in_a_buffer() {
-        let mut pool = Pool::new().expect("pool");
+        let mut pool = Pool::new(BUF_COUNT).expect("pool");
         assert_eq!(pool.received(3, 100, true), 0..100);
         assert_eq!(pool.received(3, 50, true), 100..150);
         // Another buffer keeps its own position.
@@ -333,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_buffer_goes_back_only_when_the_kernel_and_every_reader_are_done() {
-        let mut pool = Pool::new().expect("pool");
+        let mut pool = Pool::new(BUF_COUNT).expect("pool");
         let tail = pool.tail;
         pool.received(5, 64, true);
         pool.hold(5);
@@ -359,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_buffer_the_kernel_still_fills_is_not_given_back() {
-        let mut pool = Pool::new().expect("pool");
+        let mut pool = Pool::new(BUF_COUNT).expect("pool");
         let tail = pool.tail;
         pool.received(6, 64, true);
         pool.hold(6);

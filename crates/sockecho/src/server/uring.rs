@@ -47,7 +47,7 @@ use super::Shared;
 use super::echo::{CloseReason, DRAIN_SETTLE, SCRATCH_SIZE};
 use super::stream::{Conn, ConnLog};
 use crate::ring::{
-    AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
+    AbortOnPanic, BUF_COUNT, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
     take_completions, transient,
 };
 
@@ -387,7 +387,7 @@ struct Ring {
 
 impl Ring {
     fn new(inbox: Arc<Inbox>, shared: Arc<Shared>) -> io::Result<Ring> {
-        let pool = Pool::new()?;
+        let pool = Pool::new(BUF_COUNT)?;
         let ring = new_ring()?;
         register_pool(&ring, &pool)?;
         let period = tick_period(shared.config.idle_timeout);
