@@ -4,13 +4,14 @@
 # echo (user + system from /proc/PID/stat over the whole run, warm-up included).
 # Usage: bash bench/ab.sh BIN_A BIN_B [ROUNDS] [BENCH ARGS...]
 #   e.g. bash bench/ab.sh target/release/sockecho /tmp/other/release/sockecho 3 -c 10 -s 1MiB
+# The load generator is target/release/sockecho, or $BENCH if set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
 shift $(( $# < 3 ? $# : 3 ))
 load=("$@")
 [ ${#load[@]} -gt 0 ] || load=(-c 50 -s 64)
-bench=./target/release/sockecho
+bench=${BENCH:-./target/release/sockecho}
 dir=$(mktemp -d)
 server=
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT

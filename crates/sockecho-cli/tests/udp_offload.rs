@@ -6,6 +6,7 @@
 
 mod bench_support;
 mod common;
+mod ops_support;
 
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
@@ -114,7 +115,10 @@ fn a_burst_taken_as_one_buffer_is_echoed_with_one_segmented_send() {
 
 #[test]
 fn the_rate_limit_and_the_data_log_count_each_datagram_of_a_burst() {
-    let mut server = Server::start(&["udp://127.0.0.1:0"], &["--udp-rate", "5", "--log-data"]);
+    let mut server = Server::start(
+        &["udp://127.0.0.1:0"],
+        &["--udp-rate", "5", "--log-data", "--metrics", "127.0.0.1:0"],
+    );
     let addr = server.udp();
     let peer = udp_peer(addr);
     let sent: Vec<u8> = (0..20u8).flat_map(|i| [b'a' + i; 4]).collect();
@@ -135,6 +139,14 @@ fn the_rate_limit_and_the_data_log_count_each_datagram_of_a_burst() {
     for (i, reply) in echoed.iter().enumerate() {
         assert_eq!(reply, &[b'a' + i as u8; 4], "reply {i}");
     }
+    // Each datagram of the burst is counted: echoed, or dropped by the rate limit.
+    ops_support::Metrics::of(&server).wait_values(&[
+        (ops_support::UDP_ECHOED, echoed.len() as u64),
+        (
+            &ops_support::udp_dropped("rate_limited"),
+            20 - echoed.len() as u64,
+        ),
+    ]);
     server.signal(Signal::TERM);
     server.wait_exit(Duration::from_secs(10));
     let log = server.log();

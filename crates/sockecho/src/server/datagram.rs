@@ -245,7 +245,7 @@ struct UdpBatch {
 }
 
 /// What one batch's replies came to.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default)]
 struct Replied {
     datagrams: u64,
     bytes: u64,
