@@ -133,3 +133,28 @@ fn unixgram_survives_a_sender_it_cannot_answer() {
     assert_eq!(&buf[..n], b"still there?");
     assert!(server.running(), "server died:\n{}", server.log());
 }
+
+#[test]
+fn udp_listeners_stop_at_once_on_sigterm() {
+    // The UDP loop blocks in its receive; a drain must wake it rather than wait for the
+    // receive's 2 s timeout. An idle socket and one that has just echoed both stop at once.
+    for warm in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unixgram = format!("unixgram:{}", dir.path().join("d.sock").display());
+        let mut server = Server::start(&["udp://127.0.0.1:0", "udp://[::]:0", &unixgram], &[]);
+        if warm {
+            let addr = server.find("udp://127.").udp();
+            assert_eq!(udp_exchange(&udp_peer(addr), addr, b"warm"), b"warm");
+        }
+        let asked = std::time::Instant::now();
+        server.signal(rustix::process::Signal::TERM);
+        let status = server.wait_exit(std::time::Duration::from_secs(10));
+        let took = asked.elapsed();
+        assert!(status.success(), "{status:?}");
+        assert!(
+            took < std::time::Duration::from_millis(1500),
+            "took {took:?} to stop (warm: {warm}):\n{}",
+            server.log()
+        );
+    }
+}

@@ -153,6 +153,13 @@ impl Pool {
     /// Records a receive completion of `len` bytes into buffer `bid`; `more` is its
     /// `IORING_CQE_F_BUF_MORE` flag. Returns where in the buffer the bytes are.
     pub(crate) fn received(&mut self, bid: u16, len: usize, more: bool) -> std::ops::Range<usize> {
+        // The kernel only hands out ids we wrote, but `buffer` and `bytes` do pointer arithmetic
+        // with it, and the arrays below are longer than a small pool: check for real.
+        assert!(
+            bid < self.count,
+            "buffer id {bid} outside a pool of {}",
+            self.count
+        );
         let b = usize::from(bid);
         let start = self.filled_to[b];
         self.filled_to[b] = (start + len).min(BUF_SIZE);
@@ -324,6 +331,24 @@ mod tests {
             assert_eq!(addr, pool.buffer(bid) as u64);
             assert_eq!(len as usize, BUF_SIZE);
         }
+    }
+
+    #[test]
+    fn a_small_pool_wraps_its_descriptor_ring() {
+        let mut pool = Pool::new(16).expect("pool");
+        assert_eq!(pool.tail, 16);
+        // Buffer 5 is filled and finished (no BUF_MORE), then given back: its descriptor goes
+        // to ring position 16, which is entry 0 of a 16-entry ring.
+        assert_eq!(pool.received(5, 100, false), 0..100);
+        pool.give_back_if_unused(5);
+        assert_eq!(pool.tail, 17);
+        let (addr, len, id) = descriptor(&pool, 16);
+        assert_eq!(
+            (id, addr, len as usize),
+            (5, pool.buffer(5) as u64, BUF_SIZE)
+        );
+        // Given back empty: its next receive starts at the beginning.
+        assert_eq!(pool.received(5, 10, true), 0..10);
     }
 
     #[test]

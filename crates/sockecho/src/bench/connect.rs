@@ -418,12 +418,16 @@ impl DatagramSocket {
     }
 }
 
-/// Whether this kernel knows `UDP_SEGMENT`. One that does not would not refuse the option in a
-/// send but ignore it, and send a burst as one large datagram.
-pub fn udp_segmentation_supported() -> bool {
+/// Whether this kernel knows `UDP_SEGMENT` for sockets like those that will load `target`. One
+/// that does not would not refuse the option in a send but ignore it, and send a burst as one
+/// large datagram.
+pub fn udp_segmentation_supported(target: SocketAddr) -> bool {
     use nix::sys::socket::{getsockopt, sockopt};
-    std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .is_ok_and(|s| getsockopt(&s, sockopt::UdpGsoSegment).is_ok())
+    let any: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    std::net::UdpSocket::bind(any).is_ok_and(|s| getsockopt(&s, sockopt::UdpGsoSegment).is_ok())
 }
 
 /// Raises the socket's buffers to `bytes` if they are smaller; a refusal only means datagrams

@@ -392,11 +392,11 @@ impl Driver {
 /// Whether UDP sockets can send several datagrams per call (`--udp-offload`): the target is
 /// UDP and the kernel knows `UDP_SEGMENT`.
 fn udp_offload(target: &connect::Target) -> bool {
-    if !matches!(target, connect::Target::Udp(_)) {
+    let connect::Target::Udp(addr) = target else {
         tracing::warn!("--udp-offload applies to UDP only; ignored");
         return false;
-    }
-    let supported = connect::udp_segmentation_supported();
+    };
+    let supported = connect::udp_segmentation_supported(*addr);
     if !supported {
         tracing::warn!(
             "this kernel cannot send UDP in segments (no UDP_SEGMENT); --udp-offload ignored"

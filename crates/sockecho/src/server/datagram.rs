@@ -39,11 +39,14 @@ const UDP_BUF: usize = 65_536;
 /// Larger than any Unix datagram the default socket buffers (208 KiB) allow.
 const UNIXGRAM_BUF: usize = 256 * 1024;
 
-/// How long a blocked receive waits before the loop looks at whether the server is draining:
-/// the longest a drain waits for a UDP listener to close (and, if the server is dropped without
-/// draining, how long the loop may outlive it). Also how long a reply may wait for room in a
-/// full socket buffer before it, and the rest of its batch, are dropped.
-const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a blocked receive waits before the loop looks at whether the server is draining.
+/// A drain normally wakes the loop at once (see [`wake`]); this bounds the wait when that
+/// datagram cannot be sent, or when the server is dropped without draining (the loop may then
+/// outlive it by this much).
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a reply may wait for room in a full socket buffer before it, and the rest of its
+/// batch, are dropped.
+const SEND_STALL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves one UDP socket on a thread of its own (from the runtime's blocking pool) until the
 /// server drains.
@@ -56,7 +59,7 @@ pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc
     let socket = match socket.into_std().and_then(|s| {
         s.set_nonblocking(false)?;
         s.set_read_timeout(Some(DRAIN_POLL))?;
-        s.set_write_timeout(Some(DRAIN_POLL))?;
+        s.set_write_timeout(Some(SEND_STALL))?;
         Ok(s)
     }) {
         Ok(socket) => socket,
@@ -66,10 +69,42 @@ pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc
         }
     };
     let label = endpoint.to_string();
-    let served =
+    let local = socket.local_addr();
+    let drain = shared.drain.clone();
+    let mut served =
         tokio::task::spawn_blocking(move || serve_udp_blocking(&socket, &endpoint, &shared));
-    if let Err(e) = served.await {
+    let done = tokio::select! {
+        done = &mut served => done,
+        () = drain.cancelled() => {
+            if let Ok(local) = local {
+                wake(local);
+            }
+            served.await
+        }
+    };
+    if let Err(e) = done {
         tracing::error!("the loop serving {label} failed: {e}");
+    }
+}
+
+/// Wakes a loop blocked in its receive by sending its socket an empty datagram from loopback
+/// (or from the address it is bound to). The loop sees the drain before it answers anything.
+fn wake(local: SocketAddr) {
+    let ip = match local.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let from: SocketAddr = match ip {
+        std::net::IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        std::net::IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sent = std::net::UdpSocket::bind(from)
+        .and_then(|s| s.send_to(&[], SocketAddr::new(ip, local.port())));
+    if let Err(e) = sent {
+        tracing::debug!(
+            "could not wake the UDP loop on {local}: {e}; it stops within {DRAIN_POLL:?}"
+        );
     }
 }
 
@@ -88,6 +123,8 @@ fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared:
     let counters = shared.counters.transport(endpoint.transport());
     while !shared.drain.is_cancelled() {
         match batch.receive(socket) {
+            // Draining: what came with the wake-up is not answered (the listener is closed).
+            Ok(()) if shared.drain.is_cancelled() => break,
             Ok(()) => {}
             // The receive timed out: time to look at `drain` again.
             Err(e)
@@ -287,8 +324,15 @@ impl UdpBatch {
                 let Ok(mut cmsgs) = message.cmsgs() else {
                     // Control messages were cut short (an inherited socket with more options
                     // on than there is room for): whether the buffer holds one datagram or
-                    // several is unknown, so echoing it could merge datagrams. Drop it.
-                    tracing::warn!("dropped a datagram whose control messages did not fit");
+                    // several is unknown, so echoing it could merge datagrams. Drop it, and
+                    // count it as one datagram (it may have been more).
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| {
+                        tracing::warn!(
+                            "dropping datagrams whose control messages do not fit in \
+                             {CMSG_ROOM} bytes (an inherited socket with extra options on?)"
+                        );
+                    });
                     *dropped += 1;
                     continue;
                 };
@@ -357,13 +401,18 @@ impl UdpBatch {
             if d.is_coalesced() {
                 let data = &self.bufs[d.buf][..d.len];
                 let segment = u16::try_from(d.segment).unwrap_or(u16::MAX);
-                let sent = sendmsg(
-                    socket.as_raw_fd(),
-                    &[IoSlice::new(data)],
-                    &[ControlMessage::UdpGsoSegments(&segment)],
-                    MsgFlags::empty(),
-                    Some(&d.sender),
-                );
+                let sent = loop {
+                    let sent = sendmsg(
+                        socket.as_raw_fd(),
+                        &[IoSlice::new(data)],
+                        &[ControlMessage::UdpGsoSegments(&segment)],
+                        MsgFlags::empty(),
+                        Some(&d.sender),
+                    );
+                    if sent != Err(nix::errno::Errno::EINTR) {
+                        break sent;
+                    }
+                };
                 match sent {
                     Ok(_) => {
                         replied.datagrams += d.count() as u64;
