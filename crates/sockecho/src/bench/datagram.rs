@@ -173,6 +173,7 @@ impl Conn<'_> {
                     // (EINVAL): send one datagram per call from now on.
                     tracing::debug!("segmented send failed ({e}); sending datagrams one by one");
                     self.burst = 1;
+                    self.flow.totals.offload_refused += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     // An ICMP "port unreachable" for an earlier datagram; this one may still

@@ -328,6 +328,13 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         total.merge(r);
     }
     let t = total.totals;
+    if t.offload_refused > 0 {
+        tracing::warn!(
+            "the kernel refused segmented sends on {} UDP socket(s), which then sent one datagram \
+             per call: the report does not count as --udp-offload",
+            t.offload_refused
+        );
+    }
     let mut report = Report {
         endpoint: config.endpoint.to_string(),
         transport: config.endpoint.transport().as_str().into(),
@@ -339,7 +346,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         rate: config.rate,
         threads: threads as u64,
         io: io.as_str().into(),
-        udp_offload,
+        udp_offload: udp_offload && t.offload_refused == 0,
         duration_s: measured.as_secs_f64(),
         warmup_s: config.warmup.as_secs_f64(),
         timeout_s: config.timeout.as_secs_f64(),

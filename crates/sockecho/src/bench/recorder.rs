@@ -29,6 +29,9 @@ pub struct Totals {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub errors: ErrorCounts,
+    /// UDP sockets whose segmented sends (`--udp-offload`) the kernel refused, so that they
+    /// sent one datagram per call from then on.
+    pub offload_refused: u64,
 }
 
 impl Totals {
@@ -38,6 +41,7 @@ impl Totals {
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
         self.errors.add(&other.errors);
+        self.offload_refused += other.offload_refused;
     }
 }
 
