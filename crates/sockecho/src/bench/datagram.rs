@@ -33,23 +33,24 @@ struct Conn<'a> {
     /// Most messages per send: more than one when queued messages may leave in one segmented
     /// send (UDP GSO).
     burst: usize,
-    /// Scratch space for the kernel's note of how a received buffer divides into datagrams.
-    cmsg: Vec<u8>,
+    /// With `--udp-offload`: scratch space for the kernel's note of how a received buffer
+    /// divides into datagrams. `None` takes one datagram per receive, without that note.
+    cmsg: Option<Vec<u8>>,
 }
 
 /// Drives one datagram socket until the run ends, then adds its counts to the thread's totals.
 pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPlan) {
     let size = ctx.pattern.size();
-    let burst = if ctx.udp_offload && socket.enable_udp_offload() {
-        (GSO_BYTES / size.max(1)).clamp(1, GSO_SEGMENTS)
-    } else {
-        1
-    };
+    let offload = ctx.udp_offload && socket.enable_udp_offload();
     let mut conn = Conn {
         flow: Flow::new(&ctx, plan),
         next_send: 0,
-        burst,
-        cmsg: nix::cmsg_space!(libc::c_int),
+        burst: if offload {
+            (GSO_BYTES / size.max(1)).clamp(1, GSO_SEGMENTS)
+        } else {
+            1
+        },
+        cmsg: offload.then(|| nix::cmsg_space!(libc::c_int)),
     };
     if let End::Broken(e) = conn.drive(&socket).await {
         if e.raw_os_error() == Some(rustix::io::Errno::MSGSIZE.raw_os_error()) {
@@ -195,7 +196,11 @@ impl Conn<'_> {
             let mut scratch = ctx.scratch.borrow_mut();
             // At least one byte more than a message, so a longer reply shows as longer.
             let buf = &mut scratch[..];
-            match socket.try_recv_segmented(buf, &mut self.cmsg) {
+            let received = match self.cmsg.as_mut() {
+                Some(cmsg) => socket.try_recv_segmented(buf, cmsg),
+                None => socket.try_recv(buf).map(|n| (n, n)),
+            };
+            match received {
                 Ok((n, segment)) => {
                     let now = ctx.clock.now();
                     if n == 0 {
