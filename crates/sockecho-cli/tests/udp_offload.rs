@@ -212,7 +212,8 @@ fn counting_echo_server() -> (SocketAddr, Arc<AtomicUsize>) {
 fn bench_sends_queued_datagrams_together_only_when_asked() {
     let (addr, coalesced) = counting_echo_server();
     let endpoint = format!("udp://{addr}");
-    let args = |extra: &'static [&'static str]| {
+    // A healthy 2-socket run, 16 deep, with or without the offload flag.
+    let run = |extra: &[&str], offload: bool| {
         let mut args = vec![
             endpoint.as_str(),
             "-c",
@@ -227,30 +228,23 @@ fn bench_sends_queued_datagrams_together_only_when_asked() {
             "0s",
         ];
         args.extend_from_slice(extra);
-        args
+        let (code, report, out) = bench_support::bench_json(&args);
+        assert_eq!(code, 0, "{}", bench_support::stderr(&out));
+        assert_eq!(report["ok"], true, "{report:#}");
+        assert_eq!(report["udp_offload"], offload, "{report:#}");
+        assert!(
+            bench_support::int(&report, "messages_received") > 2 * 16,
+            "{report:#}"
+        );
     };
-    let (code, report, out) = bench_support::bench_json(&args(&[]));
-    assert_eq!(code, 0, "{}", bench_support::stderr(&out));
-    assert_eq!(report["ok"], true, "{report:#}");
-    assert_eq!(report["udp_offload"], false, "{report:#}");
-    assert!(
-        bench_support::int(&report, "messages_received") > 2 * 16,
-        "{report:#}"
-    );
+    run(&[], false);
     assert_eq!(
         coalesced.load(Ordering::Relaxed),
         0,
         "bench sent bursts in one call without --udp-offload"
     );
 
-    let (code, report, out) = bench_support::bench_json(&args(&["--udp-offload"]));
-    assert_eq!(code, 0, "{}", bench_support::stderr(&out));
-    assert_eq!(report["ok"], true, "{report:#}");
-    assert_eq!(report["udp_offload"], true, "{report:#}");
-    assert!(
-        bench_support::int(&report, "messages_received") > 2 * 16,
-        "{report:#}"
-    );
+    run(&["--udp-offload"], true);
     assert!(
         coalesced.load(Ordering::Relaxed) > 0,
         "no burst of queued messages left in one send with --udp-offload"

@@ -32,6 +32,7 @@ mod ring;
 pub mod server;
 pub mod stats;
 pub mod tls;
+mod udp_gro;
 
 /// Log target of per-connection events (connected, disconnected), so they can be silenced
 /// apart from lifecycle lines such as `listening on`.

@@ -337,11 +337,11 @@ impl DatagramSocket {
     /// packet, and is split there unless that socket also takes coalesced buffers. Returns
     /// whether sends may be segmented (false for Unix datagram sockets).
     pub fn enable_udp_offload(&self) -> bool {
-        use nix::sys::socket::{setsockopt, sockopt};
         let DatagramSocket::Udp(s) = self else {
             return false;
         };
-        let _ = setsockopt(s, sockopt::UdpGroSegment, &true);
+        // Without it (kernels before 5.0) replies simply come one by one.
+        let _ = crate::udp_gro::enable(s);
         true
     }
 
@@ -373,7 +373,7 @@ impl DatagramSocket {
         buf: &mut [u8],
         cmsg: &mut [u8],
     ) -> io::Result<(usize, usize)> {
-        use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
+        use nix::sys::socket::{MsgFlags, UnixAddr, recvmsg};
         use std::os::fd::AsRawFd;
         let DatagramSocket::Udp(s) = self else {
             return self.try_recv(buf).map(|n| (n, n));
@@ -383,16 +383,9 @@ impl DatagramSocket {
             let msg =
                 recvmsg::<UnixAddr>(s.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::MSG_DONTWAIT)
                     .map_err(io::Error::from)?;
-            let segment = msg
-                .cmsgs()
-                .into_iter()
-                .flatten()
-                .find_map(|c| match c {
-                    ControlMessageOwned::UdpGroSegments(size) => usize::try_from(size).ok(),
-                    _ => None,
-                })
-                .filter(|&size| size > 0);
-            Ok((msg.bytes, segment.unwrap_or(msg.bytes)))
+            let segment =
+                crate::udp_gro::segment_size(msg.cmsgs().into_iter().flatten(), msg.bytes);
+            Ok((msg.bytes, segment))
         })
     }
 

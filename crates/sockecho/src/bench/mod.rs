@@ -193,7 +193,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     )
     .await?;
     let io = stream_io(config.io, &target)?;
-    let udp_offload = config.udp_offload && udp_offload(&target);
+    let udp_offload = config.udp_offload && udp_offload_available(&target);
     let mut end_rx = progress.end.subscribe();
     let threads = config.threads.min(config.connections);
     let clock = Clock::new();
@@ -398,7 +398,7 @@ impl Driver {
 
 /// Whether UDP sockets can send several datagrams per call (`--udp-offload`): the target is
 /// UDP and the kernel knows `UDP_SEGMENT`.
-fn udp_offload(target: &connect::Target) -> bool {
+fn udp_offload_available(target: &connect::Target) -> bool {
     let connect::Target::Udp(addr) = target else {
         tracing::warn!("--udp-offload applies to UDP only; ignored");
         return false;

@@ -21,8 +21,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
-    sendmmsg, sendmsg, setsockopt, sockopt,
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendmsg,
 };
 use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
@@ -113,7 +112,7 @@ fn wake(local: SocketAddr) {
 /// anything can arrive: a datagram queued before it is set is never coalesced. Kernels before
 /// 5.0 lack the option, and datagrams then come one by one.
 pub(super) fn receive_coalesced(socket: &impl AsFd) {
-    if let Err(e) = setsockopt(socket, sockopt::UdpGroSegment, &true) {
+    if let Err(e) = crate::udp_gro::enable(socket) {
         tracing::debug!("UDP_GRO: {e}; datagrams are received one by one");
     }
 }
@@ -321,7 +320,7 @@ impl UdpBatch {
                 None,
             )?;
             for (buf, message) in messages.enumerate() {
-                let Ok(mut cmsgs) = message.cmsgs() else {
+                let Ok(cmsgs) = message.cmsgs() else {
                     // Control messages were cut short (an inherited socket with more options
                     // on than there is room for): whether the buffer holds one datagram or
                     // several is unknown, so echoing it could merge datagrams. Drop it, and
@@ -336,13 +335,7 @@ impl UdpBatch {
                     *dropped += 1;
                     continue;
                 };
-                let segment = cmsgs
-                    .find_map(|c| match c {
-                        ControlMessageOwned::UdpGroSegments(size) => usize::try_from(size).ok(),
-                        _ => None,
-                    })
-                    .filter(|&size| size > 0)
-                    .unwrap_or(message.bytes);
+                let segment = crate::udp_gro::segment_size(cmsgs, message.bytes);
                 if let Some(sender) = message.address {
                     got.push(Datagram {
                         buf,
