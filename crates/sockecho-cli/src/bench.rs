@@ -85,6 +85,10 @@ pub struct BenchOpts {
     /// Also write the latency histogram to FILE as an HdrHistogram log.
     #[arg(long, value_name = "FILE")]
     pub save_hist: Option<PathBuf>,
+    /// Also write the report as a self-contained HTML page to FILE, with the whole latency
+    /// distribution (see `bench report`).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub tls: crate::cli::TlsClientArgs,
     #[command(flatten)]
@@ -95,6 +99,8 @@ pub struct BenchOpts {
 pub enum BenchCommand {
     /// Combine histogram logs saved with --save-hist into one report.
     Merge(MergeOpts),
+    /// Draw run reports, sweeps and histogram logs as one self-contained HTML page.
+    Report(crate::bench_html::ReportOpts),
 }
 
 #[derive(Debug, Args)]
@@ -133,9 +139,19 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
     crate::logging::init(&opts.verbosity);
-    if let Some(BenchCommand::Merge(merge_opts)) = opts.command {
-        return merge_main(merge_opts);
+    match opts.command {
+        Some(BenchCommand::Merge(merge_opts)) => return merge_main(merge_opts),
+        Some(BenchCommand::Report(report_opts)) => {
+            return crate::bench_html::report_main(report_opts);
+        }
+        None => {}
     }
+    // Before the run, so that a page that cannot be written does not cost a whole run.
+    let html = opts
+        .html
+        .as_deref()
+        .map(crate::bench_html::HtmlOutput::open)
+        .transpose()?;
     sockecho::limits::raise_fd_limit();
     let config = BenchConfig {
         endpoint: opts.endpoint,
@@ -185,6 +201,9 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         let written = tokio::task::spawn_blocking(move || -> anyhow::Result<ExitCode> {
             if let Some(path) = &save_hist {
                 save(path, |out| hlog::write(out, &outcome))?;
+            }
+            if let Some(html) = html {
+                html.write(&outcome)?;
             }
             print_report(&outcome.report, json)?;
             Ok(verdict(&outcome.report))

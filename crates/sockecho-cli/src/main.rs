@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_html;
 mod cli;
 mod client;
 mod logging;

@@ -12,6 +12,7 @@
 //!   (epoll) (private).
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
 //! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
+//! - [`html`]: the self-contained HTML report of runs and sweeps.
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
 //! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
@@ -27,6 +28,7 @@ mod connect;
 mod datagram;
 mod flow;
 pub mod hlog;
+pub mod html;
 pub mod merge;
 pub mod options;
 pub mod payload;
