@@ -28,9 +28,10 @@ pub fn report_main(opts: ReportOpts) -> anyhow::Result<ExitCode> {
     for path in &opts.files {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let label = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+        let label = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
         let source = html::read(&label, &bytes)
             .with_context(|| format!("{} cannot go into the report", path.display()))?;
         sources.push(source);
@@ -70,7 +71,7 @@ impl HtmlOutput {
     pub fn write(mut self, outcome: &Outcome) -> anyhow::Result<()> {
         let context = || format!("cannot write the report {}", self.path.display());
         let run = html::from_outcome(&outcome.report.endpoint, outcome).with_context(context)?;
-        let page = html::render(&[html::Source::Run(run)]);
+        let page = html::render(&[html::Source::Run(Box::new(run))]);
         // Some(..) from `open` until here, the one place that takes it.
         let mut file = self.file.take().context("the report was already written")?;
         file.set_len(0).with_context(context)?;

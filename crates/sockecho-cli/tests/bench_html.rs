@@ -44,7 +44,10 @@ fn a_run_writes_its_page_and_report_overlays_runs() {
     assert!(html.starts_with("<!DOCTYPE html>"));
     let chart = svg(&html, "distribution");
     assert_eq!(chart.matches("class=\"series\"").count(), 1, "{chart}");
-    assert!(chart.contains(&format!("data-series=\"{endpoint}\"")), "{chart}");
+    assert!(
+        chart.contains(&format!("data-series=\"{endpoint}\"")),
+        "{chart}"
+    );
     assert!(chart.contains(">percentile</text>") && chart.contains(">99%</text>"));
     // The run's own histogram is drawn, and its message count is in the table.
     assert!(html.contains("<td class=\"text\">histogram</td>"));
@@ -142,10 +145,7 @@ fn an_input_that_is_no_report_is_named() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("notes.txt cannot go into the report"),
-        "{err}"
-    );
+    assert!(err.contains("notes.txt cannot go into the report"), "{err}");
     assert!(!page.exists());
     // Without an output it is a usage error.
     let out = run(&["bench", "report", bad.to_str().expect("utf-8")]);

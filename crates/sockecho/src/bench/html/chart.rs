@@ -448,7 +448,10 @@ mod tests {
             }],
         };
         let svg = chart.to_svg();
-        assert!(svg.contains("data-series=\"a&lt;b&gt;&amp;&quot;c&quot;\""), "{svg}");
+        assert!(
+            svg.contains("data-series=\"a&lt;b&gt;&amp;&quot;c&quot;\""),
+            "{svg}"
+        );
         assert!(!svg.contains("a<b>"), "{svg}");
         assert!(svg.contains(">latency (µs)</text>"), "{svg}");
         assert!(svg.contains(">percentile</text>"), "{svg}");
@@ -456,7 +459,13 @@ mod tests {
         assert!(svg.contains(">knee &lt;here&gt;</text>"), "{svg}");
         // x = 0 cannot sit on a log axis: three of the four points are drawn.
         assert_eq!(svg.matches("<circle class=\"dot\"").count(), 3, "{svg}");
-        let path = svg.split(" d=\"").nth(1).unwrap().split('"').next().unwrap();
+        let path = svg
+            .split(" d=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         assert_eq!(path.matches('L').count(), 2, "{path}");
         assert_eq!(escape("'&'"), "&#39;&amp;&#39;");
     }

@@ -69,9 +69,15 @@ impl LatencyUnit {
         if max_us >= 1e6 {
             LatencyUnit { name: "s", us: 1e6 }
         } else if max_us >= 1e3 {
-            LatencyUnit { name: "ms", us: 1e3 }
+            LatencyUnit {
+                name: "ms",
+                us: 1e3,
+            }
         } else {
-            LatencyUnit { name: "µs", us: 1.0 }
+            LatencyUnit {
+                name: "µs",
+                us: 1.0,
+            }
         }
     }
 }
@@ -135,7 +141,13 @@ mod tests {
         };
         assert_eq!(
             distribution_from_summary(&s),
-            [(1.0, 1.0), (2.0, 2.0), (10.0, 3.0), (100.0, 4.0), (500.0, 9.0)]
+            [
+                (1.0, 1.0),
+                (2.0, 2.0),
+                (10.0, 3.0),
+                (100.0, 4.0),
+                (500.0, 9.0)
+            ]
         );
         s.count = 0;
         assert!(distribution_from_summary(&s).is_empty());
@@ -173,7 +185,11 @@ mod tests {
 
     #[test]
     fn the_knee_is_the_last_step_before_one_breaks() {
-        let held = [step(1e3, 1e3, 50.0), step(2e3, 2e3, 60.0), step(3e3, 3e3, 99.0)];
+        let held = [
+            step(1e3, 1e3, 50.0),
+            step(2e3, 2e3, 60.0),
+            step(3e3, 3e3, 99.0),
+        ];
         assert_eq!(knee(&held), Knee::NotReached);
         // p99 past twice the low-load p99 (50 µs).
         let mut steps = held.to_vec();

@@ -48,7 +48,7 @@ pub fn read(label: &str, bytes: &[u8]) -> Result<Source, InputError> {
             return read_sweep(label, sweep).map(Source::Sweep);
         }
         let report = Report::deserialize(&value).map_err(InputError::NotAReport)?;
-        return run_from_json(label, report, &value, None, None).map(Source::Run);
+        return run_from_json(label, report, &value, None, None).map(|r| Source::Run(Box::new(r)));
     }
     let logged = hlog::read(bytes)?;
     // A log written by another tool has no report; a merge of the one run makes the one a
@@ -66,7 +66,7 @@ pub fn read(label: &str, bytes: &[u8]) -> Result<Source, InputError> {
     if run.intervals.is_empty() {
         run.intervals = log_intervals(bytes);
     }
-    Ok(Source::Run(run))
+    Ok(Source::Run(Box::new(run)))
 }
 
 /// The page material of a run just made: its report, and its full latency histogram.

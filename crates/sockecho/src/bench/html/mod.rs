@@ -27,7 +27,8 @@ pub use page::render;
 /// One file's worth of material for the page.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Run(Run),
+    /// Boxed: a run carries its histogram, many times the size of a sweep's step list.
+    Run(Box<Run>),
     Sweep(Sweep),
 }
 

@@ -40,7 +40,7 @@ pub fn render(sources: &[Source]) -> String {
     let runs: Vec<&Run> = sources
         .iter()
         .filter_map(|s| match s {
-            Source::Run(r) => Some(r),
+            Source::Run(r) => Some(r.as_ref()),
             Source::Sweep(_) => None,
         })
         .collect();
@@ -54,7 +54,11 @@ pub fn render(sources: &[Source]) -> String {
 
     let mut body = String::new();
     body.push_str("<h1>sockecho bench report</h1>");
-    let _ = write!(body, "<p class=\"meta\">{}</p>", header_line(&runs, &sweeps));
+    let _ = write!(
+        body,
+        "<p class=\"meta\">{}</p>",
+        header_line(&runs, &sweeps)
+    );
     if !runs.is_empty() {
         body.push_str(&run_tables(&runs));
         if let Some(chart) = distribution_chart(&runs) {
@@ -465,10 +469,7 @@ fn sweep_section(n: usize, sweep: &Sweep) -> String {
             let l = &st.report.latency_us;
             [l.p50, l.p99, l.p999]
         };
-        let max_us = measured
-            .iter()
-            .flat_map(|st| lat(st))
-            .fold(0.0, f64::max);
+        let max_us = measured.iter().flat_map(|st| lat(st)).fold(0.0, f64::max);
         let min_us = measured
             .iter()
             .flat_map(|st| lat(st))
@@ -605,7 +606,9 @@ mod tests {
     /// The `<svg>` element with this id.
     fn svg<'a>(page: &'a str, id: &str) -> &'a str {
         let start = page
-            .find(&format!("<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"{id}\""))
+            .find(&format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"{id}\""
+            ))
             .unwrap_or_else(|| panic!("no svg {id}"));
         let len = page[start..].find("</svg>").unwrap();
         &page[start..start + len]
@@ -617,8 +620,8 @@ mod tests {
         let mut evil = run("<script>alert(1)</script>", &values, false);
         evil.report.endpoint = "unix:/tmp/a&b\"<x>".into();
         let page = render(&[
-            Source::Run(run("fast.hlog", &values, true)),
-            Source::Run(evil),
+            Source::Run(Box::new(run("fast.hlog", &values, true))),
+            Source::Run(Box::new(evil)),
         ]);
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(!page.contains("<script"), "the page runs no script");
@@ -670,7 +673,10 @@ mod tests {
                 errors: 0,
             })
             .collect();
-        let page = render(&[Source::Run(a), Source::Run(run("b", &[1_000], false))]);
+        let page = render(&[
+            Source::Run(Box::new(a)),
+            Source::Run(Box::new(run("b", &[1_000], false))),
+        ]);
         let t = svg(&page, "throughput");
         assert_eq!(t.matches("class=\"series\"").count(), 1);
         assert!(t.contains("d=\"M") && t.contains(">round trips (msg/s)</text>"));
@@ -727,8 +733,8 @@ mod tests {
     #[test]
     fn labels_and_dates() {
         let page = render(&[
-            Source::Run(run("run.json", &[1_000], false)),
-            Source::Run(run("run.json", &[2_000], false)),
+            Source::Run(Box::new(run("run.json", &[1_000], false))),
+            Source::Run(Box::new(run("run.json", &[2_000], false))),
         ]);
         assert!(page.contains("data-series=\"run.json (1)\""));
         assert!(page.contains("data-series=\"run.json (2)\""));
