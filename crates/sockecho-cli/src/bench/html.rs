@@ -7,23 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
 use sockecho::bench::{Outcome, html};
 
-#[derive(Debug, Args)]
-pub struct ReportOpts {
-    /// Run reports (`bench --json`, `bench merge --json`), sweeps (`bench sweep --json`) or
-    /// histogram logs (`--save-hist`; their whole latency distribution is drawn).
-    #[arg(value_name = "FILE", required = true)]
-    pub files: Vec<PathBuf>,
-    /// The HTML file to write.
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: PathBuf,
-}
+use crate::cli::bench::ReportOpts;
 
 /// Reads every input, then writes the page. Exit 0 once written, whatever the runs measured:
 /// the page shows their errors.
-pub fn report_main(opts: ReportOpts) -> anyhow::Result<ExitCode> {
+pub fn main(opts: ReportOpts) -> anyhow::Result<ExitCode> {
     let mut sources = Vec::with_capacity(opts.files.len());
     for path in &opts.files {
         let bytes =
