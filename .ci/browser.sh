@@ -75,15 +75,19 @@ cat >"$work/check.js" <<'JS'
     if (box.width < 300 || box.height < 150) problems.push(id + ": not laid out");
     const plot = svg.querySelector("rect.plot").getBBox();
     for (const name of series) {
-      const path = svg.querySelector('path.series[data-series="' + name + '"]');
+      const sel = '[data-series="' + CSS.escape(name) + '"]';
+      const path = svg.querySelector("path.series" + sel);
       if (!path) { problems.push(id + ": no series " + name); continue; }
       const b = path.getBBox();
-      if (!(path.getTotalLength() > 20)) problems.push(id + ": series " + name + " not drawn");
+      // A line, or for a series of one point its dot.
+      if (!(path.getTotalLength() > 20) && !svg.querySelector("circle.dot" + sel)) {
+        problems.push(id + ": series " + name + " not drawn");
+      }
       if (b.x < plot.x - 1 || b.x + b.width > plot.x + plot.width + 1 ||
           b.y < plot.y - 1 || b.y + b.height > plot.y + plot.height + 1) {
         problems.push(id + ": series " + name + " outside its plot");
       }
-      if (!svg.querySelector('text.legend-entry[data-series="' + name + '"]')) {
+      if (!svg.querySelector("text.legend-entry" + sel)) {
         problems.push(id + ": no legend entry for " + name);
       }
     }
@@ -95,6 +99,14 @@ cat >"$work/check.js" <<'JS'
     for (const m of markers) {
       if (!svg.querySelector('line.marker[data-marker="' + m + '"]')) problems.push(id + ": no " + m + " marker");
     }
+  }
+  // Every chart on the page (the time charts too, when the reports have intervals): laid out,
+  // every series drawn inside its plot, axis titles and tick labels present.
+  for (const svg of document.querySelectorAll("svg.chart")) {
+    const names = Array.from(svg.querySelectorAll("path.series"), p => p.getAttribute("data-series"));
+    if (names.length === 0) problems.push(svg.id + ": no series");
+    chart(svg.id, names, [], []);
+    if (svg.querySelectorAll("text.axis-title").length !== 2) problems.push(svg.id + ": axis titles missing");
   }
   chart("distribution", ["closed.json", "open.hlog"], ["percentile", "latency ("], []);
   chart("sweep-1", ["p50", "p99", "p99.9"], ["achieved round trips (msg/s)", "latency (log scale)"], ["max"]);

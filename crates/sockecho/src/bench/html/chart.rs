@@ -76,9 +76,9 @@ impl Axis {
 
     /// The percentile axis of HdrHistogram's plots: position 1/(1-p) on a log scale, so 0 %,
     /// 90 %, 99 %, 99.9 % … are evenly spaced, up to the decade that holds `last` (at least
-    /// 99.99 %, at most 99.9999 %).
+    /// 99.99 %, at most 99.999999 %, past which a curve is cut).
     pub fn percentile(last: f64) -> Axis {
-        let decades = (last.max(1.0).log10().ceil() as i32).clamp(4, 6);
+        let decades = (last.max(1.0).log10().ceil() as i32).clamp(4, 8);
         let ticks = (0..=decades)
             .map(|d| (10f64.powi(d), percentile_label(d)))
             .collect();
@@ -416,7 +416,8 @@ mod tests {
         let p = Axis::percentile(3_000.0);
         let labels: Vec<&str> = p.ticks.iter().map(|t| t.1.as_str()).collect();
         assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
-        assert_eq!(Axis::percentile(5e7).ticks.len(), 7);
+        assert_eq!(Axis::percentile(5e5).ticks.len(), 7);
+        assert_eq!(Axis::percentile(5e9).ticks.len(), 9);
         let l = Axis::log("latency (µs)", 42.0, 5_000.0, number);
         assert_eq!((l.min, l.max), (10.0, 10_000.0));
         assert_eq!(l.ticks[3].1, "10k");

@@ -475,9 +475,11 @@ fn sweep_section(n: usize, sweep: &Sweep) -> String {
             .flat_map(|st| lat(st))
             .filter(|&v| v > 0.0)
             .fold(f64::INFINITY, f64::min);
+        let found_max = sweep.find_max.as_ref().and_then(|f| f.max_rate);
         let max_rate = steps
             .iter()
             .map(|st| st.report.msgs_per_s.max(st.offered))
+            .chain(found_max)
             .fold(0.0, f64::max);
         let series = ["p50", "p99", "p99.9"]
             .iter()
@@ -502,7 +504,7 @@ fn sweep_section(n: usize, sweep: &Sweep) -> String {
                 kind: "knee",
             });
         }
-        if let Some(rate) = sweep.find_max.as_ref().and_then(|f| f.max_rate) {
+        if let Some(rate) = found_max {
             let target = sweep.find_max.as_ref().map_or("", |f| f.target.as_str());
             markers.push(Marker {
                 x: rate,
