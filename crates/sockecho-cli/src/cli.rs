@@ -48,14 +48,14 @@ pub struct TlsClientArgs {
 
 impl TlsClientArgs {
     /// The library's connect options; warns loudly about --insecure.
-    pub fn connect_options(&self) -> sockecho::client::ConnectOptions {
+    pub fn connect_options(&self) -> sockecho::connect::ConnectOptions {
         if self.insecure {
             eprintln!(
                 "warning: --insecure: the server's certificate is not checked; anyone on the \
                  path can impersonate the server and read or change this traffic"
             );
         }
-        sockecho::client::ConnectOptions {
+        sockecho::connect::ConnectOptions {
             tls: sockecho::tls::ClientTlsOptions {
                 ca_file: self.ca.clone(),
                 pin_sha256: self.pin_sha256.clone(),
