@@ -14,10 +14,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::connect::datagram::MAX_UDP_SIZE;
 use crate::connect::{
-    BoxStream, ConnectError, ConnectOptions, DatagramSocket, Peer, connect_stream_with,
-    probe_datagram, resolve,
+    BoxStream, ConnectError, ConnectOptions, DatagramSocket, MAX_UDP_SIZE, Peer,
+    connect_stream_with, probe_datagram, resolve,
 };
 use crate::net_error::{describe_connect_error, plain};
 use crate::payload::{HEADER_LEN, Pattern, parse_header, seq_prefix};

@@ -25,6 +25,7 @@ const GSO_SEGMENTS: usize = 64;
 /// Most bytes in one segmented send: what one IPv4 datagram could carry.
 pub(crate) const GSO_BYTES: usize = 65_507;
 
+/// One datagram socket's state: the message flow and how its bytes move.
 struct DatagramConn<'a> {
     flow: Flow<'a>,
     /// First queued message not yet sent; those from it to `window.next_seq()` wait for room

@@ -30,7 +30,7 @@
 //! benchmark that uses fewer CPUs leaves more of them to the server it measures.
 
 mod datagram;
-pub mod error;
+mod error;
 mod flow;
 pub mod hlog;
 pub mod merge;
@@ -55,8 +55,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use tokio::sync::{oneshot, watch};
 
-use crate::connect::Peer;
-use crate::connect::datagram::udp_segmentation_supported;
+use crate::connect::{Peer, udp_segmentation_supported};
 use crate::payload::Pattern;
 pub use error::BenchError;
 pub use options::{BenchConfig, LoadIo, Mode, format_size, parse_size, parse_sources};

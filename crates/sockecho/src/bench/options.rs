@@ -5,8 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::error::BenchError;
-use crate::connect::ConnectOptions;
-use crate::connect::datagram::MAX_UDP_SIZE;
+use crate::connect::{ConnectOptions, MAX_UDP_SIZE};
 use crate::{Endpoint, Transport};
 
 /// Largest message for any transport. Every connection shares one read-only copy of the

@@ -1,6 +1,6 @@
 //! The load thread's own event loop for plain TCP and Unix stream connections: one epoll set,
-//! one `epoll_wait` per turn, and each ready connection's [`StreamConn`] stepped in place — no task,
-//! waker or timer per connection.
+//! one `epoll_wait` per turn, and each ready connection's [`StreamConn`] stepped in place — no
+//! task, waker or timer per connection.
 //!
 //! Why not a tokio task per connection, as TLS uses: at 50 connections × 64 B against a fast
 //! server, tokio's scheduling, readiness bookkeeping and per-task state made `bench` spend

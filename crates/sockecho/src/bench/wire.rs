@@ -9,9 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::connect::Peer;
-use crate::connect::peer::wrong_peer;
-use crate::connect::tcp::connect_tcp;
+use crate::connect::{Peer, connect_tcp, wrong_peer};
 
 /// What a connection needs from its socket: reads and writes that never wait (`WouldBlock`
 /// when they cannot go on).

@@ -5,7 +5,7 @@
 //! A thread first opens its connections and reports how many opened, then waits for the
 //! coordinator's go (the common schedule, or nothing if the run is called off), runs its
 //! connections, and hands back its results: plain TCP and Unix connections in the thread's own
-//! loop (io_uring, [`uring`](super::uring), or epoll, [`reactor`](super::reactor)), TLS
+//! loop (io_uring, [`uring`], or epoll, [`reactor`]), TLS
 //! connections and datagram sockets as one tokio task each.
 
 use std::cell::{Cell, RefCell};
