@@ -1,4 +1,4 @@
-//! The message format: what each benchmark (and ping) message carries, so every echoed byte can be
+//! The message format: what each benchmark and ping message carries, so every echoed byte can be
 //! checked.
 //!
 //! A message of `size` bytes for sequence number `seq` on connection `conn` is:
