@@ -1,14 +1,10 @@
 //! `sockecho client` with stdin not a terminal: a pipe tool like `nc`, binary-exact both ways at
 //! once, half-closing at end of input and exiting 0 once the whole echo is back.
 
-use std::time::Duration;
-
 use crate::support::{
-    Server, WAIT, assert_all_byte_values, assert_no_panic, pattern, run_with_input, sockecho,
-    stderr_of, temp_dir,
+    RUN, Server, WAIT, assert_all_byte_values, assert_no_panic, pattern, run_with_input, sockecho,
+    stderr_of, temp_dir, wait_child,
 };
-
-const LIMIT: Duration = Duration::from_secs(30);
 
 fn pipe_through(endpoint: &str, input: &[u8]) -> Vec<u8> {
     let out = run_with_input(&["client", endpoint], input);
@@ -106,18 +102,7 @@ fn files_on_stdin_and_stdout_are_copied_exactly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn client");
-    let deadline = std::time::Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = client.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "client did not finish"
-        );
-        // Polling a child's exit has no readiness event to wait on; the poll is short.
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_child(&mut client, RUN).expect("client finishes the copy");
     assert!(status.success(), "client exited {status}");
     let output = std::fs::read(&copy).expect("read copy");
     assert_eq!(output.len(), input.len(), "copy length");
@@ -161,17 +146,9 @@ fn server_goes_away_mid_session(mut server: Server) -> (Option<i32>, String, Str
     // The client may already have noticed and exited; a failed write is fine then.
     let _ = stdin.write_all(b"second\n");
     drop(stdin);
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = client.try_wait().expect("try_wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = client.kill();
-            panic!("client still running after the server went away");
-        }
-        // Polling a child's exit has no readiness event to wait on; the poll is short.
-        std::thread::sleep(Duration::from_millis(5));
+    let Some(status) = wait_child(&mut client, WAIT) else {
+        let _ = client.kill();
+        panic!("client still running after the server went away");
     };
     let out = reader.join().expect("stdout reader");
     let err = errors.join().expect("stderr reader");
@@ -179,11 +156,9 @@ fn server_goes_away_mid_session(mut server: Server) -> (Option<i32>, String, Str
     (status.code(), out, err)
 }
 
-/// The echo of `second` never comes back, so the client must not report success.
-#[test]
-fn tcp_server_going_away_before_the_echo_is_complete_is_exit_code_1() {
-    let server = Server::start(&["tcp://127.0.0.1:0"], &[]);
-    let endpoint = server.arg();
+/// The echo of `second` never comes back, so the client must not report success, and its
+/// error names the endpoint it lost.
+fn assert_server_going_away_is_exit_code_1(server: Server, endpoint: &str) {
     let (code, out, err) = server_goes_away_mid_session(server);
     assert_eq!(out, "first\n");
     assert_eq!(
@@ -192,9 +167,16 @@ fn tcp_server_going_away_before_the_echo_is_complete_is_exit_code_1() {
         "client exited {code:?} although `second` was never echoed; stderr: {err:?}"
     );
     assert!(
-        err.contains(&endpoint),
+        err.contains(endpoint),
         "error does not name the endpoint: {err:?}"
     );
+}
+
+#[test]
+fn tcp_server_going_away_before_the_echo_is_complete_is_exit_code_1() {
+    let server = Server::start(&["tcp://127.0.0.1:0"], &[]);
+    let endpoint = server.arg();
+    assert_server_going_away_is_exit_code_1(server, &endpoint);
 }
 
 #[test]
@@ -202,15 +184,5 @@ fn unix_server_going_away_before_the_echo_is_complete_is_exit_code_1() {
     let dir = temp_dir();
     let endpoint = format!("unix:{}", dir.path().join("gone.sock").display());
     let server = Server::start(&[&endpoint], &[]);
-    let (code, out, err) = server_goes_away_mid_session(server);
-    assert_eq!(out, "first\n");
-    assert_eq!(
-        code,
-        Some(1),
-        "client exited {code:?} although `second` was never echoed; stderr: {err:?}"
-    );
-    assert!(
-        err.contains(&endpoint),
-        "error does not name the endpoint: {err:?}"
-    );
+    assert_server_going_away_is_exit_code_1(server, &endpoint);
 }

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use crate::support::{
     Metrics, Server, TCP_CONNECTIONS, UDP_ECHOED, WAIT, assert_closed_unserved, echo_once, ip,
-    queued_datagrams, series_value, tcp_connect_from, tcp_rejected, udp_dropped, udp_from,
+    poll_until, queued_datagrams, series_value, tcp_connect_from, tcp_rejected, udp_dropped,
+    udp_from,
 };
 
 #[test]
@@ -136,18 +137,13 @@ fn udp_rate_allows_a_burst_of_one_seconds_worth_per_source() {
 
 /// Waits until the server has echoed or rate-limited `total` datagrams, and returns the scrape.
 fn wait_accounted(metrics: &Metrics, total: u64) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    poll_until(&format!("{total} datagrams accounted for"), || {
         let text = metrics.scrape();
         let count = |series: &str| series_value(&text, series).unwrap_or(0);
         if count(UDP_ECHOED) + count(&udp_dropped("rate_limited")) >= total {
-            return text;
+            Ok(text)
+        } else {
+            Err(text)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the server never accounted for {total} datagrams:\n{text}"
-        );
-        // A scrape has no readiness event to wait on; the poll is short.
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    })
 }

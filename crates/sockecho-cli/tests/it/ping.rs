@@ -134,7 +134,7 @@ fn bad_arguments_exit_2() {
 fn ctrl_c_prints_the_summary() {
     let server = Server::start(&["tcp://127.0.0.1:0"], &["-q"]);
     let endpoint = server.endpoint("tcp://").to_owned();
-    let mut child = sockecho(&["ping", &endpoint, "-i", "50ms"])
+    let mut child = sockecho(["ping", &endpoint, "-i", "50ms"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

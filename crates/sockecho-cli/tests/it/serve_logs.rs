@@ -5,11 +5,10 @@ use std::io::Read;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::support::{
-    Server, WAIT, echo_once, run, stderr_of, tcp_connect, temp_dir, udp_exchange, udp_peer,
-    unix_connect,
+    Server, WAIT, echo_once, poll_until, run, stderr_of, tcp_connect, temp_dir, udp_exchange,
+    udp_peer, unix_connect,
 };
 use rustix::process::Signal;
 
@@ -142,16 +141,10 @@ fn double_quiet_still_reports_errors() {
 }
 
 fn connect_when_ready(path: &Path) -> UnixStream {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match UnixStream::connect(path) {
-            Ok(stream) => {
-                stream.set_read_timeout(Some(WAIT)).expect("timeout");
-                return stream;
-            }
-            // Not bound yet: poll briefly, bounded by the deadline.
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => panic!("server never accepted on {}: {e}", path.display()),
-        }
-    }
+    // Not bound yet is the only reason to fail here; poll until it is.
+    let stream = poll_until(&format!("a listener on {}", path.display()), || {
+        UnixStream::connect(path)
+    });
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream
 }

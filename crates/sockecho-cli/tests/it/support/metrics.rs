@@ -3,11 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use super::WAIT;
 use super::net::tcp_connect;
 use super::server::Server;
+use super::wait::poll_until;
 
 /// One HTTP response: status code, header block and body.
 #[derive(Debug)]
@@ -77,26 +76,17 @@ impl Metrics {
         response.body
     }
 
-    /// Waits until every series has its expected value, failing after [`WAIT`] with the last
-    /// scrape. Counters move a moment after the traffic that moves them (a connection's bytes
+    /// Waits until every series has its expected value, failing after
+    /// [`WAIT`](super::WAIT) with the last scrape. Counters move a moment after the traffic that moves them (a connection's bytes
     /// are counted when it ends), so tests poll rather than read once.
     pub fn wait_values(&self, expected: &[(&str, u64)]) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        poll_until(&format!("{expected:?}"), || {
             let text = self.scrape();
             let matches = expected
                 .iter()
                 .all(|(series, want)| series_value(&text, series) == Some(*want));
-            if matches {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited for {expected:?}; last scrape:\n{text}"
-            );
-            // A scrape has no readiness event to wait on; the poll is short.
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            if matches { Ok(text) } else { Err(text) }
+        })
     }
 }
 

@@ -8,8 +8,8 @@
 //!   connecting from a chosen loopback address.
 //! - [`data`]: test payloads and temporary directories.
 //! - [`tls`]: certificates on disk and the server's TLS log lines.
-//! - [`transcript`]: a child's output collected as it comes, and bounded waits on it and on the
-//!   child's exit.
+//! - [`transcript`]: a child's output collected as it comes, and a bounded wait on it.
+//! - [`wait`]: bounded polling for what announces nothing (a child's exit, a counter).
 //! - [`bench`]: the `bench --json` report and its fields.
 //! - [`faulty`]: small misbehaving echo servers, so the tools' error counts meet a known fault.
 //! - [`metrics`]: a minimal HTTP/1.1 client for `--metrics`.
@@ -22,8 +22,8 @@
 //!   (a short bench or ping).
 //!
 //! Nothing sleeps to wait for readiness: readiness is a `listening on` line, a reply or an exit.
-//! Where there is no event to wait on (a child's exit, a metrics counter), a short poll runs
-//! under one of these bounds.
+//! Where there is no event to wait on (a child's exit, a metrics counter), [`wait`] polls under
+//! one of these bounds.
 
 pub mod bench;
 pub mod data;
@@ -34,6 +34,7 @@ pub mod process;
 pub mod server;
 pub mod tls;
 pub mod transcript;
+pub mod wait;
 
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ pub use process::*;
 pub use server::*;
 pub use tls::*;
 pub use transcript::*;
+pub use wait::*;
 
 /// Bound for anything that should happen at once (readiness, a log line, an echo, an exit).
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -10,7 +10,8 @@ use rustix::process::{Pid, Signal, kill_process};
 
 use super::WAIT;
 use super::process::{assert_no_panic, sockecho};
-use super::transcript::{Transcript, wait_child};
+use super::transcript::Transcript;
+use super::wait::wait_child;
 
 /// An endpoint as printed by the server, parsed independently of the library under test.
 #[derive(Debug, Clone, PartialEq, Eq)]

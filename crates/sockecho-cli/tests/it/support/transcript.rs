@@ -1,12 +1,10 @@
 //! What a child process has written so far — a server's stderr, a terminal's screen — collected
-//! by a reader thread, with a bounded wait for it to show something; and a bounded wait for a
-//! child to exit.
+//! by a reader thread, with a bounded wait for it to show something.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::WAIT;
 
@@ -122,20 +120,5 @@ impl Transcript {
             // The reader only panics on a poisoned lock, after a panic already being reported.
             let _ = reader.join();
         }
-    }
-}
-
-/// Waits up to `limit` for `child` to exit.
-pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        // Polling a child's exit has no readiness event to wait on; the poll is short.
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
