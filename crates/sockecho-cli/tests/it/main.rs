@@ -7,6 +7,7 @@ mod support;
 mod bench_faults;
 mod bench_stop;
 mod bench_transports;
+mod cli_env;
 mod client_datagram;
 mod client_errors;
 mod client_interactive;
