@@ -11,6 +11,8 @@ pub mod access;
 mod bind;
 mod datagram;
 pub mod echo;
+mod log_budget;
+mod rate_limit;
 mod stream;
 #[allow(unsafe_code)]
 mod uring;
@@ -65,6 +67,9 @@ pub struct ServerConfig {
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`] instead.
     pub threads: usize,
+    /// A name for this instance (e.g. a Kubernetes pod name), shown in the `listening on`
+    /// lines so logs gathered from many instances say which one spoke. Never sent to peers.
+    pub identity: Option<String>,
     /// How worker threads do stream I/O. TLS connections and serving without worker threads
     /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
     /// tokio and UDP sockets by a blocking loop each.
@@ -108,6 +113,7 @@ impl Default for ServerConfig {
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,
+            identity: None,
         }
     }
 }
@@ -139,7 +145,9 @@ pub(crate) struct Shared {
     /// Open connections per peer address, when `max_conns_per_ip` is set.
     pub(crate) per_ip: Option<Arc<access::PerIpLimit>>,
     /// Per-source token buckets, when `udp_rate` is set.
-    pub(crate) udp_rate: Option<access::RateLimiter>,
+    pub(crate) udp_rate: Option<rate_limit::RateLimiter>,
+    /// Which failed TLS handshakes are logged one by one; the rest are summed up.
+    pub(crate) tls_failure_log: log_budget::LogBudget,
 }
 
 impl Server {
@@ -213,7 +221,8 @@ impl Server {
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
             per_ip: self.config.max_conns_per_ip.map(access::PerIpLimit::new),
-            udp_rate: self.config.udp_rate.map(access::RateLimiter::new),
+            udp_rate: self.config.udp_rate.map(rate_limit::RateLimiter::new),
+            tls_failure_log: log_budget::LogBudget::new(std::time::Instant::now()),
             config: self.config,
             counters: self.counters,
             drain: CancellationToken::new(),
@@ -227,7 +236,14 @@ impl Server {
         let mut guards = Vec::new();
         let mut sockets = Vec::new();
         for listener in self.listeners {
-            tracing::info!("listening on {}", listener.endpoint);
+            match &shared.config.identity {
+                Some(identity) => tracing::info!(
+                    identity = identity.as_str(),
+                    "{identity}: listening on {}",
+                    listener.endpoint
+                ),
+                None => tracing::info!("listening on {}", listener.endpoint),
+            }
             guards.push(listener.path_guard);
             sockets.push((listener.socket, listener.endpoint));
         }
@@ -240,7 +256,10 @@ impl Server {
             workers::start(threads, sockets, &shared)
         };
 
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = summarize_tls_failures_periodically(&shared) => {}
+        }
         tracing::info!("shutting down: no new connections, draining open ones");
         shared.drain.cancel();
         let mut workers = workers;
@@ -259,8 +278,40 @@ impl Server {
             shared.tracker.wait().await;
         }
         workers.finished().await;
+        summarize_tls_failures(&shared);
         drop(guards);
         shared.counters.snapshot()
+    }
+}
+
+/// Sums up, every [`log_budget::INTERVAL`], the failed TLS handshakes that were not logged one
+/// by one. Never returns; without TLS it just waits.
+async fn summarize_tls_failures_periodically(shared: &Shared) {
+    if shared.config.tls.is_none() {
+        return std::future::pending().await;
+    }
+    let mut ticks = tokio::time::interval(log_budget::INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        summarize_tls_failures(shared);
+    }
+}
+
+/// Logs how many failed TLS handshakes were held back from the log since the last summary.
+fn summarize_tls_failures(shared: &Shared) {
+    let held_back = shared.tls_failure_log.take_held_back();
+    if held_back > 0 {
+        tracing::warn!(
+            target: crate::CONN_LOG,
+            event = "tls_handshake_failures_summarized",
+            count = held_back,
+            "{held_back} more TLS handshake failures in the last {}s (the first {} of every {}s \
+             are logged one by one; sockecho_tls_handshake_failures_total counts them all)",
+            log_budget::INTERVAL.as_secs(),
+            log_budget::WARNINGS_PER_INTERVAL,
+            log_budget::INTERVAL.as_secs(),
+        );
     }
 }
 
