@@ -134,9 +134,26 @@ pub struct ServeOpts {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub tls_handshake_timeout: Duration,
     /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9100), with
-    /// /metrics, /healthz and /readyz.
+    /// /metrics, /healthz, /readyz and /info.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Most connections to the metrics endpoint at once; more are closed at once and counted.
+    /// Their descriptors are kept back from the default --max-conns.
+    #[arg(long, value_name = "N", default_value_t = 64, requires = "metrics",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub metrics_max_conns: u32,
+    /// How long a metrics client may take to send a whole request head; then it is closed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration,
+          default_value = "5s", requires = "metrics")]
+    pub metrics_header_timeout: Duration,
+    /// Close a kept-alive metrics connection idle this long between requests.
+    #[arg(long, value_name = "DURATION", value_parser = parse_nonzero_duration,
+          default_value = "30s", requires = "metrics")]
+    pub metrics_idle_timeout: Duration,
+    /// A name for this instance (e.g. the pod name), shown in the `listening on` lines, in the
+    /// sockecho_info metric and on /info; never in echoed data. `auto` takes the host name.
+    #[arg(long, value_name = "NAME", env = "SOCKECHO_IDENTITY", value_parser = parse_identity)]
+    pub identity: Option<String>,
     /// Log format: text for people, json for machines (one object per event).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -189,6 +206,27 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
         _ => Err(format!("{text:?} is not a positive number")),
+    }
+}
+
+/// Parses an `--identity`: printable text, as a log line, a label value and JSON carry it.
+pub fn parse_identity(text: &str) -> Result<String, String> {
+    const MAX_LEN: usize = 253; // a DNS name, the longest pod or host name
+    if text.is_empty() || text.len() > MAX_LEN || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{text:?} is not a usable name: use 1 to {MAX_LEN} printable characters (or `auto` \
+             for the host name)"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Parses a duration like [`parse_duration`], refusing zero (which would close everything at
+/// once).
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: must be longer than zero")),
+        d => Ok(d),
     }
 }
 
@@ -247,6 +285,20 @@ mod tests {
                 .contains("not a duration")
         );
         assert!(parse_duration("-1").is_err());
+        assert_eq!(
+            parse_nonzero_duration("300ms"),
+            Ok(Duration::from_millis(300))
+        );
+        assert!(parse_nonzero_duration("0").unwrap_err().contains("zero"));
+    }
+
+    #[test]
+    fn identities() {
+        assert_eq!(parse_identity("pod-7"), Ok("pod-7".to_owned()));
+        assert!(parse_identity("").is_err());
+        assert!(parse_identity("a\nb").is_err());
+        assert!(parse_identity("\u{1b}[31m").is_err());
+        assert!(parse_identity(&"x".repeat(254)).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod logging;
 mod metrics;
+mod metrics_conn;
 mod ping;
 mod serve;
 

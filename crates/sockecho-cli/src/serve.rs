@@ -36,7 +36,16 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     } else {
         opts.endpoints
     };
+    let hostname = hostname();
+    let identity = opts.identity.map(|name| {
+        if name == "auto" {
+            hostname.clone()
+        } else {
+            name
+        }
+    });
     let mut config = ServerConfig {
+        identity: identity.clone(),
         idle_timeout: opts.idle_timeout,
         grace: opts.grace,
         log_data: opts.log_data,
@@ -58,8 +67,19 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
         },
         ..ServerConfig::default()
     };
+    let metrics_limits = crate::metrics_conn::Limits {
+        max_conns: opts.metrics_max_conns as usize,
+        header_timeout: opts.metrics_header_timeout,
+        idle_timeout: opts.metrics_idle_timeout,
+    };
     if let Some(n) = opts.max_conns {
         config.max_conns = n as usize;
+    } else if opts.metrics.is_some() {
+        // The metrics endpoint's connections use descriptors from the same limit.
+        config.max_conns = config
+            .max_conns
+            .saturating_sub(metrics_limits.max_conns)
+            .max(1);
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
@@ -71,7 +91,20 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let server = Server::bind_and_adopt(&endpoints, inherited, config).await?;
     let health = Arc::new(Health::default());
     if let Some(addr) = &opts.metrics {
-        let metrics = crate::metrics::bind(addr, server.counters(), health.clone()).await?;
+        let about = crate::metrics::About {
+            identity,
+            hostname,
+            version: env!("CARGO_PKG_VERSION"),
+            listeners: server.endpoints().iter().map(ToString::to_string).collect(),
+        };
+        let metrics = crate::metrics::bind(
+            addr,
+            server.counters(),
+            health.clone(),
+            about,
+            metrics_limits,
+        )
+        .await?;
         tokio::spawn(metrics);
     }
     health.set_ready();
@@ -93,6 +126,14 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
         stats.datagrams
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// This machine's (or pod's) host name.
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Completes on the first SIGINT or SIGTERM and logs which one came.

@@ -339,3 +339,53 @@ fn sigterm_echoes_what_arrived_then_closes_the_tls_stream() {
     let status = server.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "{}", server.log());
 }
+
+#[test]
+fn a_flood_of_failed_handshakes_is_summarised_not_logged_line_by_line() {
+    const PEERS: usize = 40;
+    let (mut server, addr) = start_tls_server(&[
+        "serve",
+        "tls://127.0.0.1:0",
+        "-q",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let metrics = metrics_addr(&server);
+    for _ in 0..PEERS {
+        let mut plain = tcp_connect(addr);
+        plain
+            .write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .expect("send plain text");
+        read_until_closed(&mut plain, Instant::now());
+    }
+    let counted = format!("sockecho_tls_handshake_failures_total{{transport=\"tls\"}} {PEERS}");
+    let deadline = Instant::now() + WAIT;
+    while !scrape(metrics).lines().any(|l| l == counted) {
+        assert!(Instant::now() < deadline, "{counted} never showed");
+        // A scrape has no readiness event to wait on; the poll is short.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // The summary of the rest comes at the latest when the server stops.
+    server.signal(Signal::TERM);
+    assert_eq!(server.wait_exit(WAIT).code(), Some(0));
+    let log = server.log();
+    let one_by_one = log
+        .lines()
+        .filter(|l| l.contains("TLS handshake failed"))
+        .count();
+    assert!(
+        (1..=5).contains(&one_by_one),
+        "{one_by_one} failures logged one by one:\n{log}"
+    );
+    let summarised: usize = log
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("WARN ")?;
+            let (n, tail) = rest.trim_start().split_once(' ')?;
+            tail.starts_with("more TLS handshake failures")
+                .then(|| n.parse::<usize>().ok())?
+        })
+        .sum();
+    assert_eq!(one_by_one + summarised, PEERS, "{log}");
+}
