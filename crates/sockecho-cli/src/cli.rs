@@ -114,8 +114,8 @@ pub struct ServeOpts {
     /// Most TCP connections from one address at once; further ones are closed at once.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns_per_ip: Option<u32>,
-    /// Most datagrams per second from one source address (token bucket, bursts of one
-    /// second's worth); the excess is dropped and counted.
+    /// Most datagrams per second from one source — an IPv4 address or an IPv6 /64 — (token
+    /// bucket, bursts of one second's worth); the excess is dropped and counted.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub udp_rate: Option<f64>,
     /// Answer datagrams from well-known service ports (echo, chargen, DNS, NTP, ...) and

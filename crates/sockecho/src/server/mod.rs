@@ -51,8 +51,8 @@ pub struct ServerConfig {
     pub access: AccessPolicy,
     /// Most stream connections from one peer address at once (TCP).
     pub max_conns_per_ip: Option<usize>,
-    /// Most datagrams per second from one source address, in bursts of up to one second's
-    /// worth; the excess is dropped.
+    /// Most datagrams per second from one source (an IPv4 address or an IPv6 /64), in bursts
+    /// of up to one second's worth; the excess is dropped.
     pub udp_rate: Option<f64>,
     /// Drop datagrams from well-known service ports and from broadcast or multicast sources,
     /// so two echo services cannot be made to bounce datagrams between them forever.
