@@ -11,10 +11,12 @@ use sockecho::client::datagram::{
 use sockecho::client::interactive::{LineSource, interactive};
 use sockecho::client::{connect_stream_with, pipe::pipe};
 
-use crate::cli::ClientOpts;
+use crate::cli::client::ClientOpts;
+use crate::connect::connect_options;
+use crate::logging;
 
 pub fn main(opts: ClientOpts) -> anyhow::Result<ExitCode> {
-    crate::logging::init(&opts.verbosity);
+    logging::init(&opts.verbosity);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -56,7 +58,7 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
         };
         return Ok(datagram_exit(&summary, opts.timeout));
     }
-    let (stream, reached) = connect_stream_with(endpoint, &opts.tls.connect_options()).await?;
+    let (stream, reached) = connect_stream_with(endpoint, &connect_options(&opts.tls)).await?;
     tracing::debug!("connected to {reached}");
     if on_terminal {
         let mut editor = Editor::new()?;
