@@ -108,6 +108,7 @@ pub async fn bind(
             // Accepted and closed at once rather than left in the backlog, so the refusal is
             // quick for the client and counted here.
             let Ok(permit) = state.slots.clone().try_acquire_owned() else {
+                drop(stream);
                 metrics_conn::Counters::add(&state.endpoint.over_limit);
                 tracing::debug!("metrics connection from {peer} closed: connection limit");
                 continue;
