@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Server, WAIT, echo_once, logged_fingerprint, pattern, run, run_with_input, start_tls_server,
-    start_tls_server_with, stderr_of, tcp_connect, temp_dir, write_cert,
+    Metrics, Server, WAIT, echo_once, logged_fingerprint, pattern, run, run_with_input,
+    start_tls_server, start_tls_server_with, stderr_of, tcp_connect, temp_dir, write_cert,
 };
 use rustix::process::Signal;
 
@@ -335,7 +335,7 @@ fn a_flood_of_failed_handshakes_is_summarised_not_logged_line_by_line() {
         "--metrics",
         "127.0.0.1:0",
     ]);
-    let metrics = metrics_addr(&server);
+    let metrics = Metrics::of(&server);
     for _ in 0..PEERS {
         let mut plain = tcp_connect(addr);
         plain
@@ -343,13 +343,10 @@ fn a_flood_of_failed_handshakes_is_summarised_not_logged_line_by_line() {
             .expect("send plain text");
         read_until_closed(&mut plain, Instant::now());
     }
-    let counted = format!("sockecho_tls_handshake_failures_total{{transport=\"tls\"}} {PEERS}");
-    let deadline = Instant::now() + WAIT;
-    while !scrape(metrics).lines().any(|l| l == counted) {
-        assert!(Instant::now() < deadline, "{counted} never showed");
-        // A scrape has no readiness event to wait on; the poll is short.
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    metrics.wait_values(&[(
+        "sockecho_tls_handshake_failures_total{transport=\"tls\"}",
+        PEERS as u64,
+    )]);
 
     // The summary of the rest comes at the latest when the server stops.
     server.signal(Signal::TERM);

@@ -1,11 +1,10 @@
 //! `serve --identity NAME` (or `SOCKECHO_IDENTITY`): the name shows in the `listening on` lines,
 //! in `sockecho_info` and on `/info`, and never in the echoed bytes.
 
-mod common;
-mod ops_support;
-
-use common::{Server, echo_once, run, sockecho, stderr_of, tcp_connect, udp_exchange, udp_peer};
-use ops_support::{Metrics, series_value};
+use crate::support::{
+    Metrics, Server, echo_once, run, series_value, sockecho, stderr_of, tcp_connect, udp_exchange,
+    udp_peer,
+};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -109,11 +108,7 @@ fn the_identity_comes_from_the_environment_or_the_host_name() {
 
 #[test]
 fn an_identity_with_control_characters_is_a_usage_error() {
-    let output = run(
-        &["serve", "tcp://127.0.0.1:0", "--identity", "pod\n7"],
-        b"",
-        common::WAIT,
-    );
+    let output = run(&["serve", "tcp://127.0.0.1:0", "--identity", "pod\n7"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(
         stderr_of(&output).contains("--identity"),

@@ -2,15 +2,11 @@
 //! their descriptors, a deadline for each request head, an idle limit between requests, and a
 //! cap on the size of a request head (431) — each counted in `/metrics`.
 
-mod common;
-mod ops_support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT, echo_once, tcp_connect};
-use ops_support::{Metrics, series_value};
+use crate::support::{Metrics, Server, WAIT, echo_once, poll_until, series_value, tcp_connect};
 
 /// `sockecho_metrics_connections_rejected_total{reason=REASON}`.
 fn rejected(reason: &str) -> String {
@@ -98,8 +94,7 @@ fn connections_beyond_the_limit_are_closed_while_the_echo_listener_and_held_ones
 
     // Once held connections close, new ones are served again.
     held.truncate(LIMIT - 1);
-    let deadline = Instant::now() + WAIT;
-    loop {
+    poll_until("a slot freed by a held connection's close", || {
         let mut probe = tcp_connect(metrics.addr);
         write!(
             probe,
@@ -109,15 +104,11 @@ fn connections_beyond_the_limit_are_closed_while_the_echo_listener_and_held_ones
         let mut reply = Vec::new();
         let _ = probe.read_to_end(&mut reply);
         if reply.starts_with(b"HTTP/1.1 200") {
-            break;
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&reply).into_owned())
         }
-        assert!(
-            Instant::now() < deadline,
-            "no slot freed after a held connection closed"
-        );
-        // The server notices the close on its own schedule; the poll is short.
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
 }
 
 #[test]
