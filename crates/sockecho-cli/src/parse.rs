@@ -1,9 +1,11 @@
-//! Value parsers shared by the command line's flags: durations, sizes, rates, networks and
-//! source address lists. Each returns a message that names the rejected text, which clap shows
-//! as a usage error (exit 2).
+//! Value parsers shared by the command line's flags: durations, start times, shards, sizes,
+//! rates, networks and source address lists. Each returns a message that names the rejected
+//! text, which clap shows as a usage error (exit 2).
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use sockecho::bench::Shard;
 
 /// Parses `30s`, `1.5s`, `250ms`, `5m`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -34,6 +36,27 @@ pub fn parse_identity(text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.to_owned())
+}
+
+/// Parses `--start-at`: an RFC 3339 time in UTC (`2026-12-06T09:00:00Z`, fractions of a second
+/// allowed), or `+DURATION` from now (`+30s`). Whether it is still ahead is checked with the
+/// rest of the run's settings.
+pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
+    let text = text.trim();
+    if let Some(ahead) = text.strip_prefix('+') {
+        return Ok(SystemTime::now() + parse_duration(ahead)?);
+    }
+    humantime::parse_rfc3339(text).map_err(|e| {
+        format!(
+            "{text:?} is not a start time ({e}); write UTC as 2026-12-06T09:00:00Z \
+             (date -u +%FT%TZ prints one), or +30s for 30 seconds from now"
+        )
+    })
+}
+
+/// Parses `--shard I/N`.
+pub fn parse_shard(text: &str) -> Result<Shard, String> {
+    text.parse()
 }
 
 /// Parses a byte count: `64`, `1500`, `4KiB`, `1MiB` (the library's notation).
@@ -98,6 +121,29 @@ mod tests {
             Ok(Duration::from_millis(300))
         );
         assert!(parse_nonzero_duration("0").unwrap_err().contains("zero"));
+    }
+
+    #[test]
+    fn start_times() {
+        let at = parse_start_at("2026-12-06T09:00:00Z").unwrap();
+        assert_eq!(
+            at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+            1_796_547_600
+        );
+        let at = parse_start_at("2026-12-06T09:00:00.250Z").unwrap();
+        assert_eq!(
+            at.duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+            1_796_547_600_250
+        );
+        let ahead = parse_start_at("+30s")
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
+        assert!(ahead > Duration::from_secs(29) && ahead <= Duration::from_secs(30));
+        assert!(parse_start_at("tomorrow").unwrap_err().contains("+30s"));
+        assert!(parse_start_at("+soon").is_err());
     }
 
     #[test]

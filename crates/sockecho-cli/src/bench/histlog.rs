@@ -1,4 +1,5 @@
-//! Writing HdrHistogram logs (`--save-hist`) to a file, naming the file in any error.
+//! Writing HdrHistogram logs (`--save-hist`) to a file, naming the file in any error, or to
+//! stdout (`--save-hist -`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,5 +15,14 @@ pub fn save(path: &Path, outcome: &Outcome) -> anyhow::Result<()> {
     let mut out = BufWriter::new(file);
     hlog::write(&mut out, outcome).with_context(context)?;
     out.flush().with_context(context)?;
+    Ok(())
+}
+
+/// Writes the outcome's histograms to stdout.
+pub fn print(outcome: &Outcome) -> anyhow::Result<()> {
+    let context = || "cannot write the histogram log on stdout";
+    let mut out = std::io::stdout().lock();
+    hlog::write(&mut out, outcome).context(context())?;
+    out.flush().context(context())?;
     Ok(())
 }

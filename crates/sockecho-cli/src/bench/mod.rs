@@ -14,6 +14,7 @@ mod progress;
 mod stop;
 mod verdict;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -63,13 +64,19 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         // is held up (a full pipe, a slow disk), so the writing runs off this thread.
         let quit = tokio::spawn(stop::quit_on_signal());
         let written = tokio::task::spawn_blocking(move || -> anyhow::Result<ExitCode> {
-            if let Some(path) = &save_hist {
-                histlog::save(path, &outcome)?;
+            let hist_on_stdout = save_hist.as_deref() == Some(Path::new("-"));
+            match &save_hist {
+                Some(_) if hist_on_stdout => histlog::print(&outcome)?,
+                Some(path) => histlog::save(path, &outcome)?,
+                None => {}
             }
             if let Some(html) = html {
                 html.write(&outcome)?;
             }
-            output::print_report(&outcome.report, format)?;
+            // A log on stdout carries the report; anything more would make it unreadable.
+            if !hist_on_stdout {
+                output::print_report(&outcome.report, format)?;
+            }
             Ok(verdict::verdict(&outcome.report))
         })
         .await;

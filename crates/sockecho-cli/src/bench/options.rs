@@ -1,16 +1,24 @@
 //! `bench`'s parsed flags turned into the library's `BenchConfig`, checked as a whole before
 //! anything connects, so the load engine never sees clap.
 
-use sockecho::bench::{BenchConfig, BenchError, LoadIo};
+use sockecho::bench::{BenchConfig, BenchError, LoadIo, Shard};
 
 use crate::cli::bench::BenchOpts;
 use crate::cli::common::IoChoice;
 use crate::connect::connect_options;
 use crate::usage::UsageError;
 
+/// The variable a Kubernetes Indexed Job sets to each pod's index.
+pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+
 /// The run `opts` ask for; a combination the library refuses is a usage error. Reads the
 /// open-file limit, so raise it first.
 pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
+    config_with_index(opts, std::env::var(JOB_COMPLETION_INDEX).ok().as_deref())
+}
+
+/// [`config`], with the Indexed Job's index (if any) given.
+fn config_with_index(opts: &BenchOpts, job_index: Option<&str>) -> anyhow::Result<BenchConfig> {
     let config = BenchConfig {
         endpoint: opts.endpoint.clone(),
         connections: opts.connections as usize,
@@ -19,6 +27,8 @@ pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
         warmup: opts.warmup,
         pipeline: opts.pipeline as usize,
         rate: opts.rate,
+        shard: shard(opts, job_index)?,
+        start_at: opts.start_at,
         threads: opts.threads.into(),
         timeout: opts.timeout,
         connect_timeout: opts.connect_timeout,
@@ -31,6 +41,38 @@ pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
         Ok(()) => Ok(config),
         Err(BenchError::Invalid(problem)) => Err(UsageError(problem).into()),
         Err(other) => Err(other.into()),
+    }
+}
+
+/// `--shard I/N`, or `--shards N` with I from the Indexed Job; the two must agree if both are
+/// given (one may come from the environment).
+fn shard(opts: &BenchOpts, job_index: Option<&str>) -> Result<Option<Shard>, UsageError> {
+    match (opts.shard, opts.shards) {
+        (None, None) => Ok(None),
+        (Some(shard), None) => Ok(Some(shard)),
+        (Some(shard), Some(count)) if count == shard.count => Ok(Some(shard)),
+        (Some(shard), Some(count)) => Err(UsageError(format!(
+            "--shard {shard} and --shards {count} disagree on the number of shards"
+        ))),
+        (None, Some(count)) => {
+            let Some(text) = job_index else {
+                return Err(UsageError(format!(
+                    "--shards {count} takes this process's shard from {JOB_COMPLETION_INDEX}, \
+                     which is not set (a Kubernetes Indexed Job sets it); give --shard I/{count}"
+                )));
+            };
+            text.trim()
+                .parse::<u32>()
+                .ok()
+                .and_then(|index| Shard::new(index, count))
+                .map(Some)
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "{JOB_COMPLETION_INDEX}={text:?} is not a shard of {count} (0 to {})",
+                        count - 1
+                    ))
+                })
+        }
     }
 }
 
@@ -77,6 +119,37 @@ mod tests {
         assert_eq!(config.size, 1024);
         assert_eq!(config.io, LoadIo::Epoll);
         assert_eq!(config.endpoint.to_string(), "udp://127.0.0.1:9");
+    }
+
+    #[test]
+    fn the_shard_comes_from_the_flag_or_the_indexed_job() {
+        let config_of = |args: &[&str], index| config_with_index(&opts(args), index);
+        let shard = |args: &[&str], index| config_of(args, index).map(|c| c.shard);
+        let base = ["tcp://127.0.0.1:9", "-c", "6"];
+        let with = |extra: &[&'static str]| [&base[..], extra].concat();
+        assert_eq!(shard(&base, Some("2")).unwrap(), None);
+        assert_eq!(
+            shard(&with(&["--shard", "1/3"]), None).unwrap(),
+            Shard::new(1, 3)
+        );
+        assert_eq!(
+            shard(&with(&["--shards", "3"]), Some("2")).unwrap(),
+            Shard::new(2, 3)
+        );
+        assert_eq!(
+            shard(&with(&["--shard", "0/3", "--shards", "3"]), Some("2")).unwrap(),
+            Shard::new(0, 3)
+        );
+        for (args, index, problem) in [
+            (with(&["--shards", "3"]), None, "is not set"),
+            (with(&["--shards", "3"]), Some("3"), "is not a shard of 3"),
+            (with(&["--shard", "0/2", "--shards", "3"]), None, "disagree"),
+            (with(&["--shard", "0/7"]), None, "cannot be split into 7"),
+        ] {
+            let err = config_of(&args, index).unwrap_err();
+            assert!(err.is::<UsageError>(), "{err:#}");
+            assert!(err.to_string().contains(problem), "{args:?}: {err:#}");
+        }
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! `sockecho bench`'s flags, and those of `sockecho bench merge` and `sockecho bench report`.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use sockecho::Endpoint;
+use sockecho::bench::Shard;
 
 use crate::cli::common::{IoChoice, TlsClientArgs, Verbosity, boolish};
-use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, parse_sources};
+use crate::parse::{
+    Sources, parse_duration, parse_message_rate, parse_shard, parse_size, parse_sources,
+    parse_start_at,
+};
 
 /// Load an echo server and measure throughput, latency and correctness.
 ///
@@ -54,6 +58,22 @@ pub struct BenchOpts {
     /// Open loop: messages per second over all connections.
     #[arg(long, value_name = "MSGS_PER_S", env = "SOCKECHO_RATE", value_parser = parse_message_rate)]
     pub rate: Option<f64>,
+    /// Run only part I (from 0) of N of this run, alongside N-1 other bench processes (on other
+    /// machines) that run the other parts: this one opens every N-th connection (I, I+N, ...)
+    /// and offers its share of --rate, interleaved with theirs. -c and --rate are the totals.
+    /// Give every part the same --start-at; `bench merge` adds up their --save-hist logs.
+    #[arg(long, value_name = "I/N", env = "SOCKECHO_SHARD", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Like --shard, with I from JOB_COMPLETION_INDEX, which a Kubernetes Indexed Job sets in
+    /// each of its pods.
+    #[arg(long, value_name = "N", env = "SOCKECHO_SHARDS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub shards: Option<u32>,
+    /// Begin the warm-up at TIME, after the connections are open: UTC in RFC 3339
+    /// (2026-12-06T09:00:00Z; `date -u -d +1min +%FT%TZ` prints one) or +DURATION from now. Bench
+    /// processes given the same TIME load and measure the same period.
+    #[arg(long, value_name = "TIME", env = "SOCKECHO_START_AT", value_parser = parse_start_at)]
+    pub start_at: Option<SystemTime>,
     /// Datagram endpoints: how long a reply may take before the message counts as lost. Also
     /// how long replies still in flight at the end are waited for.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", default_value = "1s",
@@ -81,7 +101,8 @@ pub struct BenchOpts {
     /// Print the report as one JSON object (fields: docs/bench-json.md).
     #[arg(long, env = "SOCKECHO_JSON", value_parser = boolish())]
     pub json: bool,
-    /// Also write the latency histogram to FILE as an HdrHistogram log.
+    /// Also write the latency histogram to FILE as an HdrHistogram log, with the report in it.
+    /// `-` writes the log on stdout in place of the report (for `kubectl logs`).
     #[arg(long, value_name = "FILE", env = "SOCKECHO_SAVE_HIST")]
     pub save_hist: Option<PathBuf>,
     /// Also write the report as a self-contained HTML page to FILE, with the whole latency

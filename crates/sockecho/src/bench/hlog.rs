@@ -223,6 +223,9 @@ pub(crate) mod tests {
             ok: false,
             interrupted: false,
             runs: 1,
+            start_unix_s: start_secs as f64,
+            shard: None,
+            host: "loadgen".into(),
         };
         report.derive_rates();
         Outcome {

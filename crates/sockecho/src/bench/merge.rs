@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 
 use super::hlog::LoggedRun;
 use super::recorder::new_histogram;
-use super::report::{ErrorCounts, LatencySummary, Report, round3, round6};
+use super::report::{ErrorCounts, LatencySummary, Report, round3, round6, unix_seconds};
 
 /// The merged report and histograms.
 #[derive(Debug, Clone)]
@@ -106,6 +106,16 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         ok: false,
         interrupted: reports.iter().any(|r| r.interrupted),
         runs: sum(&|r| r.runs),
+        start_unix_s: start.map_or(0.0, unix_seconds),
+        shard: None,
+        host: {
+            let hosts: BTreeSet<&str> = reports
+                .iter()
+                .map(|r| r.host.as_str())
+                .filter(|h| !h.is_empty())
+                .collect();
+            hosts.into_iter().collect::<Vec<_>>().join(", ")
+        },
     };
     report.derive_rates();
     Merged {
@@ -152,6 +162,9 @@ fn foreign_report(run: &LoggedRun) -> Report {
         ok: true,
         interrupted: false,
         runs: 1,
+        start_unix_s: unix_seconds(run.start),
+        shard: None,
+        host: String::new(),
     }
 }
 

@@ -42,6 +42,7 @@ mod reach;
 mod reactor;
 mod recorder;
 pub mod report;
+pub mod shard;
 mod stream;
 mod timing;
 mod tls;
@@ -63,6 +64,7 @@ pub use error::BenchError;
 pub use options::{BenchConfig, LoadIo, Mode, format_size, parse_size, parse_sources};
 pub use recorder::LiveCounters;
 pub use report::{ErrorCounts, LatencySummary, Report};
+pub use shard::Shard;
 pub use timing::process_cpu_time;
 
 use plan::Schedule;
@@ -173,7 +175,9 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     let io = stream_io(config.io, &peer)?;
     let udp_offload = config.udp_offload && udp_offload_available(&peer);
     let mut end_rx = progress.end.subscribe();
-    let threads = config.threads.min(config.connections);
+    let shard = config.shard();
+    let own_connections = config.own_connections();
+    let threads = config.threads.min(own_connections);
     let clock = Clock::new();
     let pattern = Pattern::new(config.size);
 
@@ -189,11 +193,15 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         let live = Arc::new(LiveCounters::default());
         counters.push(live.clone());
         let spec = WorkerSpec {
-            // Connection numbers fit in u32: validation caps connections by the fd limit.
-            ids: (index..config.connections)
+            // Connection numbers fit in u32: validation caps each shard's connections by the fd
+            // limit, and shard counts are u32.
+            ids: shard
+                .connection_ids(config.connections)
+                .skip(index)
                 .step_by(threads)
                 .map(|i| i as u32)
                 .collect(),
+            shard,
             peer: peer.clone(),
             sources: config.sources.clone(),
             pattern: pattern.clone(),
@@ -202,6 +210,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             timeout: config.timeout,
             connect_timeout: config.connect_timeout,
             rate: config.rate,
+            run_wide_lanes: config.shard.map(|_| config.connections),
             uring: io == Driver::Uring,
             udp_offload,
             end: end_rx.clone(),
@@ -241,16 +250,14 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         return Err(BenchError::Unreachable {
             endpoint: config.endpoint.clone(),
             problem: format!(
-                "none of the {} connections opened: {}",
-                config.connections,
+                "none of the {own_connections} connections opened: {}",
                 first_error.unwrap_or_else(|| "no reason given".into())
             ),
         });
     }
     if failed > 0 {
         tracing::warn!(
-            "{failed} of {} connections could not be opened: {}",
-            config.connections,
+            "{failed} of {own_connections} connections could not be opened: {}",
             first_error.unwrap_or_default()
         );
     }
@@ -258,7 +265,17 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     if *end_rx.borrow() != u64::MAX {
         return Err(BenchError::Interrupted);
     }
-    let start = clock.now() + START_MARGIN.as_nanos() as u64;
+    let start = match config.start_at {
+        None => clock.now() + START_MARGIN.as_nanos() as u64,
+        Some(at) => {
+            // Dropping `go_tx` on return calls the threads off.
+            tokio::select! {
+                biased;
+                _ = end_rx.wait_for(|&end| end != u64::MAX) => return Err(BenchError::Interrupted),
+                start = start_at(at, clock) => start,
+            }
+        }
+    };
     let warm_end = start + config.warmup.as_nanos() as u64;
     let schedule = Schedule {
         start,
@@ -316,12 +333,12 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     let mut report = Report {
         endpoint: config.endpoint.to_string(),
         transport: config.endpoint.transport().as_str().into(),
-        connections: config.connections as u64,
+        connections: own_connections as u64,
         connections_established: established as u64,
         size: config.size as u64,
         pipeline: config.pipeline as u64,
         mode: config.mode().as_str().into(),
-        rate: config.rate,
+        rate: config.own_rate(),
         threads: threads as u64,
         io: io.as_str().into(),
         udp_offload: udp_offload && t.offload_refused == 0,
@@ -343,6 +360,9 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         ok: false,
         interrupted,
         runs: 1,
+        start_unix_s: report::unix_seconds(measured_from),
+        shard: config.shard,
+        host: host_name(),
     };
     report.derive_rates();
     Ok(Outcome {
@@ -351,6 +371,38 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         connect: total.connect,
         measured_from,
     })
+}
+
+/// Waits until the wall clock reads `at`, and returns that moment on the run clock. If it has
+/// passed already (the connections took longer to open), the load starts at once, out of step
+/// with any other shard started for the same moment, and a warning says by how much.
+async fn start_at(at: SystemTime, clock: Clock) -> u64 {
+    let margin = START_MARGIN.as_nanos() as u64;
+    match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => {
+            let wake = clock.now() + (ahead.as_nanos() as u64).saturating_sub(margin);
+            tokio::time::sleep_until(clock.tokio_instant(wake)).await;
+            // Measured again after the sleep, which may have overslept a little.
+            let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
+            clock.now() + ahead.as_nanos() as u64
+        }
+        Err(late) => {
+            tracing::warn!(
+                "the connections opened {:.3} s after the start time; the load starts now, out \
+                 of step with any shard started on time",
+                late.duration().as_secs_f64()
+            );
+            clock.now() + margin
+        }
+    }
+}
+
+/// This machine's (or pod's) name, for telling the shards' reports apart.
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// What drives the run's connections.

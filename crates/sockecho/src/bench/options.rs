@@ -2,9 +2,10 @@
 //! for the message sizes and source-address lists the command line accepts.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::BenchError;
+use super::shard::Shard;
 use crate::connect::{ConnectOptions, MAX_UDP_SIZE};
 use crate::{Endpoint, Transport};
 
@@ -38,7 +39,7 @@ impl Mode {
 pub struct BenchConfig {
     /// The echo server to load.
     pub endpoint: Endpoint,
-    /// Stream connections, or datagram sockets, open at once.
+    /// Stream connections, or datagram sockets, open at once (over all shards of a split run).
     pub connections: usize,
     /// Bytes per message.
     pub size: usize,
@@ -50,8 +51,13 @@ pub struct BenchConfig {
     /// Messages in flight per connection. In open loop it caps them: a message due while the
     /// cap is reached waits, and its latency includes the wait.
     pub pipeline: usize,
-    /// Messages per second over all connections; `None` runs a closed loop.
+    /// Messages per second over all connections (of all shards); `None` runs a closed loop.
     pub rate: Option<f64>,
+    /// This process's part of a run split among several; `None` runs the whole.
+    pub shard: Option<Shard>,
+    /// When the warm-up begins, by the wall clock, so processes on several machines load and
+    /// measure the same period; `None` starts as soon as the connections are open.
+    pub start_at: Option<SystemTime>,
     /// Load-generating threads, each with its own event loop and share of the connections.
     pub threads: usize,
     /// How long a datagram's reply may take before it counts as lost, and how long replies
@@ -98,6 +104,8 @@ impl BenchConfig {
             warmup: Duration::from_secs(1),
             pipeline: 1,
             rate: None,
+            shard: None,
+            start_at: None,
             threads: 1,
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(5),
@@ -115,6 +123,22 @@ impl BenchConfig {
         } else {
             Mode::Closed
         }
+    }
+
+    /// The part of the run this process makes.
+    pub fn shard(&self) -> Shard {
+        self.shard.unwrap_or(Shard::WHOLE)
+    }
+
+    /// The connections this process opens: its shard's share.
+    pub fn own_connections(&self) -> usize {
+        self.shard().connections(self.connections)
+    }
+
+    /// This process's share of the rate.
+    pub fn own_rate(&self) -> Option<f64> {
+        self.rate
+            .map(|rate| self.shard().rate(rate, self.connections))
     }
 
     /// Checks the settings make sense together, before anything connects.
@@ -172,15 +196,33 @@ impl BenchConfig {
                 ));
             }
         }
+        let shard = self.shard();
+        if self.connections < shard.count as usize {
+            return invalid(format!(
+                "{} connections cannot be split into {} shards: each needs at least one",
+                self.connections, shard.count
+            ));
+        }
+        if let Some(at) = self.start_at
+            && let Err(past) = at.duration_since(SystemTime::now())
+        {
+            return invalid(format!(
+                "the start time ({:.3} s since the epoch) was {:.3} s ago; give one in the future",
+                at.duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+                past.duration().as_secs_f64()
+            ));
+        }
         // Each connection is one descriptor, and an open-loop one has its timer as well.
         let per_conn = if self.rate.is_some() { 2 } else { 1 };
-        let needed = (self.connections as u64).saturating_mul(per_conn);
+        let needed = (self.own_connections() as u64).saturating_mul(per_conn);
         let available = crate::limits::default_max_conns() as u64;
         if needed > available {
             return invalid(format!(
                 "{} connections need {needed} file descriptors, but only {available} are \
                  available under the open-file limit (raise it with ulimit -n)",
-                self.connections
+                self.own_connections()
             ));
         }
         Ok(())
@@ -355,5 +397,36 @@ mod tests {
         let mut c = config("tcp://127.0.0.1:1");
         c.connections = 100_000_000;
         assert!(c.validate().unwrap_err().to_string().contains("ulimit"));
+    }
+
+    #[test]
+    fn a_shard_opens_its_share_and_offers_its_share_of_the_rate() {
+        let mut c = config("tcp://127.0.0.1:1");
+        c.connections = 10;
+        c.rate = Some(1000.0);
+        c.shard = Some(Shard { index: 1, count: 3 });
+        assert!(c.validate().is_ok());
+        assert_eq!(c.own_connections(), 3);
+        assert_eq!(c.own_rate(), Some(300.0));
+        c.shard = None;
+        assert_eq!(c.own_connections(), 10);
+        assert_eq!(c.own_rate(), Some(1000.0));
+        c.connections = 2;
+        c.shard = Some(Shard { index: 0, count: 3 });
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("2 connections cannot be split into 3 shards"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_start_time_in_the_past_is_refused() {
+        let mut c = config("tcp://127.0.0.1:1");
+        c.start_at = Some(SystemTime::now() - Duration::from_secs(5));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("s ago; give one in the future"), "{err}");
+        c.start_at = Some(SystemTime::now() + Duration::from_secs(5));
+        assert!(c.validate().is_ok());
     }
 }

@@ -73,6 +73,28 @@ impl Pacing {
     }
 }
 
+/// Open-loop lanes: a run's `rate` cut into `count` interleaved schedules, one per connection.
+/// Lane `k` sends at `start + k/rate + n·count/rate`, so together the lanes send one message
+/// every `1/rate`, evenly spaced. In a run split into shards, `count` is the connections of all
+/// shards and a connection's lane is its run-wide number, so the shards' sends interleave into
+/// the one schedule (see [`shard`](super::shard)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lanes {
+    /// Messages per second over all lanes.
+    pub rate: f64,
+    pub count: usize,
+}
+
+impl Lanes {
+    /// The send times of lane `lane` from `start`.
+    pub fn pacing(&self, start: u64, lane: usize) -> Pacing {
+        Pacing::new(
+            start + (lane as f64 * 1e9 / self.rate) as u64,
+            self.count as f64 * 1e9 / self.rate,
+        )
+    }
+}
+
 /// Open loop, at the end of the final wait: messages scheduled before the end of the measured
 /// period that never went out (the server was too slow to free a pipeline slot for them) count
 /// as sent and lost, so a slow server cannot shrink the schedule by stalling at the end.
@@ -185,6 +207,61 @@ mod tests {
             let expected = (0..10_000).filter(|&n| p.due(n) < t).count() as u64;
             assert_eq!(p.count_before(t), expected, "t={t}");
         }
+    }
+
+    /// Every send time of a set of lanes, in order.
+    fn send_times(lanes: &Lanes, which: impl Iterator<Item = usize>, until: u64) -> Vec<u64> {
+        let mut times: Vec<u64> = which
+            .flat_map(|lane| {
+                let p = lanes.pacing(1_000, lane);
+                (0..p.count_before(until)).map(move |n| p.due(n))
+            })
+            .collect();
+        times.sort_unstable();
+        times
+    }
+
+    #[test]
+    fn lanes_together_send_at_the_rate_evenly_spaced() {
+        // 4 lanes at 1000/s: one message every millisecond, lane k offset by k ms.
+        let lanes = Lanes {
+            rate: 1000.0,
+            count: 4,
+        };
+        assert_eq!(lanes.pacing(1_000, 0).due(1), 1_000 + 4_000_000);
+        assert_eq!(lanes.pacing(1_000, 3).due(0), 1_000 + 3_000_000);
+        let times = send_times(&lanes, 0..4, 1_000 + 1_000_000_000);
+        assert_eq!(times.len(), 1000);
+        for (n, t) in times.iter().enumerate() {
+            assert_eq!(*t, 1_000 + n as u64 * 1_000_000);
+        }
+    }
+
+    #[test]
+    fn shards_interleave_into_the_schedule_of_one_process() {
+        use super::super::shard::Shard;
+        // 10 connections at 900/s over 3 shards, as 3 processes would pace them.
+        let (total, rate, until) = (10, 900.0, 1_000 + 2_000_000_000);
+        let lanes = Lanes { rate, count: total };
+        let whole = send_times(&lanes, 0..total, until);
+        assert_eq!(whole.len(), 1800);
+        let mut union = Vec::new();
+        for index in 0..3 {
+            let shard = Shard { index, count: 3 };
+            let part = send_times(&lanes, shard.connection_ids(total), until);
+            // Each shard sends its share of the rate: 4, 3 and 3 tenths of it.
+            let expected = shard.rate(rate, total) * 2.0;
+            assert!(
+                (part.len() as f64 - expected).abs() <= 1.0,
+                "{shard}: {}",
+                part.len()
+            );
+            // Its first message is `index` slots after the common start.
+            assert_eq!(part[0], 1_000 + (index as f64 * 1e9 / rate) as u64);
+            union.extend(part);
+        }
+        union.sort_unstable();
+        assert_eq!(union, whole);
     }
 
     #[test]

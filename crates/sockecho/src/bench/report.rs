@@ -2,8 +2,12 @@
 //! are made from. Field names are part of the interface: docs/bench-json.md documents each one,
 //! and scripts read them, so they change only by adding new ones.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+use super::shard::Shard;
 
 /// Latency percentiles in microseconds, from a histogram of nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -170,6 +174,18 @@ pub struct Report {
     /// Runs this report stands for (1 unless merged).
     #[serde(default = "one")]
     pub runs: u64,
+    /// Wall-clock time the measured period began, seconds since the epoch (in a merge: the
+    /// earliest run's); 0 in a report written before this field existed.
+    #[serde(default)]
+    pub start_unix_s: f64,
+    /// The part of a split run (`--shard I/N`) this report covers; absent for a whole run and
+    /// in a merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// The host name of the machine (or pod) that ran the load (in a merge: each distinct one,
+    /// comma-separated); empty in a report written before this field existed.
+    #[serde(default)]
+    pub host: String,
 }
 
 fn one() -> u64 {
@@ -200,6 +216,15 @@ impl Report {
         let datagrams = matches!(self.transport.as_str(), "udp" | "unixgram");
         self.ok = self.errors.verified(datagrams);
     }
+}
+
+/// `t` as seconds since the epoch, to the microsecond.
+pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
+    round6(
+        t.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64(),
+    )
 }
 
 /// Three decimals: nanosecond resolution for microsecond figures, and stable JSON.

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use super::plan::{ConnPlan, Pacing, Schedule, ThreadCtx};
+use super::plan::{ConnPlan, Lanes, Schedule, ThreadCtx};
 use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult, new_histogram};
+use super::shard::Shard;
 use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::wire::StreamSocket;
@@ -34,7 +35,10 @@ const CONNECT_CONCURRENCY: usize = 256;
 /// A thread's share of the run.
 #[derive(Debug)]
 pub struct WorkerSpec {
+    /// Run-wide numbers of this thread's connections.
     pub ids: Vec<u32>,
+    /// The process's part of the run, which the connection numbers are spread over.
+    pub shard: Shard,
     pub peer: Peer,
     pub sources: Vec<IpAddr>,
     pub pattern: Pattern,
@@ -42,7 +46,12 @@ pub struct WorkerSpec {
     pub pipeline: usize,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Open loop: messages per second over the whole run (all shards).
     pub rate: Option<f64>,
+    /// Open loop in a split run: the connections of all shards. A connection's lane is then
+    /// its run-wide number, so that the shards interleave; a run in one process spreads its
+    /// rate over the connections that opened instead.
+    pub run_wide_lanes: Option<usize>,
     /// Plain stream connections run in an io_uring loop (else in an epoll loop).
     pub uring: bool,
     /// UDP sockets send and receive several datagrams per system call where they can.
@@ -133,12 +142,13 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
     let mut plain = Vec::new();
     let mut tasks = Vec::new();
     for (local_rank, (id, socket)) in sockets.into_iter().enumerate() {
-        let pacing = spec.rate.map(|rate| {
-            let rank = (go.rank_offset + local_rank) as f64;
-            Pacing::new(
-                go.schedule.start + (rank * 1e9 / rate) as u64,
-                go.established as f64 * 1e9 / rate,
-            )
+        let pacing = spec.rate.map(|rate| match spec.run_wide_lanes {
+            Some(count) => Lanes { rate, count }.pacing(go.schedule.start, id as usize),
+            None => Lanes {
+                rate,
+                count: go.established,
+            }
+            .pacing(go.schedule.start, go.rank_offset + local_rank),
         });
         let plan = ConnPlan { id, pacing };
         let ctx = ctx.clone();
@@ -195,8 +205,10 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
     let buffer = spec.pipeline.saturating_mul(spec.pattern.size() + 64) * 2;
     let mut attempts = Vec::with_capacity(spec.ids.len());
     for &id in &spec.ids {
+        // Spread by place in the shard, so every shard uses every source address.
+        let position = spec.shard.position(id as usize);
         let source =
-            (!spec.sources.is_empty()).then(|| spec.sources[id as usize % spec.sources.len()]);
+            (!spec.sources.is_empty()).then(|| spec.sources[position % spec.sources.len()]);
         let peer = spec.peer.clone();
         let limit = limit.clone();
         let connect_timeout = spec.connect_timeout;
