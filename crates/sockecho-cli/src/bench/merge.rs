@@ -1,9 +1,10 @@
-//! `sockecho bench merge`: combine histogram logs saved with `--save-hist` into one report.
+//! `sockecho bench merge`: combine histogram logs saved with `--save-hist` into one report,
+//! warning when the logs are the shards of a split run and one is missing or repeated.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sockecho::bench::{Outcome, hlog, merge};
+use sockecho::bench::{Outcome, hlog, merge, shard};
 
 use crate::bench::histlog;
 use crate::bench::verdict::verdict;
@@ -17,6 +18,13 @@ pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let run = hlog::read(&bytes).with_context(|| format!("{} is unusable", path.display()))?;
         runs.push(run);
+    }
+    let shards: Vec<_> = runs
+        .iter()
+        .map(|r| r.report.as_ref().and_then(|report| report.shard))
+        .collect();
+    if let Some(problem) = shard::coverage_problem(&shards) {
+        tracing::warn!("{problem}");
     }
     let merged = merge::merge(&runs);
     if let Some(path) = &opts.save_hist {

@@ -82,6 +82,38 @@ impl FromStr for Shard {
     }
 }
 
+/// What is wrong with the set of shards a merge was given, if anything: a shard missing, one
+/// given twice, or shards of runs split differently. `shards` holds each run's shard (`None`
+/// for a run that was not split, which says nothing).
+pub fn coverage_problem(shards: &[Option<Shard>]) -> Option<String> {
+    let given: Vec<Shard> = shards.iter().flatten().copied().collect();
+    let first = given.first()?;
+    if let Some(other) = given.iter().find(|s| s.count != first.count) {
+        return Some(format!(
+            "the logs hold shards of runs split {} and {} ways",
+            first.count, other.count
+        ));
+    }
+    let mut seen = vec![0usize; first.count as usize];
+    for s in &given {
+        seen[s.index as usize] += 1;
+    }
+    let list = |want: &dyn Fn(usize) -> bool| -> String {
+        let found: Vec<String> = (0..seen.len())
+            .filter(|&i| want(seen[i]))
+            .map(|i| format!("{i}/{}", first.count))
+            .collect();
+        found.join(", ")
+    };
+    let twice = list(&|n| n > 1);
+    if !twice.is_empty() {
+        return Some(format!("shard {twice} given more than once"));
+    }
+    let missing = list(&|n| n == 0);
+    (!missing.is_empty())
+        .then(|| format!("shard {missing} missing: the merge is not the whole run"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +171,27 @@ mod tests {
         }
         let ids: Vec<usize> = Shard { index: 1, count: 3 }.connection_ids(10).collect();
         assert_eq!(ids, [1, 4, 7]);
+    }
+
+    #[test]
+    fn a_merge_says_which_shards_are_missing_or_repeated() {
+        let s = |index, count| Some(Shard { index, count });
+        assert_eq!(coverage_problem(&[]), None);
+        assert_eq!(coverage_problem(&[None, None]), None);
+        assert_eq!(coverage_problem(&[s(2, 3), s(0, 3), s(1, 3)]), None);
+        assert_eq!(
+            coverage_problem(&[s(0, 3), s(2, 3)]).unwrap(),
+            "shard 1/3 missing: the merge is not the whole run"
+        );
+        assert_eq!(
+            coverage_problem(&[s(0, 2), s(0, 2), s(1, 2)]).unwrap(),
+            "shard 0/2 given more than once"
+        );
+        assert!(
+            coverage_problem(&[s(0, 2), s(1, 3)])
+                .unwrap()
+                .contains("split 2 and 3 ways")
+        );
     }
 
     #[test]
