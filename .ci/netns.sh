@@ -137,7 +137,7 @@ starts = [r["start_unix_s"] for r in reports]
 check(max(starts) - min(starts) < 0.05, f"measured periods began at {starts}")
 warmup = reports[0]["warmup_s"]
 for i, s in enumerate(starts):
-    check(0 <= s - (begin + warmup) < 0.05, f"shard {i} began {s - begin - warmup:.3f} s late")
+    check(-0.002 <= s - (begin + warmup) < 0.05, f"shard {i} began {s - begin - warmup:.3f} s late")
 check(abs(merged["duration_s"] - duration) < 0.05, f"merged period {merged['duration_s']} s")
 # Intervals, where reports have them: the shards' line up on the wall clock.
 lists = [r.get("intervals") or [] for r in reports]

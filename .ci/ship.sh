@@ -151,7 +151,7 @@ render_and_validate() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0 PyYAML==6.0.3
   fi
-  for dir in deploy/kubernetes deploy/kubernetes/overlays/network-policy; do
+  for dir in deploy/kubernetes deploy/kubernetes/overlays/network-policy deploy/kubernetes/bench; do
     out=$WORK/rendered-${dir//\//_}.yaml
     "$venv/bin/python" .ci/render_kustomize.py "$dir" >"$out"
     if command -v kubectl >/dev/null && kubectl kustomize "$dir" >"$out.kubectl" 2>/dev/null; then

@@ -125,7 +125,8 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct MergeOpts {
-    /// Histogram logs to combine.
+    /// Histogram logs to combine; `-` reads stdin. A file may hold several logs one after
+    /// another (`kubectl logs` of a bench Job's pods).
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
     /// Print the merged report as one JSON object.
