@@ -27,6 +27,7 @@ pub mod endpoint;
 pub mod limits;
 pub mod net_error;
 pub mod ping;
+pub mod proxy_protocol;
 #[allow(unsafe_code)]
 mod ring;
 pub mod server;
