@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sockecho::server::{AccessPolicy, InheritedSocket, IoBackend, Server, ServerConfig};
+use sockecho::server::{
+    AccessPolicy, InheritedSocket, IoBackend, ProxyProtocol, Server, ServerConfig,
+};
 use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::{IoChoice, ServeOpts};
@@ -62,6 +64,16 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
         config.max_conns = n as usize;
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
+    if opts.proxy_protocol {
+        let mut proxy = ProxyProtocol {
+            header_timeout: opts.proxy_header_timeout,
+            ..ProxyProtocol::default()
+        };
+        if !opts.proxy_from.is_empty() {
+            proxy.trusted = opts.proxy_from;
+        }
+        config.proxy_protocol = Some(proxy);
+    }
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
         config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
     }

@@ -118,6 +118,24 @@ counters! {
     datagrams_reflection_blocked,
     /// Failed `accept` calls (e.g. out of file descriptors); the server survives them.
     accept_errors,
+    /// PROXY v1 headers that named the client (`--proxy-protocol`).
+    proxy_headers_v1,
+    /// PROXY v2 headers that named the client.
+    proxy_headers_v2,
+    /// PROXY headers without a client address (v2 LOCAL, v1 UNKNOWN): the peer itself is used.
+    proxy_headers_local,
+    /// Connections refused because a peer outside `--proxy-from` sent a PROXY header.
+    proxy_untrusted,
+    /// Connections from a trusted proxy closed because they did not start with a header.
+    proxy_header_missing,
+    /// Connections closed because their PROXY header was malformed.
+    proxy_header_malformed,
+    /// Connections closed because their PROXY header was longer than the limit.
+    proxy_header_too_long,
+    /// Connections closed because their PROXY header did not complete in time.
+    proxy_header_timeout,
+    /// Connections that closed (or failed) before their PROXY header was complete.
+    proxy_header_closed,
 }
 
 impl Stats {

@@ -61,7 +61,9 @@ impl std::str::FromStr for Version {
         match text {
             "v1" | "1" => Ok(Version::V1),
             "v2" | "2" => Ok(Version::V2),
-            _ => Err(format!("{text:?} is not a PROXY protocol version; use v1 or v2")),
+            _ => Err(format!(
+                "{text:?} is not a PROXY protocol version; use v1 or v2"
+            )),
         }
     }
 }

@@ -92,7 +92,9 @@ pub fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, HeaderError> {
         })
     })?;
     if used != len {
-        return Err(HeaderError::Malformed("the header is longer than its content"));
+        return Err(HeaderError::Malformed(
+            "the header is longer than its content",
+        ));
     }
     let mut header = ProxyHeader {
         version,
@@ -160,7 +162,11 @@ mod tests {
     #[test]
     fn every_prefix_of_a_header_is_incomplete() {
         let v1 = b"PROXY TCP4 192.0.2.1 198.51.100.2 40000 443\r\n".to_vec();
-        let v2 = v2(1, 0x11, &[192, 0, 2, 1, 198, 51, 100, 2, 0x9c, 0x40, 1, 187]);
+        let v2 = v2(
+            1,
+            0x11,
+            &[192, 0, 2, 1, 198, 51, 100, 2, 0x9c, 0x40, 1, 187],
+        );
         for whole in [v1, v2] {
             for n in 0..whole.len() {
                 assert!(parse(&whole[..n]).unwrap().is_none(), "{n} bytes");

@@ -11,6 +11,7 @@ pub mod access;
 mod bind;
 mod datagram;
 pub mod echo;
+mod proxied;
 mod stream;
 #[allow(unsafe_code)]
 mod uring;
@@ -32,6 +33,7 @@ use crate::{Endpoint, Transport};
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
+pub use proxied::ProxyProtocol;
 
 /// How the server behaves; the CLI fills it from its flags.
 #[derive(Debug, Clone)]
@@ -61,6 +63,10 @@ pub struct ServerConfig {
     /// How long a client may take to complete the TLS handshake before it is dropped, so
     /// half-open TLS clients cannot hold connection slots.
     pub tls_handshake_timeout: Duration,
+    /// Take a PROXY protocol header (v1 or v2) at the start of TCP and TLS connections from
+    /// trusted proxies, and serve each connection as the client the header names. `None`: no
+    /// header is looked for, and nothing is spent on it.
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// Worker threads, each with its own single-threaded runtime serving every listener
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`] instead.
@@ -105,6 +111,7 @@ impl Default for ServerConfig {
             access: AccessPolicy::default(),
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            proxy_protocol: None,
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,
@@ -233,6 +240,13 @@ impl Server {
         }
         if self.plain_streams {
             tracing::info!("stream I/O: {}", shared.config.io);
+        }
+        if let Some(proxy) = &shared.config.proxy_protocol {
+            let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "PROXY protocol on TCP and TLS: headers required from {}, refused from others",
+                trusted.join(", ")
+            );
         }
         let workers = if threads == 0 {
             Workers::Here(spawn_loops(sockets, &shared, None))

@@ -19,6 +19,7 @@ use super::Shared;
 use super::access::PerIpSlot;
 use super::bind::StreamListener;
 use super::echo::{CloseReason, EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::proxied::{self, Via};
 use super::uring::{Engine, Handoff};
 use crate::CONN_LOG;
 use crate::Endpoint;
@@ -123,6 +124,21 @@ pub(crate) async fn serve(
         }
         backoff = BACKOFF_MIN;
         burst_logged = false;
+        let accepted = match accepted {
+            // The header comes first, on a task of its own: the accept loop does not wait for it.
+            Accepted::Inet(stream, peer) if shared.config.proxy_protocol.is_some() => {
+                shared.tracker.spawn(proxied_connection(
+                    stream,
+                    peer,
+                    transport,
+                    permit,
+                    shared.clone(),
+                    engine.clone(),
+                ));
+                continue;
+            }
+            other => other,
+        };
         let (peer, ip_slot) = match &accepted {
             Accepted::Inet(_, peer) => {
                 // Dropping a refused stream closes it at once.
@@ -138,30 +154,70 @@ pub(crate) async fn serve(
             transport,
             _permit: permit,
             _ip_slot: ip_slot,
+            via: None,
         };
-        let task_shared = shared.clone();
-        let engine = engine.as_ref().filter(|engine| engine.serving());
-        if let Some(engine) = engine
-            && transport != Transport::Tls
-        {
-            hand_over(engine, accepted.into_fd(), conn, &shared);
-            continue;
-        }
-        match accepted {
-            Accepted::Inet(stream, _) if transport == Transport::Tls => shared
-                .tracker
-                .spawn(tls_connection(stream, conn, task_shared)),
-            Accepted::Inet(stream, _) => {
-                shared.tracker.spawn(connection(stream, conn, task_shared))
-            }
-            Accepted::Unix(stream, _) => {
-                shared.tracker.spawn(connection(stream, conn, task_shared))
-            }
-        };
+        dispatch(accepted, conn, &shared, engine.as_ref());
     }
     for (_, endpoint) in &listeners {
         tracing::debug!("stopped accepting on {endpoint}");
     }
+}
+
+/// Serves an admitted connection: on the io_uring `engine` if there is one (plain streams), else
+/// on a task of this worker.
+fn dispatch(accepted: Accepted, conn: Conn, shared: &Arc<Shared>, engine: Option<&Arc<Engine>>) {
+    let transport = conn.transport;
+    let task_shared = shared.clone();
+    let engine = engine.filter(|engine| engine.serving());
+    if let Some(engine) = engine
+        && transport != Transport::Tls
+    {
+        hand_over(engine, accepted.into_fd(), conn, shared);
+        return;
+    }
+    match accepted {
+        Accepted::Inet(stream, _) if transport == Transport::Tls => shared
+            .tracker
+            .spawn(tls_connection(stream, conn, task_shared)),
+        Accepted::Inet(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
+        Accepted::Unix(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
+    };
+}
+
+/// A TCP or TLS connection to a `--proxy-protocol` server: the PROXY header question first
+/// (before any TLS handshake), then admission and the echo as the client the header names.
+async fn proxied_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+    engine: Option<Arc<Engine>>,
+) {
+    let Some(options) = &shared.config.proxy_protocol else {
+        return; // only spawned when the option is set
+    };
+    let received = tokio::select! {
+        received = proxied::receive(&stream, peer, transport, options, &shared) => received,
+        // Nothing has been echoed yet, so there is nothing to finish.
+        () = shared.drain.cancelled() => return,
+    };
+    let Some(via) = received else {
+        return;
+    };
+    let client = via.as_ref().map_or(peer, Via::client);
+    let counters = shared.counters.transport(transport);
+    let Some(ip_slot) = admit(&shared, counters, client) else {
+        return;
+    };
+    let conn = Conn {
+        peer: client.to_string(),
+        transport,
+        _permit: permit,
+        _ip_slot: ip_slot,
+        via: via.map(Box::new),
+    };
+    dispatch(Accepted::Inet(stream, peer), conn, &shared, engine.as_ref());
 }
 
 /// Passes a connection to the io_uring engine, which serves it from then on.
@@ -312,6 +368,8 @@ pub(crate) struct Conn {
     _permit: OwnedSemaphorePermit,
     /// Its place under `--max-conns-per-ip`, if that is set.
     _ip_slot: Option<PerIpSlot>,
+    /// The proxy and its PROXY header, when `peer` comes from one (boxed: rare, and large).
+    pub(crate) via: Option<Box<Via>>,
 }
 
 /// Serves one connection until it ends or the grace period cuts it, then logs the summary.
@@ -339,11 +397,35 @@ impl ConnLog {
     /// Counts and logs a new connection.
     pub(crate) fn opened(conn: &Conn, shared: &Shared) -> ConnLog {
         let Conn {
-            peer, transport, ..
+            peer,
+            transport,
+            via,
+            ..
         } = conn;
         let counters = shared.counters.transport(*transport);
         TransportCounters::add(&counters.connections_accepted, 1);
-        tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
+        match via {
+            None => {
+                tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
+            }
+            Some(via) => {
+                let Via { by, header } = &**via;
+                tracing::info!(
+                    target: CONN_LOG,
+                    peer,
+                    %transport,
+                    event = "connected",
+                    proxied_by = %by,
+                    proxy_version = header.version.as_str(),
+                    proxy_destination = header.addresses.map(|a| a.destination.to_string()),
+                    proxy_alpn = header.alpn_text(),
+                    proxy_authority = header.authority.as_deref(),
+                    proxy_unique_id = header.unique_id_text(),
+                    "{peer} connected via {by} (PROXY {})",
+                    header.version
+                );
+            }
+        }
         ConnLog {
             started: std::time::Instant::now(),
             bytes: 0,
@@ -353,10 +435,14 @@ impl ConnLog {
     /// Counts and logs the end of a connection, with why it ended.
     pub(crate) fn closed(self, conn: &Conn, shared: &Shared, result: std::io::Result<CloseReason>) {
         let Conn {
-            peer, transport, ..
+            peer,
+            transport,
+            via,
+            ..
         } = conn;
         let counters = shared.counters.transport(*transport);
         let ConnLog { started, bytes } = self;
+        let proxied_by = via.as_ref().map(|via| via.by.to_string());
         let duration_ms = started.elapsed().as_secs_f64() * 1e3;
         let reason = match result {
             Ok(reason) => {
@@ -381,6 +467,7 @@ impl ConnLog {
             peer,
             %transport,
             event = "disconnected",
+            proxied_by,
             bytes,
             duration_ms,
             reason,
