@@ -88,6 +88,8 @@ pub struct BenchOpts {
     #[command(flatten)]
     pub tls: crate::cli::TlsClientArgs,
     #[command(flatten)]
+    pub send_proxy: crate::cli::SendProxyArgs,
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -148,7 +150,7 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         threads: opts.threads.into(),
         timeout: opts.timeout,
         connect_timeout: opts.connect_timeout,
-        connect: opts.tls.connect_options(),
+        connect: opts.send_proxy.apply(opts.tls.connect_options()),
         sources: opts.source.map(|s| s.0).unwrap_or_default(),
         io: match opts.io {
             IoChoice::Auto => LoadIo::Auto,

@@ -66,6 +66,49 @@ impl TlsClientArgs {
     }
 }
 
+/// `--send-proxy` and `--proxy-source`: stand in for a load balancer in front of a
+/// PROXY-speaking server.
+#[derive(Debug, Clone, Args)]
+pub struct SendProxyArgs {
+    /// Send a PROXY protocol header first on each TCP or TLS connection (before the TLS
+    /// handshake), as HAProxy or a cloud load balancer would: v1 text or v2 binary. The server
+    /// must strip it (e.g. `sockecho serve --proxy-protocol`); it is not echoed.
+    #[arg(long, value_enum, value_name = "VERSION")]
+    pub send_proxy: Option<ProxyVersion>,
+    /// The client address the header claims, ADDR:PORT (e.g. 203.0.113.7:40000 or
+    /// [2001:db8::7]:40000). Default: the connection's own local address. The destination is
+    /// always the server's address.
+    #[arg(long, value_name = "ADDR:PORT", requires = "send_proxy")]
+    pub proxy_source: Option<std::net::SocketAddr>,
+}
+
+/// Values of `--send-proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyVersion {
+    V1,
+    V2,
+}
+
+impl SendProxyArgs {
+    /// `options` with the header these flags ask for.
+    pub fn apply(
+        &self,
+        options: sockecho::client::ConnectOptions,
+    ) -> sockecho::client::ConnectOptions {
+        use sockecho::proxy_protocol::{SendProxy, Version};
+        sockecho::client::ConnectOptions {
+            send_proxy: self.send_proxy.map(|version| SendProxy {
+                version: match version {
+                    ProxyVersion::V1 => Version::V1,
+                    ProxyVersion::V2 => Version::V2,
+                },
+                source: self.proxy_source,
+            }),
+            ..options
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -187,6 +230,8 @@ pub struct ClientOpts {
     pub timeout: Duration,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }

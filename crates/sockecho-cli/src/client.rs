@@ -39,6 +39,10 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
     let endpoint = &opts.endpoint;
     let on_terminal = io::stdin().is_terminal();
     if endpoint.transport().is_datagram() {
+        if opts.send_proxy.send_proxy.is_some() {
+            eprintln!("error: a PROXY header (--send-proxy) goes on tcp and tls endpoints only");
+            return Ok(ExitCode::from(2));
+        }
         let mut client = DatagramClient::connect(endpoint).await?;
         let summary = if on_terminal {
             let mut editor = Editor::new()?;
@@ -56,7 +60,8 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
         };
         return Ok(datagram_exit(&summary, opts.timeout));
     }
-    let (stream, reached) = connect_stream_with(endpoint, &opts.tls.connect_options()).await?;
+    let options = opts.send_proxy.apply(opts.tls.connect_options());
+    let (stream, reached) = connect_stream_with(endpoint, &options).await?;
     tracing::debug!("connected to {reached}");
     if on_terminal {
         let mut editor = Editor::new()?;

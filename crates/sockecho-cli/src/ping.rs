@@ -37,6 +37,8 @@ pub struct PingOpts {
     #[command(flatten)]
     pub tls: crate::cli::TlsClientArgs,
     #[command(flatten)]
+    pub send_proxy: crate::cli::SendProxyArgs,
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -50,7 +52,7 @@ pub fn main(opts: PingOpts) -> anyhow::Result<ExitCode> {
         timeout: opts
             .timeout
             .unwrap_or_else(|| opts.interval.max(Duration::from_secs(1))),
-        connect: opts.tls.connect_options(),
+        connect: opts.send_proxy.apply(opts.tls.connect_options()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

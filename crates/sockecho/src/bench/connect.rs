@@ -70,11 +70,14 @@ pub async fn find_target(
     };
     match endpoint {
         Endpoint::Tcp(_) | Endpoint::Unix(_) => {
-            let (_probe, reached) =
-                tokio::time::timeout(connect_timeout, crate::client::connect_stream(endpoint))
-                    .await
-                    .map_err(no_answer)?
-                    .map_err(from_client)?;
+            // With the options: a PROXY-speaking server closes a probe without the header.
+            let (_probe, reached) = tokio::time::timeout(
+                connect_timeout,
+                crate::client::connect_stream_with(endpoint, options),
+            )
+            .await
+            .map_err(no_answer)?
+            .map_err(from_client)?;
             match reached {
                 Endpoint::Tcp(hp) => match hp.host {
                     Host::Ip(ip) => Ok(Target::Tcp(SocketAddr::new(ip, hp.port))),
@@ -106,7 +109,7 @@ pub async fn find_target(
             let addrs = crate::client::resolve(endpoint)
                 .await
                 .map_err(from_client)?;
-            tokio::time::timeout(connect_timeout, find_tls(addrs, client))
+            tokio::time::timeout(connect_timeout, find_tls(addrs, client, options))
                 .await
                 .map_err(no_answer)?
                 .map_err(unreachable)
@@ -124,11 +127,21 @@ pub async fn find_target(
 /// The first of `addrs` that accepts a connection, if the TLS handshake on that connection
 /// succeeds. A failed handshake is the server's answer, so the other addresses are not tried
 /// after it, as the stream client does not try them either.
-async fn find_tls(addrs: Vec<SocketAddr>, client: TlsClient) -> Result<Target, String> {
+async fn find_tls(
+    addrs: Vec<SocketAddr>,
+    client: TlsClient,
+    options: &ConnectOptions,
+) -> Result<Target, String> {
     let mut last = String::from("no address to connect to");
     for addr in addrs {
         match connect_tcp(addr, None).await {
-            Ok(tcp) => {
+            Ok(mut tcp) => {
+                if let Some(proxy) = &options.send_proxy {
+                    proxy
+                        .send(&mut tcp)
+                        .await
+                        .map_err(|e| format!("cannot send the PROXY header: {e}"))?;
+                }
                 client.handshake(tcp).await?;
                 return Ok(Target::Tls(addr, client));
             }

@@ -218,6 +218,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
                 .collect(),
             target: target.clone(),
             sources: config.sources.clone(),
+            send_proxy: config.connect.send_proxy,
             pattern: pattern.clone(),
             clock,
             pipeline: config.pipeline,

@@ -10,20 +10,21 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use super::connect::{DatagramSocket, StreamSocket, Target};
+use super::connect::{DatagramSocket, StreamSocket, Target, connect_tcp};
 use super::payload::Pattern;
 use super::recorder::{Fault, LiveCounters, ThreadRecorder, ThreadResult, Totals, new_histogram};
 use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::{datagram, reactor, stream, uring};
 use crate::net_error::describe_connect_error;
+use crate::proxy_protocol::SendProxy;
 
 /// Connection attempts one thread has under way at once, so a large run does not flood the
 /// server's listen backlog.
@@ -188,6 +189,8 @@ pub struct WorkerSpec {
     pub ids: Vec<u32>,
     pub target: Target,
     pub sources: Vec<IpAddr>,
+    /// A PROXY header each connection sends first (part of its connect time).
+    pub send_proxy: Option<SendProxy>,
     pub pattern: Pattern,
     pub clock: Clock,
     pub pipeline: usize,
@@ -351,6 +354,7 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
         let target = spec.target.clone();
         let limit = limit.clone();
         let connect_timeout = spec.connect_timeout;
+        let send_proxy = spec.send_proxy;
         attempts.push(tokio::task::spawn_local(async move {
             // The semaphore is never closed, so acquiring only waits.
             let _permit = limit.acquire().await;
@@ -360,7 +364,7 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
                     .map(Socket::Datagram)
                     .map_err(|e| describe_connect_error(&e))
             } else {
-                tokio::time::timeout(connect_timeout, open_stream(&target, source))
+                tokio::time::timeout(connect_timeout, open_stream(&target, source, send_proxy))
                     .await
                     .unwrap_or_else(|_| Err(format!("no answer within {connect_timeout:?}")))
             };
@@ -389,15 +393,44 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
     (sockets, connected)
 }
 
-/// Opens one stream connection; the error says what failed.
-async fn open_stream(target: &Target, source: Option<IpAddr>) -> Result<Socket, String> {
-    match target {
-        Target::Tls(addr, client) => client.connect(*addr, source).await.map(Socket::Tls),
+/// Opens one stream connection, sending a PROXY header first if asked; the error says what
+/// failed.
+async fn open_stream(
+    target: &Target,
+    source: Option<IpAddr>,
+    send_proxy: Option<SendProxy>,
+) -> Result<Socket, String> {
+    match (target, send_proxy) {
+        (Target::Tls(addr, client), Some(proxy)) => {
+            let tcp = proxied_tcp(*addr, source, proxy).await?;
+            client.handshake(tcp).await.map(Socket::Tls)
+        }
+        (Target::Tcp(addr), Some(proxy)) => {
+            let tcp = proxied_tcp(*addr, source, proxy).await?;
+            Ok(Socket::Stream(StreamSocket::Tcp(tcp)))
+        }
+        (Target::Tls(addr, client), None) => client.connect(*addr, source).await.map(Socket::Tls),
         _ => StreamSocket::connect(target, source)
             .await
             .map(Socket::Stream)
             .map_err(|e| describe_connect_error(&e)),
     }
+}
+
+/// A TCP connection that has sent its PROXY header, ready for the loop (or the TLS handshake).
+async fn proxied_tcp(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    proxy: SendProxy,
+) -> Result<tokio::net::TcpStream, String> {
+    let mut tcp = connect_tcp(addr, source)
+        .await
+        .map_err(|e| describe_connect_error(&e))?;
+    proxy
+        .send(&mut tcp)
+        .await
+        .map_err(|e| format!("cannot send the PROXY header: {e}"))?;
+    Ok(tcp)
 }
 
 #[cfg(test)]

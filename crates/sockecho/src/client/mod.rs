@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::net_error::{describe_connect_error, plain};
+use crate::proxy_protocol::SendProxy;
 use crate::tls::ClientTlsOptions;
 use crate::{Endpoint, Transport};
 
@@ -82,6 +83,9 @@ pub struct ConnectOptions {
     pub tls: ClientTlsOptions,
     /// How long a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// A PROXY protocol header to send first on TCP and TLS connections (before the TLS
+    /// handshake), as a load balancer would.
+    pub send_proxy: Option<SendProxy>,
 }
 
 impl Default for ConnectOptions {
@@ -89,6 +93,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             tls: ClientTlsOptions::default(),
             tls_handshake_timeout: Duration::from_secs(10),
+            send_proxy: None,
         }
     }
 }
@@ -106,7 +111,8 @@ pub async fn connect_stream_with(
 ) -> Result<(BoxStream, Endpoint), ClientError> {
     match endpoint {
         Endpoint::Tcp(_) => {
-            let (stream, addr) = connect_tcp(endpoint).await?;
+            let (mut stream, addr) = connect_tcp(endpoint).await?;
+            send_proxy(endpoint, options, &mut stream).await?;
             Ok((Box::new(stream), Endpoint::inet(Transport::Tcp, addr)))
         }
         Endpoint::Tls(hp) => {
@@ -115,7 +121,8 @@ pub async fn connect_stream_with(
                 .map_err(|e| ClientError::connect(endpoint, e.to_string()))?;
             let name = crate::tls::server_name(&hp.host.to_string())
                 .map_err(|e| ClientError::connect(endpoint, e.to_string()))?;
-            let (stream, addr) = connect_tcp(endpoint).await?;
+            let (mut stream, addr) = connect_tcp(endpoint).await?;
+            send_proxy(endpoint, options, &mut stream).await?;
             let handshake = tokio::time::timeout(
                 options.tls_handshake_timeout,
                 connector.connect(name, stream),
@@ -139,6 +146,10 @@ pub async fn connect_stream_with(
                 )),
             }
         }
+        Endpoint::Unix(_) if options.send_proxy.is_some() => Err(ClientError::connect(
+            endpoint,
+            "a PROXY header (--send-proxy) goes on tcp:// and tls:// connections only",
+        )),
         Endpoint::Unix(path) => match UnixStream::connect(path).await {
             Ok(stream) => Ok((Box::new(stream), endpoint.clone())),
             Err(e) => Err(connect_failed(endpoint, Some(e))),
@@ -148,6 +159,23 @@ pub async fn connect_stream_with(
             "a datagram endpoint has no connection; use the datagram client",
         )),
     }
+}
+
+/// Writes the PROXY header `options` ask for, if any, on a new TCP connection.
+async fn send_proxy(
+    endpoint: &Endpoint,
+    options: &ConnectOptions,
+    stream: &mut TcpStream,
+) -> Result<(), ClientError> {
+    let Some(proxy) = &options.send_proxy else {
+        return Ok(());
+    };
+    proxy.send(stream).await.map_err(|e| {
+        ClientError::connect(
+            endpoint,
+            format!("cannot send the PROXY header: {}", plain(&e)),
+        )
+    })
 }
 
 /// TCP to the first address of `endpoint` that accepts.
