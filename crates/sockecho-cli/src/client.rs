@@ -9,12 +9,16 @@ use sockecho::client::datagram::{
     DatagramClient, DatagramSummary, datagram_interactive, datagram_pipe,
 };
 use sockecho::client::interactive::{LineSource, interactive};
-use sockecho::client::{connect_stream_with, pipe::pipe};
+use sockecho::client::pipe::pipe;
+use sockecho::connect::connect_stream_with;
 
-use crate::cli::ClientOpts;
+use crate::cli::client::ClientOpts;
+use crate::connect::connect_options;
+use crate::logging;
+use crate::usage::UsageError;
 
 pub fn main(opts: ClientOpts) -> anyhow::Result<ExitCode> {
-    crate::logging::init(&opts.verbosity);
+    logging::init(&opts.verbosity);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,8 +44,10 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
     let on_terminal = io::stdin().is_terminal();
     if endpoint.transport().is_datagram() {
         if opts.send_proxy.send_proxy.is_some() {
-            eprintln!("error: a PROXY header (--send-proxy) goes on tcp and tls endpoints only");
-            return Ok(ExitCode::from(2));
+            return Err(UsageError(
+                "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+            )
+            .into());
         }
         let mut client = DatagramClient::connect(endpoint).await?;
         let summary = if on_terminal {
@@ -60,8 +66,8 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
         };
         return Ok(datagram_exit(&summary, opts.timeout));
     }
-    let options = opts.send_proxy.apply(opts.tls.connect_options());
-    let (stream, reached) = connect_stream_with(endpoint, &options).await?;
+    let (stream, reached) =
+        connect_stream_with(endpoint, &connect_options(&opts.tls, &opts.send_proxy)).await?;
     tracing::debug!("connected to {reached}");
     if on_terminal {
         let mut editor = Editor::new()?;

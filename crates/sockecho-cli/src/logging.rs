@@ -2,7 +2,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{LogFormat, Verbosity};
+use crate::cli::common::{LogFormat, Verbosity};
 
 /// Installs the global subscriber for readable lines. `RUST_LOG`, when set, overrides the flags.
 pub fn init(verbosity: &Verbosity) {

@@ -26,7 +26,7 @@ use nix::sys::socket::{
 use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 
-use super::Shared;
+use super::shared::Shared;
 use crate::Endpoint;
 use std::net::SocketAddr;
 

@@ -8,52 +8,16 @@
 //! itself, unless it sends a header: that is refused, since only a trusted proxy may say who the
 //! client is.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::net::SocketAddr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tokio::net::TcpStream;
 
-use super::Shared;
+use super::config::ProxyProtocol;
+use super::shared::Shared;
 use crate::proxy_protocol::read::{read_header, sends_header};
 use crate::proxy_protocol::{HeaderError, ProxyHeader, Version};
 use crate::stats::TransportCounters;
 use crate::{CONN_LOG, Transport};
-
-/// How the server takes PROXY headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyProtocol {
-    /// Peers whose headers are believed (the load balancers). They must send one.
-    pub trusted: Vec<IpNet>,
-    /// How long a trusted peer may take to send a whole header; a client that is not a proxy
-    /// gets this long to send its first bytes before it is served as it is.
-    pub header_timeout: Duration,
-}
-
-impl Default for ProxyProtocol {
-    /// Trusts loopback only, so turning the option on never lets a remote peer pick its address.
-    fn default() -> Self {
-        ProxyProtocol {
-            trusted: loopback(),
-            header_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// 127.0.0.0/8 and ::1, the default `--proxy-from`.
-fn loopback() -> Vec<IpNet> {
-    vec![
-        IpNet::V4(Ipv4Net::new_assert([127, 0, 0, 0].into(), 8)),
-        IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
-    ]
-}
-
-impl ProxyProtocol {
-    fn trusts(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.trusted.iter().any(|net| net.contains(&ip))
-    }
-}
 
 /// What the header said about one connection, kept for its log lines.
 #[derive(Debug)]

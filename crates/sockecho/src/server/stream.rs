@@ -1,26 +1,26 @@
-//! Stream listeners (TCP, Unix): the accept loop and the life of one connection.
+//! Stream listeners (TCP, Unix): the accept loop, and the life of one connection on the tokio
+//! path (TLS always; plain connections unless an io_uring engine takes them over).
 //!
 //! A permit from the shared semaphore is taken *before* `accept`, so at most `max_conns`
 //! connections are served and further clients wait in the kernel's backlog. Accept errors are
 //! logged and survived, never returned: running out of file descriptors backs off and retries.
 
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
-use std::os::fd::OwnedFd;
-
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::Shared;
 use super::access::PerIpSlot;
 use super::bind::StreamListener;
-use super::echo::{CloseReason, EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::conn::{Admitted, ConnLog};
+use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
 use super::proxied::{self, Via};
-use super::uring::{Engine, Handoff};
+use super::shared::Shared;
+use super::uring::{Arrival, EngineHandle};
 use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::Transport;
@@ -44,7 +44,7 @@ static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) async fn serve(
     listeners: Vec<(StreamListener, Endpoint)>,
     shared: Arc<Shared>,
-    engine: Option<Arc<Engine>>,
+    engine: Option<Arc<EngineHandle>>,
 ) {
     if listeners.is_empty() {
         return;
@@ -149,13 +149,7 @@ pub(crate) async fn serve(
             }
             Accepted::Unix(_, peer) => (peer.clone(), None),
         };
-        let conn = Conn {
-            peer,
-            transport,
-            _permit: permit,
-            _ip_slot: ip_slot,
-            via: None,
-        };
+        let conn = Admitted::new(peer, transport, permit, ip_slot);
         dispatch(accepted, conn, &shared, engine.as_ref());
     }
     for (_, endpoint) in &listeners {
@@ -165,7 +159,12 @@ pub(crate) async fn serve(
 
 /// Serves an admitted connection: on the io_uring `engine` if there is one (plain streams), else
 /// on a task of this worker.
-fn dispatch(accepted: Accepted, conn: Conn, shared: &Arc<Shared>, engine: Option<&Arc<Engine>>) {
+fn dispatch(
+    accepted: Accepted,
+    conn: Admitted,
+    shared: &Arc<Shared>,
+    engine: Option<&Arc<EngineHandle>>,
+) {
     let transport = conn.transport;
     let task_shared = shared.clone();
     let engine = engine.filter(|engine| engine.serving());
@@ -192,7 +191,7 @@ async fn proxied_connection(
     transport: Transport,
     permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
-    engine: Option<Arc<Engine>>,
+    engine: Option<Arc<EngineHandle>>,
 ) {
     let Some(options) = &shared.config.proxy_protocol else {
         return; // only spawned when the option is set
@@ -210,22 +209,16 @@ async fn proxied_connection(
     let Some(ip_slot) = admit(&shared, counters, client) else {
         return;
     };
-    let conn = Conn {
-        peer: client.to_string(),
-        transport,
-        _permit: permit,
-        _ip_slot: ip_slot,
-        via: via.map(Box::new),
-    };
+    let conn = Admitted::new(client.to_string(), transport, permit, ip_slot).via(via);
     dispatch(Accepted::Inet(stream, peer), conn, &shared, engine.as_ref());
 }
 
 /// Passes a connection to the io_uring engine, which serves it from then on.
-fn hand_over(engine: &Engine, fd: std::io::Result<OwnedFd>, conn: Conn, shared: &Shared) {
+fn hand_over(engine: &EngineHandle, fd: std::io::Result<OwnedFd>, conn: Admitted, shared: &Shared) {
     match fd {
-        Ok(fd) => engine.hand_over(Handoff {
+        Ok(fd) => engine.hand_over(Arrival {
             fd,
-            conn,
+            admitted: conn,
             token: shared.tracker.token(),
         }),
         // Only if the runtime could not let go of the socket; the client sees it closed.
@@ -329,7 +322,7 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
 
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
 /// failed or stalled handshake is logged as a warning and counted, never more.
-async fn tls_connection(stream: tokio::net::TcpStream, conn: Conn, shared: Arc<Shared>) {
+async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: Arc<Shared>) {
     let counters = shared.counters.transport(conn.transport);
     let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
         // Bind makes a certificate whenever there is a TLS endpoint.
@@ -359,21 +352,8 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Conn, shared: Arc<S
     );
 }
 
-/// What a connection holds besides its socket.
-pub(crate) struct Conn {
-    /// The peer as logged: its address, or a number and pid for Unix sockets.
-    pub(crate) peer: String,
-    pub(crate) transport: Transport,
-    /// Its place under `--max-conns`, given back when the connection ends.
-    _permit: OwnedSemaphorePermit,
-    /// Its place under `--max-conns-per-ip`, if that is set.
-    _ip_slot: Option<PerIpSlot>,
-    /// The proxy and its PROXY header, when `peer` comes from one (boxed: rare, and large).
-    pub(crate) via: Option<Box<Via>>,
-}
-
 /// Serves one connection until it ends or the grace period cuts it, then logs the summary.
-async fn connection<S: EchoIo>(mut stream: S, conn: Conn, shared: Arc<Shared>) {
+async fn connection<S: EchoIo>(mut stream: S, conn: Admitted, shared: Arc<Shared>) {
     let mut log = ConnLog::opened(&conn, &shared);
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
@@ -384,95 +364,4 @@ async fn connection<S: EchoIo>(mut stream: S, conn: Conn, shared: Arc<Shared>) {
     log.bytes = bytes;
     log.closed(&conn, &shared, result);
     drop(conn);
-}
-
-/// The counters and log lines of one connection's life, whichever path serves it.
-pub(crate) struct ConnLog {
-    started: std::time::Instant,
-    /// Bytes echoed so far.
-    pub(crate) bytes: u64,
-}
-
-impl ConnLog {
-    /// Counts and logs a new connection.
-    pub(crate) fn opened(conn: &Conn, shared: &Shared) -> ConnLog {
-        let Conn {
-            peer,
-            transport,
-            via,
-            ..
-        } = conn;
-        let counters = shared.counters.transport(*transport);
-        TransportCounters::add(&counters.connections_accepted, 1);
-        match via {
-            None => {
-                tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
-            }
-            Some(via) => {
-                let Via { by, header } = &**via;
-                tracing::info!(
-                    target: CONN_LOG,
-                    peer,
-                    %transport,
-                    event = "connected",
-                    proxied_by = %by,
-                    proxy_version = header.version.as_str(),
-                    proxy_destination = header.addresses.map(|a| a.destination.to_string()),
-                    proxy_alpn = header.alpn_text(),
-                    proxy_authority = header.authority.as_deref(),
-                    proxy_unique_id = header.unique_id_text(),
-                    "{peer} connected via {by} (PROXY {})",
-                    header.version
-                );
-            }
-        }
-        ConnLog {
-            started: std::time::Instant::now(),
-            bytes: 0,
-        }
-    }
-
-    /// Counts and logs the end of a connection, with why it ended.
-    pub(crate) fn closed(self, conn: &Conn, shared: &Shared, result: std::io::Result<CloseReason>) {
-        let Conn {
-            peer,
-            transport,
-            via,
-            ..
-        } = conn;
-        let counters = shared.counters.transport(*transport);
-        let ConnLog { started, bytes } = self;
-        let proxied_by = via.as_ref().map(|via| via.by.to_string());
-        let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-        let reason = match result {
-            Ok(reason) => {
-                match reason {
-                    CloseReason::IdleTimeout => {
-                        TransportCounters::add(&counters.connections_idle_closed, 1);
-                    }
-                    CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
-                    CloseReason::PeerClosed | CloseReason::Drained => {}
-                }
-                reason.as_str().to_owned()
-            }
-            Err(e) => {
-                TransportCounters::add(&counters.connection_errors, 1);
-                format!("error: {e}")
-            }
-        };
-        TransportCounters::add(&counters.stream_bytes, bytes);
-        TransportCounters::add(&counters.connections_closed, 1);
-        tracing::info!(
-            target: CONN_LOG,
-            peer,
-            %transport,
-            event = "disconnected",
-            proxied_by,
-            bytes,
-            duration_ms,
-            reason,
-            "{peer} disconnected ({bytes} bytes echoed in {:.3}s, {reason})",
-            duration_ms / 1e3
-        );
-    }
 }

@@ -1,0 +1,88 @@
+//! `bench`'s parsed flags turned into the library's `BenchConfig`, checked as a whole before
+//! anything connects, so the load engine never sees clap.
+
+use sockecho::bench::{BenchConfig, BenchError, LoadIo};
+
+use crate::cli::bench::BenchOpts;
+use crate::cli::common::IoChoice;
+use crate::connect::connect_options;
+use crate::usage::UsageError;
+
+/// The run `opts` ask for; a combination the library refuses is a usage error. Reads the
+/// open-file limit, so raise it first.
+pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
+    let config = BenchConfig {
+        endpoint: opts.endpoint.clone(),
+        connections: opts.connections as usize,
+        size: opts.size,
+        duration: opts.duration,
+        warmup: opts.warmup,
+        pipeline: opts.pipeline as usize,
+        rate: opts.rate,
+        threads: opts.threads.into(),
+        timeout: opts.timeout,
+        connect_timeout: opts.connect_timeout,
+        connect: connect_options(&opts.tls, &opts.send_proxy),
+        sources: opts.source.clone().map(|s| s.0).unwrap_or_default(),
+        io: load_io(opts.io),
+        udp_offload: opts.udp_offload,
+    };
+    match config.validate() {
+        Ok(()) => Ok(config),
+        Err(BenchError::Invalid(problem)) => Err(UsageError(problem).into()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn load_io(choice: IoChoice) -> LoadIo {
+    match choice {
+        IoChoice::Auto => LoadIo::Auto,
+        IoChoice::Uring => LoadIo::IoUring,
+        IoChoice::Epoll => LoadIo::Epoll,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn opts(args: &[&str]) -> BenchOpts {
+        let mut argv = vec!["sockecho", "bench"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)
+            .expect("the arguments parse")
+            .command
+        {
+            Command::Bench(opts) => opts,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_reach_the_config() {
+        let config = config(&opts(&[
+            "udp://127.0.0.1:9",
+            "-c",
+            "3",
+            "-s",
+            "1KiB",
+            "--io",
+            "epoll",
+        ]))
+        .expect("a valid run");
+        assert_eq!(config.connections, 3);
+        assert_eq!(config.size, 1024);
+        assert_eq!(config.io, LoadIo::Epoll);
+        assert_eq!(config.endpoint.to_string(), "udp://127.0.0.1:9");
+    }
+
+    #[test]
+    fn combinations_the_library_refuses_are_usage_errors() {
+        let err = config(&opts(&["udp://127.0.0.1:9", "-s", "1MiB"])).unwrap_err();
+        assert!(err.is::<UsageError>(), "{err:#}");
+        assert!(err.to_string().contains("UDP datagram"), "{err:#}");
+    }
+}

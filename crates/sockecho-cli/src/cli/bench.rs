@@ -1,0 +1,112 @@
+//! `sockecho bench`'s flags, and those of `sockecho bench merge`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use sockecho::Endpoint;
+
+use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
+use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, parse_sources};
+
+/// Load an echo server and measure throughput, latency and correctness.
+///
+/// Every echoed byte is checked; mismatched, truncated, reordered, duplicated or lost messages
+/// make the exit code 1. Closed loop by default (each connection sends its next message when an
+/// echo comes back); `--rate` switches to open loop, where messages go out on a schedule and
+/// latency counts from the scheduled time.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchOpts {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Echo server to load.
+    #[arg(
+        value_name = "ENDPOINT",
+        env = "SOCKECHO_ENDPOINT",
+        default_value = "tcp://localhost:54000"
+    )]
+    pub endpoint: Endpoint,
+    /// Connections (datagram endpoints: sockets) open at once.
+    #[arg(short = 'c', long, value_name = "N", env = "SOCKECHO_CONNECTIONS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+    /// Bytes per message: 64, 1500, 4KiB, 1MiB, ...
+    #[arg(short = 's', long, value_name = "BYTES", env = "SOCKECHO_SIZE", default_value = "64",
+          value_parser = parse_size)]
+    pub size: usize,
+    /// Length of the measured period (e.g. 10s, 500ms).
+    #[arg(short = 'd', long, value_name = "DURATION", env = "SOCKECHO_DURATION", default_value = "10s",
+          value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load run first and left out of the results.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_WARMUP", default_value = "1s",
+          value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Messages in flight per connection (in open loop, the most in flight).
+    #[arg(long, value_name = "K", env = "SOCKECHO_PIPELINE", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub pipeline: u32,
+    /// Load-generating threads; one is usually plenty and leaves the CPUs to the server.
+    #[arg(short = 't', long, value_name = "N", env = "SOCKECHO_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+    /// Open loop: messages per second over all connections.
+    #[arg(long, value_name = "MSGS_PER_S", env = "SOCKECHO_RATE", value_parser = parse_message_rate)]
+    pub rate: Option<f64>,
+    /// Datagram endpoints: how long a reply may take before the message counts as lost. Also
+    /// how long replies still in flight at the end are waited for.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", default_value = "1s",
+          value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How long each connection attempt may take.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_CONNECT_TIMEOUT", default_value = "5s",
+          value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Local addresses to connect from, in turn: IP[,IP...] or FIRST-LAST. Each adds about
+    /// 28 000 connections to one server address.
+    #[arg(long, value_name = "IPS", env = "SOCKECHO_SOURCE", value_parser = parse_sources)]
+    pub source: Option<Sources>,
+    /// Event loop for plain TCP and Unix connections: io_uring (one system call per turn for
+    /// all connections, receives into shared buffers), epoll, or auto (io_uring if the kernel
+    /// allows it). TLS and datagrams always run on tokio.
+    #[arg(long, value_enum, value_name = "LOOP", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
+    pub io: IoChoice,
+    /// UDP: a socket with several messages queued sends them in one call (UDP GSO), and
+    /// replies that arrive together are taken in one receive (GRO). Each datagram is still
+    /// checked on its own, but a server sees bursts arrive at once (as one packet on loopback),
+    /// as from a client that batches (QUIC stacks do). Off by default: one datagram per call.
+    #[arg(long, env = "SOCKECHO_UDP_OFFLOAD", value_parser = boolish())]
+    pub udp_offload: bool,
+    /// Print the report as one JSON object (fields: docs/bench-json.md).
+    #[arg(long, env = "SOCKECHO_JSON", value_parser = boolish())]
+    pub json: bool,
+    /// Also write the latency histogram to FILE as an HdrHistogram log.
+    #[arg(long, value_name = "FILE", env = "SOCKECHO_SAVE_HIST")]
+    pub save_hist: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Combine histogram logs saved with --save-hist into one report.
+    Merge(MergeOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeOpts {
+    /// Histogram logs to combine.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print the merged report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the merged histograms to FILE as an HdrHistogram log.
+    #[arg(long, value_name = "FILE")]
+    pub save_hist: Option<PathBuf>,
+}

@@ -1,0 +1,110 @@
+//! `sockecho serve`'s flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use sockecho::Endpoint;
+
+use crate::cli::common::{IoChoice, LogFormat, Verbosity, boolish};
+use crate::parse::{parse_duration, parse_net, parse_rate};
+
+#[derive(Debug, Args)]
+pub struct ServeOpts {
+    /// Where to listen; repeat for several (in the variable: separated by commas).
+    /// Default: tcp://*:54000 (IPv4 and IPv6).
+    #[arg(
+        value_name = "ENDPOINT",
+        env = "SOCKECHO_ENDPOINTS",
+        value_delimiter = ','
+    )]
+    pub endpoints: Vec<Endpoint>,
+    /// Most stream connections served at once; more wait in the listen backlog.
+    /// Default: the open-file limit less a small reserve.
+    #[arg(long, value_name = "N", env = "SOCKECHO_MAX_CONNS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: Option<u32>,
+    /// Close stream connections idle this long (e.g. 30s, 5m). Default: never.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// On SIGINT/SIGTERM, how long open connections get to finish before they are cut.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_GRACE", value_parser = parse_duration,
+          default_value = "5s")]
+    pub grace: Duration,
+    /// Log every received payload (lossy UTF-8, trimmed).
+    #[arg(long, env = "SOCKECHO_LOG_DATA", value_parser = boolish())]
+    pub log_data: bool,
+    /// Serve only peers in this network (CIDR like 10.0.0.0/8 or fd00::/8, or one address);
+    /// repeatable (in the variable: separated by commas). Applies to TCP and UDP.
+    /// Default: everyone.
+    #[arg(long, value_name = "CIDR", env = "SOCKECHO_ALLOW", value_delimiter = ',',
+          value_parser = parse_net)]
+    pub allow: Vec<ipnet::IpNet>,
+    /// Refuse peers in this network; repeatable (in the variable: separated by commas); wins
+    /// over --allow. Denied TCP peers are closed at once, denied datagrams dropped; both are
+    /// counted.
+    #[arg(long, value_name = "CIDR", env = "SOCKECHO_DENY", value_delimiter = ',',
+          value_parser = parse_net)]
+    pub deny: Vec<ipnet::IpNet>,
+    /// Most TCP connections from one address at once; further ones are closed at once.
+    #[arg(long, value_name = "N", env = "SOCKECHO_MAX_CONNS_PER_IP",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns_per_ip: Option<u32>,
+    /// Most datagrams per second from one source address (token bucket, bursts of one
+    /// second's worth); the excess is dropped and counted.
+    #[arg(long, value_name = "RATE", env = "SOCKECHO_UDP_RATE", value_parser = parse_rate)]
+    pub udp_rate: Option<f64>,
+    /// Answer datagrams from well-known service ports (echo, chargen, DNS, NTP, ...) and
+    /// broadcast/multicast sources too. By default they are dropped, so two echo services
+    /// cannot be made to bounce datagrams between them forever.
+    #[arg(long, env = "SOCKECHO_NO_REFLECTION_GUARD", value_parser = boolish())]
+    pub no_reflection_guard: bool,
+    /// TLS certificate chain (PEM) for tls:// endpoints. Without --cert/--key a self-signed
+    /// certificate is made for the run and its SHA-256 fingerprint logged.
+    #[arg(long, value_name = "FILE", env = "SOCKECHO_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) matching --cert.
+    #[arg(long, value_name = "FILE", env = "SOCKECHO_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// How long a client may take to finish the TLS handshake before it is dropped.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_TLS_HANDSHAKE_TIMEOUT",
+          value_parser = parse_duration, default_value = "10s")]
+    pub tls_handshake_timeout: Duration,
+    /// Expect a PROXY protocol header (v1 text or v2 binary, told apart by their signatures) at
+    /// the start of TCP and TLS connections from --proxy-from peers, before any TLS handshake.
+    /// Each connection is then served as the client the header names: --allow/--deny,
+    /// --max-conns-per-ip, logs and metrics see that address. A peer outside --proxy-from that
+    /// sends a header is refused; other peers are served as themselves.
+    #[arg(long, env = "SOCKECHO_PROXY_PROTOCOL", value_parser = boolish())]
+    pub proxy_protocol: bool,
+    /// Proxies whose PROXY headers are believed (CIDR or one address); repeatable (in the
+    /// variable: separated by commas). Their connections must start with a header, or they are
+    /// closed. Default: loopback only (127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDR", env = "SOCKECHO_PROXY_FROM", value_delimiter = ',',
+          value_parser = parse_net, requires = "proxy_protocol")]
+    pub proxy_from: Vec<ipnet::IpNet>,
+    /// How long a proxy may take to send its whole PROXY header before the connection is
+    /// closed (and how long other peers get to send their first bytes before they are served
+    /// without a header check).
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_PROXY_HEADER_TIMEOUT",
+          value_parser = parse_duration, default_value = "5s")]
+    pub proxy_header_timeout: Duration,
+    /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9100), with
+    /// /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", env = "SOCKECHO_METRICS")]
+    pub metrics: Option<String>,
+    /// Log format: text for people, json for machines (one object per event).
+    #[arg(long, value_enum, env = "SOCKECHO_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Worker threads. Default: one per CPU core.
+    #[arg(short = 't', long, value_name = "N", env = "SOCKECHO_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Stream I/O path: io_uring (one system call per loop turn for all connections, shared
+    /// receive buffers), epoll, or auto (io_uring if the kernel allows it). TLS and datagrams
+    /// always use epoll.
+    #[arg(long, value_enum, value_name = "PATH", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
+    pub io: IoChoice,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}

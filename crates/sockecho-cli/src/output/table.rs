@@ -1,0 +1,99 @@
+//! The report as an aligned table for people: load, timing, counts, throughput, CPU, latency
+//! percentiles, errors and the verdict.
+
+use std::fmt::Write as _;
+
+use sockecho::bench::{LatencySummary, Report};
+
+use crate::format::{bytes_si, group, micros};
+use crate::output::errors::error_list;
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let runs = if r.runs > 1 {
+        format!(" (merge of {} runs)", r.runs)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "sockecho bench {}{runs}", r.endpoint);
+    let mode = match (r.mode.as_str(), r.rate) {
+        ("open", Some(rate)) => format!("open loop at {} msg/s", group(rate as u64)),
+        (mode, _) => format!("{mode} loop"),
+    };
+    let _ = writeln!(
+        out,
+        "  load         {} {} ({} open) × {}, pipeline {}, {mode}, {} thread{} ({})",
+        r.connections,
+        if r.transport == "udp" || r.transport == "unixgram" {
+            "sockets"
+        } else {
+            "connections"
+        },
+        r.connections_established,
+        sockecho::bench::format_size(r.size as usize),
+        r.pipeline,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" },
+        if r.udp_offload {
+            format!("{}, UDP GSO/GRO", r.io)
+        } else {
+            r.io.clone()
+        },
+    );
+    let _ = writeln!(
+        out,
+        "  measured     {:.3} s after {:.3} s of warm-up{}",
+        r.duration_s,
+        r.warmup_s,
+        if r.interrupted {
+            " (stopped early)"
+        } else {
+            ""
+        },
+    );
+    let _ = writeln!(
+        out,
+        "  messages     {} sent, {} received ({} sent, {} received)",
+        group(r.messages_sent),
+        group(r.messages_received),
+        bytes_si(r.bytes_sent as f64),
+        bytes_si(r.bytes_received as f64),
+    );
+    let _ = writeln!(
+        out,
+        "  throughput   {} msg/s round trips, {}/s sent, {}/s received",
+        group(r.msgs_per_s.round() as u64),
+        bytes_si(r.bytes_per_s_sent),
+        bytes_si(r.bytes_per_s_received),
+    );
+    let per_msg = r
+        .client_cpu_us_per_msg
+        .map_or(String::new(), |us| format!(", {us:.2} µs per message"));
+    let _ = writeln!(out, "  client CPU   {:.3} s{per_msg}", r.client_cpu_s);
+    let _ = writeln!(
+        out,
+        "\n  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "", "min", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
+    );
+    for (name, s) in [("latency", &r.latency_us), ("connect", &r.connect_us)] {
+        let _ = writeln!(out, "  {name:<10} {}", latency_row(s));
+    }
+    let _ = writeln!(out, "\n  errors       {}", error_list(r));
+    let _ = writeln!(
+        out,
+        "  result       {}",
+        if r.passed() { "OK" } else { "FAILED" }
+    );
+    out
+}
+
+fn latency_row(s: &LatencySummary) -> String {
+    if s.count == 0 {
+        return format!("{:>9}", "-");
+    }
+    [s.min, s.p50, s.p90, s.p99, s.p999, s.p9999, s.max, s.mean]
+        .iter()
+        .map(|&us| format!("{:>9}", micros(us)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,106 @@
+//! Value parsers shared by the command line's flags: durations, sizes, rates, networks and
+//! source address lists. Each returns a message that names the rejected text, which clap shows
+//! as a usage error (exit 2).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Parses `30s`, `1.5s`, `250ms`, `5m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 250ms or 5m"))
+}
+
+/// Parses a byte count: `64`, `1500`, `4KiB`, `1MiB` (the library's notation).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    sockecho::bench::parse_size(text)
+}
+
+/// Parses a positive rate such as `100` or `0.5`.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    positive(text, "a positive number")
+}
+
+/// Parses a positive number of messages per second (`bench --rate`).
+pub fn parse_message_rate(text: &str) -> Result<f64, String> {
+    positive(text, "a positive number of messages per second")
+}
+
+fn positive(text: &str, what: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not {what}")),
+    }
+}
+
+/// Parses a network in CIDR notation, or a single address (a /32 or /128 network).
+pub fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{text:?} is not a network (e.g. 10.0.0.0/8, fd00::/8) or an address"))
+}
+
+/// The parsed `--source` list: a newtype, so that clap takes the whole list as one value.
+#[derive(Debug, Clone)]
+pub struct Sources(pub Vec<IpAddr>);
+
+/// Parses `IP[,IP...]` or `FIRST-LAST` (the library's notation).
+pub fn parse_sources(text: &str) -> Result<Sources, String> {
+    sockecho::bench::parse_sources(text).map(Sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn networks() {
+        assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_net("127.0.0.2").unwrap().to_string(), "127.0.0.2/32");
+        assert_eq!(parse_net("::1").unwrap().to_string(), "::1/128");
+        assert!(
+            parse_net("10.0.0.0/33")
+                .unwrap_err()
+                .contains("not a network")
+        );
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("inf").is_err());
+        assert_eq!(parse_message_rate("2500"), Ok(2500.0));
+        assert_eq!(
+            parse_message_rate("0"),
+            Err("\"0\" is not a positive number of messages per second".into())
+        );
+    }
+
+    #[test]
+    fn sizes_and_sources() {
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_sources("127.0.0.1,127.0.0.2").unwrap().0.len(), 2);
+    }
+}

@@ -1,0 +1,71 @@
+//! `sockecho serve`: bind (or adopt systemd's sockets), serve until SIGINT/SIGTERM, drain,
+//! exit 0. The flags' meaning is in `options`, systemd's part in `systemd`.
+
+mod options;
+mod systemd;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sockecho::server::Server;
+
+use crate::cli::serve::ServeOpts;
+use crate::logging;
+use crate::metrics::{self, Health};
+use crate::signals::Interrupts;
+
+pub fn main(opts: ServeOpts) -> anyhow::Result<ExitCode> {
+    logging::init_with_format(&opts.verbosity, opts.log_format);
+    sockecho::limits::raise_fd_limit();
+    // The main thread only waits for signals and serves metrics; the server's worker threads
+    // do the echoing.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(opts))
+}
+
+async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
+    let inherited = systemd::inherited_sockets()?;
+    let endpoints = options::endpoints(&opts, inherited.len());
+    let config = options::config(&opts)?;
+    // Signal handlers go in before binding, so a signal that arrives as soon as the
+    // "listening" line is out is handled, not fatal.
+    let signal = shutdown_signal()?;
+    let server = Server::bind_and_adopt(&endpoints, inherited, config).await?;
+    let health = Arc::new(Health::default());
+    if let Some(addr) = &opts.metrics {
+        let metrics = metrics::bind(addr, server.counters(), health.clone()).await?;
+        tokio::spawn(metrics);
+    }
+    health.set_ready();
+    systemd::notify(&[sd_notify::NotifyState::Ready]);
+    let shutdown = {
+        let health = health.clone();
+        async move {
+            signal.await;
+            health.set_draining();
+            systemd::notify(&[sd_notify::NotifyState::Stopping]);
+        }
+    };
+    let stats = server.run(shutdown).await;
+    tracing::info!(
+        "stopped: {} connections ({} cut at the deadline), {} bytes echoed, {} datagrams echoed",
+        stats.connections_accepted,
+        stats.connections_cut,
+        stats.stream_bytes,
+        stats.datagrams
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on the first SIGINT or SIGTERM and logs which one came.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut signals = Interrupts::new()?;
+    Ok(async move {
+        let name = signals.next().await;
+        tracing::info!("received {name}");
+    })
+}

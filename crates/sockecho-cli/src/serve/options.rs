@@ -1,0 +1,68 @@
+//! `serve`'s parsed flags turned into the library's `ServerConfig` and endpoint list, so the
+//! server never sees clap.
+
+use sockecho::server::{AccessPolicy, IoBackend, ProxyProtocol, ServerConfig};
+use sockecho::{Endpoint, Host, HostPort};
+
+use crate::cli::common::IoChoice;
+use crate::cli::serve::ServeOpts;
+
+/// The tutorial's port.
+pub const DEFAULT_PORT: u16 = 54000;
+
+/// Where to listen: the endpoints given, or the default one when there are none and systemd
+/// passed no sockets either.
+pub fn endpoints(opts: &ServeOpts, inherited: usize) -> Vec<Endpoint> {
+    if opts.endpoints.is_empty() && inherited == 0 {
+        vec![Endpoint::Tcp(HostPort {
+            host: Host::Any,
+            port: DEFAULT_PORT,
+        })]
+    } else {
+        opts.endpoints.clone()
+    }
+}
+
+/// The server's settings; reads the TLS certificate and key files when given.
+pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
+    let mut config = ServerConfig {
+        idle_timeout: opts.idle_timeout,
+        grace: opts.grace,
+        log_data: opts.log_data,
+        threads: match opts.threads {
+            Some(n) => n.into(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+        access: AccessPolicy {
+            allow: opts.allow.clone(),
+            deny: opts.deny.clone(),
+        },
+        max_conns_per_ip: opts.max_conns_per_ip.map(|n| n as usize),
+        udp_rate: opts.udp_rate,
+        reflection_guard: !opts.no_reflection_guard,
+        io: match opts.io {
+            IoChoice::Auto => IoBackend::Auto,
+            IoChoice::Uring => IoBackend::IoUring,
+            IoChoice::Epoll => IoBackend::Epoll,
+        },
+        ..ServerConfig::default()
+    };
+    if let Some(n) = opts.max_conns {
+        config.max_conns = n as usize;
+    }
+    config.tls_handshake_timeout = opts.tls_handshake_timeout;
+    if opts.proxy_protocol {
+        let mut proxy = ProxyProtocol {
+            header_timeout: opts.proxy_header_timeout,
+            ..ProxyProtocol::default()
+        };
+        if !opts.proxy_from.is_empty() {
+            proxy.trusted = opts.proxy_from.clone();
+        }
+        config.proxy_protocol = Some(proxy);
+    }
+    if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
+        config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
+    }
+    Ok(config)
+}
