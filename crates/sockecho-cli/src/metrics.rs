@@ -106,13 +106,28 @@ fn respond(req: &Request<Incoming>, counters: &Counters, health: &Health) -> Res
                 format!("encoding failed: {e}\n"),
             ),
         },
+        "/proxy" => proxy_headers(counters),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
             let (status, body) = health.state();
             text(status, body)
         }
-        _ => text(StatusCode::NOT_FOUND, "try /metrics, /healthz or /readyz\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "try /metrics, /healthz, /readyz or /proxy\n",
+        ),
     }
+}
+
+/// `/proxy`: the last PROXY protocol headers taken, oldest first, as JSON.
+fn proxy_headers(counters: &Counters) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "recent": counters.recent_proxy_headers() });
+    let mut response = text(StatusCode::OK, format!("{body:#}\n"));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

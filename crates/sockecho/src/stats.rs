@@ -2,11 +2,12 @@
 //! metrics endpoint exports.
 //!
 //! Each transport has its own set, so metrics can carry a transport label; a snapshot of the
-//! whole server adds them up.
+//! whole server adds them up. The last PROXY protocol headers taken are kept beside them.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::Transport;
+use crate::proxy_protocol::recent::{Received, RecentHeaders};
 
 /// Every transport a server counts separately, in a fixed order.
 pub const TRANSPORTS: [Transport; 5] = [
@@ -22,9 +23,17 @@ pub const TRANSPORTS: [Transport; 5] = [
 #[derive(Debug, Default)]
 pub struct Counters {
     per_transport: [TransportCounters; TRANSPORTS.len()],
+    /// The last PROXY protocol headers taken (`--proxy-protocol`).
+    pub(crate) recent_proxy: RecentHeaders,
 }
 
 impl Counters {
+    /// The last PROXY protocol headers the server took, oldest first (empty without
+    /// `--proxy-protocol`).
+    pub fn recent_proxy_headers(&self) -> Vec<Received> {
+        self.recent_proxy.snapshot()
+    }
+
     /// The counters of one transport.
     pub fn transport(&self, transport: Transport) -> &TransportCounters {
         let index = TRANSPORTS

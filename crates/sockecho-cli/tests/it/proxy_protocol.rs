@@ -110,6 +110,25 @@ fn v1_and_v2_headers_name_the_client_and_only_the_data_after_them_is_echoed() {
         // The headers themselves are not echoed bytes.
         (TCP_BYTES, 2 * 8 + 18 + 256 + 6),
     ]);
+    // The side channel: the last headers, oldest first, at /proxy.
+    let response = metrics.get("/proxy");
+    assert_eq!(response.status, 200, "{response:?}");
+    let recent: Value = serde_json::from_str(&response.body).expect("/proxy is JSON");
+    let entries = recent["recent"].as_array().expect("a list of headers");
+    let clients: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["client"].as_str())
+        .collect();
+    assert_eq!(
+        clients,
+        ["203.0.113.7:4242", "198.51.100.9:1111", "203.0.113.7:4242"],
+        "{recent:#}"
+    );
+    assert_eq!(entries[1]["version"], "v2");
+    assert_eq!(
+        entries[1]["destination"],
+        format!("127.0.0.1:{}", addr.port()).as_str()
+    );
     let log = server.wait_for("198.51.100.9:1111 disconnected");
     assert!(
         log.contains("203.0.113.7:4242 connected via 127.0.0.1:"),

@@ -7,6 +7,7 @@
 //!   client sent after the header stays in the socket for the echo (or the TLS handshake).
 //! - [`send`] writes a header after connecting, for the clients that test a PROXY-speaking
 //!   backend.
+//! - [`recent`] keeps the last headers a server took, to be shown out of band.
 //!
 //! Decoding of the wire format is the `proxy-header` crate's; this module adds the limits an
 //! untrusted sender must not exceed and the owned view the server logs.
@@ -14,6 +15,7 @@
 mod encode;
 mod parse;
 pub mod read;
+pub mod recent;
 pub mod send;
 
 use std::fmt;

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use super::config::ProxyProtocol;
 use super::shared::Shared;
 use crate::proxy_protocol::read::{read_header, sends_header};
+use crate::proxy_protocol::recent::Received;
 use crate::proxy_protocol::{HeaderError, ProxyHeader, Version};
 use crate::stats::TransportCounters;
 use crate::{CONN_LOG, Transport};
@@ -79,7 +80,14 @@ pub(crate) async fn receive(
                 (Some(_), Version::V2) => &counters.proxy_headers_v2,
             };
             TransportCounters::add(counter, 1);
-            Some(Some(Via { by: peer, header }))
+            let via = Via { by: peer, header };
+            shared.counters.recent_proxy.push(Received::new(
+                transport.as_str(),
+                via.client(),
+                peer,
+                &via.header,
+            ));
+            Some(Some(via))
         }
         Err(e) => {
             let counter = match &e {
