@@ -110,11 +110,11 @@ fn v1_and_v2_headers_name_the_client_and_only_the_data_after_them_is_echoed() {
         // The headers themselves are not echoed bytes.
         (TCP_BYTES, 2 * 8 + 18 + 256 + 6),
     ]);
-    // The side channel: the last headers, oldest first, at /proxy.
-    let response = metrics.get("/proxy");
+    // The side channel: the last headers, oldest first, in /info.
+    let response = metrics.get("/info");
     assert_eq!(response.status, 200, "{response:?}");
-    let recent: Value = serde_json::from_str(&response.body).expect("/proxy is JSON");
-    let entries = recent["recent"].as_array().expect("a list of headers");
+    let info: Value = serde_json::from_str(&response.body).expect("/info is JSON");
+    let entries = info["proxy_headers"].as_array().expect("a list of headers");
     let clients: Vec<&str> = entries
         .iter()
         .filter_map(|e| e["client"].as_str())
@@ -122,7 +122,7 @@ fn v1_and_v2_headers_name_the_client_and_only_the_data_after_them_is_echoed() {
     assert_eq!(
         clients,
         ["203.0.113.7:4242", "198.51.100.9:1111", "203.0.113.7:4242"],
-        "{recent:#}"
+        "{info:#}"
     );
     assert_eq!(entries[1]["version"], "v2");
     assert_eq!(
