@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::support::{
     Metrics, Server, TCP_BYTES, TCP_CONNECTIONS, WAIT, assert_closed_unserved, bench_json,
-    echo_once, ip, run, run_with_input, start_tls_server, stderr_of, stdout_of, tcp_connect,
-    tcp_connect_from, tcp_rejected,
+    echo_once, ip, run, run_with_input, sockecho, start_tls_server, stderr_of, stdout_of,
+    tcp_connect, tcp_connect_from, tcp_rejected,
 };
 
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -490,4 +490,23 @@ fn send_proxy_is_refused_on_datagram_and_unix_endpoints() {
     }
     let output = run(&["client", "--proxy-source", "192.0.2.1:1"]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+#[test]
+fn the_server_side_flags_come_from_the_environment_too() {
+    let mut cmd = sockecho(["serve", "tcp://127.0.0.1:0"]);
+    cmd.env("SOCKECHO_PROXY_PROTOCOL", "yes")
+        .env("SOCKECHO_PROXY_FROM", "127.0.0.2,127.0.0.3")
+        .env("SOCKECHO_PROXY_HEADER_TIMEOUT", "250ms");
+    let server = Server::start_command(cmd, 1);
+    server.wait_for("headers required from 127.0.0.2/32, 127.0.0.3/32");
+    let mut untrusted = tcp_connect_from(ip("127.0.0.1"), server.tcp());
+    untrusted
+        .write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 1 2\r\n")
+        .expect("send the header");
+    assert_closed_unserved(&mut untrusted, "a header from outside SOCKECHO_PROXY_FROM");
+    let mut stalled = tcp_connect_from(ip("127.0.0.3"), server.tcp());
+    stalled.write_all(b"PROXY TCP4").expect("send");
+    assert_closed_unserved(&mut stalled, "a header that stops");
+    server.wait_for("no complete PROXY header within 250ms");
 }
