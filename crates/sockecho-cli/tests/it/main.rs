@@ -5,6 +5,7 @@
 mod support;
 
 mod bench_faults;
+mod bench_html;
 mod bench_stop;
 mod bench_transports;
 mod cli_env;
