@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use sockecho::Endpoint;
 use sockecho::bench::Shard;
 
-use crate::cli::common::{IoChoice, TlsClientArgs, Verbosity, boolish};
+use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
 use crate::parse::{
     Sources, parse_duration, parse_message_rate, parse_shard, parse_size, parse_sources,
     parse_start_at,
@@ -111,6 +111,8 @@ pub struct BenchOpts {
     pub html: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }
