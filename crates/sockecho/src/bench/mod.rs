@@ -5,8 +5,9 @@
 //!   [`BenchError`].
 //! - [`reach`]: the address of the endpoint that answers, found before any load (private).
 //! - [`window`]: the messages in flight on one connection, where replies are matched.
-//! - [`plan`]: the run's schedule, each connection's plan and what a thread's connections share
-//!   (private); every loop below builds on it.
+//! - [`plan`]: the run's schedule, each connection's plan (with its open-loop lane) and what a
+//!   thread's connections share (private); every loop below builds on it.
+//! - [`shard`]: [`Shard`], one process's part of a run split among several (`--shard I/N`).
 //! - [`wire`]: what the stream loops need from a socket, and the plain socket that offers it;
 //!   [`tls`] offers it for TLS connections (private).
 //! - [`stream`] and [`datagram`]: the per-connection state machines and loops (private);
@@ -21,7 +22,8 @@
 //! - [`html`]: the self-contained HTML report of runs and sweeps.
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
-//! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
+//! `threads` load threads, waits for the start time if one was given
+//! ([`BenchConfig::start_at`]), runs warm-up then the measured period on one common schedule, waits
 //! for the replies still in flight, and returns the report. [`Progress::stop`] (Ctrl-C) ends the
 //! measured period early; the report then covers the time the run had.
 //!
@@ -381,6 +383,10 @@ async fn start_at(at: SystemTime, clock: Clock) -> u64 {
     let margin = START_MARGIN.as_nanos() as u64;
     match at.duration_since(SystemTime::now()) {
         Ok(ahead) => {
+            tracing::info!(
+                "connections open; the load starts in {:.3} s, at the start time",
+                ahead.as_secs_f64()
+            );
             let wake = clock.now() + (ahead.as_nanos() as u64).saturating_sub(margin);
             tokio::time::sleep_until(clock.tokio_instant(wake)).await;
             // Measured again after the sleep, which may have overslept a little.
