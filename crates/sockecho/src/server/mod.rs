@@ -14,7 +14,9 @@
 //! - `stream` (the accept loop, and a connection's life on tokio) over `uring` (the io_uring
 //!   engine), both over `conn` (an admitted connection's identity and accounting); `bind`
 //!   (listening sockets) over `datagram` (the UDP and unixgram echo);
-//! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`].
+//! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`];
+//! - [`fault`], faults injected on demand, beside them: its stream echo sits over `conn`, and
+//!   `stream`, `datagram` and `shared` use its pieces.
 
 pub mod access;
 mod bind;
@@ -22,6 +24,7 @@ mod config;
 mod conn;
 mod datagram;
 pub mod echo;
+pub mod fault;
 #[cfg(test)]
 mod layering;
 mod shared;
@@ -92,9 +95,11 @@ impl Server {
         let plain_streams = listeners.iter().any(|l| {
             matches!(l.socket, bind::Socket::Stream(_)) && l.endpoint.transport() != Transport::Tls
         });
-        // Without worker threads everything is served on the caller's runtime, with epoll; and
-        // without plain stream listeners there is nothing for io_uring to serve.
-        config.io = if config.threads == 0 || !plain_streams {
+        // Without worker threads everything is served on the caller's runtime, with epoll;
+        // without plain stream listeners there is nothing for io_uring to serve; and stream
+        // faults are served by their own echo on tokio.
+        let stream_faults = config.faults.as_ref().is_some_and(|f| f.has_stream_faults());
+        config.io = if config.threads == 0 || !plain_streams || stream_faults {
             IoBackend::Epoll
         } else {
             resolve_io(config.io)?
@@ -130,6 +135,11 @@ impl Server {
             slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
             per_ip: self.config.max_conns_per_ip.map(access::PerIpLimit::new),
             udp_rate: self.config.udp_rate.map(access::RateLimiter::new),
+            stream_faults: self
+                .config
+                .faults
+                .as_ref()
+                .and_then(fault::plan::StreamFaults::new),
             config: self.config,
             counters: self.counters,
             drain: CancellationToken::new(),
@@ -149,6 +159,14 @@ impl Server {
         }
         if self.plain_streams {
             tracing::info!("stream I/O: {}", shared.config.io);
+        }
+        if let Some(plan) = &shared.config.faults {
+            let list: Vec<String> = plan.faults().iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "injecting faults: {} (seed {}; the same seed repeats the same choices)",
+                list.join(", "),
+                plan.seed()
+            );
         }
         let workers = workers::start(threads, sockets, &shared);
 

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use super::access::{PerIpLimit, RateLimiter};
 use super::config::ServerConfig;
+use super::fault::plan::StreamFaults;
 use crate::stats::Counters;
 
 /// What every serving loop of one server shares.
@@ -28,4 +29,6 @@ pub(crate) struct Shared {
     pub(crate) per_ip: Option<Arc<PerIpLimit>>,
     /// Per-source token buckets, when `udp_rate` is set.
     pub(crate) udp_rate: Option<RateLimiter>,
+    /// The stream faults to deal each new connection, when there are any.
+    pub(crate) stream_faults: Option<StreamFaults>,
 }

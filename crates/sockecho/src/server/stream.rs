@@ -16,6 +16,8 @@ use super::access::PerIpSlot;
 use super::bind::StreamListener;
 use super::conn::{Admitted, ConnLog};
 use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::fault::plan::{Admission, ConnFaults};
+use super::fault::stream::{Resettable, linger_zero};
 use super::shared::Shared;
 use super::uring::{Arrival, EngineHandle};
 use crate::CONN_LOG;
@@ -131,6 +133,15 @@ pub(crate) async fn serve(
             }
             Accepted::Unix(_, peer) => (peer.clone(), None),
         };
+        // One `Option` per accept when no fault is configured.
+        let faults = match shared.stream_faults.as_ref().map(|f| f.admit()) {
+            None => None,
+            Some(Admission::Serve(faults)) => Some(faults),
+            Some(Admission::Refuse) => {
+                refuse(accepted, &peer, &shared);
+                continue;
+            }
+        };
         let conn = Admitted::new(peer, transport, permit, ip_slot);
         let task_shared = shared.clone();
         let engine = engine.as_ref().filter(|engine| engine.serving());
@@ -143,18 +154,36 @@ pub(crate) async fn serve(
         match accepted {
             Accepted::Inet(stream, _) if transport == Transport::Tls => shared
                 .tracker
-                .spawn(tls_connection(stream, conn, task_shared)),
+                .spawn(tls_connection(stream, conn, task_shared, faults)),
             Accepted::Inet(stream, _) => {
-                shared.tracker.spawn(connection(stream, conn, task_shared))
+                shared
+                    .tracker
+                    .spawn(connection(stream, conn, task_shared, faults))
             }
             Accepted::Unix(stream, _) => {
-                shared.tracker.spawn(connection(stream, conn, task_shared))
+                shared
+                    .tracker
+                    .spawn(connection(stream, conn, task_shared, faults))
             }
         };
     }
     for (_, endpoint) in &listeners {
         tracing::debug!("stopped accepting on {endpoint}");
     }
+}
+
+/// Resets a new connection at once (the `refuse` fault): the client sees its connection
+/// reset before any byte comes back.
+fn refuse(accepted: Accepted, peer: &str, shared: &Shared) {
+    if let Accepted::Inet(stream, _) = &accepted {
+        linger_zero(stream);
+    }
+    drop(accepted);
+    shared
+        .counters
+        .faults()
+        .add(super::fault::FaultKind::Refuse, 1);
+    tracing::debug!(target: CONN_LOG, "{peer} refused: injected fault");
 }
 
 /// Passes a connection to the io_uring engine, which serves it from then on.
@@ -266,7 +295,12 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
 
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
 /// failed or stalled handshake is logged as a warning and counted, never more.
-async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: Arc<Shared>) {
+async fn tls_connection(
+    stream: tokio::net::TcpStream,
+    conn: Admitted,
+    shared: Arc<Shared>,
+    faults: Option<Box<ConnFaults>>,
+) {
     let counters = shared.counters.transport(conn.transport);
     let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
         // Bind makes a certificate whenever there is a TLS endpoint.
@@ -280,7 +314,7 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: A
     };
     let failure = match handshake {
         Ok(Ok(tls)) => {
-            return connection(Generic(tls), conn, shared.clone()).await;
+            return connection(Generic(tls), conn, shared.clone(), faults).await;
         }
         Ok(Err(e)) => crate::tls::describe_handshake_error(&e),
         Err(_) => format!("no handshake within {timeout:?}; closed"),
@@ -297,7 +331,15 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: A
 }
 
 /// Serves one connection until it ends or the grace period cuts it, then logs the summary.
-async fn connection<S: EchoIo>(mut stream: S, conn: Admitted, shared: Arc<Shared>) {
+async fn connection<S: EchoIo + Resettable>(
+    mut stream: S,
+    conn: Admitted,
+    shared: Arc<Shared>,
+    faults: Option<Box<ConnFaults>>,
+) {
+    if let Some(faults) = faults {
+        return super::fault::stream::connection(stream, conn, shared, faults).await;
+    }
     let mut log = ConnLog::opened(&conn, &shared);
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
