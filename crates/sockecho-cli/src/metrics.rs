@@ -172,6 +172,16 @@ fn encode(counters: &Counters) -> Result<String, std::fmt::Error> {
         "accept_errors",
         "Failed accept calls (e.g. out of file descriptors)",
     );
+    let faults = counter(
+        &mut registry,
+        "faults_injected",
+        "Faults injected on purpose (serve --fault), by kind",
+    );
+    for kind in sockecho::server::fault::FaultKind::ALL {
+        faults
+            .get_or_create(&vec![("kind", kind.as_str())])
+            .inc_by(counters.faults().get(kind));
+    }
     let open = Family::<Labels, Gauge>::default();
     registry.register(
         "connections_open",
@@ -259,6 +269,7 @@ mod tests {
             "sockecho_datagrams_dropped_total{transport=\"udp\",reason=\"reflection_guard\"} 0",
             "sockecho_datagrams_echoed_total{transport=\"unixgram\"} 0",
             "sockecho_tls_handshake_failures_total{transport=\"tcp\"} 0",
+            "sockecho_faults_injected_total{kind=\"reset-after\"} 0",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

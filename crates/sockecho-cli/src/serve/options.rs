@@ -1,11 +1,13 @@
 //! `serve`'s parsed flags turned into the library's `ServerConfig` and endpoint list, so the
 //! server never sees clap.
 
+use sockecho::server::fault::FaultPlan;
 use sockecho::server::{AccessPolicy, IoBackend, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::common::IoChoice;
 use crate::cli::serve::ServeOpts;
+use crate::usage::UsageError;
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
@@ -53,6 +55,12 @@ pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
         config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
+    }
+    if !opts.faults.is_empty() {
+        let seed = opts.fault_seed.unwrap_or_else(FaultPlan::random_seed);
+        let plan = FaultPlan::new(opts.faults.clone(), seed)
+            .map_err(|e| UsageError(format!("--fault: {e}")))?;
+        config.faults = Some(plan);
     }
     Ok(config)
 }

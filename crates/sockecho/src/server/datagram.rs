@@ -497,7 +497,9 @@ impl UdpBatch {
             };
             let data = &self.bufs[d.buf][..d.len];
             // An empty datagram is one datagram too.
-            let pieces = data.chunks(d.segment.max(1)).chain(data.is_empty().then_some(data));
+            let pieces = data
+                .chunks(d.segment.max(1))
+                .chain(data.is_empty().then_some(data));
             for piece in pieces {
                 let answered = faults.answer(piece, &to, &mut send);
                 replied.datagrams += answered.datagrams;

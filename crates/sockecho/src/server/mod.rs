@@ -98,7 +98,10 @@ impl Server {
         // Without worker threads everything is served on the caller's runtime, with epoll;
         // without plain stream listeners there is nothing for io_uring to serve; and stream
         // faults are served by their own echo on tokio.
-        let stream_faults = config.faults.as_ref().is_some_and(|f| f.has_stream_faults());
+        let stream_faults = config
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.has_stream_faults());
         config.io = if config.threads == 0 || !plain_streams || stream_faults {
             IoBackend::Epoll
         } else {

@@ -243,7 +243,9 @@ fn send_when_due<A>(queue: &mpsc::Receiver<Held<A>>, send: &dyn Fn(&[u8], &A)) {
         }
         let next = match held.peek() {
             Some(Reverse(h)) => queue.recv_timeout(h.due.saturating_duration_since(now)),
-            None => queue.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            None => queue
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
         };
         match next {
             Ok(mut h) => {

@@ -276,10 +276,7 @@ mod tests {
         let drop = p.get(FaultKind::Drop).copied().unwrap();
         let mut dice = Dice::new(1, 0);
         let hits: Vec<bool> = (0..8).map(|_| dice.hits(&drop)).collect();
-        assert_eq!(
-            hits,
-            [false, false, false, true, false, false, false, true]
-        );
+        assert_eq!(hits, [false, false, false, true, false, false, false, true]);
         let faults = StreamFaults::new(&p).unwrap();
         let refused: Vec<bool> = (0..6)
             .map(|_| matches!(faults.admit(), Admission::Refuse))

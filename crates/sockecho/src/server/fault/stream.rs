@@ -98,8 +98,12 @@ pub(crate) async fn connection<S: EchoIo + Resettable>(
     };
     log.bytes = echo.echoed;
     let result = match ended {
-        Ended::PeerClosed => close_write(&mut stream).await.map(|()| CloseReason::PeerClosed),
-        Ended::Idle => close_write(&mut stream).await.map(|()| CloseReason::IdleTimeout),
+        Ended::PeerClosed => close_write(&mut stream)
+            .await
+            .map(|()| CloseReason::PeerClosed),
+        Ended::Idle => close_write(&mut stream)
+            .await
+            .map(|()| CloseReason::IdleTimeout),
         Ended::Drained => {
             finish(&mut stream, &shared).await;
             Ok(CloseReason::Drained)
@@ -198,11 +202,7 @@ impl FaultyEcho<'_> {
         ] {
             if dealt {
                 counters.add(kind, 1);
-                tracing::debug!(
-                    "fault: {kind} on {} (connection {})",
-                    self.peer,
-                    f.number
-                );
+                tracing::debug!("fault: {kind} on {} (connection {})", self.peer, f.number);
             }
         }
     }
@@ -288,8 +288,7 @@ impl FaultyEcho<'_> {
                     tokio::time::sleep_until(self.next_write).await;
                 }
                 let start = self.next_write.max(now);
-                self.next_write =
-                    start + Duration::from_secs_f64(chunk.len() as f64 / rate as f64);
+                self.next_write = start + Duration::from_secs_f64(chunk.len() as f64 / rate as f64);
             }
             write_all(stream, chunk).await?;
             self.echoed += chunk.len() as u64;
