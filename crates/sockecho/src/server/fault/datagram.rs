@@ -264,7 +264,10 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    fn faults(specs: &[&str]) -> (DatagramFaults<u32>, Arc<Mutex<Vec<Vec<u8>>>>, Arc<Counters>) {
+    /// Replies the delay thread sent.
+    type SentLater = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    fn faults(specs: &[&str]) -> (DatagramFaults<u32>, SentLater, Arc<Counters>) {
         let plan = FaultPlan::new(specs.iter().map(|s| s.parse().unwrap()).collect(), 5).unwrap();
         let counters = Arc::new(Counters::default());
         let later = Arc::new(Mutex::new(Vec::new()));

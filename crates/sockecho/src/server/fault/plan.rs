@@ -88,7 +88,7 @@ impl Dice {
             Chance::Every(n) => {
                 let seen = &mut self.seen[fault.kind().index()];
                 *seen += 1;
-                *seen % n == 0
+                seen.is_multiple_of(n)
             }
         }
     }
@@ -183,7 +183,7 @@ impl StreamFaults {
         let mut dice = Dice::new(self.plan.seed, number);
         // Per-connection faults with a `1/N` chance hit every Nth connection.
         let mut hits = |fault: &Fault| match fault.chance {
-            Chance::Every(n) => (number + 1) % n == 0,
+            Chance::Every(n) => (number + 1).is_multiple_of(n),
             _ => dice.hits(fault),
         };
         if let Some(fault) = self.plan.get(FaultKind::Refuse)
