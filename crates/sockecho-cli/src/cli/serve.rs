@@ -100,16 +100,16 @@ pub struct ServeOpts {
     /// time. Per read for delay on streams, per connection for the other stream kinds, per
     /// datagram for datagram kinds. Kinds without a value take the chance as one: drop=1%.
     /// With stream faults every stream connection is served on the epoll path (not io_uring).
-    #[arg(long = "fault", value_name = "SPEC", env = "SOCKECHO_FAULT", value_delimiter = ',',
+    #[arg(long, value_name = "SPEC", env = "SOCKECHO_FAULT", value_delimiter = ',',
           value_parser = parse_fault)]
-    pub faults: Vec<sockecho::server::fault::Fault>,
+    pub fault: Vec<sockecho::server::fault::Fault>,
     /// Seed of every random choice --fault makes, so a run can be repeated. Default: a random
     /// seed, logged at start.
     #[arg(
         long,
         value_name = "N",
         env = "SOCKECHO_FAULT_SEED",
-        requires = "faults"
+        requires = "fault"
     )]
     pub fault_seed: Option<u64>,
     #[command(flatten)]

@@ -56,9 +56,9 @@ pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
         config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
     }
-    if !opts.faults.is_empty() {
+    if !opts.fault.is_empty() {
         let seed = opts.fault_seed.unwrap_or_else(FaultPlan::random_seed);
-        let plan = FaultPlan::new(opts.faults.clone(), seed)
+        let plan = FaultPlan::new(opts.fault.clone(), seed)
             .map_err(|e| UsageError(format!("--fault: {e}")))?;
         config.faults = Some(plan);
     }
