@@ -7,9 +7,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::access::{PerIpLimit, RateLimiter};
+use super::access::PerIpLimit;
 use super::config::ServerConfig;
 use super::fault::plan::StreamFaults;
+use super::log_budget::LogBudget;
+use super::rate_limit::RateLimiter;
 use crate::stats::Counters;
 
 /// What every serving loop of one server shares.
@@ -31,4 +33,6 @@ pub(crate) struct Shared {
     pub(crate) udp_rate: Option<RateLimiter>,
     /// The stream faults to deal each new connection, when there are any.
     pub(crate) stream_faults: Option<StreamFaults>,
+    /// Which failed TLS handshakes are logged one by one; the rest are summed up.
+    pub(crate) tls_failure_log: LogBudget,
 }

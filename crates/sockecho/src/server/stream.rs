@@ -294,7 +294,8 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
 }
 
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
-/// failed or stalled handshake is logged as a warning and counted, never more.
+/// failed or stalled handshake is counted and logged as a warning (within the log budget),
+/// never more.
 async fn tls_connection(
     stream: tokio::net::TcpStream,
     conn: Admitted,
@@ -320,6 +321,10 @@ async fn tls_connection(
         Err(_) => format!("no handshake within {timeout:?}; closed"),
     };
     TransportCounters::add(&counters.tls_handshake_failures, 1);
+    // A flood of failures is summed up by the server instead (see `log_budget`).
+    if !shared.tls_failure_log.admit(std::time::Instant::now()) {
+        return;
+    }
     tracing::warn!(
         target: CONN_LOG,
         peer = conn.peer,
