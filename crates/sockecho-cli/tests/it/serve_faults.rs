@@ -10,7 +10,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::Duration;
 
 use crate::support::metrics::{Metrics, series_value};
-use crate::support::{Server, bench_json, echo_once, int, num, run, stderr_of, tcp_connect};
+use crate::support::{
+    Server, bench_json, echo_once, int, num, run, stderr_of, tcp_connect, temp_dir, unixgram_peer,
+};
 
 /// `sockecho serve` on one endpoint with metrics and these faults.
 fn serve(endpoint: &str, faults: &[&str]) -> (Server, Metrics) {
@@ -30,7 +32,8 @@ fn injected(metrics: &Metrics, kind: &str) -> u64 {
     series_value(&text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
-/// A short datagram bench: one socket, several messages in flight, a short loss timeout.
+/// A short datagram bench: one socket, several messages in flight, and a loss timeout long
+/// enough that only what the server dropped counts as lost, even on a busy machine.
 fn bench_udp(server: &Server, size: &str) -> (i32, serde_json::Value) {
     let target = server.arg();
     let (code, report, _) = bench_json(&[
@@ -46,7 +49,7 @@ fn bench_udp(server: &Server, size: &str) -> (i32, serde_json::Value) {
         "--warmup",
         "0s",
         "--timeout",
-        "200ms",
+        "500ms",
     ]);
     (code, report)
 }
@@ -246,6 +249,32 @@ fn raw_sockets_see_refusal_black_hole_and_reset() {
         "{end:?}"
     );
     assert_eq!(injected(&metrics, "reset-after"), 1);
+}
+
+#[test]
+fn unix_datagram_replies_meet_the_same_faults() {
+    let dir = temp_dir();
+    let path = dir.path().join("faulty.sock");
+    let endpoint = format!("unixgram:{}", path.display());
+    let (server, metrics) = serve(&endpoint, &["drop@1/2", "truncate=3B@1/3"]);
+    let peer = unixgram_peer(&dir.path().join("peer.sock"));
+    for i in 0..6u8 {
+        peer.send_to(&[i; 8], &path).unwrap();
+    }
+    // Datagrams 2, 4 and 6 are dropped; of the others (1, 3, 5), the third is cut to 3 bytes.
+    let mut buf = [0u8; 64];
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        let n = peer.recv(&mut buf).expect("a reply");
+        replies.push(buf[..n].to_vec());
+    }
+    assert_eq!(replies, [vec![0u8; 8], vec![2u8; 8], vec![4u8; 3]]);
+    peer.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert!(peer.recv(&mut buf).is_err(), "no reply beyond the three");
+    assert_eq!(injected(&metrics, "drop"), 3);
+    assert_eq!(injected(&metrics, "truncate"), 1);
+    drop(server);
 }
 
 #[test]

@@ -266,7 +266,7 @@ impl FaultyEcho<'_> {
         }
         let wait = self.faults.dice.around(base, jitter);
         self.shared.counters.faults().add(FaultKind::Delay, 1);
-        tracing::trace!("fault: delay of {wait:?} on {}", self.peer);
+        tracing::debug!("fault: delay of {wait:?} on {}", self.peer);
         tokio::time::sleep(wait).await;
     }
 
