@@ -4,7 +4,9 @@
 //!
 //! This is a separate, simpler echo loop than `echo`'s: one read, then its faulty echo, then
 //! the next read. The fast path stays free of any fault check; connections come here only when
-//! the server has stream faults (and then all of them do, on the tokio path).
+//! the server has stream faults (and then all of them do, on the tokio path). On shutdown such
+//! a connection is closed (FIN) at once, without the plain echo's settling period: it is a test
+//! fixture, and its echoes may be held back by design anyway.
 
 use std::future::poll_fn;
 use std::io;
