@@ -185,9 +185,14 @@ impl Server {
         if let Some(plan) = &shared.config.faults {
             let list: Vec<String> = plan.faults().iter().map(ToString::to_string).collect();
             tracing::info!(
-                "injecting faults: {} (seed {}; the same seed repeats the same choices)",
+                "injecting faults: {} (seed {}; the same seed repeats the same choices){}",
                 list.join(", "),
-                plan.seed()
+                plan.seed(),
+                if plan.has_stream_faults() {
+                    "; stream connections are served on epoll, where faults are applied"
+                } else {
+                    ""
+                }
             );
         }
         let workers = workers::start(threads, sockets, &shared);
