@@ -339,3 +339,44 @@ fn sigterm_echoes_what_arrived_then_closes_the_tls_stream() {
     let status = server.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "{}", server.log());
 }
+
+/// Bytes echoed over TLS show in `/metrics` while the connection is still open.
+#[test]
+fn tls_bytes_echoed_move_while_the_connection_is_open() {
+    const SERIES: &str = "sockecho_bytes_echoed_total{transport=\"tls\"} ";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = write_cert(dir.path(), "server", &["localhost"]);
+    let (server, addr) = start_tls_server(&[
+        "serve",
+        "tls://127.0.0.1:0",
+        "--cert",
+        path(&cert.cert),
+        "--key",
+        path(&cert.key),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let metrics = metrics_addr(&server);
+    let mut tls = rustls_client(addr, &cert.der);
+    for seed in 0..16 {
+        echo_once(&mut tls, &pattern(64 * 1024, seed));
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let body = scrape(metrics);
+        let value = body
+            .lines()
+            .find_map(|l| l.strip_prefix(SERIES))
+            .unwrap_or_else(|| panic!("no {SERIES} in\n{body}"));
+        if value == "1048576" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "1 MiB echoed over an open TLS connection, metrics say {value}"
+        );
+        // A scrape has no readiness event to wait on; the poll is short.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(tls);
+}

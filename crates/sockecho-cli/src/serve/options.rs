@@ -7,6 +7,10 @@ use sockecho::{Endpoint, Host, HostPort};
 use crate::cli::common::IoChoice;
 use crate::cli::serve::ServeOpts;
 
+/// A derived default `--max-conns` below this gets a warning: the open-file limit is too small
+/// for a server.
+const SMALL_MAX_CONNS: usize = 64;
+
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
 
@@ -47,8 +51,16 @@ pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
         },
         ..ServerConfig::default()
     };
-    if let Some(n) = opts.max_conns {
-        config.max_conns = n as usize;
+    match opts.max_conns {
+        Some(n) => config.max_conns = n as usize,
+        None if config.max_conns < SMALL_MAX_CONNS => tracing::warn!(
+            "the open-file limit is {} (ulimit -n), so at most {} connections are served at once \
+             by default; raise the limit (ulimit -n, or LimitNOFILE= for a systemd service) or \
+             set --max-conns",
+            sockecho::limits::open_file_limit(),
+            config.max_conns
+        ),
+        None => {}
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {

@@ -11,6 +11,7 @@ pub mod access;
 mod bind;
 mod datagram;
 pub mod echo;
+pub mod peer_text;
 mod stream;
 #[allow(unsafe_code)]
 mod uring;
@@ -43,7 +44,8 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// After shutdown starts, how long open connections get before they are cut.
     pub grace: Duration,
-    /// Log every received payload (lossy UTF-8, trimmed).
+    /// Log every received payload, trimmed and with control characters escaped (see
+    /// [`peer_text`]).
     pub log_data: bool,
     /// Who may connect or send datagrams (`--allow`, `--deny`).
     pub access: AccessPolicy,
@@ -157,7 +159,7 @@ impl Server {
     ) -> Result<Server, ServeError> {
         let mut listeners = Vec::new();
         for socket in inherited {
-            listeners.push(bind::adopt(socket).map_err(ServeError::Inherited)?);
+            listeners.push(bind::adopt(socket)?);
         }
         for endpoint in endpoints {
             listeners.extend(bind::bind(endpoint).await?);
@@ -209,6 +211,17 @@ impl Server {
     /// Serves until `shutdown` completes, drains, and returns the final counters. Unix socket
     /// files this server created are removed before it returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Stats {
+        self.run_until(shutdown, std::future::pending()).await
+    }
+
+    /// Like [`run`](Server::run), and if `cut` completes while the server drains, the
+    /// connections still open are cut at once instead of at the end of the grace period (an
+    /// operator's second Ctrl-C or SIGTERM).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut: impl Future<Output = ()>,
+    ) -> Stats {
         let threads = self.config.threads;
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
@@ -244,17 +257,22 @@ impl Server {
         tracing::info!("shutting down: no new connections, draining open ones");
         shared.drain.cancel();
         let mut workers = workers;
-        workers.loops_stopped().await;
-        shared.tracker.close();
-        if tokio::time::timeout(shared.config.grace, shared.tracker.wait())
-            .await
-            .is_err()
-        {
+        let grace = shared.config.grace;
+        let drained = async {
+            workers.loops_stopped().await;
+            shared.tracker.close();
+            tokio::time::timeout(grace, shared.tracker.wait())
+                .await
+                .is_ok()
+        };
+        let why_cut = tokio::select! {
+            drained = drained => (!drained).then(|| format!("grace period of {grace:?} over")),
+            () = cut => Some("asked to stop at once".to_owned()),
+        };
+        if let Some(why) = why_cut {
             let open = shared.counters.snapshot().connections_open();
-            tracing::warn!(
-                "grace period of {:?} over: cutting {open} connection(s) that had not finished",
-                shared.config.grace
-            );
+            tracing::warn!("{why}: cutting {open} connection(s) that had not finished");
+            shared.tracker.close();
             shared.cut.cancel();
             shared.tracker.wait().await;
         }

@@ -50,6 +50,7 @@ use crate::ring::{
     AbortOnPanic, BUF_COUNT, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
     take_completions, transient,
 };
+use crate::stats::TransportCounters;
 
 /// A connection whose queue of unsent echo grows past this stops receiving, as the tokio path
 /// does with its pending buffer.
@@ -594,11 +595,22 @@ impl Ring {
                 pool.give_back_if_unused(bid);
                 return;
             }
-            live.log.bytes += range.len() as u64;
+            let n = range.len() as u64;
+            live.log.bytes += n;
+            // Counted as it arrives, so metrics move while the connection is open.
+            live.log.counted += n;
+            TransportCounters::add(
+                &self
+                    .shared
+                    .counters
+                    .transport(live.conn.transport)
+                    .stream_bytes,
+                n,
+            );
             live.queued += range.len();
             if self.shared.config.log_data {
                 let data = pool.bytes(bid, range.clone());
-                tracing::info!(target: crate::DATA_LOG, "{}: {}", live.conn.peer, String::from_utf8_lossy(data).trim());
+                tracing::info!(target: crate::DATA_LOG, "{}: {}", live.conn.peer, super::peer_text::escaped(data));
             }
             if !live.waiting_writable {
                 // The fast path: sent straight from the pool. Bytes that arrive while a send is
