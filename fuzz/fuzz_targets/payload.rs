@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sockecho::bench::payload::{self, Pattern};
+use sockecho::payload::{self, Pattern};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(header) = data.first_chunk::<{ payload::HEADER_LEN }>() {

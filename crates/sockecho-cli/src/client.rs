@@ -9,7 +9,8 @@ use sockecho::client::datagram::{
     DatagramClient, DatagramSummary, datagram_interactive, datagram_pipe,
 };
 use sockecho::client::interactive::{LineSource, interactive};
-use sockecho::client::{connect_stream_with, pipe::pipe};
+use sockecho::client::pipe::pipe;
+use sockecho::connect::connect_stream_with;
 
 use crate::cli::client::ClientOpts;
 use crate::connect::connect_options;

@@ -1,7 +1,7 @@
 //! The client side's TLS trust flags turned into the library's connect options, shared by
 //! `client`, `bench` and `ping`.
 
-use sockecho::client::ConnectOptions;
+use sockecho::connect::ConnectOptions;
 use sockecho::tls::ClientTlsOptions;
 
 use crate::cli::common::TlsClientArgs;

@@ -23,9 +23,11 @@
 
 pub mod bench;
 pub mod client;
+pub mod connect;
 pub mod endpoint;
 pub mod limits;
 pub mod net_error;
+pub mod payload;
 pub mod ping;
 #[allow(unsafe_code)]
 mod ring;

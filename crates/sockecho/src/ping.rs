@@ -1,7 +1,7 @@
 //! Ping for echo servers: one message per interval, each reply timed and checked, over any
 //! transport, with a summary like `ping`'s at the end.
 //!
-//! Messages use the benchmark's format ([`crate::bench::payload`]), so each reply names its
+//! Messages use the benchmark's format ([`crate::payload`]), so each reply names its
 //! sequence number and a corrupted, late or stray reply is told apart from the one awaited.
 //! Sends keep to the interval whatever the replies do; a reply that does not come within the
 //! timeout is reported as a timeout for its sequence number, never waited on forever.
@@ -14,10 +14,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::bench::payload::{HEADER_LEN, Pattern, parse_header, seq_prefix};
-use crate::bench::{DatagramSocket, Target, probe_datagram};
-use crate::client::{BoxStream, ClientError, connect_stream_with, resolve};
+use crate::connect::{
+    BoxStream, ConnectError, ConnectOptions, DatagramSocket, MAX_UDP_SIZE, Peer,
+    connect_stream_with, probe_datagram, resolve,
+};
 use crate::net_error::{describe_connect_error, plain};
+use crate::payload::{HEADER_LEN, Pattern, parse_header, seq_prefix};
 use crate::{Endpoint, Host, HostPort};
 
 /// What to ping and how.
@@ -33,7 +35,7 @@ pub struct PingConfig {
     /// How long a reply may take before it is reported as a timeout.
     pub timeout: Duration,
     /// TLS settings for `tls://` endpoints.
-    pub connect: crate::client::ConnectOptions,
+    pub connect: ConnectOptions,
 }
 
 /// Why ping could not start.
@@ -150,12 +152,9 @@ pub async fn ping(
             "the interval and timeout must be longer than zero".into(),
         ));
     }
-    if config.endpoint.transport() == crate::Transport::Udp
-        && config.size > crate::bench::options::MAX_UDP_SIZE
-    {
+    if config.endpoint.transport() == crate::Transport::Udp && config.size > MAX_UDP_SIZE {
         return Err(PingError::Invalid(format!(
-            "a UDP datagram carries at most {} bytes",
-            crate::bench::options::MAX_UDP_SIZE
+            "a UDP datagram carries at most {MAX_UDP_SIZE} bytes"
         )));
     }
     let (mut link, peer, connect) = open(config).await?;
@@ -198,27 +197,25 @@ async fn open(config: &PingConfig) -> Result<(Link, Endpoint, Option<Duration>),
         endpoint: endpoint.clone(),
         problem,
     };
-    let from_client = |e: ClientError| match e {
-        ClientError::Connect { problem, .. } => unreachable(problem),
-        other => unreachable(other.to_string()),
-    };
+    // `Unreachable` names the endpoint itself, so only the problem text is kept.
+    let from_connect = |e: ConnectError| unreachable(e.problem);
     match endpoint {
         Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Unix(_) => {
             let began = Instant::now();
             let (stream, reached) = connect_stream_with(endpoint, &config.connect)
                 .await
-                .map_err(from_client)?;
+                .map_err(from_connect)?;
             Ok((Link::Stream(stream), reached, Some(began.elapsed())))
         }
         Endpoint::Udp(_) => {
-            let addrs = resolve(endpoint).await.map_err(from_client)?;
+            let addrs = resolve(endpoint).await.map_err(from_connect)?;
             // With several addresses (e.g. `localhost`), take the first that answers; with one,
             // no probe, so a silent server shows as timeouts rather than as an error.
             let mut chosen = *addrs
                 .last()
                 .ok_or_else(|| unreachable("no address".into()))?;
             for &addr in &addrs[..addrs.len() - 1] {
-                if probe_datagram(&Target::Udp(addr), config.size, config.timeout)
+                if probe_datagram(&Peer::Udp(addr), config.size, config.timeout)
                     .await
                     .is_ok()
                 {
@@ -226,7 +223,7 @@ async fn open(config: &PingConfig) -> Result<(Link, Endpoint, Option<Duration>),
                     break;
                 }
             }
-            let socket = DatagramSocket::open(&Target::Udp(chosen), None, 0)
+            let socket = DatagramSocket::open(&Peer::Udp(chosen), None, 0)
                 .map_err(|e| unreachable(describe_connect_error(&e)))?;
             let peer = Endpoint::Udp(HostPort {
                 host: Host::Ip(chosen.ip()),
@@ -235,7 +232,7 @@ async fn open(config: &PingConfig) -> Result<(Link, Endpoint, Option<Duration>),
             Ok((Link::Datagram(socket), peer, None))
         }
         Endpoint::UnixGram(path) => {
-            let socket = DatagramSocket::open(&Target::UnixGram(path.clone()), None, 0)
+            let socket = DatagramSocket::open(&Peer::UnixGram(path.clone()), None, 0)
                 .map_err(|e| unreachable(describe_connect_error(&e)))?;
             Ok((Link::Datagram(socket), endpoint.clone(), None))
         }

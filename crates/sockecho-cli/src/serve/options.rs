@@ -6,6 +6,7 @@ use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::common::IoChoice;
 use crate::cli::serve::ServeOpts;
+use crate::metrics_conn::Limits;
 
 /// A derived default `--max-conns` below this gets a warning: the open-file limit is too small
 /// for a server.
@@ -27,9 +28,38 @@ pub fn endpoints(opts: &ServeOpts, inherited: usize) -> Vec<Endpoint> {
     }
 }
 
+/// This machine's (or pod's) host name.
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `--identity`, with `auto` standing for `hostname`.
+pub fn identity(opts: &ServeOpts, hostname: &str) -> Option<String> {
+    opts.identity.as_ref().map(|name| {
+        if name == "auto" {
+            hostname.to_owned()
+        } else {
+            name.clone()
+        }
+    })
+}
+
+/// The metrics endpoint's bounds.
+pub fn metrics_limits(opts: &ServeOpts) -> Limits {
+    Limits {
+        max_conns: opts.metrics_max_conns as usize,
+        header_timeout: opts.metrics_header_timeout,
+        idle_timeout: opts.metrics_idle_timeout,
+    }
+}
+
 /// The server's settings; reads the TLS certificate and key files when given.
-pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
+pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig {
+        identity,
         idle_timeout: opts.idle_timeout,
         grace: opts.grace,
         log_data: opts.log_data,
@@ -51,16 +81,25 @@ pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
         },
         ..ServerConfig::default()
     };
-    match opts.max_conns {
-        Some(n) => config.max_conns = n as usize,
-        None if config.max_conns < SMALL_MAX_CONNS => tracing::warn!(
-            "the open-file limit is {} (ulimit -n), so at most {} connections are served at once \
-             by default; raise the limit (ulimit -n, or LimitNOFILE= for a systemd service) or \
-             set --max-conns",
-            sockecho::limits::open_file_limit(),
-            config.max_conns
-        ),
-        None => {}
+    if let Some(n) = opts.max_conns {
+        config.max_conns = n as usize;
+    } else {
+        if opts.metrics.is_some() {
+            // The metrics endpoint's connections use descriptors from the same limit.
+            config.max_conns = config
+                .max_conns
+                .saturating_sub(metrics_limits(opts).max_conns)
+                .max(1);
+        }
+        if config.max_conns < SMALL_MAX_CONNS {
+            tracing::warn!(
+                "the open-file limit is {} (ulimit -n), so at most {} connections are served at \
+                 once by default; raise the limit (ulimit -n, or LimitNOFILE= for a systemd \
+                 service) or set --max-conns",
+                sockecho::limits::open_file_limit(),
+                config.max_conns
+            );
+        }
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {

@@ -8,13 +8,13 @@
 use std::io;
 use std::rc::Rc;
 
-use super::connect::DatagramSocket;
 use super::flow::{End, Flow, interest};
-use super::payload::{HEADER_LEN, parse_header, seq_prefix};
+use super::plan::{ConnPlan, ThreadCtx};
 use super::recorder::Fault;
 use super::timing::{Pacer, fire};
 use super::window::Match;
-use super::worker::{ConnPlan, ThreadCtx};
+use crate::connect::DatagramSocket;
+use crate::payload::{HEADER_LEN, parse_header, seq_prefix};
 
 /// Receives per wake-up before other sockets get a turn.
 const RECVS_PER_WAKE: usize = 64;
@@ -25,7 +25,8 @@ const GSO_SEGMENTS: usize = 64;
 /// Most bytes in one segmented send: what one IPv4 datagram could carry.
 pub(crate) const GSO_BYTES: usize = 65_507;
 
-struct Conn<'a> {
+/// One datagram socket's state: the message flow and how its bytes move.
+struct DatagramConn<'a> {
     flow: Flow<'a>,
     /// First queued message not yet sent; those from it to `window.next_seq()` wait for room
     /// in the socket buffer.
@@ -42,7 +43,7 @@ struct Conn<'a> {
 pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPlan) {
     let size = ctx.pattern.size();
     let offload = ctx.udp_offload && socket.enable_udp_offload();
-    let mut conn = Conn {
+    let mut conn = DatagramConn {
         flow: Flow::new(&ctx, plan),
         next_send: 0,
         burst: if offload {
@@ -66,7 +67,7 @@ pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPl
     ctx.recorder.totals.borrow_mut().add(&conn.flow.totals);
 }
 
-impl Conn<'_> {
+impl DatagramConn<'_> {
     async fn drive(&mut self, socket: &DatagramSocket) -> End {
         let clock = self.flow.ctx.clock;
         let timeout_ns = self.flow.ctx.timeout_ns;

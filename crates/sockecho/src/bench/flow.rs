@@ -9,10 +9,10 @@ use std::pin::Pin;
 use tokio::io::Interest;
 use tokio::time::Sleep;
 
+use super::plan::{ConnPlan, ThreadCtx, give_up_unsent};
 use super::recorder::{Fault, Totals};
 use super::timing::Pacer;
 use super::window::{Sent, Window};
-use super::worker::{ConnPlan, ThreadCtx, give_up_unsent};
 
 /// How a connection's run ended.
 pub(super) enum End {

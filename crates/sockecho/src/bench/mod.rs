@@ -1,17 +1,24 @@
 //! Load generation: many connections (or datagram sockets) sending verified messages to an echo
 //! server, in closed or open loop, with latency histograms and a report.
 //!
-//! - [`options`]: [`BenchConfig`] and the parsers for sizes and source addresses.
-//! - [`payload`]: the message format that lets every echoed byte be checked.
+//! - [`options`]: [`BenchConfig`] and the parsers for sizes and source addresses; [`error`]:
+//!   [`BenchError`].
+//! - [`reach`]: the address of the endpoint that answers, found before any load (private).
 //! - [`window`]: the messages in flight on one connection, where replies are matched.
-//! - [`stream`] and [`datagram`]: the per-connection logic and loops (private); [`tls`] lets
-//!   the stream loop drive TLS connections (private); [`flow`] is the message bookkeeping both
-//!   share (private).
+//! - [`plan`]: the run's schedule, each connection's plan and what a thread's connections share
+//!   (private); every loop below builds on it.
+//! - [`wire`]: what the stream loops need from a socket, and the plain socket that offers it;
+//!   [`tls`] offers it for TLS connections (private).
+//! - [`stream`] and [`datagram`]: the per-connection state machines and loops (private);
+//!   [`flow`] is the message bookkeeping both share (private).
 //! - [`worker`]: load threads, each an event loop with its own recorder (private); plain TCP
 //!   and Unix connections run in the thread's own loop, [`uring`] (io_uring) or [`reactor`]
 //!   (epoll) (private).
+//!
+//! Messages use the format of [`crate::payload`]; sockets are opened by [`crate::connect`].
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
 //! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
+//! - [`html`]: the self-contained HTML report of runs and sweeps.
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
 //! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
@@ -23,13 +30,15 @@
 //! is usually enough: a thread drives a few hundred thousand round trips per second, and a
 //! benchmark that uses fewer CPUs leaves more of them to the server it measures.
 
-mod connect;
 mod datagram;
+mod error;
 mod flow;
 pub mod hlog;
+pub mod html;
 pub mod merge;
 pub mod options;
-pub mod payload;
+mod plan;
+mod reach;
 mod reactor;
 mod recorder;
 pub mod report;
@@ -39,6 +48,7 @@ mod tls;
 #[allow(unsafe_code)]
 mod uring;
 mod window;
+mod wire;
 mod worker;
 
 use std::sync::{Arc, OnceLock};
@@ -47,53 +57,21 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use tokio::sync::{oneshot, watch};
 
-use crate::Endpoint;
+use crate::connect::{Peer, udp_segmentation_supported};
+use crate::payload::Pattern;
+pub use error::BenchError;
 pub use options::{BenchConfig, LoadIo, Mode, format_size, parse_size, parse_sources};
 pub use recorder::LiveCounters;
 pub use report::{ErrorCounts, LatencySummary, Report};
 pub use timing::process_cpu_time;
 
+use plan::Schedule;
 use recorder::{ThreadResult, new_histogram};
 use timing::Clock;
-use worker::{Go, Handoff, Schedule, WorkerSpec};
-
-pub(crate) use connect::{DatagramSocket, Target, probe_datagram};
+use worker::{Go, Handoff, WorkerSpec};
 
 /// Time between the go and the first message, so every thread has the schedule before it starts.
 const START_MARGIN: Duration = Duration::from_millis(2);
-
-/// Why a run could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// The settings contradict each other or the system's limits.
-    #[error("invalid bench settings: {0}")]
-    Invalid(String),
-    /// The server did not answer, or no connection could be opened.
-    #[error("cannot reach {endpoint}: {problem}")]
-    Unreachable { endpoint: Endpoint, problem: String },
-    /// The TLS settings cannot be used (a CA file that cannot be read, a malformed pin, a host
-    /// that cannot be a TLS server name).
-    #[error("cannot set up TLS for {endpoint}")]
-    Tls {
-        endpoint: Endpoint,
-        #[source]
-        source: crate::tls::TlsError,
-    },
-    /// A load thread could not be started.
-    #[error("cannot start a load thread: {0}")]
-    Thread(#[source] std::io::Error),
-    /// A load thread died without reporting (a bug).
-    #[error("a load thread stopped without reporting its results")]
-    WorkerLost,
-    /// [`Progress::stop`] came before the measured period began: nothing was measured.
-    #[error("stopped before the measured period began; nothing to report")]
-    Interrupted,
-    /// `--io uring` was asked for, and this kernel or sandbox does not allow it.
-    #[error(
-        "io_uring is not available here (it needs Linux 6.12 or later, not blocked by a sandbox): {0}"
-    )]
-    IoUring(#[source] std::io::Error),
-}
 
 /// A finished run: the report and the histograms behind it.
 #[derive(Debug, Clone)]
@@ -175,7 +153,7 @@ impl Progress {
     /// measured, marked `interrupted`. If the measured period has not begun by then there is
     /// nothing to report: [`run`] stops and returns [`BenchError::Interrupted`].
     pub fn stop(&self) {
-        let ahead = 2 * worker::STOP_POLL.as_nanos() as u64;
+        let ahead = 2 * plan::STOP_POLL.as_nanos() as u64;
         let at = self.live.get().map_or(0, |live| live.clock.now() + ahead);
         self.end.send_modify(|end| *end = (*end).min(at));
     }
@@ -184,7 +162,7 @@ impl Progress {
 /// Runs a benchmark as `config` says, reporting live figures through `progress`.
 pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, BenchError> {
     config.validate()?;
-    let target = connect::find_target(
+    let peer = reach::find_peer(
         &config.endpoint,
         config.size,
         config.timeout,
@@ -192,12 +170,12 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         &config.connect,
     )
     .await?;
-    let io = stream_io(config.io, &target)?;
-    let udp_offload = config.udp_offload && udp_offload_available(&target);
+    let io = stream_io(config.io, &peer)?;
+    let udp_offload = config.udp_offload && udp_offload_available(&peer);
     let mut end_rx = progress.end.subscribe();
     let threads = config.threads.min(config.connections);
     let clock = Clock::new();
-    let pattern = payload::Pattern::new(config.size);
+    let pattern = Pattern::new(config.size);
 
     let mut connected_rx = Vec::with_capacity(threads);
     let mut go_tx = Vec::with_capacity(threads);
@@ -216,7 +194,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
                 .step_by(threads)
                 .map(|i| i as u32)
                 .collect(),
-            target: target.clone(),
+            peer: peer.clone(),
             sources: config.sources.clone(),
             pattern: pattern.clone(),
             clock,
@@ -396,14 +374,14 @@ impl Driver {
     }
 }
 
-/// Whether UDP sockets can send several datagrams per call (`--udp-offload`): the target is
+/// Whether UDP sockets can send several datagrams per call (`--udp-offload`): the peer is
 /// UDP and the kernel knows `UDP_SEGMENT`.
-fn udp_offload_available(target: &connect::Target) -> bool {
-    let connect::Target::Udp(addr) = target else {
+fn udp_offload_available(peer: &Peer) -> bool {
+    let Peer::Udp(addr) = peer else {
         tracing::warn!("--udp-offload applies to UDP only; ignored");
         return false;
     };
-    let supported = connect::udp_segmentation_supported(*addr);
+    let supported = udp_segmentation_supported(*addr);
     if !supported {
         tracing::warn!(
             "this kernel cannot send UDP in segments (no UDP_SEGMENT); --udp-offload ignored"
@@ -413,8 +391,8 @@ fn udp_offload_available(target: &connect::Target) -> bool {
 }
 
 /// Decides, once for all threads, which loop drives plain stream connections.
-fn stream_io(wanted: LoadIo, target: &connect::Target) -> Result<Driver, BenchError> {
-    if !matches!(target, connect::Target::Tcp(_) | connect::Target::Unix(_)) {
+fn stream_io(wanted: LoadIo, peer: &Peer) -> Result<Driver, BenchError> {
+    if !matches!(peer, Peer::Tcp(_) | Peer::Unix(_)) {
         return Ok(Driver::Tokio);
     }
     match wanted {

@@ -4,13 +4,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::BenchError;
-use crate::client::ConnectOptions;
+use super::error::BenchError;
+use crate::connect::{ConnectOptions, MAX_UDP_SIZE};
 use crate::{Endpoint, Transport};
-
-/// Largest UDP payload over IPv4 (65 535 less the IP and UDP headers); IPv6 allows 20 bytes
-/// more, but one limit for both keeps a run portable between address families.
-pub const MAX_UDP_SIZE: usize = 65_507;
 
 /// Largest message for any transport. Every connection shares one read-only copy of the
 /// expected content, so this bounds the memory a run needs whatever the connection count.

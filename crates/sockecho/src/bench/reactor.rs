@@ -1,6 +1,6 @@
 //! The load thread's own event loop for plain TCP and Unix stream connections: one epoll set,
-//! one `epoll_wait` per turn, and each ready connection's [`Conn`] stepped in place — no task,
-//! waker or timer per connection.
+//! one `epoll_wait` per turn, and each ready connection's [`StreamConn`] stepped in place — no
+//! task, waker or timer per connection.
 //!
 //! Why not a tokio task per connection, as TLS uses: at 50 connections × 64 B against a fast
 //! server, tokio's scheduling, readiness bookkeeping and per-task state made `bench` spend
@@ -22,10 +22,10 @@ use std::os::fd::OwnedFd;
 use rustix::buffer::spare_capacity;
 use rustix::event::{Timespec, epoll};
 
-use super::connect::send_once;
-use super::stream::{Conn, Wire};
+use super::plan::{ConnPlan, STOP_POLL, ThreadCtx};
+use super::stream::StreamConn;
 use super::timing::{SendTimes, Timer};
-use super::worker::{ConnPlan, STOP_POLL, ThreadCtx};
+use super::wire::{Wire, send_once};
 
 /// Epoll data of the pacing timer; connections use their index.
 const TIMER: u64 = u64::MAX;
@@ -55,7 +55,7 @@ impl Wire for Plain {
 
 /// One connection of the loop.
 struct Entry<'a> {
-    conn: Conn<'a>,
+    conn: StreamConn<'a>,
     /// `None` once the connection has finished or broken (its socket is closed then).
     wire: Option<Plain>,
     /// Every queued message is written.
@@ -137,7 +137,7 @@ pub(crate) fn run(ctx: &ThreadCtx, sockets: Vec<(ConnPlan, OwnedFd)>) {
     let mut entries: Vec<Entry<'_>> = sockets
         .into_iter()
         .map(|(plan, fd)| Entry {
-            conn: Conn::new(ctx, plan),
+            conn: StreamConn::new(ctx, plan),
             wire: Some(Plain::new(fd)),
             all_out: true,
             scheduled: None,
@@ -328,10 +328,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::bench::payload::Pattern;
+    use crate::bench::plan::Schedule;
     use crate::bench::recorder::ThreadRecorder;
     use crate::bench::timing::Clock;
-    use crate::bench::worker::Schedule;
+    use crate::payload::Pattern;
 
     const SIZE: usize = 64 * 1024;
     const PIPELINE: usize = 16;

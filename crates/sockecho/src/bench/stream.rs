@@ -7,7 +7,7 @@
 //! in the thread's scratch buffer and are compared in place, so a connection holds no buffer of
 //! its own whatever the message size. The clock is read once per read or write batch.
 //!
-//! A connection is a state machine ([`Conn`]) that writes what is queued, reads what has
+//! A connection is a state machine ([`StreamConn`]) that writes what is queued, reads what has
 //! arrived, and settles replies. Three loops drive it. Plain TCP and Unix connections run in
 //! the load thread's own loop, with no task or waker per connection: the io_uring loop
 //! (`uring`), which hands the state machine the bytes each receive completion brought and
@@ -18,15 +18,13 @@
 use std::io::{self, IoSlice};
 use std::rc::Rc;
 
-use tokio::io::{Interest, Ready};
-
-use super::connect::StreamSocket;
 use super::flow::{End, Flow, interest};
-use super::payload::{HEADER_LEN, Pattern, header, parse_header};
+use super::plan::{ConnPlan, ThreadCtx};
 use super::recorder::Fault;
 use super::timing::{Pacer, fire};
 use super::window::Match;
-use super::worker::{ConnPlan, ThreadCtx};
+use super::wire::{AsyncWire, Wire};
+use crate::payload::{HEADER_LEN, Pattern, header, parse_header};
 
 /// The unwritten part of message `seq` (header `h`), from byte `skip` on, as up to two slices:
 /// what is left of the header, then the filler straight from the shared pattern.
@@ -52,47 +50,15 @@ pub(crate) fn message_slices<'a>(
     (iov, n)
 }
 
-/// What a connection needs from its socket: reads and writes that never wait (`WouldBlock`
-/// when they cannot go on).
-pub(crate) trait Wire {
-    /// Reads what has arrived; `Ok(0)` at the end of the stream. A read shorter than `buf`
-    /// means the socket had no more.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Writes some of `bufs`.
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
-}
-
-/// A [`Wire`] a tokio task can wait on.
-pub(crate) trait AsyncWire: Wire {
-    /// Waits until the connection is ready for `interest`.
-    async fn ready(&mut self, interest: Interest) -> io::Result<Ready>;
-}
-
-impl AsyncWire for StreamSocket {
-    async fn ready(&mut self, interest: Interest) -> io::Result<Ready> {
-        StreamSocket::ready(self, interest).await
-    }
-}
-
-impl Wire for StreamSocket {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        StreamSocket::read(self, buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        StreamSocket::write_vectored(self, bufs)
-    }
-}
-
 /// Messages gathered into one write.
 pub(crate) const WRITE_BATCH: usize = 32;
 
 /// Reads per wake-up before other connections get a turn.
 const READS_PER_WAKE: usize = 8;
 
-/// Which message the reply being read is, decided once its header is in.
+/// Which message the reply being read answers, decided once its header is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+enum ReplyTo {
     /// Header not complete yet.
     Undecided,
     /// A reply to this pending message.
@@ -109,7 +75,7 @@ struct Incoming {
     /// Bytes of it received.
     pos: usize,
     header: [u8; HEADER_LEN],
-    target: Target,
+    reply_to: ReplyTo,
     /// Some byte differs from what was sent.
     corrupt: bool,
 }
@@ -119,13 +85,13 @@ impl Incoming {
         Incoming {
             pos: 0,
             header: [0; HEADER_LEN],
-            target: Target::Undecided,
+            reply_to: ReplyTo::Undecided,
             corrupt: false,
         }
     }
 }
 
-/// What one [`Conn::read`] did.
+/// What one [`StreamConn::read`] did.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Reads {
     /// Clock time of the last read that returned data, if any, so the caller need not read
@@ -137,7 +103,7 @@ pub(crate) struct Reads {
 }
 
 /// One stream connection's state.
-pub(crate) struct Conn<'a> {
+pub(crate) struct StreamConn<'a> {
     pub flow: Flow<'a>,
     /// First message not completely written; messages from it to `window.next_seq()` are queued.
     next_write: u64,
@@ -149,16 +115,16 @@ pub(crate) struct Conn<'a> {
 /// Drives one connection as a tokio task until the run ends or the connection breaks, then
 /// adds its counts to the thread's totals.
 pub(crate) async fn run(ctx: Rc<ThreadCtx>, mut socket: impl AsyncWire, plan: ConnPlan) {
-    let mut conn = Conn::new(&ctx, plan);
+    let mut conn = StreamConn::new(&ctx, plan);
     if let End::Broken(e) = conn.drive(&mut socket).await {
         conn.broken(&e);
     }
     conn.finish();
 }
 
-impl<'a> Conn<'a> {
-    pub fn new(ctx: &'a ThreadCtx, plan: ConnPlan) -> Conn<'a> {
-        Conn {
+impl<'a> StreamConn<'a> {
+    pub fn new(ctx: &'a ThreadCtx, plan: ConnPlan) -> StreamConn<'a> {
+        StreamConn {
             flow: Flow::new(ctx, plan),
             next_write: 0,
             write_offset: 0,
@@ -345,11 +311,11 @@ impl<'a> Conn<'a> {
                 self.incoming.pos += take;
                 data = &data[take..];
                 if self.incoming.pos == hl {
-                    self.decide_target();
+                    self.decide_reply_to();
                 }
             } else {
                 let take = (size - pos).min(data.len());
-                if let Target::Pending(seq) | Target::Duplicate(seq) = self.incoming.target
+                if let ReplyTo::Pending(seq) | ReplyTo::Duplicate(seq) = self.incoming.reply_to
                     && !pattern.matches(seq, self.flow.plan.id, pos, &data[..take])
                 {
                     self.incoming.corrupt = true;
@@ -366,33 +332,35 @@ impl<'a> Conn<'a> {
     }
 
     /// Identifies the reply whose header has just arrived.
-    fn decide_target(&mut self) {
+    fn decide_reply_to(&mut self) {
         let pattern = &self.flow.ctx.pattern;
         let hl = pattern.header_len();
         let id = self.flow.plan.id;
         let Some(expected) = self.flow.window.oldest_pending() else {
-            self.incoming.target = Target::Stray;
+            self.incoming.reply_to = ReplyTo::Stray;
             return;
         };
         let inc = &mut self.incoming;
         if hl < HEADER_LEN {
             // Too short to name itself: it must be the next reply in order.
             inc.corrupt = !pattern.matches(expected, id, 0, &inc.header[..hl]);
-            inc.target = Target::Pending(expected);
+            inc.reply_to = ReplyTo::Pending(expected);
             return;
         }
-        inc.target = match parse_header(&inc.header) {
+        inc.reply_to = match parse_header(&inc.header) {
             Some(h)
                 if h.conn == id && (h.seq == expected || self.flow.window.is_pending(h.seq)) =>
             {
-                Target::Pending(h.seq)
+                ReplyTo::Pending(h.seq)
             }
-            Some(h) if h.conn == id && self.flow.window.was_sent(h.seq) => Target::Duplicate(h.seq),
+            Some(h) if h.conn == id && self.flow.window.was_sent(h.seq) => {
+                ReplyTo::Duplicate(h.seq)
+            }
             _ => {
                 // A damaged header, or another connection's message: the stream still holds
                 // one reply per message, so this stands in the place of the expected one.
                 inc.corrupt = true;
-                Target::Pending(expected)
+                ReplyTo::Pending(expected)
             }
         };
     }
@@ -400,30 +368,30 @@ impl<'a> Conn<'a> {
     /// Settles a reply whose last byte has arrived at `now`.
     fn complete(&mut self, now: u64) {
         let Incoming {
-            target, corrupt, ..
+            reply_to, corrupt, ..
         } = std::mem::replace(&mut self.incoming, Incoming::new());
         let in_measured = self.flow.ctx.schedule().is_measured(now);
         let mut freed = false;
-        match target {
-            Target::Pending(seq) if !corrupt => {
+        match reply_to {
+            ReplyTo::Pending(seq) if !corrupt => {
                 if let Match::InFlight { sent, reordered } = self.flow.window.answer(seq) {
                     self.flow.answered(sent, reordered, now);
                     freed = true;
                 }
             }
-            Target::Pending(seq) => {
+            ReplyTo::Pending(seq) => {
                 if let Some(sent) = self.flow.window.fail(seq) {
                     self.flow.totals.fault(Fault::Mismatched, sent.measured);
                     freed = true;
                 }
             }
-            Target::Duplicate(seq) if !corrupt => match self.flow.window.answer(seq) {
+            ReplyTo::Duplicate(seq) if !corrupt => match self.flow.window.answer(seq) {
                 Match::Duplicate { measured } => {
                     self.flow.totals.fault(Fault::Duplicated, measured)
                 }
                 _ => self.flow.totals.errors.late += 1,
             },
-            Target::Duplicate(_) | Target::Stray | Target::Undecided => {
+            ReplyTo::Duplicate(_) | ReplyTo::Stray | ReplyTo::Undecided => {
                 self.flow.totals.fault(Fault::Mismatched, in_measured);
             }
         }
@@ -443,8 +411,8 @@ impl<'a> Conn<'a> {
         tracing::debug!("bench connection {} broke: {e}", self.flow.plan.id);
         let now = self.flow.ctx.clock.now();
         if self.incoming.pos > 0 {
-            match self.incoming.target {
-                Target::Pending(seq) => {
+            match self.incoming.reply_to {
+                ReplyTo::Pending(seq) => {
                     if let Some(sent) = self.flow.window.fail(seq) {
                         self.flow.totals.fault(Fault::Truncated, sent.measured);
                     }

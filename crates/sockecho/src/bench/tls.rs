@@ -1,6 +1,6 @@
-//! TLS connections for a run: one client configuration that every connection shares, the
-//! handshake as part of opening a connection (so it counts in the connect time), and the view of
-//! a TLS stream that the stream connection loop drives.
+//! The view of a TLS connection that the stream connection loop drives. The connection itself,
+//! handshake included (so it counts in the connect time), is opened by the run's one
+//! [`TlsClient`](crate::connect::TlsClient).
 //!
 //! The plain stream path reads and writes its socket directly. A TLS connection cannot: rustls
 //! sits between the messages and the socket, buffering records both ways. [`TlsSocket`] offers
@@ -9,89 +9,15 @@
 //! `WouldBlock`, and all waiting happens in [`AsyncWire::ready`], which also sends whatever records
 //! rustls still holds. Verification, pipelining and latency are the plain path's, unchanged.
 
-use std::fmt;
 use std::io::{self, IoSlice};
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::connect::connect_tcp;
-use super::stream::{AsyncWire, Wire};
-use crate::Host;
-use crate::client::ConnectOptions;
-use crate::net_error::describe_connect_error;
-use crate::tls::{TlsError, client_connector, describe_handshake_error, server_name};
-
-/// How every connection of a run sets up TLS. Cheap to clone: the configuration is shared.
-#[derive(Clone)]
-pub struct TlsClient {
-    /// The trust decision (system roots, CA file, pin or none). Built once per run, because
-    /// loading the system roots reads many files.
-    connector: TlsConnector,
-    /// Sent in SNI and checked against the certificate: the endpoint's host as the user wrote
-    /// it, not the address it resolved to.
-    name: ServerName<'static>,
-    /// How long one handshake may take.
-    handshake_timeout: Duration,
-}
-
-impl TlsClient {
-    /// The client for connections to `host`, trusting what `options` say.
-    pub fn new(host: &Host, options: &ConnectOptions) -> Result<TlsClient, TlsError> {
-        Ok(TlsClient {
-            connector: client_connector(&options.tls)?,
-            name: server_name(&host.to_string())?,
-            handshake_timeout: options.tls_handshake_timeout,
-        })
-    }
-
-    /// Connects to `addr` (from `source` if given) and completes the handshake. The error is
-    /// one line saying what failed.
-    pub async fn connect(
-        &self,
-        addr: SocketAddr,
-        source: Option<IpAddr>,
-    ) -> Result<TlsSocket, String> {
-        let tcp = connect_tcp(addr, source)
-            .await
-            .map_err(|e| describe_connect_error(&e))?;
-        self.handshake(tcp).await
-    }
-
-    /// Completes the handshake on a connected socket, within the handshake timeout.
-    pub async fn handshake(&self, tcp: TcpStream) -> Result<TlsSocket, String> {
-        let handshake = self.connector.connect(self.name.clone(), tcp);
-        match tokio::time::timeout(self.handshake_timeout, handshake).await {
-            Ok(Ok(stream)) => Ok(TlsSocket {
-                stream: Box::new(stream),
-            }),
-            Ok(Err(e)) => Err(format!(
-                "TLS handshake failed: {}",
-                describe_handshake_error(&e)
-            )),
-            Err(_) => Err(format!(
-                "TLS handshake timed out after {:?} — does the server speak TLS?",
-                self.handshake_timeout
-            )),
-        }
-    }
-}
-
-impl fmt::Debug for TlsClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsClient")
-            .field("name", &self.name)
-            .field("handshake_timeout", &self.handshake_timeout)
-            .finish_non_exhaustive()
-    }
-}
+use super::wire::{AsyncWire, Wire};
 
 /// An open TLS connection of a run.
 #[derive(Debug)]
@@ -102,6 +28,12 @@ pub struct TlsSocket {
 }
 
 impl TlsSocket {
+    pub fn new(stream: TlsStream<TcpStream>) -> TlsSocket {
+        TlsSocket {
+            stream: Box::new(stream),
+        }
+    }
+
     /// Waits until reading may return data (or the end), or, with `interest` writable, until
     /// rustls takes more plaintext. Records rustls has sealed but not sent go out first whatever
     /// the caller waits for: the loop stops asking to write once rustls has taken every message,

@@ -31,10 +31,10 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, types};
 
-use super::payload::{HEADER_LEN, header};
-use super::stream::{Conn, WRITE_BATCH, message_slices};
+use super::plan::{ConnPlan, STOP_POLL, ThreadCtx};
+use super::stream::{StreamConn, WRITE_BATCH, message_slices};
 use super::timing::SendTimes;
-use super::worker::{ConnPlan, STOP_POLL, ThreadCtx};
+use crate::payload::{HEADER_LEN, header};
 use crate::ring::{
     AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
     take_completions, transient,
@@ -82,7 +82,7 @@ impl SendSlot {
 
 /// One connection of the loop.
 struct Entry<'a> {
-    conn: Conn<'a>,
+    conn: StreamConn<'a>,
     fd: OwnedFd,
     slot: Box<SendSlot>,
     /// A multishot receive is armed.
@@ -131,7 +131,7 @@ impl Loop {
         let mut entries: Vec<Entry<'_>> = sockets
             .into_iter()
             .map(|(plan, fd)| Entry {
-                conn: Conn::new(ctx, plan),
+                conn: StreamConn::new(ctx, plan),
                 fd,
                 slot: SendSlot::new(),
                 receiving: false,

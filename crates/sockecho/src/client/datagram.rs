@@ -3,13 +3,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::linux::net::SocketAddrExt;
 use std::time::Duration;
-
-use tokio::net::{UdpSocket, UnixDatagram};
 
 use super::ClientError;
 use crate::Endpoint;
+use crate::connect::{DatagramSocket, Peer, resolve};
 use crate::net_error::{describe_connect_error, plain};
 
 /// Timed-out payloads remembered to recognise their late replies, so a long session with a
@@ -22,7 +20,7 @@ const RECV_BUF: usize = 256 * 1024;
 /// A datagram socket connected to one server.
 #[derive(Debug)]
 pub struct DatagramClient {
-    socket: Socket,
+    socket: DatagramSocket,
     endpoint: Endpoint,
     /// Addresses left to try when the current one answers "connection refused" (a name such
     /// as `localhost` has one per address family).
@@ -31,12 +29,6 @@ pub struct DatagramClient {
     /// them is not taken as the current reply.
     late: std::collections::VecDeque<Vec<u8>>,
     buf: Vec<u8>,
-}
-
-#[derive(Debug)]
-enum Socket {
-    Udp(UdpSocket),
-    Unix(UnixDatagram),
 }
 
 /// What became of one datagram.
@@ -58,23 +50,19 @@ impl DatagramClient {
         };
         let (socket, fallbacks) = match endpoint {
             Endpoint::Udp(_) => {
-                let mut addrs = super::resolve(endpoint).await?;
+                let mut addrs = resolve(endpoint).await?;
                 addrs.reverse();
                 let first = addrs
                     .pop()
                     .ok_or_else(|| failed(io::ErrorKind::NotFound.into()))?;
-                (
-                    Socket::Udp(udp_connected(first).await.map_err(failed)?),
-                    addrs,
-                )
+                (udp_connected(first).map_err(failed)?, addrs)
             }
             Endpoint::UnixGram(path) => {
-                let local = abstract_client_address().map_err(failed)?;
-                let socket = std::os::unix::net::UnixDatagram::bind_addr(&local).map_err(failed)?;
-                socket.set_nonblocking(true).map_err(failed)?;
-                let socket = UnixDatagram::from_std(socket).map_err(failed)?;
-                socket.connect(path).map_err(failed)?;
-                (Socket::Unix(socket), Vec::new())
+                let peer = Peer::UnixGram(path.clone());
+                (
+                    DatagramSocket::open(&peer, None, 0).map_err(failed)?,
+                    Vec::new(),
+                )
             }
             _ => {
                 return Err(ClientError::Connect {
@@ -106,8 +94,10 @@ impl DatagramClient {
                 {
                     // Nothing listens at this address (ICMP port unreachable); try the next one.
                     let next = self.fallbacks.pop().expect("checked non-empty above");
-                    self.socket =
-                        Socket::Udp(udp_connected(next).await.map_err(|e| self.failed(&e))?);
+                    match udp_connected(next) {
+                        Ok(socket) => self.socket = socket,
+                        Err(e) => return Err(self.failed(&e)),
+                    }
                 }
                 Err(e) => return Err(self.failed(&e)),
                 Ok(reply) => return Ok(reply),
@@ -116,19 +106,10 @@ impl DatagramClient {
     }
 
     async fn try_exchange(&mut self, payload: &[u8], timeout: Duration) -> io::Result<Reply> {
-        match &self.socket {
-            Socket::Udp(s) => s.send(payload).await?,
-            Socket::Unix(s) => s.send(payload).await?,
-        };
+        self.socket.send(payload).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let received = tokio::time::timeout_at(deadline, async {
-                match &self.socket {
-                    Socket::Udp(s) => s.recv(&mut self.buf).await,
-                    Socket::Unix(s) => s.recv(&mut self.buf).await,
-                }
-            })
-            .await;
+            let received = tokio::time::timeout_at(deadline, self.socket.recv(&mut self.buf)).await;
             match received {
                 Err(_elapsed) => {
                     if self.late.len() == LATE_KEPT {
@@ -163,31 +144,10 @@ impl DatagramClient {
     }
 }
 
-async fn udp_connected(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let local: SocketAddr = if addr.is_ipv6() {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(local).await?;
-    // Connected: replies from anyone else are ignored, and ICMP errors are reported.
-    socket.connect(addr).await?;
-    Ok(socket)
-}
-
-/// A unique abstract-namespace address for this client socket.
-fn abstract_client_address() -> io::Result<std::os::unix::net::SocketAddr> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!(
-        "sockecho-client-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+/// A UDP socket connected to `addr`: replies from anyone else are ignored, and ICMP errors are
+/// reported.
+fn udp_connected(addr: SocketAddr) -> io::Result<DatagramSocket> {
+    DatagramSocket::open(&Peer::Udp(addr), None, 0)
 }
 
 /// Datagrams sent, replies received and replies lost by a datagram session.

@@ -6,8 +6,9 @@ use std::io::{self, Write};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{BoxStream, ClientError};
+use super::ClientError;
 use crate::Endpoint;
+use crate::connect::BoxStream;
 
 /// The greeting printed once connected.
 pub const GREETING: &str = "Connected to server. Type messages (empty line to quit):";

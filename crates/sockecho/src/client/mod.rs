@@ -5,29 +5,18 @@
 //! - [`datagram`]: one datagram per line, each reply awaited with a timeout.
 //!
 //! All of them take their input and output as parameters, so tests drive them without a
-//! terminal or a process.
+//! terminal or a process. The stream ones talk over a [`BoxStream`](crate::connect::BoxStream)
+//! opened by [`crate::connect`], which also opens the datagram client's socket.
 
 pub mod datagram;
 pub mod interactive;
 pub mod pipe;
 
 use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpStream, UnixStream};
-
-use crate::net_error::{describe_connect_error, plain};
-use crate::tls::ClientTlsOptions;
-use crate::{Endpoint, Transport};
-
-/// A connected byte stream of any transport.
-pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
-
-/// A connected stream socket, boxed so every transport looks the same to the client code.
-pub type BoxStream = Box<dyn ByteStream>;
+use crate::Endpoint;
+use crate::connect::ConnectError;
+use crate::net_error::plain;
 
 /// Why a client failed. Each message names the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -66,133 +55,13 @@ impl ClientError {
             problem: plain(err),
         }
     }
+}
 
-    fn connect(endpoint: &Endpoint, problem: impl Into<String>) -> Self {
+impl From<ConnectError> for ClientError {
+    fn from(e: ConnectError) -> Self {
         ClientError::Connect {
-            endpoint: endpoint.clone(),
-            problem: problem.into(),
+            endpoint: e.endpoint,
+            problem: e.problem,
         }
     }
-}
-
-/// How to connect to stream endpoints.
-#[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    /// Which server certificates a `tls://` endpoint accepts.
-    pub tls: ClientTlsOptions,
-    /// How long a TLS handshake may take.
-    pub tls_handshake_timeout: Duration,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        ConnectOptions {
-            tls: ClientTlsOptions::default(),
-            tls_handshake_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Connects to a stream endpoint (TCP, TLS or Unix) with default options.
-pub async fn connect_stream(endpoint: &Endpoint) -> Result<(BoxStream, Endpoint), ClientError> {
-    connect_stream_with(endpoint, &ConnectOptions::default()).await
-}
-
-/// Connects to a stream endpoint (TCP, TLS or Unix), trying each address a host name resolves
-/// to in turn. Returns the stream and the address it reached.
-pub async fn connect_stream_with(
-    endpoint: &Endpoint,
-    options: &ConnectOptions,
-) -> Result<(BoxStream, Endpoint), ClientError> {
-    match endpoint {
-        Endpoint::Tcp(_) => {
-            let (stream, addr) = connect_tcp(endpoint).await?;
-            Ok((Box::new(stream), Endpoint::inet(Transport::Tcp, addr)))
-        }
-        Endpoint::Tls(hp) => {
-            // Set up trust first: a bad --ca file is reported before any network traffic.
-            let connector = crate::tls::client_connector(&options.tls)
-                .map_err(|e| ClientError::connect(endpoint, e.to_string()))?;
-            let name = crate::tls::server_name(&hp.host.to_string())
-                .map_err(|e| ClientError::connect(endpoint, e.to_string()))?;
-            let (stream, addr) = connect_tcp(endpoint).await?;
-            let handshake = tokio::time::timeout(
-                options.tls_handshake_timeout,
-                connector.connect(name, stream),
-            )
-            .await;
-            match handshake {
-                Ok(Ok(tls)) => Ok((Box::new(tls), Endpoint::inet(Transport::Tls, addr))),
-                Ok(Err(e)) => Err(ClientError::connect(
-                    endpoint,
-                    format!(
-                        "TLS handshake failed: {}",
-                        crate::tls::describe_handshake_error(&e)
-                    ),
-                )),
-                Err(_) => Err(ClientError::connect(
-                    endpoint,
-                    format!(
-                        "TLS handshake timed out after {:?} — does the server speak TLS?",
-                        options.tls_handshake_timeout
-                    ),
-                )),
-            }
-        }
-        Endpoint::Unix(path) => match UnixStream::connect(path).await {
-            Ok(stream) => Ok((Box::new(stream), endpoint.clone())),
-            Err(e) => Err(connect_failed(endpoint, Some(e))),
-        },
-        Endpoint::Udp(_) | Endpoint::UnixGram(_) => Err(ClientError::connect(
-            endpoint,
-            "a datagram endpoint has no connection; use the datagram client",
-        )),
-    }
-}
-
-/// TCP to the first address of `endpoint` that accepts.
-async fn connect_tcp(endpoint: &Endpoint) -> Result<(TcpStream, SocketAddr), ClientError> {
-    let addrs = resolve(endpoint).await?;
-    let mut last_err = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                // Interactive lines and benchmark messages go out at once.
-                stream.set_nodelay(true).ok();
-                return Ok((stream, addr));
-            }
-            Err(e) => {
-                tracing::debug!("connect to {addr} for {endpoint} failed: {e}");
-                last_err = Some(e);
-            }
-        }
-    }
-    Err(connect_failed(endpoint, last_err))
-}
-
-/// Resolves an Internet endpoint, turning failure into a client error.
-pub async fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, ClientError> {
-    let Some(hp) = endpoint.host_port() else {
-        return Err(ClientError::connect(endpoint, "not an Internet endpoint"));
-    };
-    if hp.host == crate::Host::Any {
-        return Err(ClientError::connect(
-            endpoint,
-            "no host given; name the server, e.g. localhost:PORT",
-        ));
-    }
-    hp.resolve().await.map_err(|e| {
-        ClientError::connect(
-            endpoint,
-            format!("cannot resolve host {}: {}", hp.host, plain(&e)),
-        )
-    })
-}
-
-fn connect_failed(endpoint: &Endpoint, err: Option<io::Error>) -> ClientError {
-    let problem = match &err {
-        Some(e) => describe_connect_error(e),
-        None => "no address to connect to".into(),
-    };
-    ClientError::connect(endpoint, problem)
 }

@@ -5,8 +5,9 @@
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::{BoxStream, ClientError};
+use super::ClientError;
 use crate::Endpoint;
+use crate::connect::BoxStream;
 
 /// Copy buffer size: large copies take few system calls.
 const COPY_BUF: usize = 256 * 1024;

@@ -25,7 +25,7 @@ use nix::sys::socket::{
 };
 use tokio::net::{UdpSocket, UnixDatagram};
 
-use super::Shared;
+use super::shared::Shared;
 use crate::Endpoint;
 use std::net::SocketAddr;
 

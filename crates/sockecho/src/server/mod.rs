@@ -2,16 +2,32 @@
 //!
 //! - [`bind`](Server::bind) opens every listener up front, so errors (address in use, bad
 //!   path) surface before anything is served and the bound addresses are known (port 0 works).
-//! - [`run`](Server::run) serves all listeners at once — stream ones in [`stream`], datagram
-//!   ones in [`datagram`] — until `shutdown` completes, then drains: listeners close at once,
+//! - [`run`](Server::run) serves all listeners at once — stream ones in `stream`, datagram
+//!   ones in `datagram` — until `shutdown` completes, then drains: listeners close at once,
 //!   connections echo what has already arrived and close, and whatever is still open after the
 //!   grace period is cut.
+//!
+//! The files form layers, each using only files below it (a test in `layering` checks this):
+//!
+//! - this file, the public face ([`Server`], [`ServerConfig`]);
+//! - `workers`: worker threads, and the loops each one runs;
+//! - `stream` (the accept loop, and a connection's life on tokio) over `uring` (the io_uring
+//!   engine), both over `conn` (an admitted connection's identity and accounting); `bind`
+//!   (listening sockets) over `datagram` (the UDP and unixgram echo);
+//! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`].
 
 pub mod access;
 mod bind;
+mod config;
+mod conn;
 mod datagram;
 pub mod echo;
+#[cfg(test)]
+mod layering;
+mod log_budget;
 pub mod peer_text;
+mod rate_limit;
+mod shared;
 mod stream;
 #[allow(unsafe_code)]
 mod uring;
@@ -19,100 +35,20 @@ mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::stats::{Counters, Stats};
 use crate::tls::ServerTls;
 use crate::{Endpoint, Transport};
+use shared::Shared;
 
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
+pub use config::{IoBackend, ServerConfig};
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
-
-/// How the server behaves; the CLI fills it from its flags.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Stream connections served at once, over all listeners. Further clients wait in the
-    /// listen backlog until a slot frees.
-    pub max_conns: usize,
-    /// Close stream connections idle this long.
-    pub idle_timeout: Option<Duration>,
-    /// After shutdown starts, how long open connections get before they are cut.
-    pub grace: Duration,
-    /// Log every received payload, trimmed and with control characters escaped (see
-    /// [`peer_text`]).
-    pub log_data: bool,
-    /// Who may connect or send datagrams (`--allow`, `--deny`).
-    pub access: AccessPolicy,
-    /// Most stream connections from one peer address at once (TCP).
-    pub max_conns_per_ip: Option<usize>,
-    /// Most datagrams per second from one source address, in bursts of up to one second's
-    /// worth; the excess is dropped.
-    pub udp_rate: Option<f64>,
-    /// Drop datagrams from well-known service ports and from broadcast or multicast sources,
-    /// so two echo services cannot be made to bounce datagrams between them forever.
-    pub reflection_guard: bool,
-    /// Certificate and key for `tls://` endpoints. `None` with a TLS endpoint makes a
-    /// self-signed certificate for this run and logs its SHA-256 fingerprint.
-    pub tls: Option<ServerTls>,
-    /// How long a client may take to complete the TLS handshake before it is dropped, so
-    /// half-open TLS clients cannot hold connection slots.
-    pub tls_handshake_timeout: Duration,
-    /// Worker threads, each with its own single-threaded runtime serving every listener
-    /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
-    /// runtime that calls [`Server::run`] instead.
-    pub threads: usize,
-    /// How worker threads do stream I/O. TLS connections and serving without worker threads
-    /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
-    /// tokio and UDP sockets by a blocking loop each.
-    pub io: IoBackend,
-}
-
-/// The I/O path for plain TCP and Unix stream connections.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum IoBackend {
-    /// io_uring where the kernel allows it, else epoll.
-    #[default]
-    Auto,
-    /// io_uring; binding fails if it is not available.
-    IoUring,
-    /// epoll, through tokio.
-    Epoll,
-}
-
-impl std::fmt::Display for IoBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            IoBackend::Auto => "auto",
-            IoBackend::IoUring => "io_uring",
-            IoBackend::Epoll => "epoll",
-        })
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            max_conns: crate::limits::default_max_conns(),
-            idle_timeout: None,
-            grace: Duration::from_secs(5),
-            log_data: false,
-            threads: 0,
-            io: IoBackend::Auto,
-            access: AccessPolicy::default(),
-            tls: None,
-            tls_handshake_timeout: Duration::from_secs(10),
-            max_conns_per_ip: None,
-            udp_rate: None,
-            reflection_guard: true,
-        }
-    }
-}
 
 /// A bound server, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -123,25 +59,6 @@ pub struct Server {
     plain_streams: bool,
     config: ServerConfig,
     counters: Arc<Counters>,
-}
-
-/// What every serving loop of one server shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: ServerConfig,
-    pub(crate) counters: Arc<Counters>,
-    /// Cancelled when shutdown starts: stop accepting, echo what has arrived, close.
-    pub(crate) drain: CancellationToken,
-    /// Cancelled when the grace period ends: close whatever is still open.
-    pub(crate) cut: CancellationToken,
-    /// Tracks connection tasks so shutdown can wait for them.
-    pub(crate) tracker: TaskTracker,
-    /// Permits for `max_conns`, taken before `accept` so excess clients wait in the backlog.
-    pub(crate) slots: Arc<Semaphore>,
-    /// Open connections per peer address, when `max_conns_per_ip` is set.
-    pub(crate) per_ip: Option<Arc<access::PerIpLimit>>,
-    /// Per-source token buckets, when `udp_rate` is set.
-    pub(crate) udp_rate: Option<access::RateLimiter>,
 }
 
 impl Server {
@@ -226,7 +143,8 @@ impl Server {
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
             per_ip: self.config.max_conns_per_ip.map(access::PerIpLimit::new),
-            udp_rate: self.config.udp_rate.map(access::RateLimiter::new),
+            udp_rate: self.config.udp_rate.map(rate_limit::RateLimiter::new),
+            tls_failure_log: log_budget::LogBudget::new(std::time::Instant::now()),
             config: self.config,
             counters: self.counters,
             drain: CancellationToken::new(),
@@ -240,20 +158,26 @@ impl Server {
         let mut guards = Vec::new();
         let mut sockets = Vec::new();
         for listener in self.listeners {
-            tracing::info!("listening on {}", listener.endpoint);
+            match &shared.config.identity {
+                Some(identity) => tracing::info!(
+                    identity = identity.as_str(),
+                    "{identity}: listening on {}",
+                    listener.endpoint
+                ),
+                None => tracing::info!("listening on {}", listener.endpoint),
+            }
             guards.push(listener.path_guard);
             sockets.push((listener.socket, listener.endpoint));
         }
         if self.plain_streams {
             tracing::info!("stream I/O: {}", shared.config.io);
         }
-        let workers = if threads == 0 {
-            Workers::Here(spawn_loops(sockets, &shared, None))
-        } else {
-            workers::start(threads, sockets, &shared)
-        };
+        let workers = workers::start(threads, sockets, &shared);
 
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = summarize_tls_failures_periodically(&shared) => {}
+        }
         tracing::info!("shutting down: no new connections, draining open ones");
         shared.drain.cancel();
         let mut workers = workers;
@@ -277,8 +201,40 @@ impl Server {
             shared.tracker.wait().await;
         }
         workers.finished().await;
+        summarize_tls_failures(&shared);
         drop(guards);
         shared.counters.snapshot()
+    }
+}
+
+/// Sums up, every [`log_budget::INTERVAL`], the failed TLS handshakes that were not logged one
+/// by one. Never returns; without TLS it just waits.
+async fn summarize_tls_failures_periodically(shared: &Shared) {
+    if shared.config.tls.is_none() {
+        return std::future::pending().await;
+    }
+    let mut ticks = tokio::time::interval(log_budget::INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        summarize_tls_failures(shared);
+    }
+}
+
+/// Logs how many failed TLS handshakes were held back from the log since the last summary.
+fn summarize_tls_failures(shared: &Shared) {
+    let held_back = shared.tls_failure_log.take_held_back();
+    if held_back > 0 {
+        tracing::warn!(
+            target: crate::CONN_LOG,
+            event = "tls_handshake_failures_summarized",
+            count = held_back,
+            "{held_back} more TLS handshake failures in the last {}s (the first {} of every {}s \
+             are logged one by one; sockecho_tls_handshake_failures_total counts them all)",
+            log_budget::INTERVAL.as_secs(),
+            log_budget::WARNINGS_PER_INTERVAL,
+            log_budget::INTERVAL.as_secs(),
+        );
     }
 }
 
@@ -323,54 +279,5 @@ impl Drop for StopOnDrop {
         self.0.drain.cancel();
         self.0.cut.cancel();
         self.0.tracker.close();
-    }
-}
-
-/// Starts the serving loop of every socket on the current runtime.
-fn spawn_loops(
-    sockets: Vec<(bind::Socket, Endpoint)>,
-    shared: &Arc<Shared>,
-    engine: Option<Arc<uring::Engine>>,
-) -> JoinSet<()> {
-    let mut loops = JoinSet::new();
-    let mut stream_listeners = Vec::new();
-    for (socket, endpoint) in sockets {
-        let shared = shared.clone();
-        match socket {
-            bind::Socket::Stream(l) => stream_listeners.push((l, endpoint)),
-            bind::Socket::Udp(s) => {
-                loops.spawn(datagram::serve_udp(s, endpoint, shared));
-            }
-            bind::Socket::UnixGram(s) => {
-                loops.spawn(datagram::serve_unixgram(s, endpoint, shared));
-            }
-        };
-    }
-    loops.spawn(stream::serve(stream_listeners, shared.clone(), engine));
-    loops
-}
-
-/// Where the serving loops run.
-enum Workers {
-    /// On the caller's runtime.
-    Here(JoinSet<()>),
-    /// On dedicated worker threads.
-    Threads(workers::Pool),
-}
-
-impl Workers {
-    /// Waits until every serving loop has returned, which they do once drain starts.
-    async fn loops_stopped(&mut self) {
-        match self {
-            Workers::Here(loops) => while loops.join_next().await.is_some() {},
-            Workers::Threads(pool) => pool.loops_stopped().await,
-        }
-    }
-
-    /// Waits until the worker threads have exited, after their last connection ended.
-    async fn finished(self) {
-        if let Workers::Threads(pool) = self {
-            pool.finished().await;
-        }
     }
 }

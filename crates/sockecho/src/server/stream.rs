@@ -1,4 +1,5 @@
-//! Stream listeners (TCP, Unix): the accept loop and the life of one connection.
+//! Stream listeners (TCP, Unix): the accept loop, and the life of one connection on the tokio
+//! path (TLS always; plain connections unless an io_uring engine takes them over).
 //!
 //! A permit from the shared semaphore is taken *before* `accept`, so at most `max_conns`
 //! connections are served and further clients wait in the kernel's backlog. Accept errors are
@@ -7,22 +8,19 @@
 //! failures keep coming), and a listener that is broken for good (e.g. no longer listening)
 //! stops accepting with an error line while the others go on.
 
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
-use std::os::fd::OwnedFd;
-
-use tokio::sync::OwnedSemaphorePermit;
-
-use super::Shared;
 use super::access::PerIpSlot;
 use super::bind::StreamListener;
-use super::echo::{CloseReason, EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
-use super::uring::{Engine, Handoff};
+use super::conn::{Admitted, ConnLog};
+use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::shared::Shared;
+use super::uring::{Arrival, EngineHandle};
 use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::Transport;
@@ -51,7 +49,7 @@ static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) async fn serve(
     listeners: Vec<(StreamListener, Endpoint)>,
     shared: Arc<Shared>,
-    engine: Option<Arc<Engine>>,
+    engine: Option<Arc<EngineHandle>>,
 ) {
     if listeners.is_empty() {
         return;
@@ -163,12 +161,7 @@ pub(crate) async fn serve(
             }
             Accepted::Unix(_, peer) => (peer.clone(), None),
         };
-        let conn = Conn {
-            peer,
-            transport,
-            _permit: permit,
-            _ip_slot: ip_slot,
-        };
+        let conn = Admitted::new(peer, transport, permit, ip_slot);
         let task_shared = shared.clone();
         let engine = engine.as_ref().filter(|engine| engine.serving());
         if let Some(engine) = engine
@@ -237,11 +230,11 @@ fn accept_failure(err: &std::io::Error) -> AcceptFailure {
 }
 
 /// Passes a connection to the io_uring engine, which serves it from then on.
-fn hand_over(engine: &Engine, fd: std::io::Result<OwnedFd>, conn: Conn, shared: &Shared) {
+fn hand_over(engine: &EngineHandle, fd: std::io::Result<OwnedFd>, conn: Admitted, shared: &Shared) {
     match fd {
-        Ok(fd) => engine.hand_over(Handoff {
+        Ok(fd) => engine.hand_over(Arrival {
             fd,
-            conn,
+            admitted: conn,
             token: shared.tracker.token(),
         }),
         // Only if the runtime could not let go of the socket; the client sees it closed.
@@ -344,8 +337,9 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
 }
 
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
-/// failed or stalled handshake is logged as a warning and counted, never more.
-async fn tls_connection(stream: tokio::net::TcpStream, conn: Conn, shared: Arc<Shared>) {
+/// failed or stalled handshake is counted and logged as a warning (within the log budget),
+/// never more.
+async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: Arc<Shared>) {
     let counters = shared.counters.transport(conn.transport);
     let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
         // Bind makes a certificate whenever there is a TLS endpoint.
@@ -365,6 +359,10 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Conn, shared: Arc<S
         Err(_) => format!("no handshake within {timeout:?}; closed"),
     };
     TransportCounters::add(&counters.tls_handshake_failures, 1);
+    // A flood of failures is summed up by the server instead (see `log_budget`).
+    if !shared.tls_failure_log.admit(std::time::Instant::now()) {
+        return;
+    }
     tracing::warn!(
         target: CONN_LOG,
         peer = conn.peer,
@@ -375,19 +373,8 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Conn, shared: Arc<S
     );
 }
 
-/// What a connection holds besides its socket.
-pub(crate) struct Conn {
-    /// The peer as logged: its address, or a number and pid for Unix sockets.
-    pub(crate) peer: String,
-    pub(crate) transport: Transport,
-    /// Its place under `--max-conns`, given back when the connection ends.
-    _permit: OwnedSemaphorePermit,
-    /// Its place under `--max-conns-per-ip`, if that is set.
-    _ip_slot: Option<PerIpSlot>,
-}
-
 /// Serves one connection until it ends or the grace period cuts it, then logs the summary.
-async fn connection<S: EchoIo>(mut stream: S, conn: Conn, shared: Arc<Shared>) {
+async fn connection<S: EchoIo>(mut stream: S, conn: Admitted, shared: Arc<Shared>) {
     let mut log = ConnLog::opened(&conn, &shared);
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
@@ -406,124 +393,4 @@ async fn connection<S: EchoIo>(mut stream: S, conn: Conn, shared: Arc<Shared>) {
     log.counted = bytes;
     log.closed(&conn, &shared, result);
     drop(conn);
-}
-
-/// The counters and log lines of one connection's life, whichever path serves it.
-pub(crate) struct ConnLog {
-    started: std::time::Instant,
-    /// Bytes echoed so far.
-    pub(crate) bytes: u64,
-    /// How many of `bytes` were already added to the shared `stream_bytes` counter while the
-    /// connection was open; the rest is added when it closes.
-    pub(crate) counted: u64,
-}
-
-impl ConnLog {
-    /// Counts and logs a new connection.
-    pub(crate) fn opened(conn: &Conn, shared: &Shared) -> ConnLog {
-        let Conn {
-            peer, transport, ..
-        } = conn;
-        let counters = shared.counters.transport(*transport);
-        TransportCounters::add(&counters.connections_accepted, 1);
-        tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
-        ConnLog {
-            started: std::time::Instant::now(),
-            bytes: 0,
-            counted: 0,
-        }
-    }
-
-    /// Counts and logs the end of a connection, with why it ended.
-    pub(crate) fn closed(self, conn: &Conn, shared: &Shared, result: std::io::Result<CloseReason>) {
-        let Conn {
-            peer, transport, ..
-        } = conn;
-        let counters = shared.counters.transport(*transport);
-        let ConnLog {
-            started,
-            bytes,
-            counted,
-        } = self;
-        let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-        let reason = match result {
-            Ok(reason) => {
-                match reason {
-                    CloseReason::IdleTimeout => {
-                        TransportCounters::add(&counters.connections_idle_closed, 1);
-                    }
-                    CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
-                    CloseReason::PeerClosed | CloseReason::Drained => {}
-                }
-                reason.as_str().to_owned()
-            }
-            Err(e) => {
-                TransportCounters::add(&counters.connection_errors, 1);
-                format!("error: {e}")
-            }
-        };
-        TransportCounters::add(&counters.stream_bytes, bytes.saturating_sub(counted));
-        TransportCounters::add(&counters.connections_closed, 1);
-        tracing::info!(
-            target: CONN_LOG,
-            peer,
-            %transport,
-            event = "disconnected",
-            bytes,
-            duration_ms,
-            reason,
-            "{peer} disconnected ({bytes} bytes echoed in {:.3}s, {reason})",
-            duration_ms / 1e3
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::{InheritedSocket, IoBackend, Server, ServerConfig};
-
-    #[test]
-    fn accept_errors_are_told_apart() {
-        use rustix::io::Errno;
-        let failure = |errno: Errno| accept_failure(&std::io::Error::from(errno));
-        assert_eq!(failure(Errno::CONNABORTED), AcceptFailure::Connection);
-        assert_eq!(failure(Errno::PERM), AcceptFailure::Connection);
-        assert_eq!(failure(Errno::MFILE), AcceptFailure::Resources);
-        assert_eq!(failure(Errno::NOBUFS), AcceptFailure::Resources);
-        assert_eq!(failure(Errno::INVAL), AcceptFailure::Listener);
-        assert_eq!(failure(Errno::BADF), AcceptFailure::Listener);
-        assert_eq!(failure(Errno::NOTSOCK), AcceptFailure::Listener);
-    }
-
-    /// A listening socket shut down under the server answers every `accept` with EINVAL at
-    /// once. The accept loop must give that listener up after the first error instead of
-    /// retrying in a tight loop, and the server must still stop promptly.
-    #[tokio::test]
-    async fn a_listener_that_stops_listening_is_given_up_not_spun_on() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let handle = listener.try_clone().expect("dup");
-        let config = ServerConfig {
-            threads: 1,
-            io: IoBackend::Epoll,
-            ..ServerConfig::default()
-        };
-        let server = Server::bind_and_adopt(&[], vec![InheritedSocket::Tcp(listener)], config)
-            .await
-            .expect("adopt a listening socket");
-        let counters = server.counters();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        rustix::net::shutdown(&handle, rustix::net::Shutdown::Read).expect("shutdown");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let errors = counters.transport(Transport::Tcp).snapshot().accept_errors;
-        assert_eq!(errors, 1, "accept errors on a listener that cannot accept");
-        let _ = stop.send(());
-        tokio::time::timeout(Duration::from_secs(5), run)
-            .await
-            .expect("the server did not stop within 5 s")
-            .expect("run panicked");
-    }
 }

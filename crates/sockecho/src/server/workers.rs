@@ -1,7 +1,11 @@
-//! Worker threads: share-nothing serving on several cores.
+//! Where the serving loops run ([`Workers`]): on the caller's runtime, or on worker threads for
+//! share-nothing serving on several cores; and which loops serve a set of sockets
+//! ([`spawn_loops`]).
 //!
 //! Each worker runs its own single-threaded runtime and serves every stream listener through its
-//! own duplicate of the listening descriptor; each datagram socket is served by one worker. Whichever worker the kernel wakes first accepts a
+//! own duplicate of the listening descriptor; each datagram socket is served by one worker.
+//! With io_uring, each worker also starts an engine thread for its plain stream connections.
+//! Whichever worker the kernel wakes first accepts a
 //! connection (or receives a datagram), and a connection then stays on that worker for life, so
 //! the hot path touches no lock or queue shared between threads. A busy worker answers its
 //! wake-ups later, so idle workers naturally take the new connections.
@@ -13,14 +17,17 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use super::bind::{Socket, StdSocket};
-use super::uring::Engine;
-use super::{IoBackend, Shared, Workers, spawn_loops};
+use super::config::IoBackend;
+use super::shared::Shared;
+use super::uring::EngineHandle;
+use super::{datagram, stream};
 use crate::Endpoint;
 
 /// Running worker threads.
-pub(crate) struct Pool {
+pub(crate) struct WorkerThreads {
     /// One message per worker whose serving loops have all returned.
     loops_stopped: mpsc::Receiver<()>,
     /// Workers that have not reported `loops_stopped` yet.
@@ -29,7 +36,7 @@ pub(crate) struct Pool {
     finished: Vec<oneshot::Receiver<()>>,
 }
 
-impl Pool {
+impl WorkerThreads {
     pub(crate) async fn loops_stopped(&mut self) {
         while self.running > 0 && self.loops_stopped.recv().await.is_some() {
             self.running -= 1;
@@ -44,13 +51,16 @@ impl Pool {
     }
 }
 
-/// Starts `threads` workers serving `sockets`. Falls back to the current runtime if no worker
-/// thread can be started.
+/// Starts `threads` workers serving `sockets`. With no threads asked for, or if no worker
+/// thread can be started, serves them on the current runtime instead.
 pub(crate) fn start(
     threads: usize,
     sockets: Vec<(Socket, Endpoint)>,
     shared: &Arc<Shared>,
 ) -> Workers {
+    if threads == 0 {
+        return Workers::Here(spawn_loops(sockets, shared, None));
+    }
     let mut detached = Vec::new();
     for (socket, endpoint) in sockets {
         match socket.into_std() {
@@ -79,7 +89,7 @@ pub(crate) fn start(
         tracing::warn!("no worker thread could be started; serving on the main thread");
         return Workers::Here(spawn_loops(register(&detached, 0, 1), shared, None));
     }
-    Workers::Threads(Pool {
+    Workers::Threads(WorkerThreads {
         loops_stopped,
         running: finished.len(),
         finished,
@@ -136,11 +146,11 @@ fn worker(
 
 /// Starts this worker's io_uring engine if the server uses io_uring (it then has a plain stream
 /// listener). If the engine cannot start here, this worker serves with epoll instead.
-fn start_engine(index: usize, shared: &Arc<Shared>) -> Option<Arc<Engine>> {
+fn start_engine(index: usize, shared: &Arc<Shared>) -> Option<Arc<EngineHandle>> {
     if shared.config.io != IoBackend::IoUring {
         return None;
     }
-    match Engine::start(index, shared.clone()) {
+    match EngineHandle::start(index, shared.clone()) {
         Ok(engine) => Some(Arc::new(engine)),
         Err(e) => {
             tracing::warn!("worker {index}: cannot start io_uring ({e}); using epoll");
@@ -176,4 +186,53 @@ fn register(
             }
         })
         .collect()
+}
+
+/// Starts the serving loop of every socket on the current runtime.
+pub(crate) fn spawn_loops(
+    sockets: Vec<(Socket, Endpoint)>,
+    shared: &Arc<Shared>,
+    engine: Option<Arc<EngineHandle>>,
+) -> JoinSet<()> {
+    let mut loops = JoinSet::new();
+    let mut stream_listeners = Vec::new();
+    for (socket, endpoint) in sockets {
+        let shared = shared.clone();
+        match socket {
+            Socket::Stream(l) => stream_listeners.push((l, endpoint)),
+            Socket::Udp(s) => {
+                loops.spawn(datagram::serve_udp(s, endpoint, shared));
+            }
+            Socket::UnixGram(s) => {
+                loops.spawn(datagram::serve_unixgram(s, endpoint, shared));
+            }
+        };
+    }
+    loops.spawn(stream::serve(stream_listeners, shared.clone(), engine));
+    loops
+}
+
+/// Where the serving loops run.
+pub(crate) enum Workers {
+    /// On the caller's runtime.
+    Here(JoinSet<()>),
+    /// On dedicated worker threads.
+    Threads(WorkerThreads),
+}
+
+impl Workers {
+    /// Waits until every serving loop has returned, which they do once drain starts.
+    pub(crate) async fn loops_stopped(&mut self) {
+        match self {
+            Workers::Here(loops) => while loops.join_next().await.is_some() {},
+            Workers::Threads(pool) => pool.loops_stopped().await,
+        }
+    }
+
+    /// Waits until the worker threads have exited, after their last connection ended.
+    pub(crate) async fn finished(self) {
+        if let Workers::Threads(pool) = self {
+            pool.finished().await;
+        }
+    }
 }

@@ -1,0 +1,209 @@
+//! What every connection loop of a load thread works from: the run's phases ([`Schedule`]), a
+//! connection's place in it ([`ConnPlan`], with its open-loop [`Pacing`]), and what the
+//! connections on one thread share ([`ThreadCtx`]). The loops and the thread that starts them
+//! ([`worker`](super::worker)) all build on this module; it knows none of them.
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::recorder::{Fault, LiveCounters, ThreadRecorder, Totals};
+use super::timing::Clock;
+use crate::payload::Pattern;
+
+/// The longest a load thread's own loop waits before looking whether the run was stopped.
+/// A stop ends the measured period twice this long after it is asked for, so every loop has
+/// learnt of it before it passes and no message sent after the end counts as measured.
+pub const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// The phases of a run, in clock nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Load begins.
+    pub start: u64,
+    /// Warm-up ends and measurement begins.
+    pub warm_end: u64,
+    /// Measurement ends; no message is sent from here on.
+    pub end: u64,
+}
+
+impl Schedule {
+    /// Whether `t` falls in the measured period.
+    pub fn is_measured(&self, t: u64) -> bool {
+        t >= self.warm_end && t < self.end
+    }
+}
+
+/// Open-loop send times of one connection: message `n` is due at `first + n * step`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    first: u64,
+    /// Nanoseconds between two of this connection's messages (fractional, so rates that do not
+    /// divide a second evenly do not drift).
+    step: f64,
+}
+
+impl Pacing {
+    /// Message `n` due at `first + n * step`.
+    pub fn new(first: u64, step: f64) -> Pacing {
+        Pacing { first, step }
+    }
+
+    #[inline]
+    pub fn due(&self, n: u64) -> u64 {
+        self.first + (n as f64 * self.step) as u64
+    }
+
+    /// How many messages are due before `t`.
+    pub fn count_before(&self, t: u64) -> u64 {
+        if t <= self.first {
+            return 0;
+        }
+        // Start from the arithmetic estimate and settle the rounding at the edge.
+        let mut n = ((t - self.first) as f64 / self.step).ceil() as u64;
+        while n > 0 && self.due(n - 1) >= t {
+            n -= 1;
+        }
+        while self.due(n) < t {
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Open loop, at the end of the final wait: messages scheduled before the end of the measured
+/// period that never went out (the server was too slow to free a pipeline slot for them) count
+/// as sent and lost, so a slow server cannot shrink the schedule by stalling at the end.
+pub fn give_up_unsent(
+    pacing: Option<Pacing>,
+    next_seq: u64,
+    schedule: &Schedule,
+    size: usize,
+    totals: &mut Totals,
+) {
+    let Some(pacing) = pacing else {
+        return;
+    };
+    let scheduled = pacing.count_before(schedule.end);
+    let warm = pacing.count_before(schedule.warm_end);
+    for n in next_seq..scheduled {
+        let measured = n >= warm;
+        if measured {
+            totals.messages_sent += 1;
+            totals.bytes_sent += size as u64;
+        }
+        totals.fault(Fault::Lost, measured);
+    }
+}
+
+/// What one connection task is told.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnPlan {
+    /// Connection number, carried in every message.
+    pub id: u32,
+    /// Open loop: when its messages are due.
+    pub pacing: Option<Pacing>,
+}
+
+/// What every connection on one thread shares.
+#[derive(Debug)]
+pub struct ThreadCtx {
+    pub clock: Clock,
+    pub pattern: Pattern,
+    /// The run's phases; the end moves earlier if the run is stopped ([`ThreadCtx::follow_end`]).
+    pub schedule: Cell<Schedule>,
+    /// The end of the measured period as the coordinator last set it: the scheduled end, or
+    /// the moment the run was stopped.
+    pub end: watch::Receiver<u64>,
+    pub pipeline: usize,
+    pub timeout_ns: u64,
+    /// UDP sockets send and receive several datagrams per system call where they can.
+    pub udp_offload: bool,
+    pub recorder: ThreadRecorder,
+    pub live: Arc<LiveCounters>,
+    /// Receive buffer, borrowed only within one synchronous read.
+    pub scratch: RefCell<Vec<u8>>,
+    /// Send buffer for datagrams, which must leave as one piece: one message, or a burst of
+    /// them for a segmented send.
+    pub send_buf: RefCell<Vec<u8>>,
+}
+
+impl ThreadCtx {
+    /// The run's phases as this thread knows them.
+    #[inline]
+    pub fn schedule(&self) -> Schedule {
+        self.schedule.get()
+    }
+
+    /// Sleeps until the run starts (for the loops that do not run on tokio).
+    pub fn sleep_until_start(&self) {
+        let start = self.clock.instant(self.schedule().start);
+        std::thread::sleep(start.saturating_duration_since(Instant::now()));
+    }
+
+    /// When the current phase ends: the measured period, or once `draining` the final wait
+    /// for replies, which gives the last messages sent the full timeout to be answered.
+    pub fn deadline(&self, draining: bool) -> u64 {
+        let end = self.schedule().end;
+        if draining { end + self.timeout_ns } else { end }
+    }
+
+    /// [`deadline`](ThreadCtx::deadline), after taking in a stop the coordinator may have sent
+    /// (see [`follow_end`](ThreadCtx::follow_end)).
+    pub fn phase_deadline(&self, draining: bool) -> u64 {
+        self.follow_end();
+        self.deadline(draining)
+    }
+
+    /// Takes in an earlier end from the coordinator (the run was stopped), if one came since.
+    /// `true` if the schedule changed.
+    pub fn follow_end(&self) -> bool {
+        let end = *self.end.borrow();
+        let mut schedule = self.schedule.get();
+        if end >= schedule.end {
+            return false;
+        }
+        schedule.end = end;
+        self.schedule.set(schedule);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_counts_what_is_due() {
+        let p = Pacing {
+            first: 1_000,
+            step: 333.3,
+        };
+        for t in [0, 1_000, 1_001, 1_333, 1_334, 5_000, 1_000_000] {
+            let expected = (0..10_000).filter(|&n| p.due(n) < t).count() as u64;
+            assert_eq!(p.count_before(t), expected, "t={t}");
+        }
+    }
+
+    #[test]
+    fn unsent_scheduled_messages_are_lost() {
+        let p = Pacing {
+            first: 0,
+            step: 10.0,
+        };
+        let schedule = Schedule {
+            start: 0,
+            warm_end: 50,
+            end: 100,
+        };
+        let mut totals = Totals::default();
+        // Messages 0..10 are due before the end; 0..3 went out.
+        give_up_unsent(Some(p), 3, &schedule, 8, &mut totals);
+        assert_eq!(totals.messages_sent, 5);
+        assert_eq!(totals.bytes_sent, 40);
+        assert_eq!(totals.errors.lost, 5);
+        assert_eq!(totals.errors.warmup, 2);
+    }
+}

@@ -1,0 +1,35 @@
+//! Reaching a server: the one place the clients, ping and the load generator open sockets, so
+//! name resolution, source binding, the TLS handshake and its error texts are written once.
+//!
+//! - `resolve.rs`: [`resolve`](fn@resolve), an endpoint's host to the addresses to try.
+//! - `tcp.rs`: [`connect_tcp`], a TCP connection from a source address if asked, and
+//!   [`connect_first`], the first of several addresses that accepts.
+//! - `tls.rs`: [`ConnectOptions`] and [`TlsClient`], the trust decision made once and the
+//!   handshake under its timeout.
+//! - `stream.rs`: [`connect_stream_with`], a stream endpoint of any transport (TCP, TLS, Unix)
+//!   as one [`BoxStream`].
+//! - `peer.rs`: [`Peer`], the resolved address every socket of a session talks to.
+//! - `datagram.rs`: [`DatagramSocket`], connected UDP and Unix datagram sockets (the latter
+//!   bound to a unique abstract name so the server can reply).
+//! - `probe.rs`: [`probe_datagram`], whether a datagram endpoint echoes at all.
+//!
+//! Failures are [`ConnectError`]s: the endpoint, and one line saying what went wrong.
+
+mod datagram;
+mod error;
+mod peer;
+mod probe;
+mod resolve;
+mod stream;
+mod tcp;
+mod tls;
+
+pub use datagram::{DatagramSocket, MAX_UDP_SIZE, udp_segmentation_supported};
+pub use error::ConnectError;
+pub use peer::Peer;
+pub(crate) use peer::wrong_peer;
+pub use probe::probe_datagram;
+pub use resolve::resolve;
+pub use stream::{BoxStream, ByteStream, connect_stream, connect_stream_with};
+pub use tcp::{connect_first, connect_tcp};
+pub use tls::{ConnectOptions, TlsClient};

@@ -1,0 +1,53 @@
+//! A stream endpoint of any transport (TCP, TLS, Unix) as one connected [`BoxStream`], for the
+//! tools that read and write through tokio's traits (the clients, ping).
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixStream;
+
+use super::error::ConnectError;
+use super::resolve::resolve;
+use super::tcp::{connect_failed, connect_first};
+use super::tls::{ConnectOptions, TlsClient};
+use crate::{Endpoint, Transport};
+
+/// A connected byte stream of any transport.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// A connected stream socket, boxed so every transport looks the same to the code using it.
+pub type BoxStream = Box<dyn ByteStream>;
+
+/// Connects to a stream endpoint (TCP, TLS or Unix) with default options.
+pub async fn connect_stream(endpoint: &Endpoint) -> Result<(BoxStream, Endpoint), ConnectError> {
+    connect_stream_with(endpoint, &ConnectOptions::default()).await
+}
+
+/// Connects to a stream endpoint (TCP, TLS or Unix), trying each address a host name resolves
+/// to in turn. Returns the stream and the address it reached.
+pub async fn connect_stream_with(
+    endpoint: &Endpoint,
+    options: &ConnectOptions,
+) -> Result<(BoxStream, Endpoint), ConnectError> {
+    match endpoint {
+        Endpoint::Tcp(_) => {
+            let (stream, addr) = connect_first(endpoint, resolve(endpoint).await?).await?;
+            Ok((Box::new(stream), Endpoint::inet(Transport::Tcp, addr)))
+        }
+        Endpoint::Tls(hp) => {
+            // Set up trust first: a bad --ca file is reported before any network traffic.
+            let client = TlsClient::new(&hp.host, options)
+                .map_err(|e| ConnectError::new(endpoint, e.to_string()))?;
+            let addrs = resolve(endpoint).await?;
+            let (tls, addr) = client.connect_first(endpoint, addrs).await?;
+            Ok((Box::new(tls), Endpoint::inet(Transport::Tls, addr)))
+        }
+        Endpoint::Unix(path) => match UnixStream::connect(path).await {
+            Ok(stream) => Ok((Box::new(stream), endpoint.clone())),
+            Err(e) => Err(connect_failed(endpoint, Some(e))),
+        },
+        Endpoint::Udp(_) | Endpoint::UnixGram(_) => Err(ConnectError::new(
+            endpoint,
+            "a datagram endpoint has no connection; use the datagram client",
+        )),
+    }
+}

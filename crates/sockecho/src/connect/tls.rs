@@ -1,0 +1,117 @@
+//! TLS on a client connection: the settings ([`ConnectOptions`]), one client configuration that
+//! every connection of a session shares ([`TlsClient`]), and the handshake under its timeout with
+//! the one-line errors every tool prints.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::error::ConnectError;
+use super::tcp::{connect_first, connect_tcp};
+use crate::net_error::describe_connect_error;
+use crate::tls::{
+    ClientTlsOptions, TlsError, client_connector, describe_handshake_error, server_name,
+};
+use crate::{Endpoint, Host};
+
+/// How to connect to stream endpoints.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Which server certificates a `tls://` endpoint accepts.
+    pub tls: ClientTlsOptions,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            tls: ClientTlsOptions::default(),
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How every connection of a session sets up TLS. Cheap to clone: the configuration is shared.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// The trust decision (system roots, CA file, pin or none). Built once per session, because
+    /// loading the system roots reads many files.
+    connector: TlsConnector,
+    /// Sent in SNI and checked against the certificate: the endpoint's host as the user wrote
+    /// it, not the address it resolved to.
+    name: ServerName<'static>,
+    /// How long one handshake may take.
+    handshake_timeout: Duration,
+}
+
+impl TlsClient {
+    /// The client for connections to `host`, trusting what `options` say. Built before any
+    /// network traffic, so a bad `--ca` file is reported first.
+    pub fn new(host: &Host, options: &ConnectOptions) -> Result<TlsClient, TlsError> {
+        Ok(TlsClient {
+            connector: client_connector(&options.tls)?,
+            name: server_name(&host.to_string())?,
+            handshake_timeout: options.tls_handshake_timeout,
+        })
+    }
+
+    /// Connects to `addr` (from `source` if given) and completes the handshake. The error is
+    /// one line saying what failed.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> Result<TlsStream<TcpStream>, String> {
+        let tcp = connect_tcp(addr, source)
+            .await
+            .map_err(|e| describe_connect_error(&e))?;
+        self.handshake(tcp).await
+    }
+
+    /// Connects to the first of `addrs` (what `endpoint` resolved to) that accepts, and
+    /// completes the handshake there. A failed handshake is the server's answer, so the other
+    /// addresses are not tried after it.
+    pub async fn connect_first(
+        &self,
+        endpoint: &Endpoint,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<(TlsStream<TcpStream>, SocketAddr), ConnectError> {
+        let (tcp, addr) = connect_first(endpoint, addrs).await?;
+        let tls = self
+            .handshake(tcp)
+            .await
+            .map_err(|problem| ConnectError::new(endpoint, problem))?;
+        Ok((tls, addr))
+    }
+
+    /// Completes the handshake on a connected socket, within the handshake timeout.
+    pub async fn handshake(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
+        let handshake = self.connector.connect(self.name.clone(), tcp);
+        match tokio::time::timeout(self.handshake_timeout, handshake).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(format!(
+                "TLS handshake failed: {}",
+                describe_handshake_error(&e)
+            )),
+            Err(_) => Err(format!(
+                "TLS handshake timed out after {:?} — does the server speak TLS?",
+                self.handshake_timeout
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("name", &self.name)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,114 @@
+//! One admitted stream connection's identity and accounting, shared by both paths that serve
+//! it (the tokio loop in `stream` and the io_uring engine in `uring`): [`Admitted`] holds its
+//! peer and limit slots, [`ConnLog`] counts and logs its opening and closing.
+
+use std::io;
+use std::time::Instant;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::access::PerIpSlot;
+use super::echo::CloseReason;
+use super::shared::Shared;
+use crate::CONN_LOG;
+use crate::Transport;
+use crate::stats::TransportCounters;
+
+/// A stream connection the accept loop admitted, whichever path serves it: who the peer is,
+/// and the places it holds under the connection limits until it is dropped.
+pub(crate) struct Admitted {
+    /// The peer as logged: its address, or a number and pid for Unix sockets.
+    pub(crate) peer: String,
+    pub(crate) transport: Transport,
+    /// Its place under `--max-conns`, given back when the connection ends.
+    _permit: OwnedSemaphorePermit,
+    /// Its place under `--max-conns-per-ip`, if that is set.
+    _ip_slot: Option<PerIpSlot>,
+}
+
+impl Admitted {
+    pub(crate) fn new(
+        peer: String,
+        transport: Transport,
+        permit: OwnedSemaphorePermit,
+        ip_slot: Option<PerIpSlot>,
+    ) -> Admitted {
+        Admitted {
+            peer,
+            transport,
+            _permit: permit,
+            _ip_slot: ip_slot,
+        }
+    }
+}
+
+/// The counters and log lines of one connection's life, whichever path serves it.
+pub(crate) struct ConnLog {
+    started: Instant,
+    /// Bytes echoed so far.
+    pub(crate) bytes: u64,
+    /// How many of `bytes` were already added to the shared `stream_bytes` counter while the
+    /// connection was open (so metrics move with a long-lived connection); the rest is added
+    /// when it closes.
+    pub(crate) counted: u64,
+}
+
+impl ConnLog {
+    /// Counts and logs a new connection.
+    pub(crate) fn opened(conn: &Admitted, shared: &Shared) -> ConnLog {
+        let Admitted {
+            peer, transport, ..
+        } = conn;
+        let counters = shared.counters.transport(*transport);
+        TransportCounters::add(&counters.connections_accepted, 1);
+        tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
+        ConnLog {
+            started: Instant::now(),
+            bytes: 0,
+            counted: 0,
+        }
+    }
+
+    /// Counts and logs the end of a connection, with why it ended.
+    pub(crate) fn closed(self, conn: &Admitted, shared: &Shared, result: io::Result<CloseReason>) {
+        let Admitted {
+            peer, transport, ..
+        } = conn;
+        let counters = shared.counters.transport(*transport);
+        let ConnLog {
+            started,
+            bytes,
+            counted,
+        } = self;
+        let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+        let reason = match result {
+            Ok(reason) => {
+                match reason {
+                    CloseReason::IdleTimeout => {
+                        TransportCounters::add(&counters.connections_idle_closed, 1);
+                    }
+                    CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
+                    CloseReason::PeerClosed | CloseReason::Drained => {}
+                }
+                reason.as_str().to_owned()
+            }
+            Err(e) => {
+                TransportCounters::add(&counters.connection_errors, 1);
+                format!("error: {e}")
+            }
+        };
+        TransportCounters::add(&counters.stream_bytes, bytes.saturating_sub(counted));
+        TransportCounters::add(&counters.connections_closed, 1);
+        tracing::info!(
+            target: CONN_LOG,
+            peer,
+            %transport,
+            event = "disconnected",
+            bytes,
+            duration_ms,
+            reason,
+            "{peer} disconnected ({bytes} bytes echoed in {:.3}s, {reason})",
+            duration_ms / 1e3
+        );
+    }
+}

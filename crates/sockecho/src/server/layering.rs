@@ -1,0 +1,200 @@
+//! A check that the files of `server/` form layers: reading each file's `use` statements (and
+//! the module paths written out in its code), no two files depend on each other, directly or
+//! around a loop. Tests inside a file (`mod tests`) are left out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Module path (`server::uring::engine`) → file text, for every file of `server/`.
+fn server_files() -> BTreeMap<String, String> {
+    fn walk(dir: &Path, module: &str, into: &mut BTreeMap<String, String>) {
+        let entries = std::fs::read_dir(dir).expect("server/ is readable");
+        for entry in entries {
+            let path = entry.expect("server/ is readable").path();
+            let name = path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if path.is_dir() {
+                walk(&path, &format!("{module}::{name}"), into);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let module = if name == "mod" {
+                    module.to_owned()
+                } else {
+                    format!("{module}::{name}")
+                };
+                let text = std::fs::read_to_string(&path).expect("a source file is readable");
+                into.insert(module, text);
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
+    walk(&root, "server", &mut files);
+    files
+}
+
+/// Every path a `use` tree names, as segments: `a::{b, c::d}` gives `a::b` and `a::c::d`.
+fn expand(tree: &str, prefix: &[String], into: &mut Vec<Vec<String>>) {
+    let tree = tree.trim();
+    if let Some(open) = tree.find('{') {
+        let mut path = prefix.to_vec();
+        path.extend(segments(&tree[..open]));
+        let inner = &tree[open + 1..tree.rfind('}').expect("a `use` group closes")];
+        // Split the group at its top-level commas.
+        let (mut depth, mut start) = (0, 0);
+        for (i, c) in inner.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    expand(&inner[start..i], &path, into);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        expand(&inner[start..], &path, into);
+    } else if !tree.is_empty() {
+        let mut path = prefix.to_vec();
+        let name = tree.split(" as ").next().unwrap_or(tree);
+        path.extend(segments(name).filter(|s| s != "self"));
+        into.push(path);
+    }
+}
+
+fn segments(path: &str) -> impl Iterator<Item = String> + '_ {
+    path.split("::")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The paths file `text` refers to: its `use` statements, and the paths written out in its
+/// code (`super::x::f()`, `bind::Socket`).
+fn referenced_paths(text: &str) -> Vec<Vec<String>> {
+    let mut paths = Vec::new();
+    let mut statement: Option<String> = None;
+    for line in text.lines() {
+        if line.trim_start().starts_with("mod tests") {
+            break;
+        }
+        let code = line.split("//").next().unwrap_or_default().trim();
+        if let Some(open) = statement.as_mut() {
+            open.push_str(code);
+        } else if let Some(at) = code.find("use ").filter(|&at| {
+            let before = &code[..at];
+            before.is_empty() || before.starts_with("pub")
+        }) {
+            statement = Some(code[at + 4..].to_owned());
+        } else {
+            paths.extend(code_paths(code));
+        }
+        if let Some(done) = statement.take_if(|s| s.ends_with(';')) {
+            expand(done.trim_end_matches(';'), &[], &mut paths);
+        }
+    }
+    paths
+}
+
+/// The `a::b::c` chains in a line of code.
+fn code_paths(code: &str) -> Vec<Vec<String>> {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut paths = Vec::new();
+    let mut previous = ' ';
+    let mut rest = code;
+    while let Some(c) = rest.chars().next() {
+        if is_ident(c) && !is_ident(previous) && previous != ':' {
+            let chain: String = rest
+                .chars()
+                .take_while(|&c| is_ident(c) || c == ':')
+                .collect();
+            if chain.contains("::") {
+                paths.push(segments(&chain).collect());
+            }
+            previous = chain.chars().last().unwrap_or(c);
+            rest = &rest[chain.len()..];
+        } else {
+            previous = c;
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    paths
+}
+
+/// The server file a path leads into, from the file of module `from`; `None` outside `server/`.
+fn target(from: &str, path: &[String], files: &BTreeMap<String, String>) -> Option<String> {
+    let mut absolute: Vec<String> = from.split("::").map(str::to_owned).collect();
+    let mut rest = path;
+    match path.first().map(String::as_str) {
+        Some("crate") => {
+            absolute.clear();
+            rest = &path[1..];
+        }
+        Some("super") => {
+            while rest.first().is_some_and(|s| s == "super") {
+                absolute.pop();
+                rest = &rest[1..];
+            }
+        }
+        Some("self") => rest = &path[1..],
+        // A path from a module declared in this file (`use stream::x`) or an outside crate.
+        Some(first) if files.contains_key(&format!("{from}::{first}")) => {}
+        _ => return None,
+    }
+    absolute.extend(rest.iter().cloned());
+    // The longest prefix that is a file of server/.
+    (1..=absolute.len())
+        .rev()
+        .map(|n| absolute[..n].join("::"))
+        .find(|module| files.contains_key(module))
+}
+
+#[test]
+fn no_two_server_files_depend_on_each_other() {
+    let files = server_files();
+    assert!(files.contains_key("server::stream") && files.contains_key("server::uring::engine"));
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // This check's own text names paths only as data.
+    for (module, text) in files.iter().filter(|(m, _)| *m != "server::layering") {
+        let targets = edges.entry(module.clone()).or_default();
+        for path in referenced_paths(text) {
+            if let Some(to) = target(module, &path, &files)
+                && &to != module
+            {
+                targets.insert(to);
+            }
+        }
+    }
+    assert!(
+        edges["server::stream"].contains("server::uring"),
+        "the scan sees imports: {edges:#?}"
+    );
+    // Depth-first search for a loop, reporting the first found.
+    fn visit(
+        module: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if let Some(at) = stack.iter().position(|m| m == module) {
+            panic!(
+                "server files import each other: {} -> {module}",
+                stack[at..].join(" -> ")
+            );
+        }
+        if done.contains(module) {
+            return;
+        }
+        stack.push(module.to_owned());
+        for next in edges.get(module).into_iter().flatten() {
+            visit(next, edges, stack, done);
+        }
+        stack.pop();
+        done.insert(module.to_owned());
+    }
+    let mut done = BTreeSet::new();
+    for module in edges.keys() {
+        visit(module, &edges, &mut Vec::new(), &mut done);
+    }
+}

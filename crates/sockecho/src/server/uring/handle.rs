@@ -1,0 +1,128 @@
+//! [`EngineHandle`]: the accepting side's handle on one engine thread — it starts the thread,
+//! hands connections over and passes the shutdown steps on.
+
+#![deny(unsafe_code)]
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::engine::UringEngine;
+use super::inbox::{Arrival, Inbox};
+use crate::ring::AbortOnPanic;
+use crate::server::shared::Shared;
+
+/// The accepting side's handle on one engine thread.
+pub(crate) struct EngineHandle {
+    inbox: Arc<Inbox>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EngineHandle {
+    /// Starts an engine thread for worker `index`. Fails, leaving nothing running, if this
+    /// kernel (or a sandbox) does not offer what the engine needs: then the tokio path serves.
+    pub(crate) fn start(index: usize, shared: Arc<Shared>) -> io::Result<EngineHandle> {
+        let inbox = Arc::new(Inbox::new()?);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread_inbox = inbox.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sockecho-uring-{index}"))
+            .spawn(move || {
+                // The ring is made on the thread that uses it: it is single-issuer.
+                let mut engine = match UringEngine::new(thread_inbox, shared) {
+                    Ok(engine) => {
+                        let _ = ready_tx.send(Ok(()));
+                        engine
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // A panic here would unwind through memory the kernel may still be using, so it
+                // ends the process instead (this guard is dropped before `engine`).
+                let _abort_on_panic = AbortOnPanic;
+                if let Err(e) = engine.run() {
+                    tracing::error!("io_uring engine failed: {e}; closing its connections");
+                    engine.stop_after_failure();
+                }
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(EngineHandle {
+                inbox,
+                thread: Mutex::new(Some(thread)),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(io::Error::other(
+                    "the io_uring engine thread ended at start",
+                ))
+            }
+        }
+    }
+
+    /// Whether the engine still takes connections (it stops only if its ring fails).
+    pub(crate) fn serving(&self) -> bool {
+        !self.inbox.arrivals().stopped
+    }
+
+    /// Gives the engine a connection to serve. If the engine has just stopped, the connection
+    /// is closed, with a warning.
+    pub(crate) fn hand_over(&self, arrival: Arrival) {
+        let mut arrivals = self.inbox.arrivals();
+        if arrivals.stopped {
+            drop(arrivals);
+            tracing::warn!(
+                "{}: closed unserved, the io_uring engine stopped",
+                arrival.admitted.peer
+            );
+            return;
+        }
+        arrivals.queue.push(arrival);
+        drop(arrivals);
+        self.inbox.wake();
+    }
+
+    /// Shutdown has started: echo what has arrived, then close each connection.
+    pub(crate) fn drain(&self) {
+        self.inbox.drain.store(true, Ordering::Release);
+        self.inbox.wake();
+    }
+
+    /// The grace period is over: close every connection now.
+    pub(crate) fn cut(&self) {
+        self.inbox.cut.store(true, Ordering::Release);
+        self.inbox.wake();
+    }
+
+    /// No more connections will come: the engine exits once its last one has ended.
+    pub(crate) fn finish(&self) {
+        self.inbox.finish.store(true, Ordering::Release);
+        self.inbox.wake();
+    }
+
+    /// Waits for the engine thread to exit (after `finish` and its last connection).
+    pub(crate) fn join(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        // Dropped without `join` (the worker is unwinding): stop the engine anyway.
+        let running = self.thread.get_mut().map_or(true, |t| t.is_some());
+        if running {
+            self.inbox.cut.store(true, Ordering::Release);
+            self.inbox.finish.store(true, Ordering::Release);
+            self.inbox.wake();
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! What the accepting side and the engine thread share: the connections handed over and not yet
+//! taken, the shutdown steps asked for, and the eventfd that wakes the engine for either.
+
+#![deny(unsafe_code)]
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use crate::server::conn::Admitted;
+
+/// A connection handed from the accepting loop to the engine.
+pub(crate) struct Arrival {
+    pub(crate) fd: OwnedFd,
+    pub(crate) admitted: Admitted,
+    /// Keeps the server's shutdown waiting until this connection has ended.
+    pub(crate) token: TaskTrackerToken,
+}
+
+/// What the accepting side and the engine thread share.
+pub(super) struct Inbox {
+    arrivals: Mutex<Arrivals>,
+    /// An eventfd: written to wake the engine, read by the engine's `Wake` request.
+    pub(super) wake: OwnedFd,
+    pub(super) drain: AtomicBool,
+    pub(super) cut: AtomicBool,
+    /// No more arrivals will come: exit once the last connection has ended.
+    pub(super) finish: AtomicBool,
+}
+
+/// Connections waiting for the engine to take them.
+#[derive(Default)]
+pub(super) struct Arrivals {
+    pub(super) queue: Vec<Arrival>,
+    /// The engine failed and serves nothing more: connections are no longer queued.
+    pub(super) stopped: bool,
+}
+
+impl Inbox {
+    pub(super) fn new() -> io::Result<Inbox> {
+        let wake = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        Ok(Inbox {
+            arrivals: Mutex::new(Arrivals::default()),
+            wake,
+            drain: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
+            finish: AtomicBool::new(false),
+        })
+    }
+
+    pub(super) fn arrivals(&self) -> MutexGuard<'_, Arrivals> {
+        self.arrivals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After the engine failed: refuse further arrivals and close the ones queued, so their
+    /// slots and the server's shutdown are not held up.
+    pub(super) fn stop(&self) {
+        let stranded = {
+            let mut arrivals = self.arrivals();
+            arrivals.stopped = true;
+            std::mem::take(&mut arrivals.queue)
+        };
+        for Arrival { admitted, .. } in stranded {
+            tracing::warn!(
+                "{}: closed unserved, the io_uring engine stopped",
+                admitted.peer
+            );
+        }
+    }
+
+    pub(super) fn wake(&self) {
+        // A full counter (impossible in practice) still leaves the engine woken.
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+}

@@ -1,0 +1,53 @@
+//! The io_uring echo engine for plain TCP and Unix stream connections (`--io uring`).
+//!
+//! Each worker thread that can create a ring gets one engine thread. The worker's tokio loop
+//! still accepts (with `--max-conns` permits, access rules and per-address limits), then hands
+//! each plain connection over; the engine serves it to the end, with no tokio on the echo path:
+//!
+//! - **One system call per loop turn.** Every receive, send and poll of every connection is a
+//!   request in one ring; `io_uring_enter` submits the turn's new requests and waits for the next
+//!   completions at once. The ring is single-issuer with deferred task work, so the kernel does
+//!   the receive work of many sockets in one go, when the engine asks for completions.
+//! - **No buffer per connection.** Each connection keeps one multishot receive armed, which
+//!   takes a buffer from a pool shared by the whole engine (a *provided buffer ring*) only when
+//!   bytes arrive, and only as many bytes of it as arrived (the pool is consumed incrementally).
+//!   The echo is sent straight from the pool; a buffer goes back once the kernel has filled it
+//!   and every echo sent from it has completed, normally within the turn. Bytes that arrive
+//!   while a send is under way wait in the pool too, and the next send gathers up to
+//!   [`GATHER`](conn::GATHER) of those pieces into one write (a 1 MiB message arrives as 16 receives).
+//! - **Backpressure.** Sends are non-blocking (`MSG_DONTWAIT`). Bytes the peer's socket cannot
+//!   take yet are copied out of the pool into one piece of the connection's own memory, and the
+//!   connection
+//!   stops receiving (its receive is cancelled) until the queue is written, so a client that
+//!   never reads cannot hold pool buffers or make the server buffer without bound. The cancel
+//!   takes effect at the next loop turn, so a queue can overshoot its limit by what one turn
+//!   receives (at most the pool's 4 MiB) — more than the epoll path's bound, but a bound.
+//!
+//! Shutdown follows the tokio path: on drain a connection is half-closed once it has been quiet
+//! for [`DRAIN_SETTLE`](crate::server::echo::DRAIN_SETTLE) counted from the start of the shutdown, then whatever it sends is
+//! discarded until its EOF (or the idle timeout); at the end of the grace period every
+//! connection left is cut.
+//!
+//! The parts, top down (each uses only parts listed after it):
+//!
+//! - [`handle`]: [`EngineHandle`], the accepting side's handle — starts the engine thread,
+//!   hands connections over, passes the shutdown steps on;
+//! - [`engine`]: the ring loop, which owns the ring, the pool and the connection table;
+//! - [`inbox`]: what the two sides share ([`Arrival`]s waiting, shutdown flags, the wake-up);
+//! - [`conn`]: one connection's socket and queue of echo bytes, and the requests that point at
+//!   them;
+//! - [`state`]: one connection's life as a state machine — what it has in the ring and what it
+//!   needs next — with no kernel in it, so it is tested on its own.
+//!
+//! This is the server's only module with `unsafe` code (in `engine` and `conn`): the kernel
+//! reads and writes memory that the ring's requests point to, so the engine must keep that
+//! memory alive and untouched until each request completes. Every block says why it holds.
+
+mod conn;
+mod engine;
+mod handle;
+mod inbox;
+mod state;
+
+pub(crate) use handle::EngineHandle;
+pub(crate) use inbox::Arrival;
