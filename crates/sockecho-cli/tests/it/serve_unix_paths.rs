@@ -173,8 +173,9 @@ fn a_relative_path_is_served_and_removed_in_the_working_directory() {
     assert!(!path.exists(), "relative socket file left behind");
 }
 
-/// `unix:@NAME` and `unixgram:@NAME` are names in Linux's abstract namespace, with no file;
-/// a file whose name starts with `@` stays reachable as `unix:./@NAME`.
+/// `unix:@NAME` and `unixgram:@NAME` are names in Linux's abstract namespace, with no file, for
+/// the server and the client alike; a file whose name starts with `@` stays reachable as
+/// `unix:./@NAME`.
 #[test]
 fn an_at_sign_names_an_abstract_socket_and_leaves_no_file() {
     use std::os::linux::net::SocketAddrExt;
@@ -227,6 +228,26 @@ fn an_at_sign_names_an_abstract_socket_and_leaves_no_file() {
     let mut buf = [0u8; 64];
     let n = gram.recv(&mut buf).expect("echo");
     assert_eq!(&buf[..n], b"abstract datagram");
+
+    // The client reaches both abstract names the same way, and the file by its path.
+    for endpoint in [
+        format!("unix:@{name}"),
+        format!("unixgram:@{name}-gram"),
+        "unix:./@file".to_owned(),
+    ] {
+        let mut cmd =
+            assert_cmd::Command::from_std(crate::support::sockecho(["client", &endpoint]));
+        cmd.current_dir(dir.path())
+            .write_stdin(b"through the client\n".to_vec())
+            .timeout(WAIT);
+        let out = cmd.output().expect("run the client");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "client {endpoint}: {stderr}");
+        assert_eq!(
+            out.stdout, b"through the client\n",
+            "client {endpoint}: {stderr}"
+        );
+    }
 
     let mut file = crate::support::unix_connect(&dir.path().join("@file"));
     echo_once(&mut file, b"a file named @file");

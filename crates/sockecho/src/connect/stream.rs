@@ -2,7 +2,6 @@
 //! tools that read and write through tokio's traits (the clients, ping).
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::UnixStream;
 
 use super::error::ConnectError;
 use super::resolve::resolve;
@@ -41,7 +40,7 @@ pub async fn connect_stream_with(
             let (tls, addr) = client.connect_first(endpoint, addrs).await?;
             Ok((Box::new(tls), Endpoint::inet(Transport::Tls, addr)))
         }
-        Endpoint::Unix(path) => match UnixStream::connect(path).await {
+        Endpoint::Unix(path) => match super::unix::connect_unix_stream(path).await {
             Ok(stream) => Ok((Box::new(stream), endpoint.clone())),
             Err(e) => Err(connect_failed(endpoint, Some(e))),
         },

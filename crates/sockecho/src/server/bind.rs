@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Protocol, Socket as RawSocket, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
-use crate::endpoint::{Endpoint, Host, Transport};
+use crate::endpoint::{Endpoint, Host, Transport, abstract_unix_name};
 use crate::net_error::describe_bind_error;
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`.
@@ -307,7 +307,7 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
             }
             Ok(out)
         }
-        Endpoint::Unix(path) if abstract_name(path).is_some() => {
+        Endpoint::Unix(path) if abstract_unix_name(path).is_some() => {
             let addr = abstract_address(endpoint, path)?;
             let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
                 .and_then(|l| {
@@ -321,7 +321,7 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
                 endpoint: endpoint.clone(),
             }])
         }
-        Endpoint::UnixGram(path) if abstract_name(path).is_some() => {
+        Endpoint::UnixGram(path) if abstract_unix_name(path).is_some() => {
             let addr = abstract_address(endpoint, path)?;
             let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr)
                 .and_then(|s| {
@@ -356,20 +356,12 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
     }
 }
 
-/// The abstract socket name a Unix endpoint stands for, if it is written `@NAME` (Linux's
-/// abstract namespace: no file, gone when the socket closes). A file whose name starts with `@`
-/// is still reachable as `./@NAME`.
-pub(crate) fn abstract_name(path: &Path) -> Option<&[u8]> {
-    use std::os::unix::ffi::OsStrExt;
-    path.as_os_str().as_bytes().strip_prefix(b"@")
-}
-
 fn abstract_address(
     endpoint: &Endpoint,
     path: &Path,
 ) -> Result<std::os::unix::net::SocketAddr, ServeError> {
     use std::os::linux::net::SocketAddrExt;
-    let name = abstract_name(path).unwrap_or_default();
+    let name = abstract_unix_name(path).unwrap_or_default();
     if name.is_empty() {
         return Err(ServeError::other(
             endpoint,
