@@ -35,4 +35,4 @@ pub use resolve::resolve;
 pub use stream::{BoxStream, ByteStream, connect_stream, connect_stream_with};
 pub use tcp::{connect_first, connect_tcp};
 pub use tls::{ConnectOptions, TlsClient};
-pub(crate) use unix::{connect_unix_datagram, connect_unix_stream};
+pub(crate) use unix::connect_unix_stream;
