@@ -69,7 +69,8 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     };
     let stats = server.run_until(shutdown, cut).await;
     tracing::info!(
-        "stopped: {} connections ({} cut at the deadline), {} bytes echoed, {} datagrams echoed",
+        "stopped: {} connections ({} cut before they finished), {} bytes echoed, {} datagrams \
+         echoed",
         stats.connections_accepted,
         stats.connections_cut,
         stats.stream_bytes,

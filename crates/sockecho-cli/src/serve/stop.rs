@@ -89,7 +89,7 @@ impl Stop {
             }
             let _ = first_tx.send(());
             let second = next(&mut handlers).await;
-            tracing::info!("received {} again: stopping at once", second.name);
+            tracing::info!("received {} while draining: stopping at once", second.name);
             let _ = record.set(second);
             let _ = second_tx.send(());
         });

@@ -56,7 +56,8 @@ pub enum CloseReason {
     /// The server is shutting down: what had already arrived was echoed, then the connection
     /// was closed.
     Drained,
-    /// The shutdown grace period ended before the connection did.
+    /// The shutdown grace period ended (or the server was asked to stop at once) before the
+    /// connection did.
     Cut,
 }
 
@@ -67,7 +68,7 @@ impl CloseReason {
             CloseReason::PeerClosed => "peer closed",
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::Drained => "server shutdown",
-            CloseReason::Cut => "cut at the end of the grace period",
+            CloseReason::Cut => "cut at shutdown before it finished",
         }
     }
 }
