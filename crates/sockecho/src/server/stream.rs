@@ -394,3 +394,65 @@ async fn connection<S: EchoIo>(mut stream: S, conn: Admitted, shared: Arc<Shared
     log.closed(&conn, &shared, result);
     drop(conn);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{InheritedSocket, IoBackend, Server, ServerConfig};
+
+    #[test]
+    fn accept_errors_are_told_apart() {
+        use rustix::io::Errno;
+        let failure = |errno: Errno| accept_failure(&std::io::Error::from(errno));
+        assert_eq!(failure(Errno::CONNABORTED), AcceptFailure::Connection);
+        assert_eq!(failure(Errno::PERM), AcceptFailure::Connection);
+        assert_eq!(failure(Errno::MFILE), AcceptFailure::Resources);
+        assert_eq!(failure(Errno::NOBUFS), AcceptFailure::Resources);
+        assert_eq!(failure(Errno::INVAL), AcceptFailure::Listener);
+        assert_eq!(failure(Errno::BADF), AcceptFailure::Listener);
+        assert_eq!(failure(Errno::NOTSOCK), AcceptFailure::Listener);
+    }
+
+    /// A listening socket shut down under the server answers every `accept` with EINVAL at
+    /// once. The accept loop must give that listener up after the first error instead of
+    /// retrying in a tight loop, and the server must still stop promptly.
+    #[tokio::test]
+    async fn a_listener_that_stops_listening_is_given_up_not_spun_on() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let handle = listener.try_clone().expect("dup");
+        let config = ServerConfig {
+            threads: 1,
+            io: IoBackend::Epoll,
+            ..ServerConfig::default()
+        };
+        let server = Server::bind_and_adopt(&[], vec![InheritedSocket::Tcp(listener)], config)
+            .await
+            .expect("adopt a listening socket");
+        let counters = server.counters();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        rustix::net::shutdown(&handle, rustix::net::Shutdown::Read).expect("shutdown");
+        let errors = || counters.transport(Transport::Tcp).snapshot().accept_errors;
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while errors() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the worker never saw the listener fail");
+        // Time for thousands of retries, had the loop kept retrying.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            errors(),
+            1,
+            "accept errors on a listener that cannot accept"
+        );
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the server did not stop within 5 s")
+            .expect("run panicked");
+    }
+}
