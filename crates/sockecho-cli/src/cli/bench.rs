@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use sockecho::Endpoint;
 
-use crate::cli::common::{IoChoice, TlsClientArgs, Verbosity, boolish};
+use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
 use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, parse_sources};
 
 /// Load an echo server and measure throughput, latency and correctness.
@@ -90,6 +90,8 @@ pub struct BenchOpts {
     pub html: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }

@@ -22,6 +22,7 @@ mod ops_metrics;
 mod ops_metrics_limits;
 mod ops_udp_guard;
 mod ping;
+mod proxy_protocol;
 mod serve_datagram;
 mod serve_endpoints;
 mod serve_errors;
