@@ -329,6 +329,7 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
                     UnixDatagram::from_std(s)
                 })
                 .map_err(|e| ServeError::io(endpoint, e))?;
+            grow_unixgram_send_buffer(&socket);
             Ok(vec![Listener {
                 path_guard: None,
                 socket: Socket::UnixGram(socket),
@@ -347,12 +348,23 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
         Endpoint::UnixGram(path) => {
             prepare_unix_path(endpoint, path, Transport::UnixGram)?;
             let socket = UnixDatagram::bind(path).map_err(|e| ServeError::io(endpoint, e))?;
+            grow_unixgram_send_buffer(&socket);
             Ok(vec![Listener {
                 path_guard: Some(SocketFileGuard::new(path)),
                 socket: Socket::UnixGram(socket),
                 endpoint: endpoint.clone(),
             }])
         }
+    }
+}
+
+/// Replies waiting in the receive queues of peers that do not read count against the server
+/// socket's send buffer until they are read; a larger buffer lets more such peers sit there
+/// before replies to the others start to be dropped. The kernel caps it at
+/// net.core.wmem_max.
+fn grow_unixgram_send_buffer(socket: &UnixDatagram) {
+    if let Err(e) = socket2::SockRef::from(socket).set_send_buffer_size(UDP_SOCKET_BUFFER) {
+        tracing::debug!("SO_SNDBUF on a Unix datagram socket: {e}");
     }
 }
 
