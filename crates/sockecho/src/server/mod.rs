@@ -15,7 +15,8 @@
 //!   engine), both over `conn` (an admitted connection's identity and accounting), over
 //!   `proxied` (a PROXY protocol header taken before admission); `bind`
 //!   (listening sockets) over `datagram` (the UDP and unixgram echo);
-//! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`].
+//! - at the bottom `shared` (what every loop shares), `config`, [`echo`], [`access`] and
+//!   [`peer_text`] (peer-controlled text made safe for logs).
 
 pub mod access;
 mod bind;
