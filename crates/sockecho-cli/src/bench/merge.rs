@@ -3,7 +3,7 @@
 //!
 //! A file (or stdin, `-`) may hold several sockecho logs one after another, as `kubectl logs`
 //! of a bench Job's pods prints them; lines that belong to no log (what the pods said on stderr,
-//! which `kubectl logs` mixes in) are passed over, each shown as a warning.
+//! which `kubectl logs` mixes in) are passed over, each shown on stderr.
 
 use std::io::Read;
 use std::path::Path;
@@ -31,8 +31,9 @@ pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
         let bytes = read(path).with_context(|| format!("cannot read {name}"))?;
         let text = String::from_utf8_lossy(&bytes);
         let (logs, stray) = split_logs(&text);
+        // Passed on as they came: a pod's warning still reads as one.
         for line in stray {
-            tracing::warn!("{name}: not part of a histogram log: {line}");
+            tracing::info!("{name}, not a histogram log line: {line}");
         }
         for (n, log) in logs.iter().enumerate() {
             let which = if logs.len() > 1 {

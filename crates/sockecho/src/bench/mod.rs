@@ -77,6 +77,10 @@ use worker::{Go, Handoff, WorkerSpec};
 /// Time between the go and the first message, so every thread has the schedule before it starts.
 const START_MARGIN: Duration = Duration::from_millis(2);
 
+/// How long before a start time given by the wall clock the coordinator wakes: enough for a
+/// late timer on a busy machine, so the load still starts at the instant asked for.
+const START_AT_MARGIN: Duration = Duration::from_millis(20);
+
 /// A finished run: the report and the histograms behind it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -387,7 +391,8 @@ async fn start_at(at: SystemTime, clock: Clock) -> u64 {
                 "connections open; the load starts in {:.3} s, at the start time",
                 ahead.as_secs_f64()
             );
-            let wake = clock.now() + (ahead.as_nanos() as u64).saturating_sub(margin);
+            let early = START_AT_MARGIN.as_nanos() as u64;
+            let wake = clock.now() + (ahead.as_nanos() as u64).saturating_sub(early);
             tokio::time::sleep_until(clock.tokio_instant(wake)).await;
             // Measured again after the sleep, which may have overslept a little.
             let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
