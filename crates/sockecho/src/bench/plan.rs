@@ -107,6 +107,18 @@ pub struct ConnPlan {
     pub pacing: Option<Pacing>,
 }
 
+/// What a churn run's connections share: how much each one sends before it closes, and how it
+/// closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChurnPlan {
+    /// Messages per connection; `u64::MAX` when the lifetime alone decides.
+    pub messages: u64,
+    /// How long a connection goes on sending, in nanoseconds; `u64::MAX` for no limit.
+    pub lifetime_ns: u64,
+    /// Close with a reset (`SO_LINGER` 0) rather than a FIN.
+    pub rst: bool,
+}
+
 /// What every connection on one thread shares.
 #[derive(Debug)]
 pub struct ThreadCtx {
@@ -128,6 +140,8 @@ pub struct ThreadCtx {
     /// Send buffer for datagrams, which must leave as one piece: one message, or a burst of
     /// them for a segmented send.
     pub send_buf: RefCell<Vec<u8>>,
+    /// Churn runs: what each connection exchanges before it closes.
+    pub churn: Option<ChurnPlan>,
 }
 
 impl ThreadCtx {
