@@ -145,6 +145,15 @@ pub(super) fn connect_outcome(fd: impl AsFd) -> io::Result<()> {
     }
 }
 
+/// Whether a connect's error says the connection was made and then reset (the server accepted
+/// it and closed it at once), rather than never made.
+pub(super) fn was_established(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::CONNRESET | Errno::PIPE)
+    )
+}
+
 /// Closes a churn connection: with a FIN (the client closes first, so TIME_WAIT, and the
 /// source port it holds, stays on the client), or with a reset if `rst`, which leaves no
 /// TIME_WAIT behind.
