@@ -450,4 +450,48 @@ mod tests {
         c.connections = 100_000_000;
         assert!(c.validate().unwrap_err().to_string().contains("ulimit"));
     }
+
+    #[test]
+    fn open_loop_plain_connections_need_no_timer_descriptor_each() {
+        let available = crate::limits::default_max_conns();
+        let mut c = config("tcp://127.0.0.1:1");
+        c.rate = Some(1000.0);
+        c.connections = available * 2 / 3;
+        assert!(c.validate().is_ok());
+        // A TLS connection is a task with a timer of its own.
+        let mut c = config("tls://127.0.0.1:1");
+        c.rate = Some(1000.0);
+        c.connections = available * 2 / 3;
+        assert!(c.validate().unwrap_err().to_string().contains("ulimit"));
+    }
+
+    #[test]
+    fn churn_settings() {
+        let churn = |f: fn(&mut Churn)| {
+            let mut c = config("tcp://127.0.0.1:1");
+            let mut churn = Churn::default();
+            f(&mut churn);
+            c.churn = Some(churn);
+            c.validate().map_err(|e| e.to_string())
+        };
+        assert!(churn(|_| {}).is_ok());
+        assert!(churn(|c| c.messages_per_conn = Some(0)).is_err());
+        assert!(churn(|c| c.messages_per_conn = None).is_err());
+        assert!(
+            churn(|c| {
+                c.messages_per_conn = None;
+                c.lifetime = Some(Duration::from_millis(5));
+            })
+            .is_ok()
+        );
+        assert!(churn(|c| c.conn_rate = Some(-1.0)).is_err());
+        assert!(churn(|c| c.tls_resume = true).unwrap_err().contains("tls"));
+        let mut c = config("unixgram:/tmp/x");
+        c.churn = Some(Churn::default());
+        assert!(c.validate().unwrap_err().to_string().contains("stream"));
+        let mut c = config("tcp://127.0.0.1:1");
+        c.churn = Some(Churn::default());
+        c.rate = Some(5.0);
+        assert!(c.validate().unwrap_err().to_string().contains("--conn-rate"));
+    }
 }
