@@ -173,12 +173,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         &config.connect,
     )
     .await?;
-    let mut io = stream_io(config.io, &peer)?;
-    if config.churn.is_some() && io == Driver::Uring {
-        // The churn loop opens and closes sockets as it goes, which it does on epoll.
-        tracing::debug!("connection churn runs on the epoll loop");
-        io = Driver::Epoll;
-    }
+    let io = stream_io(config.io, &peer)?;
     let udp_offload = config.udp_offload && udp_offload_available(&peer);
     let mut end_rx = progress.end.subscribe();
     let threads = config.threads.min(config.connections);

@@ -492,6 +492,11 @@ mod tests {
         let mut c = config("tcp://127.0.0.1:1");
         c.churn = Some(Churn::default());
         c.rate = Some(5.0);
-        assert!(c.validate().unwrap_err().to_string().contains("--conn-rate"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--conn-rate")
+        );
     }
 }

@@ -245,14 +245,24 @@ async fn run_churn(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, churn: Churn
     // The first write of a connection never waits for an ACK, so Nagle's algorithm only
     // matters when a connection sends more than one message.
     let nodelay = churn.messages_per_conn != Some(1);
+    let connect_timeout = spec.connect_timeout.as_nanos() as u64;
     match Dialer::new(&spec.peer, &spec.sources, nodelay) {
-        Ok(Some(dialer)) => churn::epoll::run(
-            ctx,
-            plans,
-            &dialer,
-            starts.as_ref(),
-            spec.connect_timeout.as_nanos() as u64,
-        ),
+        Ok(Some(dialer)) => {
+            let ring = spec.uring.then(|| {
+                churn::uring::Churner::new(ctx, &dialer, starts.as_ref(), connect_timeout)
+            });
+            match ring {
+                Some(Ok(ring)) => ring.run(plans),
+                Some(Err(e)) => {
+                    // The probe passed, so this is a shortage (memory, locked pages) here.
+                    tracing::warn!(
+                        "cannot set up io_uring in a load thread ({e}); it runs on epoll"
+                    );
+                    churn::epoll::run(ctx, plans, &dialer, starts.as_ref(), connect_timeout);
+                }
+                None => churn::epoll::run(ctx, plans, &dialer, starts.as_ref(), connect_timeout),
+            }
+        }
         // Validation lets churn runs through for stream endpoints only.
         Ok(None) => tracing::error!("connection churn needs a stream endpoint"),
         Err(e) => tracing::error!("cannot connect to {:?}: {e}", spec.peer),

@@ -5,13 +5,18 @@
 //! This module holds what every churn loop shares: opening a non-blocking socket toward the
 //! peer ([`Dialer`]), closing it the way the run asks ([`close`]), the thread's schedule of
 //! connection starts ([`Starts`]), and the counting of failed attempts by reason
-//! ([`count_failure`]). The loops themselves: [`epoll`] for plain TCP and Unix connections (one
-//! epoll set per thread, no task or timer per connection, whether or not io_uring is
-//! available), [`task`] for TLS (one tokio task per slot, which opens connection after
-//! connection).
+//! ([`count_failure`]). The loops themselves, for plain TCP and Unix connections with no task or
+//! timer per connection: [`uring`] (connects, sends and receives as io_uring requests) where
+//! the kernel allows it, [`epoll`] elsewhere or with `--io epoll`; for TLS, [`task`] (one tokio
+//! task per slot, which opens connection after connection).
 
 pub(super) mod epoll;
 pub(super) mod task;
+#[allow(unsafe_code)]
+pub(super) mod uring;
+
+#[cfg(test)]
+mod loop_tests;
 
 use std::cell::Cell;
 use std::io;
@@ -39,6 +44,8 @@ pub(super) struct Dialer {
     /// Set `TCP_NODELAY`: only worth its system call when a connection sends more than one
     /// message, since the first write of a connection never waits for an ACK.
     nodelay: bool,
+    /// The same peer address as `target`, as the kernel takes it.
+    sockaddr: socket2::SockAddr,
 }
 
 #[derive(Debug)]
@@ -59,13 +66,17 @@ pub(super) enum Dialed {
 impl Dialer {
     /// A dialer toward a plain TCP or Unix `peer`; `None` for other peers.
     pub fn new(peer: &Peer, sources: &[IpAddr], nodelay: bool) -> io::Result<Option<Dialer>> {
-        let target = match peer {
-            Peer::Tcp(addr) => Target::Tcp(*addr),
-            Peer::Unix(path) => Target::Unix(unix_address(path)?),
+        let (target, sockaddr) = match peer {
+            Peer::Tcp(addr) => (Target::Tcp(*addr), socket2::SockAddr::from(*addr)),
+            Peer::Unix(path) => (
+                Target::Unix(unix_address(path)?),
+                socket2::SockAddr::unix(path)?,
+            ),
             _ => return Ok(None),
         };
         Ok(Some(Dialer {
             target,
+            sockaddr,
             sources: sources.to_vec(),
             next_source: Cell::new(0),
             nodelay,
@@ -81,6 +92,18 @@ impl Dialer {
     }
 
     fn try_dial(&self) -> io::Result<OwnedFd> {
+        let fd = self.socket()?;
+        let connected = match &self.target {
+            Target::Tcp(addr) => rustix::net::connect(&fd, addr),
+            Target::Unix(addr) => rustix::net::connect(&fd, addr),
+        };
+        connecting(connected)?;
+        Ok(fd)
+    }
+
+    /// A new non-blocking socket for the next connection, bound to its source address if
+    /// there are any, not connected yet.
+    pub fn socket(&self) -> io::Result<OwnedFd> {
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
         match &self.target {
             Target::Tcp(addr) => {
@@ -103,16 +126,20 @@ impl Dialer {
                 if self.nodelay {
                     rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
                 }
-                connecting(rustix::net::connect(&fd, addr))?;
                 Ok(fd)
             }
-            Target::Unix(addr) => {
-                let fd =
-                    rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
-                connecting(rustix::net::connect(&fd, addr))?;
-                Ok(fd)
-            }
+            Target::Unix(_) => Ok(rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::STREAM,
+                flags,
+                None,
+            )?),
         }
+    }
+
+    /// The peer's address in the kernel's form, for a connect request handed to io_uring.
+    pub fn sockaddr(&self) -> &socket2::SockAddr {
+        &self.sockaddr
     }
 
     fn source(&self) -> Option<IpAddr> {
