@@ -162,7 +162,7 @@ fn a_server_resetting_every_third_connection_shows_in_the_errors() {
 fn open_loop_churn_starts_connections_on_schedule() {
     let server = Server::start(&["tcp://127.0.0.1:0"], &["-q"]);
     let (code, report, out) = bench_json(&[
-        &server.endpoint("tcp://").to_owned(),
+        server.endpoint("tcp://"),
         "--churn",
         "--conn-rate",
         "200",

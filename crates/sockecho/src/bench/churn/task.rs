@@ -76,11 +76,7 @@ pub(crate) async fn run(
         attempt = attempt.wrapping_add(1);
         let opened = tokio::time::timeout(target.connect_timeout, async {
             let tcp = connect_tcp(target.addr, source).await?;
-            target
-                .client
-                .handshake(tcp)
-                .await
-                .map_err(|problem| io::Error::other(problem))
+            target.client.handshake(tcp).await.map_err(io::Error::other)
         })
         .await
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
