@@ -205,6 +205,13 @@ impl BenchConfig {
         {
             return invalid(format!("the rate must be a positive number, not {rate}"));
         }
+        if self.connect.send_proxy.is_some()
+            && !matches!(self.endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_))
+        {
+            return invalid(
+                "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+            );
+        }
         if !self.sources.is_empty() {
             let Some(hp) = self.endpoint.host_port() else {
                 return invalid("source addresses apply to tcp, tls and udp endpoints only".into());
@@ -276,6 +283,12 @@ impl BenchConfig {
         }
         if churn.tls_resume && self.endpoint.transport() != Transport::Tls {
             return invalid("session resumption applies to tls endpoints only");
+        }
+        if self.connect.send_proxy.is_some() && self.endpoint.transport() == Transport::Tcp {
+            return invalid(
+                "churn runs on tcp send no PROXY header (--send-proxy); it works with churn on \
+                 tls endpoints, and without --churn",
+            );
         }
         Ok(())
     }

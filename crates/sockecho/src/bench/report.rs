@@ -134,7 +134,7 @@ impl ConnectErrors {
     }
 }
 
-/// What a churn run measured of its connections; `null`-free and absent in other runs.
+/// What a churn run measured of its connections; the report has it in churn runs only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChurnReport {
     /// Connections opened whose attempt began in the measured period.

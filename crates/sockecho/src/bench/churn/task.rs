@@ -17,7 +17,8 @@ use crate::bench::plan::{ConnPlan, ThreadCtx};
 use crate::bench::stream::StreamConn;
 use crate::bench::tls::TlsSocket;
 use crate::bench::wire::AsyncWire;
-use crate::connect::{TlsClient, connect_tcp};
+use crate::connect::{TlsClient, connect_tcp, send_proxy_header};
+use crate::proxy_protocol::SendProxy;
 
 /// What a TLS slot connects to.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub(crate) struct TlsTarget {
     /// Local addresses to connect from, in turn; empty lets the kernel choose.
     pub sources: Rc<[IpAddr]>,
     pub connect_timeout: Duration,
+    /// A PROXY protocol header to send before the handshake (`--send-proxy`).
+    pub send_proxy: Option<SendProxy>,
 }
 
 /// How one connection's exchange ended.
@@ -75,7 +78,10 @@ pub(crate) async fn run(
             (!target.sources.is_empty()).then(|| target.sources[attempt % target.sources.len()]);
         attempt = attempt.wrapping_add(1);
         let opened = tokio::time::timeout(target.connect_timeout, async {
-            let tcp = connect_tcp(target.addr, source).await?;
+            let mut tcp = connect_tcp(target.addr, source).await?;
+            send_proxy_header(&mut tcp, target.send_proxy.as_ref())
+                .await
+                .map_err(io::Error::other)?;
             target.client.handshake(tcp).await.map_err(io::Error::other)
         })
         .await
