@@ -122,7 +122,7 @@ impl<'a> Flow<'a> {
         let clock = self.ctx.clock;
         tokio::time::sleep_until(clock.tokio_instant(self.ctx.schedule().start)).await;
         let pacer = match self.plan.pacing {
-            Some(_) => Some(Pacer::new(clock)?),
+            Some(_) => Some(self.ctx.pacer()?),
             None => None,
         };
         let now = clock.now();

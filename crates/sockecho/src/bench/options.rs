@@ -230,16 +230,8 @@ impl BenchConfig {
         if let Some(churn) = &self.churn {
             self.validate_churn(churn)?;
         }
-        // Each connection is one descriptor. Plain TCP and Unix connections run in their
-        // thread's own loop, which has one timer for all of them; a TLS or datagram one is a
-        // task with a timer of its own in open loop.
-        let own_timer = !matches!(transport, Transport::Tcp | Transport::Unix);
-        let per_conn = if self.rate.is_some() && own_timer {
-            2
-        } else {
-            1
-        };
-        let needed = (self.connections as u64).saturating_mul(per_conn);
+        // Each connection is one descriptor; open-loop send timers are one per load thread.
+        let needed = self.connections as u64;
         let available = crate::limits::default_max_conns() as u64;
         if needed > available {
             return invalid(format!(
@@ -465,17 +457,20 @@ mod tests {
     }
 
     #[test]
-    fn open_loop_plain_connections_need_no_timer_descriptor_each() {
+    fn open_loop_connections_need_no_timer_descriptor_each() {
         let available = crate::limits::default_max_conns();
-        let mut c = config("tcp://127.0.0.1:1");
-        c.rate = Some(1000.0);
-        c.connections = available * 2 / 3;
-        assert!(c.validate().is_ok());
-        // A TLS connection is a task with a timer of its own.
-        let mut c = config("tls://127.0.0.1:1");
-        c.rate = Some(1000.0);
-        c.connections = available * 2 / 3;
-        assert!(c.validate().unwrap_err().to_string().contains("ulimit"));
+        for endpoint in [
+            "tcp://127.0.0.1:1",
+            "tls://127.0.0.1:1",
+            "udp://127.0.0.1:1",
+        ] {
+            let mut c = config(endpoint);
+            c.rate = Some(1000.0);
+            c.connections = available * 2 / 3;
+            assert!(c.validate().is_ok(), "{endpoint}");
+            c.connections = available + 1;
+            assert!(c.validate().unwrap_err().to_string().contains("ulimit"));
+        }
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! connections on one thread share ([`ThreadCtx`]). The loops and the thread that starts them
 //! ([`worker`](super::worker)) all build on this module; it knows none of them.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::recorder::{Fault, LiveCounters, ThreadRecorder, Totals};
-use super::timing::Clock;
+use super::timing::{Clock, Pacer, SendTimer};
 use crate::payload::Pattern;
 
 /// The longest a load thread's own loop waits before looking whether the run was stopped.
@@ -142,6 +143,8 @@ pub struct ThreadCtx {
     pub send_buf: RefCell<Vec<u8>>,
     /// Churn runs: what each connection exchanges before it closes.
     pub churn: Option<ChurnPlan>,
+    /// The open-loop send timer the thread's tokio tasks share, made when the first asks.
+    pub send_timer: OnceCell<SendTimer>,
 }
 
 impl ThreadCtx {
@@ -149,6 +152,19 @@ impl ThreadCtx {
     #[inline]
     pub fn schedule(&self) -> Schedule {
         self.schedule.get()
+    }
+
+    /// A pacer on the thread's shared send timer, which the first call sets up (tokio tasks
+    /// only: the timer needs the thread's runtime).
+    pub fn pacer(&self) -> io::Result<Pacer> {
+        if self.send_timer.get().is_none() {
+            let _ = self.send_timer.set(SendTimer::new(self.clock)?);
+        }
+        match self.send_timer.get() {
+            Some(timer) => Ok(timer.pacer()),
+            // Set just above if it was not.
+            None => Err(io::Error::other("no send timer")),
+        }
     }
 
     /// Sleeps until the run starts (for the loops that do not run on tokio).

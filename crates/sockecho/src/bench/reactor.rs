@@ -363,6 +363,7 @@ mod tests {
             scratch: RefCell::new(vec![0; SIZE + 1]),
             send_buf: RefCell::new(vec![0; SIZE]),
             churn: None,
+            send_timer: Default::default(),
         }
     }
 

@@ -156,6 +156,7 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
             lifetime_ns: c.lifetime.map_or(u64::MAX, |d| d.as_nanos() as u64),
             rst: c.close == Close::Rst,
         }),
+        send_timer: Default::default(),
     });
     match spec.churn {
         Some(churn) => run_churn(&spec, &ctx, &go, churn).await,

@@ -34,6 +34,7 @@ fn ctx(clock: Clock, run_ms: u64) -> ThreadCtx {
             lifetime_ns: u64::MAX,
             rst: false,
         }),
+        send_timer: Default::default(),
     }
 }
 
