@@ -512,7 +512,6 @@ impl<'c> Churner<'c> {
         // No new connection from here on.
         self.draining = true;
         self.idle.clear();
-        let starts = self.starts.take();
         while slots.iter().any(Slot::outstanding) {
             let Some(left) = REAP_LIMIT.checked_sub(began.elapsed()) else {
                 return Err(io::Error::new(
@@ -552,7 +551,6 @@ impl<'c> Churner<'c> {
             }
             slot.phase = Phase::Idle;
         }
-        self.starts = starts;
         Ok(())
     }
 }
