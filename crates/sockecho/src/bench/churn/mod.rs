@@ -68,10 +68,7 @@ impl Dialer {
     pub fn new(peer: &Peer, sources: &[IpAddr], nodelay: bool) -> io::Result<Option<Dialer>> {
         let (target, sockaddr) = match peer {
             Peer::Tcp(addr) => (Target::Tcp(*addr), socket2::SockAddr::from(*addr)),
-            Peer::Unix(path) => (
-                Target::Unix(unix_address(path)?),
-                socket2::SockAddr::unix(path)?,
-            ),
+            Peer::Unix(path) => unix_addresses(path)?,
             _ => return Ok(None),
         };
         Ok(Some(Dialer {
@@ -160,8 +157,24 @@ fn connecting(result: rustix::io::Result<()>) -> io::Result<()> {
     }
 }
 
-fn unix_address(path: &Path) -> io::Result<rustix::net::SocketAddrUnix> {
-    Ok(rustix::net::SocketAddrUnix::new(path)?)
+/// A Unix peer's address for `connect` and for io_uring: a socket file's path, or `@NAME` for
+/// a name in the abstract namespace (`crate::endpoint::abstract_unix_name`).
+fn unix_addresses(path: &Path) -> io::Result<(Target, socket2::SockAddr)> {
+    use std::os::unix::ffi::OsStrExt;
+    match crate::endpoint::abstract_unix_name(path) {
+        Some(name) => {
+            // socket2 takes an abstract name as a path whose first byte is NUL.
+            let mut raw = vec![0u8];
+            raw.extend_from_slice(name);
+            let sockaddr = socket2::SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
+            let target = rustix::net::SocketAddrUnix::new_abstract_name(name)?;
+            Ok((Target::Unix(target), sockaddr))
+        }
+        None => Ok((
+            Target::Unix(rustix::net::SocketAddrUnix::new(path)?),
+            socket2::SockAddr::unix(path)?,
+        )),
+    }
 }
 
 /// The outcome of a connect that has turned writable: `Ok` if it is open.
