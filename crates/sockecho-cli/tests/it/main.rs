@@ -19,6 +19,7 @@ mod ops_logs_json;
 mod ops_metrics;
 mod ops_udp_guard;
 mod ping;
+mod ping_stall;
 mod serve_datagram;
 mod serve_endpoints;
 mod serve_errors;

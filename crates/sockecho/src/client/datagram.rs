@@ -106,8 +106,13 @@ impl DatagramClient {
     }
 
     async fn try_exchange(&mut self, payload: &[u8], timeout: Duration) -> io::Result<Reply> {
-        self.socket.send(payload).await?;
+        // The send is under the timeout too: a Unix datagram peer that does not read its queue
+        // blocks senders, and that must show as a lost reply, not as a hang.
         let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.socket.send(payload)).await {
+            Ok(sent) => sent.map(drop)?,
+            Err(_elapsed) => return Ok(Reply::TimedOut),
+        }
         loop {
             let received = tokio::time::timeout_at(deadline, self.socket.recv(&mut self.buf)).await;
             match received {
