@@ -11,8 +11,8 @@ use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, pars
 
 /// Load an echo server and measure throughput, latency and correctness.
 ///
-/// Every echoed byte is checked; mismatched, truncated, reordered, duplicated or lost messages
-/// make the exit code 1. Closed loop by default (each connection sends its next message when an
+/// Every echoed byte is checked; mismatched, truncated, duplicated or lost messages make the exit
+/// code 1, and so does reordering on stream transports (datagrams need not keep their order). Closed loop by default (each connection sends its next message when an
 /// echo comes back); `--rate` switches to open loop, where messages go out on a schedule and
 /// latency counts from the scheduled time.
 #[derive(Debug, Args)]
@@ -51,7 +51,8 @@ pub struct BenchOpts {
     #[arg(short = 't', long, value_name = "N", env = "SOCKECHO_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
-    /// Open loop: messages per second over all connections.
+    /// Open loop: messages per second over all connections (at most 1e9). What bench cannot
+    /// send in time is reported as not sent, apart from the server's errors.
     #[arg(long, value_name = "MSGS_PER_S", env = "SOCKECHO_RATE", value_parser = parse_message_rate)]
     pub rate: Option<f64>,
     /// Datagram endpoints: how long a reply may take before the message counts as lost. Also

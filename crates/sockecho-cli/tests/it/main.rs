@@ -5,6 +5,7 @@
 mod support;
 
 mod bench_faults;
+mod bench_rate;
 mod bench_stop;
 mod bench_transports;
 mod cli_env;

@@ -82,18 +82,11 @@ impl<'a> Flow<'a> {
     }
 
     /// Whether the connection has nothing left to do: draining, every queued message out
-    /// (`all_out`), every reply in or given up, and nothing more due.
+    /// (`all_out`), and every reply in or given up. Messages due but not sent by the end of
+    /// the measured period never will be (see [`queue_due`](Flow::queue_due)).
     #[inline]
     pub fn finished(&self, all_out: bool) -> bool {
-        self.draining && all_out && self.window.pending() == 0 && self.nothing_due()
-    }
-
-    /// Whether no scheduled message is still waiting to go out (always, in closed loop).
-    #[inline]
-    pub fn nothing_due(&self) -> bool {
-        self.plan
-            .pacing
-            .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule().end)
+        self.draining && all_out && self.window.pending() == 0
     }
 
     /// The coordinator moved the end earlier (the run was stopped): moves `phase` to match, so
@@ -105,7 +98,7 @@ impl<'a> Flow<'a> {
 
     /// Stops new messages and moves `phase` to the end of the final wait.
     pub fn drain(&mut self, phase: Pin<&mut Sleep>) {
-        self.draining = true;
+        self.start_draining();
         phase.reset(self.ctx.clock.tokio_instant(self.deadline()));
     }
 
@@ -139,21 +132,29 @@ impl<'a> Flow<'a> {
             self.give_up();
             return true;
         }
-        self.draining = true;
+        self.start_draining();
         false
     }
 
-    /// Ends the final wait: messages in flight, and scheduled ones never sent, are lost.
-    pub fn give_up(&mut self) {
-        let totals = &mut self.totals;
-        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
+    /// The measured period is over: no message goes out from here on, so those due and not
+    /// sent are counted as not sent, once.
+    fn start_draining(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
         give_up_unsent(
             self.plan.pacing,
             self.window.next_seq(),
             &self.ctx.schedule(),
-            self.ctx.pattern.size(),
             &mut self.totals,
         );
+    }
+
+    /// Ends the final wait: messages still in flight are lost.
+    pub fn give_up(&mut self) {
+        let totals = &mut self.totals;
+        self.window.lose_all(|m| totals.fault(Fault::Lost, m));
     }
 
     /// The connection failed: every message in flight is lost.
@@ -193,9 +194,17 @@ impl<'a> Flow<'a> {
     /// Open loop: queues every message whose scheduled time has come by `now`, as far as the
     /// pipeline allows, and returns when the next one falls due, if one does before the end of
     /// the measured period and there is room for it. Closed loop: nothing, ever.
+    ///
+    /// Nothing goes out once the measured period is over, even a message due before its end:
+    /// a load generator that fell behind would otherwise go on sending its backlog through the
+    /// final wait, and its last message would count as lost. What was due and not sent is
+    /// counted once, at the end ([`give_up_unsent`](super::plan::give_up_unsent)).
     #[inline]
     pub fn queue_due(&mut self, now: u64) -> Option<u64> {
         let pacing = self.plan.pacing?;
+        if now >= self.ctx.schedule().end {
+            return None;
+        }
         while self.window.has_room(self.ctx.pipeline) {
             let due = pacing.due(self.window.next_seq());
             if due >= self.ctx.schedule().end {
