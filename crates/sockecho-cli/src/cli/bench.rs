@@ -12,9 +12,10 @@ use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, pars
 /// Load an echo server and measure throughput, latency and correctness.
 ///
 /// Every echoed byte is checked; mismatched, truncated, duplicated or lost messages make the exit
-/// code 1, and so does reordering on stream transports (datagrams need not keep their order). Closed loop by default (each connection sends its next message when an
-/// echo comes back); `--rate` switches to open loop, where messages go out on a schedule and
-/// latency counts from the scheduled time.
+/// code 1, and so does reordering on stream transports (datagrams need not keep their order).
+/// Closed loop by default (each connection sends its next message when an echo comes back);
+/// `--rate` switches to open loop, where messages go out on a schedule and latency counts from
+/// the scheduled time.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchOpts {
