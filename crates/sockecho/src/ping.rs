@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::bench::format_size;
+use crate::bench::options::MAX_SIZE;
 use crate::connect::{
     BoxStream, ConnectError, ConnectOptions, DatagramSocket, MAX_UDP_SIZE, Peer,
     connect_stream_with, probe_datagram, resolve,
@@ -205,6 +207,13 @@ pub async fn ping(
         return Err(PingError::Invalid(
             "the message size must be at least 1 byte".into(),
         ));
+    }
+    if config.size > MAX_SIZE {
+        return Err(PingError::Invalid(format!(
+            "a {} message is larger than the {} limit",
+            format_size(config.size),
+            format_size(MAX_SIZE)
+        )));
     }
     if config.interval.is_zero() || config.timeout.is_zero() {
         return Err(PingError::Invalid(

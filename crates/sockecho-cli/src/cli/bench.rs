@@ -7,7 +7,9 @@ use clap::{Args, Subcommand};
 use sockecho::Endpoint;
 
 use crate::cli::common::{IoChoice, TlsClientArgs, Verbosity, boolish};
-use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, parse_sources};
+use crate::parse::{
+    Sources, parse_duration, parse_message_rate, parse_positive_duration, parse_size, parse_sources,
+};
 
 /// Load an echo server and measure throughput, latency and correctness.
 ///
@@ -38,7 +40,7 @@ pub struct BenchOpts {
     pub size: usize,
     /// Length of the measured period (e.g. 10s, 500ms).
     #[arg(short = 'd', long, value_name = "DURATION", env = "SOCKECHO_DURATION", default_value = "10s",
-          value_parser = parse_duration)]
+          value_parser = parse_positive_duration)]
     pub duration: Duration,
     /// Load run first and left out of the results.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_WARMUP", default_value = "1s",
@@ -59,11 +61,11 @@ pub struct BenchOpts {
     /// Datagram endpoints: how long a reply may take before the message counts as lost. Also
     /// how long replies still in flight at the end are waited for.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", default_value = "1s",
-          value_parser = parse_duration)]
+          value_parser = parse_positive_duration)]
     pub timeout: Duration,
     /// How long each connection attempt may take.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_CONNECT_TIMEOUT", default_value = "5s",
-          value_parser = parse_duration)]
+          value_parser = parse_positive_duration)]
     pub connect_timeout: Duration,
     /// Local addresses to connect from, in turn: IP[,IP...] or FIRST-LAST. Each adds about
     /// 28 000 connections to one server address.

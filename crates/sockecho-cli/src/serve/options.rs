@@ -26,7 +26,9 @@ pub fn endpoints(opts: &ServeOpts, inherited: usize) -> Vec<Endpoint> {
 /// The server's settings; reads the TLS certificate and key files when given.
 pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig {
-        idle_timeout: opts.idle_timeout,
+        // 0 means never, as for most servers' idle timeouts: closing every connection at once
+        // would make the server useless.
+        idle_timeout: opts.idle_timeout.filter(|d| !d.is_zero()),
         grace: opts.grace,
         log_data: opts.log_data,
         threads: match opts.threads {

@@ -35,3 +35,4 @@ mod tls_tools;
 mod tls_trust;
 mod udp_offload;
 mod usage_errors;
+mod usage_values;
