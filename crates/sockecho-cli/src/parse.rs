@@ -15,17 +15,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 250ms or 5m"))
 }
 
-/// Parses a duration that must be longer than zero: a timeout, an interval or a run length
-/// of 0 would make the command useless (every reply late, a busy loop, nothing measured).
-pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    let duration = parse_duration(text)?;
-    if duration.is_zero() {
-        return Err(format!(
-            "{:?} is zero; it must be longer than that",
-            text.trim()
-        ));
+/// Parses a duration like [`parse_duration`], refusing zero: a timeout, interval or run length
+/// of 0 would make the command useless (everything closed or late at once, a busy loop,
+/// nothing measured).
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: must be longer than zero")),
+        d => Ok(d),
     }
-    Ok(duration)
 }
 
 /// Parses a TLS certificate fingerprint (`--pin-sha256`): 64 hex digits, colons optional. The
@@ -55,6 +52,18 @@ pub fn parse_listen_addr(text: &str) -> Result<String, String> {
         });
     if !name_ok || port.parse::<u16>().is_err() {
         return Err(bad());
+    }
+    Ok(text.to_owned())
+}
+
+/// Parses an `--identity`: printable text, as a log line, a label value and JSON carry it.
+pub fn parse_identity(text: &str) -> Result<String, String> {
+    const MAX_LEN: usize = 253; // a DNS name, the longest pod or host name
+    if text.is_empty() || text.len() > MAX_LEN || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{text:?} is not a usable name: use 1 to {MAX_LEN} printable characters (or `auto` \
+             for the host name)"
+        ));
     }
     Ok(text.to_owned())
 }
@@ -116,18 +125,20 @@ mod tests {
                 .contains("not a duration")
         );
         assert!(parse_duration("-1").is_err());
+        assert_eq!(
+            parse_nonzero_duration("300ms"),
+            Ok(Duration::from_millis(300))
+        );
+        assert!(parse_nonzero_duration("0").unwrap_err().contains("zero"));
     }
 
     #[test]
-    fn positive_durations() {
-        assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
-        assert!(
-            parse_positive_duration("0")
-                .unwrap_err()
-                .contains("is zero")
-        );
-        assert!(parse_positive_duration("0s").is_err());
-        assert!(parse_positive_duration("soon").is_err());
+    fn identities() {
+        assert_eq!(parse_identity("pod-7"), Ok("pod-7".to_owned()));
+        assert!(parse_identity("").is_err());
+        assert!(parse_identity("a\nb").is_err());
+        assert!(parse_identity("\u{1b}[31m").is_err());
+        assert!(parse_identity(&"x".repeat(254)).is_err());
     }
 
     #[test]

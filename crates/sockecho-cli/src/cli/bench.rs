@@ -1,4 +1,4 @@
-//! `sockecho bench`'s flags, and those of `sockecho bench merge`.
+//! `sockecho bench`'s flags, and those of `sockecho bench merge` and `sockecho bench report`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use sockecho::Endpoint;
 
 use crate::cli::common::{IoChoice, TlsClientArgs, Verbosity, boolish};
 use crate::parse::{
-    Sources, parse_duration, parse_message_rate, parse_positive_duration, parse_size, parse_sources,
+    Sources, parse_duration, parse_message_rate, parse_nonzero_duration, parse_size, parse_sources,
 };
 
 /// Load an echo server and measure throughput, latency and correctness.
@@ -40,7 +40,7 @@ pub struct BenchOpts {
     pub size: usize,
     /// Length of the measured period (e.g. 10s, 500ms).
     #[arg(short = 'd', long, value_name = "DURATION", env = "SOCKECHO_DURATION", default_value = "10s",
-          value_parser = parse_positive_duration)]
+          value_parser = parse_nonzero_duration)]
     pub duration: Duration,
     /// Load run first and left out of the results.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_WARMUP", default_value = "1s",
@@ -61,11 +61,11 @@ pub struct BenchOpts {
     /// Datagram endpoints: how long a reply may take before the message counts as lost. Also
     /// how long replies still in flight at the end are waited for.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", default_value = "1s",
-          value_parser = parse_positive_duration)]
+          value_parser = parse_nonzero_duration)]
     pub timeout: Duration,
     /// How long each connection attempt may take.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_CONNECT_TIMEOUT", default_value = "5s",
-          value_parser = parse_positive_duration)]
+          value_parser = parse_nonzero_duration)]
     pub connect_timeout: Duration,
     /// Local addresses to connect from, in turn: IP[,IP...] or FIRST-LAST. Each adds about
     /// 28 000 connections to one server address.
@@ -88,6 +88,10 @@ pub struct BenchOpts {
     /// Also write the latency histogram to FILE as an HdrHistogram log.
     #[arg(long, value_name = "FILE", env = "SOCKECHO_SAVE_HIST")]
     pub save_hist: Option<PathBuf>,
+    /// Also write the report as a self-contained HTML page to FILE, with the whole latency
+    /// distribution (see `bench report`).
+    #[arg(long, value_name = "FILE", env = "SOCKECHO_HTML")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsClientArgs,
     #[command(flatten)]
@@ -98,6 +102,8 @@ pub struct BenchOpts {
 pub enum BenchCommand {
     /// Combine histogram logs saved with --save-hist into one report.
     Merge(MergeOpts),
+    /// Draw run reports, sweeps and histogram logs as one self-contained HTML page.
+    Report(ReportOpts),
 }
 
 #[derive(Debug, Args)]
@@ -111,4 +117,15 @@ pub struct MergeOpts {
     /// Also write the merged histograms to FILE as an HdrHistogram log.
     #[arg(long, value_name = "FILE")]
     pub save_hist: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportOpts {
+    /// Run reports (`bench --json`, `bench merge --json`), sweeps (`bench sweep --json`) or
+    /// histogram logs (`--save-hist`; their whole latency distribution is drawn).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
 }

@@ -8,7 +8,8 @@ use sockecho::Endpoint;
 
 use crate::cli::common::{IoChoice, LogFormat, Verbosity, boolish};
 use crate::parse::{
-    parse_duration, parse_listen_addr, parse_net, parse_positive_duration, parse_rate,
+    parse_duration, parse_identity, parse_listen_addr, parse_net, parse_nonzero_duration,
+    parse_rate,
 };
 
 #[derive(Debug, Args)]
@@ -54,8 +55,8 @@ pub struct ServeOpts {
     #[arg(long, value_name = "N", env = "SOCKECHO_MAX_CONNS_PER_IP",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns_per_ip: Option<u32>,
-    /// Most datagrams per second from one source address (token bucket, bursts of one
-    /// second's worth); the excess is dropped and counted.
+    /// Most datagrams per second from one source — an IPv4 address or an IPv6 /64 — (token
+    /// bucket, bursts of one second's worth); the excess is dropped and counted.
     #[arg(long, value_name = "RATE", env = "SOCKECHO_UDP_RATE", value_parser = parse_rate)]
     pub udp_rate: Option<f64>,
     /// Answer datagrams from well-known service ports (echo, chargen, DNS, NTP, ...) and
@@ -73,12 +74,29 @@ pub struct ServeOpts {
     /// How long a client may take to finish the TLS handshake before it is dropped.
     /// Must be longer than zero.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TLS_HANDSHAKE_TIMEOUT",
-          value_parser = parse_positive_duration, default_value = "10s")]
+          value_parser = parse_nonzero_duration, default_value = "10s")]
     pub tls_handshake_timeout: Duration,
     /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9100), with
-    /// /metrics, /healthz and /readyz.
+    /// /metrics, /healthz, /readyz and /info.
     #[arg(long, value_name = "ADDR", env = "SOCKECHO_METRICS", value_parser = parse_listen_addr)]
     pub metrics: Option<String>,
+    /// Most connections to the metrics endpoint at once; more are closed at once and counted.
+    /// Their descriptors are kept back from the default --max-conns.
+    #[arg(long, value_name = "N", env = "SOCKECHO_METRICS_MAX_CONNS", default_value_t = 64,
+          requires = "metrics", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub metrics_max_conns: u32,
+    /// How long a metrics client may take to send a whole request head; then it is closed.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_METRICS_HEADER_TIMEOUT",
+          value_parser = parse_nonzero_duration, default_value = "5s", requires = "metrics")]
+    pub metrics_header_timeout: Duration,
+    /// Close a kept-alive metrics connection idle this long between requests.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_METRICS_IDLE_TIMEOUT",
+          value_parser = parse_nonzero_duration, default_value = "30s", requires = "metrics")]
+    pub metrics_idle_timeout: Duration,
+    /// A name for this instance (e.g. the pod name), shown in the `listening on` lines, in the
+    /// sockecho_info metric and on /info; never in echoed data. `auto` takes the host name.
+    #[arg(long, value_name = "NAME", env = "SOCKECHO_IDENTITY", value_parser = parse_identity)]
+    pub identity: Option<String>,
     /// Log format: text for people, json for machines (one object per event).
     #[arg(long, value_enum, env = "SOCKECHO_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

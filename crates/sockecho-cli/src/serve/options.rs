@@ -6,6 +6,7 @@ use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::common::IoChoice;
 use crate::cli::serve::ServeOpts;
+use crate::metrics_conn::Limits;
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
@@ -23,9 +24,38 @@ pub fn endpoints(opts: &ServeOpts, inherited: usize) -> Vec<Endpoint> {
     }
 }
 
+/// This machine's (or pod's) host name.
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `--identity`, with `auto` standing for `hostname`.
+pub fn identity(opts: &ServeOpts, hostname: &str) -> Option<String> {
+    opts.identity.as_ref().map(|name| {
+        if name == "auto" {
+            hostname.to_owned()
+        } else {
+            name.clone()
+        }
+    })
+}
+
+/// The metrics endpoint's bounds.
+pub fn metrics_limits(opts: &ServeOpts) -> Limits {
+    Limits {
+        max_conns: opts.metrics_max_conns as usize,
+        header_timeout: opts.metrics_header_timeout,
+        idle_timeout: opts.metrics_idle_timeout,
+    }
+}
+
 /// The server's settings; reads the TLS certificate and key files when given.
-pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
+pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig {
+        identity,
         // 0 means never, as for most servers' idle timeouts: closing every connection at once
         // would make the server useless.
         idle_timeout: opts.idle_timeout.filter(|d| !d.is_zero()),
@@ -51,6 +81,12 @@ pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
     };
     if let Some(n) = opts.max_conns {
         config.max_conns = n as usize;
+    } else if opts.metrics.is_some() {
+        // The metrics endpoint's connections use descriptors from the same limit.
+        config.max_conns = config
+            .max_conns
+            .saturating_sub(metrics_limits(opts).max_conns)
+            .max(1);
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {

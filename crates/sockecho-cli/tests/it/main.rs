@@ -5,6 +5,7 @@
 mod support;
 
 mod bench_faults;
+mod bench_html;
 mod bench_rate;
 mod bench_stop;
 mod bench_transports;
@@ -15,9 +16,11 @@ mod client_interactive;
 mod client_pipe;
 mod ops_access;
 mod ops_activation;
+mod ops_identity;
 mod ops_limits;
 mod ops_logs_json;
 mod ops_metrics;
+mod ops_metrics_limits;
 mod ops_udp_guard;
 mod ping;
 mod ping_stall;

@@ -48,7 +48,7 @@ fn zero_durations_that_would_make_a_command_useless_are_refused() {
         &["bench", "tcp://127.0.0.1:9", "--timeout", "0"],
         &["bench", "tcp://127.0.0.1:9", "--connect-timeout", "0"],
     ] {
-        assert_rejected(args, "is zero; it must be longer than that");
+        assert_rejected(args, ": must be longer than zero");
     }
 }
 

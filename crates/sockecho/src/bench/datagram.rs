@@ -64,7 +64,7 @@ pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPl
         }
         conn.flow.disconnected();
     }
-    ctx.recorder.totals.borrow_mut().add(&conn.flow.totals);
+    conn.flow.commit();
 }
 
 impl DatagramConn<'_> {

@@ -82,11 +82,35 @@ impl<'a> Flow<'a> {
     }
 
     /// Whether the connection has nothing left to do: draining, every queued message out
-    /// (`all_out`), and every reply in or given up. Messages due but not sent by the end of
-    /// the measured period never will be (see [`queue_due`](Flow::queue_due)).
+    /// (`all_out`), every reply in or given up, and nothing more to send (see
+    /// [`nothing_due`](Flow::nothing_due)).
     #[inline]
     pub fn finished(&self, all_out: bool) -> bool {
-        self.draining && all_out && self.window.pending() == 0
+        self.draining && all_out && self.window.pending() == 0 && self.nothing_due()
+    }
+
+    /// Whether no scheduled message is still waiting to go out (always, in closed loop): none
+    /// is due before the end of the measured period, or the catch-up after it is over.
+    #[inline]
+    pub fn nothing_due(&self) -> bool {
+        self.plan.pacing.is_none_or(|p| {
+            p.due(self.window.next_seq()) >= self.ctx.schedule().end
+                || self.ctx.clock.now() >= self.ctx.catch_up_end()
+        })
+    }
+
+    /// Counts, once the connection is done, the messages due in the measured period that never
+    /// went out (see [`give_up_unsent`]), and adds the connection's counts to its thread's.
+    pub fn commit(&mut self) {
+        if self.draining {
+            give_up_unsent(
+                self.plan.pacing,
+                self.window.next_seq(),
+                &self.ctx.schedule(),
+                &mut self.totals,
+            );
+        }
+        self.ctx.recorder.totals.borrow_mut().add(&self.totals);
     }
 
     /// The coordinator moved the end earlier (the run was stopped): moves `phase` to match, so
@@ -98,7 +122,7 @@ impl<'a> Flow<'a> {
 
     /// Stops new messages and moves `phase` to the end of the final wait.
     pub fn drain(&mut self, phase: Pin<&mut Sleep>) {
-        self.start_draining();
+        self.draining = true;
         phase.reset(self.ctx.clock.tokio_instant(self.deadline()));
     }
 
@@ -132,23 +156,8 @@ impl<'a> Flow<'a> {
             self.give_up();
             return true;
         }
-        self.start_draining();
-        false
-    }
-
-    /// The measured period is over: no message goes out from here on, so those due and not
-    /// sent are counted as not sent, once.
-    fn start_draining(&mut self) {
-        if self.draining {
-            return;
-        }
         self.draining = true;
-        give_up_unsent(
-            self.plan.pacing,
-            self.window.next_seq(),
-            &self.ctx.schedule(),
-            &mut self.totals,
-        );
+        false
     }
 
     /// Ends the final wait: messages still in flight are lost.
@@ -195,14 +204,15 @@ impl<'a> Flow<'a> {
     /// pipeline allows, and returns when the next one falls due, if one does before the end of
     /// the measured period and there is room for it. Closed loop: nothing, ever.
     ///
-    /// Nothing goes out once the measured period is over, even a message due before its end:
-    /// a load generator that fell behind would otherwise go on sending its backlog through the
-    /// final wait, and its last message would count as lost. What was due and not sent is
-    /// counted once, at the end ([`give_up_unsent`](super::plan::give_up_unsent)).
+    /// A message due before the end of the measured period still goes out a little after it
+    /// (a loop woken late), but only until [`ThreadCtx::catch_up_end`]: a load generator that
+    /// fell far behind would otherwise go on sending its backlog through the final wait, and
+    /// its last message would count as lost. What was due and not sent is counted once, when
+    /// the connection is done ([`commit`](Flow::commit)).
     #[inline]
     pub fn queue_due(&mut self, now: u64) -> Option<u64> {
         let pacing = self.plan.pacing?;
-        if now >= self.ctx.schedule().end {
+        if now >= self.ctx.catch_up_end() {
             return None;
         }
         while self.window.has_room(self.ctx.pipeline) {

@@ -18,6 +18,10 @@ use crate::payload::Pattern;
 /// learnt of it before it passes and no message sent after the end counts as measured.
 pub const STOP_POLL: Duration = Duration::from_millis(50);
 
+/// The longest an open-loop connection goes on sending messages due before the end of the
+/// measured period once it has passed, in nanoseconds (see [`ThreadCtx::catch_up_end`]).
+const CATCH_UP: u64 = 100_000_000;
+
 /// The phases of a run, in clock nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -73,7 +77,7 @@ impl Pacing {
     }
 }
 
-/// Open loop, at the end of the final wait: messages scheduled in the measured period that
+/// Open loop, when a connection is done: messages scheduled in the measured period that
 /// never went out are counted as not sent, apart from those sent and lost. Whether the load
 /// generator could not keep up or a slow server kept the pipeline full, no message of theirs
 /// reached the server, so none is blamed on it as lost; the report shows the shortfall
@@ -143,6 +147,14 @@ impl ThreadCtx {
     pub fn deadline(&self, draining: bool) -> u64 {
         let end = self.schedule().end;
         if draining { end + self.timeout_ns } else { end }
+    }
+
+    /// Until when an open-loop connection may still send messages that fell due before the
+    /// end of the measured period: a loop woken a little late catches up, a backlog does not
+    /// run on into the final wait. At most a tenth of a second, and at most half the reply
+    /// timeout, so the last message sent still has time to be answered.
+    pub fn catch_up_end(&self) -> u64 {
+        self.schedule().end + CATCH_UP.min(self.timeout_ns / 2)
     }
 
     /// [`deadline`](ThreadCtx::deadline), after taking in a stop the coordinator may have sent

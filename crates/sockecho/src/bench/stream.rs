@@ -133,13 +133,8 @@ impl<'a> StreamConn<'a> {
     }
 
     /// Adds the connection's counts to its thread's totals.
-    pub fn finish(self) {
-        self.flow
-            .ctx
-            .recorder
-            .totals
-            .borrow_mut()
-            .add(&self.flow.totals);
+    pub fn finish(mut self) {
+        self.flow.commit();
     }
 
     async fn drive(&mut self, socket: &mut impl AsyncWire) -> End {

@@ -22,8 +22,8 @@ pub struct ServerConfig {
     pub access: AccessPolicy,
     /// Most stream connections from one peer address at once (TCP).
     pub max_conns_per_ip: Option<usize>,
-    /// Most datagrams per second from one source address, in bursts of up to one second's
-    /// worth; the excess is dropped.
+    /// Most datagrams per second from one source (an IPv4 address or an IPv6 /64), in bursts
+    /// of up to one second's worth; the excess is dropped.
     pub udp_rate: Option<f64>,
     /// Drop datagrams from well-known service ports and from broadcast or multicast sources,
     /// so two echo services cannot be made to bounce datagrams between them forever.
@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`](super::Server::run) instead.
     pub threads: usize,
+    /// A name for this instance (e.g. a Kubernetes pod name), shown in the `listening on`
+    /// lines so logs gathered from many instances say which one spoke. Never sent to peers.
+    pub identity: Option<String>,
     /// How worker threads do stream I/O. TLS connections and serving without worker threads
     /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
     /// tokio and UDP sockets by a blocking loop each.
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,
+            identity: None,
         }
     }
 }

@@ -265,7 +265,8 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
 }
 
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
-/// failed or stalled handshake is logged as a warning and counted, never more.
+/// failed or stalled handshake is counted and logged as a warning (within the log budget),
+/// never more.
 async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: Arc<Shared>) {
     let counters = shared.counters.transport(conn.transport);
     let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
@@ -286,6 +287,10 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: A
         Err(_) => format!("no handshake within {timeout:?}; closed"),
     };
     TransportCounters::add(&counters.tls_handshake_failures, 1);
+    // A flood of failures is summed up by the server instead (see `log_budget`).
+    if !shared.tls_failure_log.admit(std::time::Instant::now()) {
+        return;
+    }
     tracing::warn!(
         target: CONN_LOG,
         peer = conn.peer,
