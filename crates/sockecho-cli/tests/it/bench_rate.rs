@@ -70,3 +70,27 @@ fn the_table_warns_of_what_was_not_sent() {
     );
     assert!(text.contains("result       OK"), "{text}");
 }
+
+/// A rate so low that the schedule's times pass the clock's range: nothing overflows, the one
+/// message due at the start goes out, and the run ends on time.
+#[test]
+fn a_rate_of_one_message_in_ages_sends_what_is_due() {
+    let server = Server::start(&["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], &["-q"]);
+    for scheme in ["tcp://", "udp://"] {
+        let (code, report, out) = bench_json(&[
+            server.endpoint(scheme),
+            "--rate",
+            "1e-12",
+            "-c",
+            "2",
+            "-d",
+            "300ms",
+            "--warmup",
+            "0s",
+        ]);
+        assert_eq!(code, 0, "{report:#}\n{}", stderr_of(&out));
+        assert_eq!(int(&report, "messages_sent"), 1, "{report:#}");
+        assert_eq!(int(&report, "messages_received"), 1, "{report:#}");
+        assert_eq!(int(&report, "not_sent"), 0, "{report:#}");
+    }
+}

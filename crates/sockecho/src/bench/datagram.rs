@@ -94,7 +94,7 @@ impl DatagramConn<'_> {
             }
             if !loss_armed && let Some(oldest) = self.flow.window.oldest_wire_at() {
                 loss.as_mut()
-                    .reset(clock.tokio_instant(oldest + timeout_ns));
+                    .reset(clock.tokio_instant(oldest.saturating_add(timeout_ns)));
                 loss_armed = true;
             }
             let armed = pacer.as_ref().is_some_and(Pacer::is_armed);

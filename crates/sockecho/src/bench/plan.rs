@@ -57,7 +57,8 @@ impl Pacing {
 
     #[inline]
     pub fn due(&self, n: u64) -> u64 {
-        self.first + (n as f64 * self.step) as u64
+        // Saturating: at very low rates a due time past the clock's range is "never".
+        self.first.saturating_add((n as f64 * self.step) as u64)
     }
 
     /// How many messages are due before `t`.
@@ -146,7 +147,11 @@ impl ThreadCtx {
     /// for replies, which gives the last messages sent the full timeout to be answered.
     pub fn deadline(&self, draining: bool) -> u64 {
         let end = self.schedule().end;
-        if draining { end + self.timeout_ns } else { end }
+        if draining {
+            end.saturating_add(self.timeout_ns)
+        } else {
+            end
+        }
     }
 
     /// Until when an open-loop connection may still send messages that fell due before the
