@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use sockecho::Endpoint;
 
-use crate::cli::common::{IoChoice, TlsClientArgs, Verbosity, boolish};
+use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
 use crate::parse::{
     Sources, parse_duration, parse_message_rate, parse_nonzero_duration, parse_size, parse_sources,
 };
@@ -94,6 +94,8 @@ pub struct BenchOpts {
     pub html: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }

@@ -24,6 +24,7 @@ mod ops_metrics_limits;
 mod ops_udp_guard;
 mod ping;
 mod ping_stall;
+mod proxy_protocol;
 mod serve_datagram;
 mod serve_endpoints;
 mod serve_errors;

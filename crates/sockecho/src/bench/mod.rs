@@ -196,6 +196,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
                 .collect(),
             peer: peer.clone(),
             sources: config.sources.clone(),
+            send_proxy: config.connect.send_proxy,
             pattern: pattern.clone(),
             clock,
             pipeline: config.pipeline,
