@@ -83,7 +83,8 @@ impl DatagramConn<'_> {
         let mut loss_armed = false;
         let mut end = self.flow.ctx.end.clone();
         loop {
-            // Open loop goes on sending what fell due before the end, even in the final wait.
+            // Open loop goes on sending what fell due before the end for a short catch-up
+            // after it (`ThreadCtx::catch_up_end`), not through the whole final wait.
             self.flow.send_due(now, pacer.as_mut());
             let all_sent = match self.flush(socket) {
                 Ok(done) => done,
