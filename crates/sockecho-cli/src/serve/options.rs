@@ -1,12 +1,14 @@
 //! `serve`'s parsed flags turned into the library's `ServerConfig` and endpoint list, so the
 //! server never sees clap.
 
+use sockecho::server::fault::FaultPlan;
 use sockecho::server::{AccessPolicy, IoBackend, ProxyProtocol, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::common::IoChoice;
 use crate::cli::serve::ServeOpts;
 use crate::metrics_conn::Limits;
+use crate::usage::UsageError;
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
@@ -101,6 +103,12 @@ pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<Serv
     }
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
         config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
+    }
+    if !opts.fault.is_empty() {
+        let seed = opts.fault_seed.unwrap_or_else(FaultPlan::random_seed);
+        let plan = FaultPlan::new(opts.fault.clone(), seed)
+            .map_err(|e| UsageError(format!("--fault: {e}")))?;
+        config.faults = Some(plan);
     }
     Ok(config)
 }

@@ -57,6 +57,8 @@ pub enum CloseReason {
     Drained,
     /// The shutdown grace period ended before the connection did.
     Cut,
+    /// An injected fault ended it (`reset-after`, `close-after`).
+    Fault,
 }
 
 impl CloseReason {
@@ -67,6 +69,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::Drained => "server shutdown",
             CloseReason::Cut => "cut at the end of the grace period",
+            CloseReason::Fault => "ended by an injected fault",
         }
     }
 }
