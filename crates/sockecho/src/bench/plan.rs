@@ -19,8 +19,9 @@ use crate::payload::Pattern;
 pub const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// The longest an open-loop connection goes on sending messages due before the end of the
-/// measured period once it has passed, in nanoseconds (see [`ThreadCtx::catch_up_end`]).
-const CATCH_UP: u64 = 100_000_000;
+/// measured period once it has passed, in nanoseconds (see [`ThreadCtx::catch_up_end`]): long
+/// enough for a thread the scheduler kept off its CPU for a while on a busy machine.
+const CATCH_UP: u64 = 1_000_000_000;
 
 /// The phases of a run, in clock nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,9 +156,9 @@ impl ThreadCtx {
     }
 
     /// Until when an open-loop connection may still send messages that fell due before the
-    /// end of the measured period: a loop woken a little late catches up, a backlog does not
-    /// run on into the final wait. At most a tenth of a second, and at most half the reply
-    /// timeout, so the last message sent still has time to be answered.
+    /// end of the measured period: a loop woken late catches up, a backlog does not run on
+    /// through the final wait. Half the reply timeout, so the last message sent still has
+    /// the other half to be answered, and at most a second.
     pub fn catch_up_end(&self) -> u64 {
         self.schedule().end + CATCH_UP.min(self.timeout_ns / 2)
     }
