@@ -21,6 +21,7 @@ use crate::output::{self, Format};
 const SOCKECHO_HEADER: &str = "#[Logged with sockecho";
 
 pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
+    let save_hist = opts.save_hist.as_deref().map(histlog::open).transpose()?;
     let mut runs = Vec::with_capacity(opts.files.len());
     for path in &opts.files {
         let name = if path == Path::new("-") {
@@ -53,7 +54,8 @@ pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
         tracing::warn!("{problem}");
     }
     let merged = merge::merge(&runs);
-    if let Some(path) = &opts.save_hist {
+    let hist_on_stdout = save_hist.as_ref().is_some_and(histlog::HistOut::on_stdout);
+    if let Some(out) = save_hist {
         let start = runs
             .iter()
             .map(|r| r.start)
@@ -65,9 +67,12 @@ pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
             connect: merged.connect.clone(),
             measured_from: start,
         };
-        histlog::save(path, &outcome)?;
+        out.save(&outcome)?;
     }
-    output::print_report(&merged.report, Format::from_json_flag(opts.json))?;
+    // A log on stdout carries the report; anything more would make it unreadable.
+    if !hist_on_stdout {
+        output::print_report(&merged.report, Format::from_json_flag(opts.json))?;
+    }
     Ok(verdict(&merged.report))
 }
 

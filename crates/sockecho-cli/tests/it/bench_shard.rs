@@ -260,3 +260,68 @@ fn a_signal_while_waiting_for_the_start_ends_the_wait() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn churn_shards_split_the_slots_and_the_connection_rate() {
+    let server = Server::start(&["tcp://127.0.0.1:0"], &["-q"]);
+    let dir = temp_dir();
+    let at = UNIX_EPOCH + Duration::from_millis((unix_s(SystemTime::now()) * 1e3) as u64 + 3_000);
+    let logs: Vec<String> = (0..2)
+        .map(|i| {
+            let path = dir.path().join(format!("churn-{i}.hlog"));
+            path.to_str().expect("a UTF-8 temp path").to_owned()
+        })
+        .collect();
+    let children: Vec<Child> = (0..2)
+        .map(|i| {
+            let args = [
+                server.endpoint("tcp://"),
+                "--churn",
+                "--conn-rate",
+                "200",
+                "-c",
+                "5",
+                "-d",
+                "1s",
+                "--warmup",
+                "200ms",
+                "--json",
+                "--shard",
+                &format!("{i}/2"),
+                "--start-at",
+                &rfc3339(at),
+                "--save-hist",
+                &logs[i],
+            ];
+            spawn_bench(&args.map(str::to_owned))
+        })
+        .collect();
+    let reports: Vec<Value> = children
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| report_of(c, &format!("churn shard {i}")))
+        .collect();
+    // Slots 0,2,4 / 1,3; the connection rate is cut in two: every other start of the run.
+    for (r, slots) in reports.iter().zip([3, 2]) {
+        assert_eq!(int(r, "connections"), slots, "{r:#}");
+        assert_eq!(r["ok"], true, "{r:#}");
+        let opened = int(&r["churn"], "connections_opened");
+        assert!(opened.abs_diff(100) <= 5, "{opened} opened: {r:#}");
+    }
+    let opened: u64 = reports
+        .iter()
+        .map(|r| int(&r["churn"], "connections_opened"))
+        .sum();
+
+    let mut args = vec!["bench", "merge", "--json"];
+    args.extend(logs.iter().map(String::as_str));
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(!stderr_of(&out).contains("missing"), "{}", stderr_of(&out));
+    let merged: Value = serde_json::from_str(&stdout_of(&out)).expect("merged JSON");
+    assert_eq!(int(&merged["churn"], "connections_opened"), opened);
+    assert_eq!(int(&merged, "connections"), 5);
+    let sent: u64 = reports.iter().map(|r| int(r, "messages_sent")).sum();
+    assert_eq!(int(&merged, "messages_sent"), sent);
+    assert_eq!(merged["ok"], true, "{merged:#}");
+}

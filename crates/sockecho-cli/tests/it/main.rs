@@ -4,8 +4,10 @@
 
 mod support;
 
+mod bench_churn;
 mod bench_faults;
 mod bench_html;
+mod bench_rate;
 mod bench_shard;
 mod bench_stop;
 mod bench_transports;
@@ -23,6 +25,7 @@ mod ops_metrics;
 mod ops_metrics_limits;
 mod ops_udp_guard;
 mod ping;
+mod ping_stall;
 mod proxy_protocol;
 mod serve_datagram;
 mod serve_endpoints;
@@ -39,3 +42,4 @@ mod tls_tools;
 mod tls_trust;
 mod udp_offload;
 mod usage_errors;
+mod usage_values;

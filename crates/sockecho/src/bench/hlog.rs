@@ -212,6 +212,7 @@ pub(crate) mod tests {
             messages_received: values.len() as u64,
             bytes_sent: 64 * values.len() as u64,
             bytes_received: 64 * values.len() as u64,
+            not_sent: 0,
             msgs_per_s: 0.0,
             bytes_per_s_sent: 0.0,
             bytes_per_s_received: 0.0,
@@ -226,6 +227,7 @@ pub(crate) mod tests {
             start_unix_s: start_secs as f64,
             shard: None,
             host: "loadgen".into(),
+            churn: None,
         };
         report.derive_rates();
         Outcome {

@@ -13,7 +13,9 @@ use hdrhistogram::Histogram;
 
 use super::hlog::LoggedRun;
 use super::recorder::new_histogram;
-use super::report::{ErrorCounts, LatencySummary, Report, round3, round6, unix_seconds};
+use super::report::{
+    ChurnReport, ErrorCounts, LatencySummary, Report, round3, round6, unix_seconds,
+};
 
 /// The merged report and histograms.
 #[derive(Debug, Clone)]
@@ -95,6 +97,7 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         messages_received: sum(&|r| r.messages_received),
         bytes_sent,
         bytes_received: sum(&|r| r.bytes_received),
+        not_sent: sum(&|r| r.not_sent),
         msgs_per_s: 0.0,
         bytes_per_s_sent: 0.0,
         bytes_per_s_received: 0.0,
@@ -116,6 +119,7 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
                 .collect();
             hosts.into_iter().collect::<Vec<_>>().join(", ")
         },
+        churn: merge_churn(&reports, &connect),
     };
     report.derive_rates();
     Merged {
@@ -123,6 +127,29 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         latency,
         connect,
     }
+}
+
+/// The churn figures of several runs: counts add up, and connect times come from the merged
+/// connect histogram (in a churn run it holds the churn connects). First-echo times are kept
+/// only for a single run, since logs do not carry that histogram. `None` if no run churned.
+fn merge_churn(reports: &[Report], connect: &Histogram<u64>) -> Option<ChurnReport> {
+    let churned: Vec<&ChurnReport> = reports.iter().filter_map(|r| r.churn.as_ref()).collect();
+    if churned.is_empty() {
+        return None;
+    }
+    let mut merged = ChurnReport {
+        connections_opened: churned.iter().map(|c| c.connections_opened).sum(),
+        connect_us: LatencySummary::from_histogram(connect),
+        first_echo_us: match churned.as_slice() {
+            [one] => one.first_echo_us,
+            _ => LatencySummary::default(),
+        },
+        ..ChurnReport::default()
+    };
+    for c in &churned {
+        merged.connect_errors.add(&c.connect_errors);
+    }
+    Some(merged)
 }
 
 /// What can be said of a run whose log carries no sockecho report.
@@ -151,6 +178,7 @@ fn foreign_report(run: &LoggedRun) -> Report {
         messages_received: n,
         bytes_sent: 0,
         bytes_received: 0,
+        not_sent: 0,
         msgs_per_s: 0.0,
         bytes_per_s_sent: 0.0,
         bytes_per_s_received: 0.0,
@@ -165,6 +193,7 @@ fn foreign_report(run: &LoggedRun) -> Report {
         start_unix_s: unix_seconds(run.start),
         shard: None,
         host: String::new(),
+        churn: None,
     }
 }
 
