@@ -1,10 +1,9 @@
 //! `bench`'s parsed flags turned into the library's `BenchConfig`, checked as a whole before
 //! anything connects, so the load engine never sees clap.
 
-use sockecho::bench::{BenchConfig, BenchError, LoadIo};
+use sockecho::bench::{BenchConfig, BenchError};
 
 use crate::cli::bench::BenchOpts;
-use crate::cli::common::IoChoice;
 use crate::connect::connect_options;
 use crate::usage::UsageError;
 
@@ -24,21 +23,13 @@ pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
         connect_timeout: opts.connect_timeout,
         connect: connect_options(&opts.tls),
         sources: opts.source.clone().map(|s| s.0).unwrap_or_default(),
-        io: load_io(opts.io),
+        io: opts.io.into(),
         udp_offload: opts.udp_offload,
     };
     match config.validate() {
         Ok(()) => Ok(config),
         Err(BenchError::Invalid(problem)) => Err(UsageError(problem).into()),
         Err(other) => Err(other.into()),
-    }
-}
-
-fn load_io(choice: IoChoice) -> LoadIo {
-    match choice {
-        IoChoice::Auto => LoadIo::Auto,
-        IoChoice::Uring => LoadIo::IoUring,
-        IoChoice::Epoll => LoadIo::Epoll,
     }
 }
 
@@ -75,7 +66,7 @@ mod tests {
         .expect("a valid run");
         assert_eq!(config.connections, 3);
         assert_eq!(config.size, 1024);
-        assert_eq!(config.io, LoadIo::Epoll);
+        assert_eq!(config.io, sockecho::io::IoMode::Epoll);
         assert_eq!(config.endpoint.to_string(), "udp://127.0.0.1:9");
     }
 

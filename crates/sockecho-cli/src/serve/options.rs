@@ -1,11 +1,12 @@
 //! `serve`'s parsed flags turned into the library's `ServerConfig` and endpoint list, so the
 //! server never sees clap.
 
-use sockecho::server::{AccessPolicy, IoBackend, ServerConfig};
+use sockecho::io::IoMode;
+use sockecho::server::{AccessPolicy, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
-use crate::cli::common::IoChoice;
 use crate::cli::serve::ServeOpts;
+use crate::usage::UsageError;
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
@@ -23,8 +24,12 @@ pub fn endpoints(opts: &ServeOpts, inherited: usize) -> Vec<Endpoint> {
     }
 }
 
-/// The server's settings; reads the TLS certificate and key files when given.
+/// The server's settings; reads the TLS certificate and key files when given. An I/O path
+/// this system does not have is a usage error.
 pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
+    if let Some(problem) = IoMode::from(opts.io).unsupported_here() {
+        return Err(UsageError(problem.into()).into());
+    }
     let mut config = ServerConfig {
         idle_timeout: opts.idle_timeout,
         grace: opts.grace,
@@ -40,11 +45,7 @@ pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
         max_conns_per_ip: opts.max_conns_per_ip.map(|n| n as usize),
         udp_rate: opts.udp_rate,
         reflection_guard: !opts.no_reflection_guard,
-        io: match opts.io {
-            IoChoice::Auto => IoBackend::Auto,
-            IoChoice::Uring => IoBackend::IoUring,
-            IoChoice::Epoll => IoBackend::Epoll,
-        },
+        io: IoMode::from(opts.io),
         ..ServerConfig::default()
     };
     if let Some(n) = opts.max_conns {

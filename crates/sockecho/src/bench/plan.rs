@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -138,9 +138,10 @@ impl ThreadCtx {
     }
 
     /// Sleeps until the run starts (for the loops that do not run on tokio).
+    #[cfg(target_os = "linux")]
     pub fn sleep_until_start(&self) {
         let start = self.clock.instant(self.schedule().start);
-        std::thread::sleep(start.saturating_duration_since(Instant::now()));
+        std::thread::sleep(start.saturating_duration_since(std::time::Instant::now()));
     }
 
     /// When the current phase ends: the measured period, or once `draining` the final wait
@@ -152,6 +153,7 @@ impl ThreadCtx {
 
     /// [`deadline`](ThreadCtx::deadline), after taking in a stop the coordinator may have sent
     /// (see [`follow_end`](ThreadCtx::follow_end)).
+    #[cfg(target_os = "linux")]
     pub fn phase_deadline(&self, draining: bool) -> u64 {
         self.follow_end();
         self.deadline(draining)

@@ -98,7 +98,8 @@ pub(crate) struct Reads {
     /// the clock again.
     pub at: Option<u64>,
     /// The read stopped at [`READS_PER_WAKE`] with bytes possibly still waiting, rather than
-    /// at an empty socket.
+    /// at an empty socket. Only the load threads' own loops (Linux) look.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub more: bool,
 }
 
@@ -235,6 +236,7 @@ impl<'a> StreamConn<'a> {
     /// The queued messages not completely written yet: the first one's sequence number, how
     /// many (at most [`WRITE_BATCH`]), and how many bytes of the first are already written.
     /// `None` when everything queued is out.
+    #[cfg(target_os = "linux")]
     pub fn unwritten(&self) -> Option<(u64, usize, usize)> {
         let queued = self.flow.window.next_seq() - self.next_write;
         (queued > 0).then(|| {

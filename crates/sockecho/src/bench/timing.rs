@@ -5,20 +5,25 @@
 //! per message and to subtract. The pacer is a `timerfd` rather than a tokio timer because
 //! tokio's timer wheel has millisecond resolution: a message due at 10.2 ms would go out at
 //! 11 ms, and open-loop latency, measured from the due time, would carry that delay as if the
-//! server had caused it. A timerfd wakes within microseconds of the due time.
+//! server had caused it. A timerfd wakes within microseconds of the due time. timerfd is
+//! Linux's: elsewhere the pacer falls back to tokio's timer, and open-loop latency there carries
+//! up to a millisecond of that rounding.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use rustix::time::{
-    ClockId, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_create,
-    timerfd_settime,
-};
+#[cfg(target_os = "linux")]
 use tokio::io::Interest;
+#[cfg(target_os = "linux")]
 use tokio::io::unix::AsyncFd;
+
+use crate::sys::clock;
+#[cfg(target_os = "linux")]
+use crate::sys::timer::TimerFd;
 
 /// The run's clock: nanoseconds since a base instant.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +31,7 @@ pub struct Clock {
     base: Instant,
     /// `CLOCK_MONOTONIC` at `base`, in nanoseconds, to turn clock times into timerfd deadlines.
     /// `Instant` reads the same clock on Linux, so this is exact up to the gap between two reads.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     base_monotonic: u64,
 }
 
@@ -39,10 +45,9 @@ impl Clock {
     /// A clock whose zero is now.
     pub fn new() -> Clock {
         let base = Instant::now();
-        let ts = rustix::time::clock_gettime(ClockId::Monotonic);
         Clock {
             base,
-            base_monotonic: timespec_nanos(ts),
+            base_monotonic: clock::monotonic_ns(),
         }
     }
 
@@ -62,46 +67,36 @@ impl Clock {
         tokio::time::Instant::from_std(self.instant(at))
     }
 
-    fn monotonic(&self, at: u64) -> Timespec {
-        let total = self.base_monotonic + at;
-        Timespec {
-            tv_sec: (total / 1_000_000_000) as i64,
-            tv_nsec: (total % 1_000_000_000) as i64,
-        }
+    /// `CLOCK_MONOTONIC` nanoseconds at `at`.
+    #[cfg(target_os = "linux")]
+    fn monotonic(&self, at: u64) -> u64 {
+        self.base_monotonic + at
     }
-}
-
-fn timespec_nanos(ts: Timespec) -> u64 {
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// CPU time (user and system) this process has used so far, all threads together.
 pub fn process_cpu_time() -> Duration {
-    Duration::from_nanos(timespec_nanos(rustix::time::clock_gettime(
-        ClockId::ProcessCPUTime,
-    )))
+    Duration::from_nanos(clock::process_cpu_ns())
 }
 
 /// A one-shot timer with microsecond precision (a `timerfd`): readable once its deadline has
 /// passed. [`Pacer`] waits on it through tokio; the plain-socket loop (`reactor`) through its
 /// own epoll set.
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct Timer {
-    fd: OwnedFd,
+    fd: TimerFd,
     clock: Clock,
     /// The deadline it is set for, if any.
     armed: Option<u64>,
 }
 
+#[cfg(target_os = "linux")]
 impl Timer {
     /// A disarmed, non-blocking timer on `clock`.
     pub fn new(clock: Clock) -> io::Result<Timer> {
-        let fd = timerfd_create(
-            TimerfdClockId::Monotonic,
-            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-        )?;
         Ok(Timer {
-            fd,
+            fd: TimerFd::new()?,
             clock,
             armed: None,
         })
@@ -118,19 +113,7 @@ impl Timer {
         if self.armed == Some(at) {
             return Ok(());
         }
-        let mut value = self.clock.monotonic(at);
-        if value.tv_sec == 0 && value.tv_nsec == 0 {
-            // All zeros would disarm the timer instead.
-            value.tv_nsec = 1;
-        }
-        let spec = Itimerspec {
-            it_interval: Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: value,
-        };
-        timerfd_settime(&self.fd, TimerfdTimerFlags::ABSTIME, &spec)?;
+        self.fd.set(self.clock.monotonic(at))?;
         self.armed = Some(at);
         Ok(())
     }
@@ -138,24 +121,22 @@ impl Timer {
     /// Consumes an expiry: `Ok(true)` if the deadline had passed (the timer is now disarmed),
     /// `Ok(false)` if it had not fired.
     pub fn take_expiry(&mut self) -> io::Result<bool> {
-        let mut count = [0u8; 8];
-        match rustix::io::read(&self.fd, &mut count) {
-            Ok(_) => {
-                self.armed = None;
-                Ok(true)
-            }
-            Err(rustix::io::Errno::AGAIN) => Ok(false),
-            Err(e) => Err(e.into()),
+        let fired = self.fd.take_expiry()?;
+        if fired {
+            self.armed = None;
         }
+        Ok(fired)
     }
 }
 
+#[cfg(target_os = "linux")]
 impl AsFd for Timer {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
+#[cfg(target_os = "linux")]
 impl AsRawFd for Timer {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -163,11 +144,13 @@ impl AsRawFd for Timer {
 }
 
 /// A [`Timer`] for tokio tasks, for pacing open-loop sends.
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct Pacer {
     timer: AsyncFd<Timer>,
 }
 
+#[cfg(target_os = "linux")]
 impl Pacer {
     /// A disarmed pacer on `clock`. Needs a tokio runtime with I/O enabled.
     pub fn new(clock: Clock) -> io::Result<Pacer> {
@@ -207,12 +190,53 @@ impl Pacer {
     }
 }
 
+/// Paces open-loop sends on tokio's timer, where there is no timerfd.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+pub struct Pacer {
+    clock: Clock,
+    /// The deadline it is set for, if any.
+    armed: Option<u64>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Pacer {
+    /// A disarmed pacer on `clock`.
+    pub fn new(clock: Clock) -> io::Result<Pacer> {
+        Ok(Pacer { clock, armed: None })
+    }
+
+    /// Whether a deadline is set.
+    pub fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// Sets the timer to fire at `at` (clock nanoseconds); a time already past fires at once.
+    pub fn arm(&mut self, at: u64) -> io::Result<()> {
+        self.armed = Some(at);
+        Ok(())
+    }
+
+    /// Waits until the deadline passes, then leaves the pacer disarmed. Pending forever while
+    /// disarmed. Dropped before the deadline, it stays armed.
+    pub async fn fired(&mut self) -> io::Result<()> {
+        let Some(at) = self.armed else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(self.clock.tokio_instant(at)).await;
+        self.armed = None;
+        Ok(())
+    }
+}
+
 /// Open-loop send times of the connections of a thread's own loop, earliest first. An entry
 /// goes stale when its connection is given another time; the loop tells by comparing with the
 /// time it keeps for that connection.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Default)]
 pub struct SendTimes(BinaryHeap<Reverse<(u64, usize)>>);
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 impl SendTimes {
     /// Connection `conn` sends next at `at`.
     pub fn push(&mut self, at: u64, conn: usize) {

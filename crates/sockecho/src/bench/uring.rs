@@ -35,7 +35,7 @@ use super::plan::{ConnPlan, STOP_POLL, ThreadCtx};
 use super::stream::{StreamConn, WRITE_BATCH, message_slices};
 use super::timing::SendTimes;
 use crate::payload::{HEADER_LEN, header};
-use crate::ring::{
+use crate::sys::uring::{
     AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
     take_completions, transient,
 };

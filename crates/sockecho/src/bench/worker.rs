@@ -5,8 +5,8 @@
 //! A thread first opens its connections and reports how many opened, then waits for the
 //! coordinator's go (the common schedule, or nothing if the run is called off), runs its
 //! connections, and hands back its results: plain TCP and Unix connections in the thread's own
-//! loop (io_uring, [`uring`], or epoll, [`reactor`]), TLS
-//! connections and datagram sockets as one tokio task each.
+//! loop (io_uring, `uring`, or epoll, `reactor`), TLS connections and datagram sockets as one
+//! tokio task each. Off Linux, which has neither loop, plain connections are tokio tasks too.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -22,7 +22,9 @@ use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult, new_histogram}
 use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::wire::StreamSocket;
-use super::{datagram, reactor, stream, uring};
+use super::{datagram, stream};
+#[cfg(target_os = "linux")]
+use super::{reactor, uring};
 use crate::connect::{DatagramSocket, Peer};
 use crate::net_error::describe_connect_error;
 use crate::payload::Pattern;
@@ -43,7 +45,9 @@ pub struct WorkerSpec {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub rate: Option<f64>,
-    /// Plain stream connections run in an io_uring loop (else in an epoll loop).
+    /// Plain stream connections run in an io_uring loop (else in an epoll loop; off Linux, as
+    /// tokio tasks).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub uring: bool,
     /// UDP sockets send and receive several datagrams per system call where they can.
     pub udp_offload: bool,
@@ -130,6 +134,7 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         scratch: RefCell::new(vec![0; (size + 1).max(64 * 1024)]),
         send_buf: RefCell::new(vec![0; size.max(datagram::GSO_BYTES)]),
     });
+    #[cfg(target_os = "linux")]
     let mut plain = Vec::new();
     let mut tasks = Vec::new();
     for (local_rank, (id, socket)) in sockets.into_iter().enumerate() {
@@ -143,6 +148,9 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         let plan = ConnPlan { id, pacing };
         let ctx = ctx.clone();
         match socket {
+            #[cfg(not(target_os = "linux"))]
+            Socket::Stream(s) => tasks.push(tokio::task::spawn_local(stream::run(ctx, s, plan))),
+            #[cfg(target_os = "linux")]
             Socket::Stream(s) => match s.into_fd() {
                 Ok(fd) => plain.push((plan, fd)),
                 Err(e) => {
@@ -158,6 +166,7 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
             }
         }
     }
+    #[cfg(target_os = "linux")]
     if !plain.is_empty() {
         match spec.uring.then(uring::Loop::new) {
             Some(Ok(ring)) => ring.run(&ctx, plain),

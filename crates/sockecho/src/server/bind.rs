@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+use socket2::{Domain, Protocol, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
 use crate::endpoint::{Endpoint, Host, Transport};
@@ -274,7 +274,7 @@ fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Re
         Transport::Udp => (Type::DGRAM, Protocol::UDP),
         _ => (Type::STREAM, Protocol::TCP),
     };
-    let socket = RawSocket::new(domain, ty.nonblocking().cloexec(), Some(proto))?;
+    let socket = crate::sys::socket::nonblocking(domain, ty, proto)?;
     if addr.is_ipv6() {
         socket.set_only_v6(!dual_stack)?;
     }

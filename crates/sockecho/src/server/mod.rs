@@ -7,7 +7,8 @@
 //!   connections echo what has already arrived and close, and whatever is still open after the
 //!   grace period is cut.
 //!
-//! The files form layers, each using only files below it (a test in `layering` checks this):
+//! The files form layers, each using only files below it (the crate's `layering` test checks
+//! this):
 //!
 //! - this file, the public face ([`Server`], [`ServerConfig`]);
 //! - `workers`: worker threads, and the loops each one runs;
@@ -22,8 +23,6 @@ mod config;
 mod conn;
 mod datagram;
 pub mod echo;
-#[cfg(test)]
-mod layering;
 mod shared;
 mod stream;
 #[allow(unsafe_code)]
@@ -37,6 +36,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::io::IoMode;
 use crate::stats::{Counters, Stats};
 use crate::tls::ServerTls;
 use crate::{Endpoint, Transport};
@@ -44,7 +44,7 @@ use shared::Shared;
 
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
-pub use config::{IoBackend, ServerConfig};
+pub use config::ServerConfig;
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
 
 /// A bound server, ready to [`run`](Server::run).
@@ -95,9 +95,9 @@ impl Server {
         // Without worker threads everything is served on the caller's runtime, with epoll; and
         // without plain stream listeners there is nothing for io_uring to serve.
         config.io = if config.threads == 0 || !plain_streams {
-            IoBackend::Epoll
+            IoMode::Epoll
         } else {
-            resolve_io(config.io)?
+            config.io.resolve().map_err(ServeError::IoUring)?
         };
         Ok(Server {
             listeners,
@@ -173,21 +173,6 @@ impl Server {
         workers.finished().await;
         drop(guards);
         shared.counters.snapshot()
-    }
-}
-
-/// Settles `Auto` to what this kernel offers; `IoUring` fails if it is not there.
-fn resolve_io(wanted: IoBackend) -> Result<IoBackend, ServeError> {
-    if wanted == IoBackend::Epoll {
-        return Ok(wanted);
-    }
-    match crate::ring::probe() {
-        Ok(()) => Ok(IoBackend::IoUring),
-        Err(e) if wanted == IoBackend::IoUring => Err(ServeError::IoUring(e)),
-        Err(e) => {
-            tracing::info!("io_uring is not available ({e}); stream I/O uses epoll");
-            Ok(IoBackend::Epoll)
-        }
     }
 }
 

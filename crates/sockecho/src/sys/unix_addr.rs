@@ -1,0 +1,49 @@
+//! Unix datagram addresses, where Linux and other systems differ: Linux has an abstract
+//! namespace (names that are no file), which the clients bind and the server replies to.
+
+use std::io;
+use std::os::unix::net::SocketAddr;
+
+/// A unique address for one client datagram socket, so the server has somewhere to reply. On
+/// Linux an abstract name, so no file is left behind; the clock's nanoseconds keep apart
+/// processes of other PID namespaces that share this network namespace and may have the same
+/// process id. Elsewhere a path in the temporary directory.
+pub(crate) fn client_address() -> io::Result<SocketAddr> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "sockecho-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name.as_bytes())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        SocketAddr::from_pathname(std::env::temp_dir().join(name))
+    }
+}
+
+/// Where to send a reply: the sender's path or (on Linux) abstract name. An unbound sender has
+/// neither.
+pub(crate) fn reply_address(peer: &SocketAddr) -> Option<rustix::net::SocketAddrUnix> {
+    if let Some(path) = peer.as_pathname() {
+        return rustix::net::SocketAddrUnix::new(path).ok();
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        peer.as_abstract_name()
+            .and_then(|name| rustix::net::SocketAddrUnix::new_abstract_name(name).ok())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
