@@ -4,7 +4,7 @@
 //!
 //! Layers, each using only those below it: `main`; the runners (`serve`, `client`, `bench`,
 //! `ping`, `completions`, `man`); what they share (`output`, `connect`, `logging`, `metrics`,
-//! `signals`, `format`, `usage`); the syntax (`cli`); the value parsers (`parse`).
+//! `signals`, `format`, `usage`), with `metrics_conn` below `metrics`; the syntax (`cli`); the value parsers (`parse`).
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -16,6 +16,7 @@ mod format;
 mod logging;
 mod man;
 mod metrics;
+mod metrics_conn;
 mod output;
 mod parse;
 mod ping;

@@ -15,6 +15,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 250ms or 5m"))
 }
 
+/// Parses a duration like [`parse_duration`], refusing zero (which would close everything at
+/// once).
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
+/// Parses an `--identity`: printable text, as a log line, a label value and JSON carry it.
+pub fn parse_identity(text: &str) -> Result<String, String> {
+    const MAX_LEN: usize = 253; // a DNS name, the longest pod or host name
+    if text.is_empty() || text.len() > MAX_LEN || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{text:?} is not a usable name: use 1 to {MAX_LEN} printable characters (or `auto` \
+             for the host name)"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// Parses a byte count: `64`, `1500`, `4KiB`, `1MiB` (the library's notation).
 pub fn parse_size(text: &str) -> Result<usize, String> {
     sockecho::bench::parse_size(text)
@@ -72,6 +93,20 @@ mod tests {
                 .contains("not a duration")
         );
         assert!(parse_duration("-1").is_err());
+        assert_eq!(
+            parse_nonzero_duration("300ms"),
+            Ok(Duration::from_millis(300))
+        );
+        assert!(parse_nonzero_duration("0").unwrap_err().contains("zero"));
+    }
+
+    #[test]
+    fn identities() {
+        assert_eq!(parse_identity("pod-7"), Ok("pod-7".to_owned()));
+        assert!(parse_identity("").is_err());
+        assert!(parse_identity("a\nb").is_err());
+        assert!(parse_identity("\u{1b}[31m").is_err());
+        assert!(parse_identity(&"x".repeat(254)).is_err());
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod io;
 pub mod net_error;
 pub mod payload;
 pub mod ping;
+pub mod proxy_protocol;
 pub mod server;
 pub mod stats;
 mod sys;

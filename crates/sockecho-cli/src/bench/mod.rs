@@ -1,11 +1,13 @@
 //! `sockecho bench`: load an echo server, print what was measured (a table, or JSON with
 //! `--json`), and exit 1 if any echo was wrong or missing. `sockecho bench merge` combines
-//! histogram logs saved with `--save-hist` into one report.
+//! histogram logs saved with `--save-hist` into one report; `sockecho bench report` (and
+//! `--html`) draws runs as an HTML page.
 //!
 //! This file runs the load; the flags' meaning is in `options`, the progress line in
 //! `progress`, signals in `stop`, and the report's formats in `crate::output`.
 
 mod histlog;
+mod html;
 mod merge;
 mod options;
 mod progress;
@@ -24,9 +26,17 @@ use crate::usage::UsageError;
 
 pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
     logging::init(&opts.verbosity);
-    if let Some(BenchCommand::Merge(merge_opts)) = opts.command {
-        return merge::main(merge_opts);
+    match opts.command {
+        Some(BenchCommand::Merge(merge_opts)) => return merge::main(merge_opts),
+        Some(BenchCommand::Report(report_opts)) => return html::main(report_opts),
+        None => {}
     }
+    // Before the run, so that a page that cannot be written does not cost a whole run.
+    let html = opts
+        .html
+        .as_deref()
+        .map(html::HtmlOutput::open)
+        .transpose()?;
     sockecho::limits::raise_fd_limit();
     let config = options::config(&opts)?;
     let show_progress = progress::wanted(opts.verbosity.quiet);
@@ -55,6 +65,9 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         let written = tokio::task::spawn_blocking(move || -> anyhow::Result<ExitCode> {
             if let Some(path) = &save_hist {
                 histlog::save(path, &outcome)?;
+            }
+            if let Some(html) = html {
+                html.write(&outcome)?;
             }
             output::print_report(&outcome.report, format)?;
             Ok(verdict::verdict(&outcome.report))

@@ -1,4 +1,4 @@
-//! `sockecho bench`'s flags, and those of `sockecho bench merge`.
+//! `sockecho bench`'s flags, and those of `sockecho bench merge` and `sockecho bench report`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use sockecho::Endpoint;
 
-use crate::cli::common::{IoChoice, TlsClientArgs, Verbosity, boolish};
+use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
 use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, parse_sources};
 
 /// Load an echo server and measure throughput, latency and correctness.
@@ -84,8 +84,14 @@ pub struct BenchOpts {
     /// Also write the latency histogram to FILE as an HdrHistogram log.
     #[arg(long, value_name = "FILE", env = "SOCKECHO_SAVE_HIST")]
     pub save_hist: Option<PathBuf>,
+    /// Also write the report as a self-contained HTML page to FILE, with the whole latency
+    /// distribution (see `bench report`).
+    #[arg(long, value_name = "FILE", env = "SOCKECHO_HTML")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }
@@ -94,6 +100,8 @@ pub struct BenchOpts {
 pub enum BenchCommand {
     /// Combine histogram logs saved with --save-hist into one report.
     Merge(MergeOpts),
+    /// Draw run reports, sweeps and histogram logs as one self-contained HTML page.
+    Report(ReportOpts),
 }
 
 #[derive(Debug, Args)]
@@ -107,4 +115,15 @@ pub struct MergeOpts {
     /// Also write the merged histograms to FILE as an HdrHistogram log.
     #[arg(long, value_name = "FILE")]
     pub save_hist: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportOpts {
+    /// Run reports (`bench --json`, `bench merge --json`), sweeps (`bench sweep --json`) or
+    /// histogram logs (`--save-hist`; their whole latency distribution is drawn).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use sockecho::Endpoint;
 
 use crate::cli::common::{IoChoice, LogFormat, Verbosity, boolish};
-use crate::parse::{parse_duration, parse_net, parse_rate};
+use crate::parse::{parse_duration, parse_identity, parse_net, parse_nonzero_duration, parse_rate};
 
 #[derive(Debug, Args)]
 pub struct ServeOpts {
@@ -50,8 +50,8 @@ pub struct ServeOpts {
     #[arg(long, value_name = "N", env = "SOCKECHO_MAX_CONNS_PER_IP",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns_per_ip: Option<u32>,
-    /// Most datagrams per second from one source address (token bucket, bursts of one
-    /// second's worth); the excess is dropped and counted.
+    /// Most datagrams per second from one source — an IPv4 address or an IPv6 /64 — (token
+    /// bucket, bursts of one second's worth); the excess is dropped and counted.
     #[arg(long, value_name = "RATE", env = "SOCKECHO_UDP_RATE", value_parser = parse_rate)]
     pub udp_rate: Option<f64>,
     /// Answer datagrams from well-known service ports (echo, chargen, DNS, NTP, ...) and
@@ -70,10 +70,46 @@ pub struct ServeOpts {
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TLS_HANDSHAKE_TIMEOUT",
           value_parser = parse_duration, default_value = "10s")]
     pub tls_handshake_timeout: Duration,
+    /// Expect a PROXY protocol header (v1 text or v2 binary, told apart by their signatures) at
+    /// the start of TCP and TLS connections from --proxy-from peers, before any TLS handshake.
+    /// Each connection is then served as the client the header names: --allow/--deny,
+    /// --max-conns-per-ip, logs and metrics see that address. A peer outside --proxy-from that
+    /// sends a header is refused; other peers are served as themselves.
+    #[arg(long, env = "SOCKECHO_PROXY_PROTOCOL", value_parser = boolish())]
+    pub proxy_protocol: bool,
+    /// Proxies whose PROXY headers are believed (CIDR or one address); repeatable (in the
+    /// variable: separated by commas). Their connections must start with a header, or they are
+    /// closed. Default: loopback only (127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDR", env = "SOCKECHO_PROXY_FROM", value_delimiter = ',',
+          value_parser = parse_net, requires = "proxy_protocol")]
+    pub proxy_from: Vec<ipnet::IpNet>,
+    /// How long a proxy may take to send its whole PROXY header before the connection is
+    /// closed (and how long other peers get to send their first bytes before they are served
+    /// without a header check).
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_PROXY_HEADER_TIMEOUT",
+          value_parser = parse_duration, default_value = "5s")]
+    pub proxy_header_timeout: Duration,
     /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9100), with
-    /// /metrics, /healthz and /readyz.
+    /// /metrics, /healthz, /readyz and /info.
     #[arg(long, value_name = "ADDR", env = "SOCKECHO_METRICS")]
     pub metrics: Option<String>,
+    /// Most connections to the metrics endpoint at once; more are closed at once and counted.
+    /// Their descriptors are kept back from the default --max-conns.
+    #[arg(long, value_name = "N", env = "SOCKECHO_METRICS_MAX_CONNS", default_value_t = 64,
+          requires = "metrics", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub metrics_max_conns: u32,
+    /// How long a metrics client may take to send a whole request head; then it is closed.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_METRICS_HEADER_TIMEOUT",
+          value_parser = parse_nonzero_duration, default_value = "5s", requires = "metrics")]
+    pub metrics_header_timeout: Duration,
+    /// Close a kept-alive metrics connection idle this long between requests.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_METRICS_IDLE_TIMEOUT",
+          value_parser = parse_nonzero_duration, default_value = "30s", requires = "metrics")]
+    pub metrics_idle_timeout: Duration,
+    /// A name for this instance (e.g. the pod name), shown in the `listening on` lines, in the
+    /// sockecho_info metric and on /info; never in echoed data. `auto` takes the host name.
+    #[arg(long, value_name = "NAME", env = "SOCKECHO_IDENTITY", value_parser = parse_identity)]
+    pub identity: Option<String>,
     /// Log format: text for people, json for machines (one object per event).
     #[arg(long, value_enum, env = "SOCKECHO_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -30,14 +30,23 @@ pub fn main(opts: ServeOpts) -> anyhow::Result<ExitCode> {
 async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let inherited = systemd::inherited_sockets()?;
     let endpoints = options::endpoints(&opts, inherited.len());
-    let config = options::config(&opts)?;
+    let hostname = options::hostname();
+    let identity = options::identity(&opts, &hostname);
+    let config = options::config(&opts, identity.clone())?;
     // Signal handlers go in before binding, so a signal that arrives as soon as the
     // "listening" line is out is handled, not fatal.
     let signal = shutdown_signal()?;
     let server = Server::bind_and_adopt(&endpoints, inherited, config).await?;
     let health = Arc::new(Health::default());
     if let Some(addr) = &opts.metrics {
-        let metrics = metrics::bind(addr, server.counters(), health.clone()).await?;
+        let about = metrics::About {
+            identity,
+            hostname,
+            version: env!("CARGO_PKG_VERSION"),
+            listeners: server.endpoints().iter().map(ToString::to_string).collect(),
+        };
+        let limits = options::metrics_limits(&opts);
+        let metrics = metrics::bind(addr, server.counters(), health.clone(), about, limits).await?;
         tokio::spawn(metrics);
     }
     health.set_ready();

@@ -2,10 +2,11 @@
 //! server never sees clap.
 
 use sockecho::io::IoMode;
-use sockecho::server::{AccessPolicy, ServerConfig};
+use sockecho::server::{AccessPolicy, ProxyProtocol, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::serve::ServeOpts;
+use crate::metrics_conn::Limits;
 use crate::usage::UsageError;
 
 /// The tutorial's port.
@@ -24,13 +25,42 @@ pub fn endpoints(opts: &ServeOpts, inherited: usize) -> Vec<Endpoint> {
     }
 }
 
+/// This machine's (or pod's) host name.
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `--identity`, with `auto` standing for `hostname`.
+pub fn identity(opts: &ServeOpts, hostname: &str) -> Option<String> {
+    opts.identity.as_ref().map(|name| {
+        if name == "auto" {
+            hostname.to_owned()
+        } else {
+            name.clone()
+        }
+    })
+}
+
+/// The metrics endpoint's bounds.
+pub fn metrics_limits(opts: &ServeOpts) -> Limits {
+    Limits {
+        max_conns: opts.metrics_max_conns as usize,
+        header_timeout: opts.metrics_header_timeout,
+        idle_timeout: opts.metrics_idle_timeout,
+    }
+}
+
 /// The server's settings; reads the TLS certificate and key files when given. An I/O path
 /// this system does not have is a usage error.
-pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
+pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<ServerConfig> {
     if let Some(problem) = IoMode::from(opts.io).unsupported_here() {
         return Err(UsageError(problem.into()).into());
     }
     let mut config = ServerConfig {
+        identity,
         idle_timeout: opts.idle_timeout,
         grace: opts.grace,
         log_data: opts.log_data,
@@ -50,8 +80,24 @@ pub fn config(opts: &ServeOpts) -> anyhow::Result<ServerConfig> {
     };
     if let Some(n) = opts.max_conns {
         config.max_conns = n as usize;
+    } else if opts.metrics.is_some() {
+        // The metrics endpoint's connections use descriptors from the same limit.
+        config.max_conns = config
+            .max_conns
+            .saturating_sub(metrics_limits(opts).max_conns)
+            .max(1);
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
+    if opts.proxy_protocol {
+        let mut proxy = ProxyProtocol {
+            header_timeout: opts.proxy_header_timeout,
+            ..ProxyProtocol::default()
+        };
+        if !opts.proxy_from.is_empty() {
+            proxy.trusted = opts.proxy_from.clone();
+        }
+        config.proxy_protocol = Some(proxy);
+    }
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
         config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
     }

@@ -5,6 +5,7 @@
 mod support;
 
 mod bench_faults;
+mod bench_html;
 mod bench_stop;
 mod bench_transports;
 mod cli_env;
@@ -14,11 +15,14 @@ mod client_interactive;
 mod client_pipe;
 mod ops_access;
 mod ops_activation;
+mod ops_identity;
 mod ops_limits;
 mod ops_logs_json;
 mod ops_metrics;
+mod ops_metrics_limits;
 mod ops_udp_guard;
 mod ping;
+mod proxy_protocol;
 mod serve_datagram;
 mod serve_endpoints;
 mod serve_errors;

@@ -225,3 +225,51 @@ fn ipv4_clients_of_the_dual_stack_listener_are_matched_as_ipv4() {
     ]);
     assert_no_datagram(&denied, "127.0.0.2 through the dual-stack UDP socket");
 }
+
+#[test]
+fn rules_in_ipv4_mapped_form_apply_to_ipv4_clients_of_the_dual_stack_listener() {
+    let v4 = |addr: std::net::SocketAddr| std::net::SocketAddr::new(ip("127.0.0.1"), addr.port());
+    let v6 = |addr: std::net::SocketAddr| std::net::SocketAddr::new(ip("::1"), addr.port());
+
+    // One mapped address: only that IPv4 client is refused.
+    let server = Server::start(
+        &["tcp://*:0", "udp://*:0"],
+        &flags(&["--deny", "::ffff:127.0.0.1"]),
+    );
+    let metrics = Metrics::of(&server);
+    let (tcp, udp) = (v4(server.tcp()), v4(server.udp()));
+    assert_closed_unserved(
+        &mut tcp_connect_from(ip("127.0.0.1"), tcp),
+        "127.0.0.1 under --deny ::ffff:127.0.0.1",
+    );
+    echo_once(&mut tcp_connect_from(ip("127.0.0.2"), tcp), b"other v4");
+    let denied = udp_from(ip("127.0.0.1"));
+    denied.send_to(b"mapped rule", udp).expect("send");
+    metrics.wait_values(&[(&tcp_rejected("denied"), 1), (&udp_dropped("denied"), 1)]);
+    assert_no_datagram(&denied, "127.0.0.1 under --deny ::ffff:127.0.0.1");
+    drop(server);
+
+    // The whole mapped block is all of IPv4; IPv6 clients are still served.
+    let server = Server::start(&["tcp://*:0"], &flags(&["--deny", "::ffff:0:0/96"]));
+    let metrics = Metrics::of(&server);
+    assert_closed_unserved(
+        &mut tcp_connect_from(ip("127.0.0.1"), v4(server.tcp())),
+        "127.0.0.1 under --deny ::ffff:0:0/96",
+    );
+    echo_once(&mut tcp_connect_from(ip("::1"), v6(server.tcp())), b"v6");
+    metrics.wait_values(&[(&tcp_rejected("denied"), 1), (TCP_CONNECTIONS, 1)]);
+    drop(server);
+
+    // A mapped allow rule serves the IPv4 clients it names, and only them.
+    let server = Server::start(&["tcp://*:0"], &flags(&["--allow", "::ffff:127.0.0.0/104"]));
+    let metrics = Metrics::of(&server);
+    echo_once(
+        &mut tcp_connect_from(ip("127.0.0.1"), v4(server.tcp())),
+        b"allowed by the mapped /104",
+    );
+    assert_closed_unserved(
+        &mut tcp_connect_from(ip("::1"), v6(server.tcp())),
+        "::1 under --allow ::ffff:127.0.0.0/104",
+    );
+    metrics.wait_values(&[(TCP_CONNECTIONS, 1), (&tcp_rejected("denied"), 1)]);
+}

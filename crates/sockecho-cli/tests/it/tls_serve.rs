@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Server, WAIT, echo_once, logged_fingerprint, pattern, run, run_with_input, start_tls_server,
-    start_tls_server_with, stderr_of, tcp_connect, temp_dir, write_cert,
+    Metrics, Server, WAIT, echo_once, logged_fingerprint, pattern, run, run_with_input,
+    start_tls_server, start_tls_server_with, stderr_of, tcp_connect, temp_dir, write_cert,
 };
 use rustix::process::Signal;
 
@@ -323,4 +323,51 @@ fn sigterm_echoes_what_arrived_then_closes_the_tls_stream() {
     drop(tls);
     let status = server.wait_exit(WAIT);
     assert_eq!(status.code(), Some(0), "{}", server.log());
+}
+
+#[test]
+fn a_flood_of_failed_handshakes_is_summarised_not_logged_line_by_line() {
+    const PEERS: usize = 40;
+    let (mut server, addr) = start_tls_server(&[
+        "serve",
+        "tls://127.0.0.1:0",
+        "-q",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let metrics = Metrics::of(&server);
+    for _ in 0..PEERS {
+        let mut plain = tcp_connect(addr);
+        plain
+            .write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .expect("send plain text");
+        read_until_closed(&mut plain, Instant::now());
+    }
+    metrics.wait_values(&[(
+        "sockecho_tls_handshake_failures_total{transport=\"tls\"}",
+        PEERS as u64,
+    )]);
+
+    // The summary of the rest comes at the latest when the server stops.
+    server.signal(Signal::TERM);
+    assert_eq!(server.wait_exit(WAIT).code(), Some(0));
+    let log = server.log();
+    let one_by_one = log
+        .lines()
+        .filter(|l| l.contains("TLS handshake failed"))
+        .count();
+    assert!(
+        (1..=5).contains(&one_by_one),
+        "{one_by_one} failures logged one by one:\n{log}"
+    );
+    let summarised: usize = log
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("WARN ")?;
+            let (n, tail) = rest.trim_start().split_once(' ')?;
+            tail.starts_with("more TLS handshake failures")
+                .then(|| n.parse::<usize>().ok())?
+        })
+        .sum();
+    assert_eq!(one_by_one + summarised, PEERS, "{log}");
 }

@@ -18,6 +18,7 @@
 //! Messages use the format of [`crate::payload`]; sockets are opened by [`crate::connect`].
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
 //! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
+//! - [`html`]: the self-contained HTML report of runs and sweeps.
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
 //! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
@@ -33,6 +34,7 @@ mod datagram;
 mod error;
 mod flow;
 pub mod hlog;
+pub mod html;
 pub mod merge;
 pub mod options;
 mod plan;
@@ -197,6 +199,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
                 .collect(),
             peer: peer.clone(),
             sources: config.sources.clone(),
+            send_proxy: config.connect.send_proxy,
             pattern: pattern.clone(),
             clock,
             pipeline: config.pipeline,

@@ -1,10 +1,9 @@
-//! Who may use the server: allow/deny lists, per-address connection limits, per-source datagram
-//! rate limits, and the UDP reflection guard.
+//! Who may use the server: allow/deny lists, per-address connection limits and the UDP
+//! reflection guard. (Per-source datagram rate limits are in `rate_limit`.)
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use ipnet::IpNet;
 
@@ -18,21 +17,44 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     /// Whether `ip` may be served. IPv4 peers seen through a dual-stack IPv6 socket
-    /// (`::ffff:a.b.c.d`) are matched as the IPv4 addresses they are.
+    /// (`::ffff:a.b.c.d`) are matched as the IPv4 addresses they are, and so are rules written
+    /// in that form (see [`canonical_net`]).
     pub fn permits(&self, ip: IpAddr) -> bool {
         if self.is_open() {
             return true;
         }
         let ip = ip.to_canonical();
-        if self.deny.iter().any(|net| net.contains(&ip)) {
+        let covers = |net: &IpNet| canonical_net(*net).contains(&ip);
+        if self.deny.iter().any(covers) {
             return false;
         }
-        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&ip))
+        self.allow.is_empty() || self.allow.iter().any(covers)
     }
 
     /// Whether no rule is set, so every peer is served without looking at its address.
     pub fn is_open(&self) -> bool {
         self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
+/// A network in the form peers are matched in: a rule inside the IPv4-mapped block
+/// (`::ffff:0:0/96`, prefix 96 or longer) becomes the IPv4 network it maps, so
+/// `::ffff:10.0.0.0/104` is `10.0.0.0/8` and `::ffff:0:0/96` is all of IPv4. Peers are
+/// canonicalised the same way, so a rule matches whichever form either side was written in.
+/// Wider IPv6 rules (such as `::/0`) stay IPv6 and cover IPv6 peers only.
+pub fn canonical_net(net: IpNet) -> IpNet {
+    const MAPPED_PREFIX: u8 = 96;
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= MAPPED_PREFIX => {
+            match v6.network().to_ipv4_mapped() {
+                Some(v4) => {
+                    // The prefix fits: 96..=128 less 96 is 0..=32.
+                    ipnet::Ipv4Net::new(v4, v6.prefix_len() - MAPPED_PREFIX).map_or(net, IpNet::V4)
+                }
+                None => net,
+            }
+        }
+        other => other,
     }
 }
 
@@ -106,63 +128,9 @@ impl Drop for PerIpSlot {
     }
 }
 
-/// A token bucket per source address for `--udp-rate`: each source may send `rate` datagrams
-/// per second on average, in bursts of up to one second's worth.
-#[derive(Debug)]
-pub(crate) struct RateLimiter {
-    rate: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-/// Sources tracked before idle ones are forgotten, so spoofed sources cannot grow the table
-/// without bound.
-const MAX_TRACKED_SOURCES: usize = 65_536;
-
-impl RateLimiter {
-    pub(crate) fn new(rate: f64) -> Self {
-        RateLimiter {
-            rate,
-            buckets: Mutex::default(),
-        }
-    }
-
-    /// Takes a token for one datagram from `ip`; `false` means drop it.
-    pub(crate) fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        let burst = self.rate.max(1.0);
-        let mut buckets = lock(&self.buckets);
-        if buckets.len() >= MAX_TRACKED_SOURCES && !buckets.contains_key(&ip) {
-            // A source whose bucket has refilled is indistinguishable from a new one.
-            let full_after = burst / self.rate;
-            buckets.retain(|_, b| now.duration_since(b.updated).as_secs_f64() < full_after);
-            if buckets.len() >= MAX_TRACKED_SOURCES {
-                return false; // still full: a flood of distinct sources; refuse newcomers
-            }
-        }
-        let bucket = buckets.entry(ip.to_canonical()).or_insert(Bucket {
-            tokens: burst,
-            updated: now,
-        });
-        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Locks a mutex, carrying on if another thread panicked while holding it: the maps stay
 /// consistent after every single operation.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -171,7 +139,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn net(text: &str) -> IpNet {
         text.parse().unwrap()
@@ -193,6 +160,32 @@ mod tests {
         // IPv4 through a dual-stack socket.
         assert!(!policy.permits("::ffff:127.0.0.2".parse().unwrap()));
         assert!(policy.permits("::ffff:127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn rules_in_ipv4_mapped_form_match_ipv4_peers() {
+        let deny = |rule: &str| AccessPolicy {
+            allow: vec![],
+            deny: vec![net(rule)],
+        };
+        let allow = |rule: &str| AccessPolicy {
+            allow: vec![net(rule)],
+            deny: vec![],
+        };
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        for peer in [v4, mapped] {
+            assert!(!deny("::ffff:127.0.0.1/128").permits(peer), "{peer}");
+            assert!(!deny("::ffff:0:0/96").permits(peer), "{peer}");
+            assert!(allow("::ffff:127.0.0.0/104").permits(peer), "{peer}");
+            assert!(!allow("::ffff:10.0.0.0/104").permits(peer), "{peer}");
+            // A rule wider than the mapped block names IPv6 peers only.
+            assert!(deny("::/0").permits(peer), "{peer}");
+        }
+        // The mapped form of a rule covers what its IPv4 form covers, and nothing else.
+        assert!(deny("::ffff:127.0.0.0/104").permits("10.0.0.1".parse().unwrap()));
+        assert!(!allow("::ffff:0:0/96").permits("::1".parse().unwrap()));
+        assert!(deny("::ffff:0:0/96").permits("::1".parse().unwrap()));
     }
 
     #[test]
@@ -223,20 +216,5 @@ mod tests {
         assert!(limit.acquire("127.0.0.2".parse().unwrap()).is_some());
         drop(a);
         assert!(limit.acquire(ip).is_some());
-    }
-
-    #[test]
-    fn token_bucket_allows_rate_with_one_second_burst() {
-        let limiter = RateLimiter::new(10.0);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let start = Instant::now();
-        let burst = (0..30).filter(|_| limiter.allow(ip, start)).count();
-        assert_eq!(burst, 10);
-        // Half a second later, five more tokens.
-        let later = start + Duration::from_millis(500);
-        let refill = (0..30).filter(|_| limiter.allow(ip, later)).count();
-        assert_eq!(refill, 5);
-        // Another source has its own bucket.
-        assert!(limiter.allow("127.0.0.2".parse().unwrap(), later));
     }
 }

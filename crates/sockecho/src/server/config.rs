@@ -1,7 +1,11 @@
-//! What the server is told to do: [`ServerConfig`], filled by the CLI from its flags, with the
-//! choice of stream I/O path ([`IoMode`]) among it.
+//! What the server is told to do: [`ServerConfig`], filled by the CLI from its flags, and the
+//! choices it holds: the stream I/O path ([`IoMode`]) and how PROXY protocol headers are
+//! taken ([`ProxyProtocol`]).
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::access::AccessPolicy;
 use crate::io::IoMode;
@@ -23,8 +27,8 @@ pub struct ServerConfig {
     pub access: AccessPolicy,
     /// Most stream connections from one peer address at once (TCP).
     pub max_conns_per_ip: Option<usize>,
-    /// Most datagrams per second from one source address, in bursts of up to one second's
-    /// worth; the excess is dropped.
+    /// Most datagrams per second from one source (an IPv4 address or an IPv6 /64), in bursts
+    /// of up to one second's worth; the excess is dropped.
     pub udp_rate: Option<f64>,
     /// Drop datagrams from well-known service ports and from broadcast or multicast sources,
     /// so two echo services cannot be made to bounce datagrams between them forever.
@@ -35,10 +39,17 @@ pub struct ServerConfig {
     /// How long a client may take to complete the TLS handshake before it is dropped, so
     /// half-open TLS clients cannot hold connection slots.
     pub tls_handshake_timeout: Duration,
+    /// Take a PROXY protocol header (v1 or v2) at the start of TCP and TLS connections from
+    /// trusted proxies, and serve each connection as the client the header names. `None`: no
+    /// header is looked for, and nothing is spent on it.
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// Worker threads, each with its own single-threaded runtime serving every listener
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`](super::Server::run) instead.
     pub threads: usize,
+    /// A name for this instance (e.g. a Kubernetes pod name), shown in the `listening on`
+    /// lines so logs gathered from many instances say which one spoke. Never sent to peers.
+    pub identity: Option<String>,
     /// How worker threads do stream I/O. TLS connections and serving without worker threads
     /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
     /// tokio and UDP sockets by a blocking loop each.
@@ -57,9 +68,42 @@ impl Default for ServerConfig {
             access: AccessPolicy::default(),
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            proxy_protocol: None,
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,
+            identity: None,
         }
+    }
+}
+
+/// How the server takes PROXY protocol headers (`--proxy-protocol`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// Peers whose headers are believed (the load balancers). They must send one.
+    pub trusted: Vec<IpNet>,
+    /// How long a trusted peer may take to send a whole header; a client that is not a proxy
+    /// gets this long to send its first bytes before it is served as it is.
+    pub header_timeout: Duration,
+}
+
+impl Default for ProxyProtocol {
+    /// Trusts loopback only, so turning the option on never lets a remote peer pick its address.
+    fn default() -> Self {
+        ProxyProtocol {
+            trusted: vec![
+                IpNet::V4(Ipv4Net::new_assert([127, 0, 0, 0].into(), 8)),
+                IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+            ],
+            header_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ProxyProtocol {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|net| net.contains(&ip))
     }
 }

@@ -13,7 +13,8 @@
 //! - this file, the public face ([`Server`], [`ServerConfig`]);
 //! - `workers`: worker threads, and the loops each one runs;
 //! - `stream` (the accept loop, and a connection's life on tokio) over `uring` (the io_uring
-//!   engine), both over `conn` (an admitted connection's identity and accounting); `bind`
+//!   engine), both over `conn` (an admitted connection's identity and accounting), over
+//!   `proxied` (a PROXY protocol header taken before admission); `bind`
 //!   (listening sockets) over `datagram` (the UDP and unixgram echo);
 //! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`].
 
@@ -23,6 +24,9 @@ mod config;
 mod conn;
 mod datagram;
 pub mod echo;
+mod log_budget;
+mod proxied;
+mod rate_limit;
 mod shared;
 mod stream;
 #[allow(unsafe_code)]
@@ -44,7 +48,7 @@ use shared::Shared;
 
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
-pub use config::ServerConfig;
+pub use config::{ProxyProtocol, ServerConfig};
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
 
 /// A bound server, ready to [`run`](Server::run).
@@ -129,7 +133,8 @@ impl Server {
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
             per_ip: self.config.max_conns_per_ip.map(access::PerIpLimit::new),
-            udp_rate: self.config.udp_rate.map(access::RateLimiter::new),
+            udp_rate: self.config.udp_rate.map(rate_limit::RateLimiter::new),
+            tls_failure_log: log_budget::LogBudget::new(std::time::Instant::now()),
             config: self.config,
             counters: self.counters,
             drain: CancellationToken::new(),
@@ -143,16 +148,33 @@ impl Server {
         let mut guards = Vec::new();
         let mut sockets = Vec::new();
         for listener in self.listeners {
-            tracing::info!("listening on {}", listener.endpoint);
+            match &shared.config.identity {
+                Some(identity) => tracing::info!(
+                    identity = identity.as_str(),
+                    "{identity}: listening on {}",
+                    listener.endpoint
+                ),
+                None => tracing::info!("listening on {}", listener.endpoint),
+            }
             guards.push(listener.path_guard);
             sockets.push((listener.socket, listener.endpoint));
         }
         if self.plain_streams {
             tracing::info!("stream I/O: {}", shared.config.io);
         }
+        if let Some(proxy) = &shared.config.proxy_protocol {
+            let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "PROXY protocol on TCP and TLS: headers required from {}, refused from others",
+                trusted.join(", ")
+            );
+        }
         let workers = workers::start(threads, sockets, &shared);
 
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = summarize_tls_failures_periodically(&shared) => {}
+        }
         tracing::info!("shutting down: no new connections, draining open ones");
         shared.drain.cancel();
         let mut workers = workers;
@@ -171,8 +193,40 @@ impl Server {
             shared.tracker.wait().await;
         }
         workers.finished().await;
+        summarize_tls_failures(&shared);
         drop(guards);
         shared.counters.snapshot()
+    }
+}
+
+/// Sums up, every [`log_budget::INTERVAL`], the failed TLS handshakes that were not logged one
+/// by one. Never returns; without TLS it just waits.
+async fn summarize_tls_failures_periodically(shared: &Shared) {
+    if shared.config.tls.is_none() {
+        return std::future::pending().await;
+    }
+    let mut ticks = tokio::time::interval(log_budget::INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        summarize_tls_failures(shared);
+    }
+}
+
+/// Logs how many failed TLS handshakes were held back from the log since the last summary.
+fn summarize_tls_failures(shared: &Shared) {
+    let held_back = shared.tls_failure_log.take_held_back();
+    if held_back > 0 {
+        tracing::warn!(
+            target: crate::CONN_LOG,
+            event = "tls_handshake_failures_summarized",
+            count = held_back,
+            "{held_back} more TLS handshake failures in the last {}s (the first {} of every {}s \
+             are logged one by one; sockecho_tls_handshake_failures_total counts them all)",
+            log_budget::INTERVAL.as_secs(),
+            log_budget::WARNINGS_PER_INTERVAL,
+            log_budget::INTERVAL.as_secs(),
+        );
     }
 }
 

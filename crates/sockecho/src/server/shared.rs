@@ -7,8 +7,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::access::{PerIpLimit, RateLimiter};
+use super::access::PerIpLimit;
 use super::config::ServerConfig;
+use super::log_budget::LogBudget;
+use super::rate_limit::RateLimiter;
 use crate::stats::Counters;
 
 /// What every serving loop of one server shares.
@@ -28,4 +30,6 @@ pub(crate) struct Shared {
     pub(crate) per_ip: Option<Arc<PerIpLimit>>,
     /// Per-source token buckets, when `udp_rate` is set.
     pub(crate) udp_rate: Option<RateLimiter>,
+    /// Which failed TLS handshakes are logged one by one; the rest are summed up.
+    pub(crate) tls_failure_log: LogBudget,
 }
