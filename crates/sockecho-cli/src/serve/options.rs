@@ -2,6 +2,7 @@
 //! server never sees clap.
 
 use sockecho::io::IoMode;
+use sockecho::server::fault::FaultPlan;
 use sockecho::server::{AccessPolicy, ProxyProtocol, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
@@ -100,6 +101,12 @@ pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<Serv
     }
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
         config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
+    }
+    if !opts.fault.is_empty() {
+        let seed = opts.fault_seed.unwrap_or_else(FaultPlan::random_seed);
+        let plan = FaultPlan::new(opts.fault.clone(), seed)
+            .map_err(|e| UsageError(format!("--fault: {e}")))?;
+        config.faults = Some(plan);
     }
     Ok(config)
 }

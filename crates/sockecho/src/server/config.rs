@@ -8,6 +8,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::access::AccessPolicy;
+use super::fault::FaultPlan;
 use crate::io::IoMode;
 use crate::tls::ServerTls;
 
@@ -54,6 +55,9 @@ pub struct ServerConfig {
     /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
     /// tokio and UDP sockets by a blocking loop each.
     pub io: IoMode,
+    /// Faults to inject (`--fault`), on every listener. With stream faults, every stream
+    /// connection is served on the tokio (epoll) path, whatever `io` says.
+    pub faults: Option<FaultPlan>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,
+            faults: None,
             identity: None,
         }
     }

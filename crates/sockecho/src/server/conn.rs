@@ -119,7 +119,7 @@ impl ConnLog {
                         TransportCounters::add(&counters.connections_idle_closed, 1);
                     }
                     CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
-                    CloseReason::PeerClosed | CloseReason::Drained => {}
+                    CloseReason::PeerClosed | CloseReason::Drained | CloseReason::Fault => {}
                 }
                 reason.as_str().to_owned()
             }

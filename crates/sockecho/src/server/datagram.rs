@@ -34,6 +34,7 @@ use crate::Endpoint;
 use std::net::SocketAddr;
 
 use super::access::is_reflection_risk;
+use super::fault::datagram::DatagramFaults;
 use crate::stats::TransportCounters;
 #[cfg(target_os = "linux")]
 use crate::sys::udp::{self, Errno, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
@@ -122,6 +123,11 @@ fn wake(local: SocketAddr) {
 pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc<Shared>) {
     let mut buf = vec![0u8; UDP_BUF];
     let counters = shared.counters.transport(endpoint.transport());
+    let mut faults = shared
+        .config
+        .faults
+        .as_ref()
+        .and_then(|plan| udp_faults(plan, &socket, &endpoint, &shared));
     loop {
         let (len, sender) = tokio::select! {
             biased;
@@ -139,6 +145,16 @@ pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc
             continue;
         }
         log_datagram(&shared, SenderLabel(Some(sender)), data);
+        if let Some(faults) = &mut faults {
+            // Replies are sent without waiting: one the socket cannot take at once is dropped.
+            let answered = faults.answer(data, &sender, |reply, to| {
+                socket.try_send_to(reply, *to).is_ok()
+            });
+            TransportCounters::add(&counters.datagrams, answered.datagrams);
+            TransportCounters::add(&counters.datagram_bytes, answered.bytes);
+            TransportCounters::add(&counters.datagrams_dropped, answered.failed);
+            continue;
+        }
         match socket.send_to(data, sender).await {
             Ok(_) => count_echo(counters, len),
             Err(e) => {
@@ -169,6 +185,11 @@ pub(super) fn receive_coalesced(_socket: &impl AsFd) {}
 fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared: &Shared) {
     let mut batch = UdpBatch::new();
     let counters = shared.counters.transport(endpoint.transport());
+    let mut faults = shared
+        .config
+        .faults
+        .as_ref()
+        .and_then(|plan| udp_faults(plan, socket, endpoint, shared));
     while !shared.drain.is_cancelled() {
         match batch.receive(socket) {
             // Draining: what came with the wake-up is not answered (the listener is closed).
@@ -198,12 +219,41 @@ fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared:
                 true
             }
         });
-        let replied = batch.reply(socket);
+        // One `Option` per batch when no fault is configured.
+        let replied = match &mut faults {
+            None => batch.reply(socket),
+            Some(faults) => batch.reply_with_faults(socket, faults),
+        };
         TransportCounters::add(&counters.datagrams, replied.datagrams);
         TransportCounters::add(&counters.datagram_bytes, replied.bytes);
         TransportCounters::add(&counters.datagrams_dropped, replied.dropped + batch.dropped);
     }
     tracing::debug!("stopped serving {endpoint}");
+}
+
+/// The datagram faults of a UDP socket, if the plan has any. Held-back replies are sent on a
+/// second handle of the socket, from the delay thread.
+fn udp_faults(
+    plan: &super::fault::FaultPlan,
+    socket: &impl AsFd,
+    endpoint: &Endpoint,
+    shared: &Shared,
+) -> Option<DatagramFaults<SocketAddr>> {
+    if !plan.has_datagram_faults() {
+        return None;
+    }
+    let later = match socket.as_fd().try_clone_to_owned() {
+        Ok(later) => std::net::UdpSocket::from(later),
+        Err(e) => {
+            tracing::error!("cannot inject faults on {endpoint}: {e}");
+            return None;
+        }
+    };
+    DatagramFaults::new(plan, 0, shared.counters.clone(), move |data, to| {
+        if let Err(e) = later.send_to(data, to) {
+            tracing::debug!("delayed reply to {to} failed: {e}");
+        }
+    })
 }
 
 /// One received datagram of a batch, or several from one sender that the kernel handed over
@@ -507,6 +557,37 @@ impl UdpBatch {
 }
 
 #[cfg(target_os = "linux")]
+impl UdpBatch {
+    /// Answers every datagram of the batch one by one, with the faults that hit it.
+    fn reply_with_faults(
+        &self,
+        socket: &std::net::UdpSocket,
+        faults: &mut DatagramFaults<SocketAddr>,
+    ) -> Replied {
+        let mut replied = Replied::default();
+        let mut send = |reply: &[u8], to: &SocketAddr| socket.send_to(reply, to).is_ok();
+        for d in &self.got {
+            let Some(to) = sender_address(&d.sender) else {
+                replied.dropped += d.count() as u64;
+                continue;
+            };
+            let data = &self.bufs[d.buf][..d.len];
+            // An empty datagram is one datagram too.
+            let pieces = data
+                .chunks(d.segment.max(1))
+                .chain(data.is_empty().then_some(data));
+            for piece in pieces {
+                let answered = faults.answer(piece, &to, &mut send);
+                replied.datagrams += answered.datagrams;
+                replied.bytes += answered.bytes;
+                replied.dropped += answered.failed;
+            }
+        }
+        replied
+    }
+}
+
+#[cfg(target_os = "linux")]
 impl Replied {
     fn add(&mut self, other: Replied) {
         self.datagrams += other.datagrams;
@@ -582,6 +663,11 @@ fn send_each<'a>(
 pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, shared: Arc<Shared>) {
     let mut buf = vec![0u8; UNIXGRAM_BUF];
     let counters = shared.counters.transport(endpoint.transport());
+    let mut faults = shared
+        .config
+        .faults
+        .as_ref()
+        .and_then(|plan| unixgram_faults(plan, &socket, &endpoint, &shared));
     loop {
         let (len, peer) = tokio::select! {
             biased;
@@ -604,6 +690,16 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
             continue;
         };
         log_datagram(&shared, format_args!("{reply_to:?}"), data);
+        if let Some(faults) = &mut faults {
+            // Replies are sent without waiting: one the socket cannot take at once is dropped.
+            let answered = faults.answer(data, &reply_to, |reply, to| {
+                rustix::net::sendto(&socket, reply, rustix::net::SendFlags::DONTWAIT, to).is_ok()
+            });
+            TransportCounters::add(&counters.datagrams, answered.datagrams);
+            TransportCounters::add(&counters.datagram_bytes, answered.bytes);
+            TransportCounters::add(&counters.datagrams_dropped, answered.failed);
+            continue;
+        }
         let sent = socket
             .async_io(Interest::WRITABLE, || {
                 rustix::net::sendto(
@@ -624,6 +720,31 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
         }
     }
     tracing::debug!("stopped serving {endpoint}");
+}
+
+/// The datagram faults of a Unix datagram socket, if the plan has any; held-back replies leave
+/// from a duplicate of its descriptor.
+fn unixgram_faults(
+    plan: &super::fault::FaultPlan,
+    socket: &UnixDatagram,
+    endpoint: &Endpoint,
+    shared: &Shared,
+) -> Option<DatagramFaults<rustix::net::SocketAddrUnix>> {
+    if !plan.has_datagram_faults() {
+        return None;
+    }
+    let later = match socket.as_fd().try_clone_to_owned() {
+        Ok(later) => later,
+        Err(e) => {
+            tracing::error!("cannot inject faults on {endpoint}: {e}");
+            return None;
+        }
+    };
+    DatagramFaults::new(plan, 0, shared.counters.clone(), move |data, to| {
+        if let Err(e) = rustix::net::sendto(&later, data, rustix::net::SendFlags::DONTWAIT, to) {
+            tracing::debug!("delayed reply to {to:?} failed: {e}");
+        }
+    })
 }
 
 fn count_echo(counters: &TransportCounters, len: usize) {

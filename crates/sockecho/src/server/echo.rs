@@ -59,6 +59,8 @@ pub enum CloseReason {
     Drained,
     /// The shutdown grace period ended before the connection did.
     Cut,
+    /// An injected fault ended it (`reset-after`, `close-after`).
+    Fault,
 }
 
 impl CloseReason {
@@ -69,6 +71,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::Drained => "server shutdown",
             CloseReason::Cut => "cut at the end of the grace period",
+            CloseReason::Fault => "ended by an injected fault",
         }
     }
 }

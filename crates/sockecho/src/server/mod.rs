@@ -16,7 +16,9 @@
 //!   engine), both over `conn` (an admitted connection's identity and accounting), over
 //!   `proxied` (a PROXY protocol header taken before admission); `bind`
 //!   (listening sockets) over `datagram` (the UDP and unixgram echo);
-//! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`].
+//! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`];
+//! - [`fault`], faults injected on demand, beside them: its stream echo sits over `conn`, and
+//!   `stream`, `datagram` and `shared` use its pieces.
 
 pub mod access;
 mod bind;
@@ -24,6 +26,7 @@ mod config;
 mod conn;
 mod datagram;
 pub mod echo;
+pub mod fault;
 mod log_budget;
 mod proxied;
 mod rate_limit;
@@ -96,9 +99,14 @@ impl Server {
         let plain_streams = listeners.iter().any(|l| {
             matches!(l.socket, bind::Socket::Stream(_)) && l.endpoint.transport() != Transport::Tls
         });
-        // Without worker threads everything is served on the caller's runtime, with epoll; and
-        // without plain stream listeners there is nothing for io_uring to serve.
-        config.io = if config.threads == 0 || !plain_streams {
+        // Without worker threads everything is served on the caller's runtime, with epoll;
+        // without plain stream listeners there is nothing for io_uring to serve; and stream
+        // faults are served by their own echo on tokio.
+        let stream_faults = config
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.has_stream_faults());
+        config.io = if config.threads == 0 || !plain_streams || stream_faults {
             IoMode::Epoll
         } else {
             config.io.resolve().map_err(ServeError::IoUring)?
@@ -135,6 +143,11 @@ impl Server {
             per_ip: self.config.max_conns_per_ip.map(access::PerIpLimit::new),
             udp_rate: self.config.udp_rate.map(rate_limit::RateLimiter::new),
             tls_failure_log: log_budget::LogBudget::new(std::time::Instant::now()),
+            stream_faults: self
+                .config
+                .faults
+                .as_ref()
+                .and_then(fault::plan::StreamFaults::new),
             config: self.config,
             counters: self.counters,
             drain: CancellationToken::new(),
@@ -167,6 +180,19 @@ impl Server {
             tracing::info!(
                 "PROXY protocol on TCP and TLS: headers required from {}, refused from others",
                 trusted.join(", ")
+            );
+        }
+        if let Some(plan) = &shared.config.faults {
+            let list: Vec<String> = plan.faults().iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "injecting faults: {} (seed {}; the same seed repeats the same choices){}",
+                list.join(", "),
+                plan.seed(),
+                if plan.has_stream_faults() {
+                    "; stream connections are served on epoll, where faults are applied"
+                } else {
+                    ""
+                }
             );
         }
         let workers = workers::start(threads, sockets, &shared);

@@ -18,6 +18,8 @@ use super::access::PerIpSlot;
 use super::bind::StreamListener;
 use super::conn::{Admitted, ConnLog};
 use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::fault::plan::{Admission, ConnFaults};
+use super::fault::stream::{Resettable, linger_zero};
 use super::proxied::{self, Via};
 use super::shared::Shared;
 use super::uring::{Arrival, EngineHandle};
@@ -157,6 +159,20 @@ pub(crate) async fn serve(
     }
 }
 
+/// Resets a new connection at once (the `refuse` fault): the client sees its connection
+/// reset before any byte comes back.
+fn refuse(accepted: Accepted, peer: &str, shared: &Shared) {
+    if let Accepted::Inet(stream, _) = &accepted {
+        linger_zero(stream);
+    }
+    drop(accepted);
+    shared
+        .counters
+        .faults()
+        .add(super::fault::FaultKind::Refuse, 1);
+    tracing::debug!(target: CONN_LOG, "{peer} refused: injected fault");
+}
+
 /// Serves an admitted connection: on the io_uring `engine` if there is one (plain streams), else
 /// on a task of this worker.
 fn dispatch(
@@ -165,6 +181,15 @@ fn dispatch(
     shared: &Arc<Shared>,
     engine: Option<&Arc<EngineHandle>>,
 ) {
+    // One `Option` per connection when no fault is configured.
+    let faults = match shared.stream_faults.as_ref().map(|f| f.admit()) {
+        None => None,
+        Some(Admission::Serve(faults)) => Some(faults),
+        Some(Admission::Refuse) => {
+            refuse(accepted, &conn.peer, shared);
+            return;
+        }
+    };
     let transport = conn.transport;
     let task_shared = shared.clone();
     let engine = engine.filter(|engine| engine.serving());
@@ -177,9 +202,17 @@ fn dispatch(
     match accepted {
         Accepted::Inet(stream, _) if transport == Transport::Tls => shared
             .tracker
-            .spawn(tls_connection(stream, conn, task_shared)),
-        Accepted::Inet(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
-        Accepted::Unix(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
+            .spawn(tls_connection(stream, conn, task_shared, faults)),
+        Accepted::Inet(stream, _) => {
+            shared
+                .tracker
+                .spawn(connection(stream, conn, task_shared, faults))
+        }
+        Accepted::Unix(stream, _) => {
+            shared
+                .tracker
+                .spawn(connection(stream, conn, task_shared, faults))
+        }
     };
 }
 
@@ -323,7 +356,12 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
 /// failed or stalled handshake is counted and logged as a warning (within the log budget),
 /// never more.
-async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: Arc<Shared>) {
+async fn tls_connection(
+    stream: tokio::net::TcpStream,
+    conn: Admitted,
+    shared: Arc<Shared>,
+    faults: Option<Box<ConnFaults>>,
+) {
     let counters = shared.counters.transport(conn.transport);
     let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
         // Bind makes a certificate whenever there is a TLS endpoint.
@@ -337,7 +375,7 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: A
     };
     let failure = match handshake {
         Ok(Ok(tls)) => {
-            return connection(Generic(tls), conn, shared.clone()).await;
+            return connection(Generic(tls), conn, shared.clone(), faults).await;
         }
         Ok(Err(e)) => crate::tls::describe_handshake_error(&e),
         Err(_) => format!("no handshake within {timeout:?}; closed"),
@@ -358,7 +396,15 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: A
 }
 
 /// Serves one connection until it ends or the grace period cuts it, then logs the summary.
-async fn connection<S: EchoIo>(mut stream: S, conn: Admitted, shared: Arc<Shared>) {
+async fn connection<S: EchoIo + Resettable>(
+    mut stream: S,
+    conn: Admitted,
+    shared: Arc<Shared>,
+    faults: Option<Box<ConnFaults>>,
+) {
+    if let Some(faults) = faults {
+        return super::fault::stream::connection(stream, conn, shared, faults).await;
+    }
     let mut log = ConnLog::opened(&conn, &shared);
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
