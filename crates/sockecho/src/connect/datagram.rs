@@ -46,7 +46,7 @@ impl DatagramSocket {
                 let socket = std::os::unix::net::UnixDatagram::bind_addr(
                     &crate::sys::unix_addr::client_address()?,
                 )?;
-                socket.connect(path)?;
+                super::unix::connect_unix_datagram(&socket, path)?;
                 socket.set_nonblocking(true)?;
                 grow_buffers(&socket, buffer);
                 Ok(DatagramSocket::Unix(UnixDatagram::from_std(socket)?))

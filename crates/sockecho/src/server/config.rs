@@ -22,7 +22,8 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// After shutdown starts, how long open connections get before they are cut.
     pub grace: Duration,
-    /// Log every received payload (lossy UTF-8, trimmed).
+    /// Log every received payload, trimmed and with control characters escaped (see
+    /// [`peer_text`](super::peer_text)).
     pub log_data: bool,
     /// Who may connect or send datagrams (`--allow`, `--deny`).
     pub access: AccessPolicy,

@@ -26,7 +26,6 @@ use std::io::{IoSlice, IoSliceMut};
 #[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 
-use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 
 use super::shared::Shared;
@@ -204,9 +203,13 @@ fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared:
             {
                 continue;
             }
+            Err(e) if is_socket_broken(&e) => {
+                tracing::error!("receive on {endpoint} failed: {e}; this socket stops serving");
+                break;
+            }
             Err(e) => {
                 // ICMP errors from earlier replies (port unreachable) surface here; they
-                // concern one peer, not the socket.
+                // concern one peer, not the socket, and each is reported once.
                 tracing::debug!("receive on {endpoint}: {e}");
                 continue;
             }
@@ -674,6 +677,10 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
             () = shared.drain.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
+                Err(e) if is_socket_broken(&e) => {
+                    tracing::error!("receive on {endpoint} failed: {e}; this socket stops serving");
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!("receive on {endpoint}: {e}");
                     continue;
@@ -689,7 +696,7 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
             );
             continue;
         };
-        log_datagram(&shared, format_args!("{reply_to:?}"), data);
+        log_datagram(&shared, UnixPeer(&reply_to), data);
         if let Some(faults) = &mut faults {
             // Replies are sent without waiting: one the socket cannot take at once is dropped.
             let answered = faults.answer(data, &reply_to, |reply, to| {
@@ -700,22 +707,29 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
             TransportCounters::add(&counters.datagrams_dropped, answered.failed);
             continue;
         }
-        let sent = socket
-            .async_io(Interest::WRITABLE, || {
-                rustix::net::sendto(
-                    socket.as_fd(),
-                    data,
-                    rustix::net::SendFlags::empty(),
-                    &reply_to,
-                )
-                .map_err(io::Error::from)
-            })
-            .await;
+        // Never wait for one peer: a peer that does not read its replies fills its receive
+        // queue (a few datagrams), and waiting for room there would stall every other peer
+        // and the drain. The socket is non-blocking, and sending directly rather than through
+        // the reactor's write readiness means a refusal from one full peer never holds back
+        // the sends to others.
+        let sent = rustix::net::sendto(
+            socket.as_fd(),
+            data,
+            rustix::net::SendFlags::DONTWAIT,
+            &reply_to,
+        );
         match sent {
             Ok(_) => count_echo(counters, len),
             Err(e) => {
                 TransportCounters::add(&counters.datagrams_dropped, 1);
-                tracing::debug!("reply to {reply_to:?} on {endpoint} failed: {e}");
+                if e == rustix::io::Errno::AGAIN {
+                    tracing::debug!(
+                        "dropped a reply to {} on {endpoint}: its receive queue is full",
+                        UnixPeer(&reply_to)
+                    );
+                } else {
+                    tracing::debug!("reply to {} on {endpoint} failed: {e}", UnixPeer(&reply_to));
+                }
             }
         }
     }
@@ -747,6 +761,34 @@ fn unixgram_faults(
     })
 }
 
+/// Whether a receive error means the socket itself is unusable, so that every retry would fail
+/// the same way at once: the loop then stops rather than spin.
+fn is_socket_broken(err: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        err.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::BADF | Errno::NOTSOCK | Errno::INVAL | Errno::FAULT | Errno::OPNOTSUPP)
+    )
+}
+
+/// A Unix datagram peer as logged: its path, or `@` and its abstract name, escaped (the peer
+/// chose it).
+struct UnixPeer<'a>(&'a rustix::net::SocketAddrUnix);
+
+impl std::fmt::Display for UnixPeer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::peer_text::escaped_whole;
+        if let Some(path) = self.0.path_bytes() {
+            return write!(f, "{}", escaped_whole(path));
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(name) = self.0.abstract_name() {
+            return write!(f, "@{}", escaped_whole(name));
+        }
+        f.write_str("(unnamed)")
+    }
+}
+
 fn count_echo(counters: &TransportCounters, len: usize) {
     TransportCounters::add(&counters.datagrams, 1);
     TransportCounters::add(&counters.datagram_bytes, len as u64);
@@ -754,7 +796,7 @@ fn count_echo(counters: &TransportCounters, len: usize) {
 
 fn log_datagram(shared: &Shared, peer: impl std::fmt::Display, data: &[u8]) {
     if shared.config.log_data {
-        tracing::info!(target: crate::DATA_LOG, "{peer}: {}", String::from_utf8_lossy(data).trim());
+        tracing::info!(target: crate::DATA_LOG, "{peer}: {}", super::peer_text::escaped(data));
     } else {
         tracing::trace!("{peer}: {} byte datagram", data.len());
     }

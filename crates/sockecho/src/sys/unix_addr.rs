@@ -1,5 +1,6 @@
-//! Unix datagram addresses, where Linux and other systems differ: Linux has an abstract
-//! namespace (names that are no file), which the clients bind and the server replies to.
+//! Unix socket addresses, where Linux and other systems differ: Linux has an abstract namespace
+//! (names that are no file, `@NAME` in endpoints), which the server may bind, clients may reach
+//! and datagram clients bind to be replied to.
 
 use std::io;
 use std::os::unix::net::SocketAddr;
@@ -27,6 +28,37 @@ pub(crate) fn client_address() -> io::Result<SocketAddr> {
     #[cfg(not(target_os = "linux"))]
     {
         SocketAddr::from_pathname(std::env::temp_dir().join(name))
+    }
+}
+
+/// The address of abstract name `name`. Only Linux has them: elsewhere an error says so.
+pub(crate) fn abstract_address(name: &[u8]) -> io::Result<SocketAddr> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = name;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "abstract Unix socket names (@NAME) need Linux",
+        ))
+    }
+}
+
+/// The abstract name `addr` is bound to, if it is one (never, off Linux).
+pub(crate) fn abstract_name(addr: &SocketAddr) -> Option<&[u8]> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        addr.as_abstract_name()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = addr;
+        None
     }
 }
 
