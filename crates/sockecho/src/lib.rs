@@ -17,8 +17,8 @@
 //! # Ok(()) }
 //! ```
 // No unsafe code, except where io_uring needs it: the server's echo engine (`server::uring`), the
-// load generator's loop (`bench::uring`) and the ring setup and buffer pool they share in the
-// system-call layer (`sys::uring`), each of which says why at every block.
+// load generator's loops (`bench::uring`, `bench::churn::uring`) and the ring setup and buffer
+// pool they share in the system-call layer (`sys::uring`), each of which says why at every block.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 

@@ -7,14 +7,18 @@ use clap::{Args, Subcommand};
 use sockecho::Endpoint;
 
 use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
-use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, parse_sources};
+use crate::parse::{
+    Sources, parse_conn_rate, parse_duration, parse_message_rate, parse_nonzero_duration,
+    parse_size, parse_sources,
+};
 
 /// Load an echo server and measure throughput, latency and correctness.
 ///
-/// Every echoed byte is checked; mismatched, truncated, reordered, duplicated or lost messages
-/// make the exit code 1. Closed loop by default (each connection sends its next message when an
-/// echo comes back); `--rate` switches to open loop, where messages go out on a schedule and
-/// latency counts from the scheduled time.
+/// Every echoed byte is checked; mismatched, truncated, duplicated or lost messages make the exit
+/// code 1, and so does reordering on stream transports (datagrams need not keep their order).
+/// Closed loop by default (each connection sends its next message when an echo comes back);
+/// `--rate` switches to open loop, where messages go out on a schedule and latency counts from
+/// the scheduled time.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchOpts {
@@ -37,7 +41,7 @@ pub struct BenchOpts {
     pub size: usize,
     /// Length of the measured period (e.g. 10s, 500ms).
     #[arg(short = 'd', long, value_name = "DURATION", env = "SOCKECHO_DURATION", default_value = "10s",
-          value_parser = parse_duration)]
+          value_parser = parse_nonzero_duration)]
     pub duration: Duration,
     /// Load run first and left out of the results.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_WARMUP", default_value = "1s",
@@ -51,17 +55,18 @@ pub struct BenchOpts {
     #[arg(short = 't', long, value_name = "N", env = "SOCKECHO_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
-    /// Open loop: messages per second over all connections.
+    /// Open loop: messages per second over all connections (at most 1e9). What bench cannot
+    /// send in time is reported as not sent, apart from the server's errors.
     #[arg(long, value_name = "MSGS_PER_S", env = "SOCKECHO_RATE", value_parser = parse_message_rate)]
     pub rate: Option<f64>,
     /// Datagram endpoints: how long a reply may take before the message counts as lost. Also
     /// how long replies still in flight at the end are waited for.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", default_value = "1s",
-          value_parser = parse_duration)]
+          value_parser = parse_nonzero_duration)]
     pub timeout: Duration,
     /// How long each connection attempt may take.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_CONNECT_TIMEOUT", default_value = "5s",
-          value_parser = parse_duration)]
+          value_parser = parse_nonzero_duration)]
     pub connect_timeout: Duration,
     /// Local addresses to connect from, in turn: IP[,IP...] or FIRST-LAST. Each adds about
     /// 28 000 connections to one server address.
@@ -78,6 +83,34 @@ pub struct BenchOpts {
     /// as from a client that batches (QUIC stacks do). Off by default: one datagram per call.
     #[arg(long, env = "SOCKECHO_UDP_OFFLOAD", value_parser = boolish())]
     pub udp_offload: bool,
+    /// Connection churn, the accept–echo–close workload: each connection exchanges its
+    /// messages (--messages-per-conn, --conn-lifetime), closes (client first) and is replaced
+    /// at once, -c being the connections open at once; with --conn-rate, new connections start
+    /// on a schedule instead. Measures connections per second, connect and first-echo times.
+    #[arg(long, env = "SOCKECHO_CHURN", value_parser = boolish())]
+    pub churn: bool,
+    /// Churn: messages each connection exchanges before it closes [default: 1, or as many as
+    /// fit in --conn-lifetime].
+    #[arg(long, value_name = "N", env = "SOCKECHO_MESSAGES_PER_CONN", requires = "churn",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages_per_conn: Option<u64>,
+    /// Churn: how long each connection goes on sending before it closes.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_CONN_LIFETIME", requires = "churn",
+          value_parser = parse_duration)]
+    pub conn_lifetime: Option<Duration>,
+    /// Churn: how the client closes: fin (orderly; the client's side then waits a minute in
+    /// TIME_WAIT, holding its source port) or rst (SO_LINGER 0: a reset, no TIME_WAIT).
+    #[arg(long, value_enum, value_name = "HOW", env = "SOCKECHO_CLOSE", default_value_t = CloseChoice::Fin)]
+    pub close: CloseChoice,
+    /// Churn, open loop: new connections per second over all of them, each timed from its
+    /// scheduled start; -c caps how many are open at once.
+    #[arg(long, value_name = "CONNS_PER_S", env = "SOCKECHO_CONN_RATE", requires = "churn",
+          value_parser = parse_conn_rate)]
+    pub conn_rate: Option<f64>,
+    /// Churn over TLS: resume sessions (abbreviated handshakes) instead of a full handshake
+    /// per connection.
+    #[arg(long, env = "SOCKECHO_TLS_RESUME", requires = "churn", value_parser = boolish())]
+    pub tls_resume: bool,
     /// Print the report as one JSON object (fields: docs/bench-json.md).
     #[arg(long, env = "SOCKECHO_JSON", value_parser = boolish())]
     pub json: bool,
@@ -94,6 +127,13 @@ pub struct BenchOpts {
     pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// How a churn connection closes (`--close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloseChoice {
+    Fin,
+    Rst,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 use sockecho::io::IoMode;
 
+use crate::parse::parse_fingerprint;
+
 /// Which server certificates a client accepts on `tls://` endpoints.
 #[derive(Debug, Clone, Args)]
 pub struct TlsClientArgs {
@@ -20,7 +22,8 @@ pub struct TlsClientArgs {
         long,
         value_name = "FINGERPRINT",
         env = "SOCKECHO_PIN_SHA256",
-        conflicts_with = "insecure"
+        conflicts_with = "insecure",
+        value_parser = parse_fingerprint
     )]
     pub pin_sha256: Option<String>,
     /// Accept any server certificate. The traffic is encrypted, but anyone on the path can

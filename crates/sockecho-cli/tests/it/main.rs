@@ -4,8 +4,10 @@
 
 mod support;
 
+mod bench_churn;
 mod bench_faults;
 mod bench_html;
+mod bench_rate;
 mod bench_stop;
 mod bench_transports;
 mod cli_env;
@@ -22,6 +24,7 @@ mod ops_metrics;
 mod ops_metrics_limits;
 mod ops_udp_guard;
 mod ping;
+mod ping_stall;
 mod proxy_protocol;
 mod serve_datagram;
 mod serve_endpoints;
@@ -40,3 +43,4 @@ mod tls_trust;
 #[cfg(target_os = "linux")]
 mod udp_offload;
 mod usage_errors;
+mod usage_values;

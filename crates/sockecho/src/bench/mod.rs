@@ -14,6 +14,8 @@
 //! - [`worker`]: load threads, each an event loop with its own recorder (private); plain TCP
 //!   and Unix connections run in the thread's own loop, [`uring`] (io_uring) or [`reactor`]
 //!   (epoll) (private).
+//! - [`churn`]: connection churn, where each connection exchanges a few messages, closes and
+//!   is replaced (private).
 //!
 //! Messages use the format of [`crate::payload`]; sockets are opened by [`crate::connect`].
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
@@ -30,6 +32,7 @@
 //! is usually enough: a thread drives a few hundred thousand round trips per second, and a
 //! benchmark that uses fewer CPUs leaves more of them to the server it measures.
 
+mod churn;
 mod datagram;
 mod error;
 mod flow;
@@ -63,9 +66,11 @@ use crate::connect::{Peer, udp_segmentation_supported};
 use crate::io::IoMode;
 use crate::payload::Pattern;
 pub use error::BenchError;
-pub use options::{BenchConfig, Mode, format_size, parse_size, parse_sources};
+pub use options::{
+    BenchConfig, Churn, Close, MAX_RATE, Mode, format_size, parse_size, parse_sources,
+};
 pub use recorder::LiveCounters;
-pub use report::{ErrorCounts, LatencySummary, Report};
+pub use report::{ChurnReport, ConnectErrors, ErrorCounts, LatencySummary, Report};
 pub use timing::process_cpu_time;
 
 use plan::Schedule;
@@ -210,6 +215,9 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             udp_offload,
             end: end_rx.clone(),
             live,
+            churn: config.churn,
+            index,
+            threads,
         };
         let handoff = Handoff {
             connected: c_tx,
@@ -304,6 +312,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     let mut total = ThreadResult {
         latency: new_histogram(),
         connect: new_histogram(),
+        first_echo: new_histogram(),
         totals: Default::default(),
     };
     for r in &results {
@@ -315,6 +324,14 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             "the kernel refused segmented sends on {} UDP socket(s), which then sent one datagram \
              per call: the report does not count as --udp-offload",
             t.offload_refused
+        );
+    }
+    if t.not_sent > 0 {
+        tracing::warn!(
+            "the load generator fell behind its schedule: {} of the messages due in the measured \
+             period were never sent (not counted as sent or lost); the rate asked for was not \
+             reached, so lower --rate, or add --threads, connections or --pipeline",
+            t.not_sent
         );
     }
     let mut report = Report {
@@ -336,6 +353,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         messages_received: t.messages_received,
         bytes_sent: t.bytes_sent,
         bytes_received: t.bytes_received,
+        not_sent: t.not_sent,
         msgs_per_s: 0.0,
         bytes_per_s_sent: 0.0,
         bytes_per_s_received: 0.0,
@@ -347,6 +365,13 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         ok: false,
         interrupted,
         runs: 1,
+        churn: config.churn.map(|_| ChurnReport {
+            connections_opened: t.connections_opened,
+            connections_per_s: 0.0,
+            connect_us: LatencySummary::from_histogram(&total.connect),
+            first_echo_us: LatencySummary::from_histogram(&total.first_echo),
+            connect_errors: t.connect_errors,
+        }),
     };
     report.derive_rates();
     Ok(Outcome {

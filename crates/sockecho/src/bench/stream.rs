@@ -133,14 +133,23 @@ impl<'a> StreamConn<'a> {
         }
     }
 
+    /// Churn: a new connection of this slot is open at `now` (its attempt began at `began`);
+    /// see [`Flow::restart`].
+    pub fn restart(&mut self, began: u64, now: u64) {
+        self.next_write = 0;
+        self.write_offset = 0;
+        self.incoming = Incoming::new();
+        self.flow.restart(began, now);
+    }
+
+    /// Churn: whether the connection has exchanged what it was to (see [`Flow::exchanged`]).
+    pub fn exchanged(&self, now: u64) -> bool {
+        self.flow.exchanged(self.unwritten().is_none(), now)
+    }
+
     /// Adds the connection's counts to its thread's totals.
-    pub fn finish(self) {
-        self.flow
-            .ctx
-            .recorder
-            .totals
-            .borrow_mut()
-            .add(&self.flow.totals);
+    pub fn finish(mut self) {
+        self.flow.commit();
     }
 
     async fn drive(&mut self, socket: &mut impl AsyncWire) -> End {
@@ -153,7 +162,8 @@ impl<'a> StreamConn<'a> {
         tokio::pin!(phase);
         let mut end = self.flow.ctx.end.clone();
         loop {
-            // Open loop goes on sending what fell due before the end, even in the final wait.
+            // Open loop goes on sending what fell due before the end for a short catch-up
+            // after it (`ThreadCtx::catch_up_end`), not through the whole final wait.
             self.flow.send_due(now, pacer.as_mut());
             let all_written = match self.flush(socket) {
                 Ok(done) => done,
@@ -236,7 +246,6 @@ impl<'a> StreamConn<'a> {
     /// The queued messages not completely written yet: the first one's sequence number, how
     /// many (at most [`WRITE_BATCH`]), and how many bytes of the first are already written.
     /// `None` when everything queued is out.
-    #[cfg(target_os = "linux")]
     pub fn unwritten(&self) -> Option<(u64, usize, usize)> {
         let queued = self.flow.window.next_seq() - self.next_write;
         (queued > 0).then(|| {
@@ -285,7 +294,9 @@ impl<'a> StreamConn<'a> {
             last = Some(now);
             let answered = self.consume(&scratch[..n], now);
             ctx.live.add(answered, n as u64);
-            if n < scratch.len() {
+            // A churn connection that is done reads no further: the server may close right
+            // after its last reply, and that end is not a failure.
+            if n < scratch.len() || self.exchanged(now) {
                 // A short read emptied the socket.
                 return Ok(Reads {
                     at: last,
@@ -399,8 +410,7 @@ impl<'a> StreamConn<'a> {
         }
         if freed
             && self.flow.plan.pacing.is_none()
-            && !self.flow.draining
-            && now < self.flow.ctx.schedule().end
+            && self.flow.may_send(now)
             && self.flow.window.has_room(self.flow.ctx.pipeline)
         {
             self.flow.push(now, now);

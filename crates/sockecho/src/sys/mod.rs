@@ -25,8 +25,8 @@
 //! # Unsafe code
 //!
 //! `unsafe` lives in [`uring`] (ring setup and the provided-buffer pool the kernel writes into)
-//! and in the two io_uring engines that queue requests pointing into their memory
-//! (`server::uring`, `bench::uring`); every block says why it holds.
+//! and in the io_uring engines that queue requests pointing into their memory
+//! (`server::uring`, `bench::uring`, `bench::churn::uring`); every block says why it holds.
 
 pub(crate) mod clock;
 pub mod rlimit;

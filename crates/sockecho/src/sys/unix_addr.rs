@@ -79,3 +79,21 @@ pub(crate) fn reply_address(peer: &SocketAddr) -> Option<rustix::net::SocketAddr
         None
     }
 }
+
+/// Abstract name `name` as a connect takes it: rustix's form for the `connect` call, socket2's
+/// for an io_uring connect request, which points at the raw address.
+#[cfg(target_os = "linux")]
+pub(crate) fn abstract_connect_addresses(
+    name: &[u8],
+) -> io::Result<(rustix::net::SocketAddrUnix, socket2::SockAddr)> {
+    use std::os::unix::ffi::OsStrExt;
+    // socket2 takes an abstract name as a path whose first byte is NUL.
+    let mut raw = Vec::with_capacity(name.len() + 1);
+    raw.push(0u8);
+    raw.extend_from_slice(name);
+    let sockaddr = socket2::SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
+    Ok((
+        rustix::net::SocketAddrUnix::new_abstract_name(name)?,
+        sockaddr,
+    ))
+}
