@@ -70,7 +70,8 @@ ip netns exec "$SRV" timeout 120 "$BIN" serve -q "tcp://$SERVER_IP:54000" "udp:/
   >"$WORK/serve.log" 2>&1 &
 PIDS+=($!)
 for ((i = 0; i < 100; i++)); do
-  [ "$(grep -c 'listening on' "$WORK/serve.log")" = 2 ] && break
+  # The background shell may not have created the log yet.
+  [ "$(grep -c 'listening on' "$WORK/serve.log" 2>/dev/null)" = 2 ] && break
   sleep 0.1
 done
 [ "$(grep -c 'listening on' "$WORK/serve.log")" = 2 ] || { cat "$WORK/serve.log" >&2; die "the server did not start"; }

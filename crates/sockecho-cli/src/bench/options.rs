@@ -1,10 +1,9 @@
 //! `bench`'s parsed flags turned into the library's `BenchConfig`, checked as a whole before
 //! anything connects, so the load engine never sees clap.
 
-use sockecho::bench::{BenchConfig, BenchError, Churn, Close, LoadIo, Shard};
+use sockecho::bench::{BenchConfig, BenchError, Churn, Close, Shard};
 
 use crate::cli::bench::{BenchOpts, CloseChoice};
-use crate::cli::common::IoChoice;
 use crate::connect::connect_options;
 use crate::usage::UsageError;
 
@@ -34,7 +33,7 @@ fn config_with_index(opts: &BenchOpts, job_index: Option<&str>) -> anyhow::Resul
         connect_timeout: opts.connect_timeout,
         connect: connect_options(&opts.tls, &opts.send_proxy),
         sources: opts.source.clone().map(|s| s.0).unwrap_or_default(),
-        io: load_io(opts.io),
+        io: opts.io.into(),
         udp_offload: opts.udp_offload,
         churn: opts.churn.then(|| churn(opts)),
     };
@@ -94,14 +93,6 @@ fn churn(opts: &BenchOpts) -> Churn {
     }
 }
 
-fn load_io(choice: IoChoice) -> LoadIo {
-    match choice {
-        IoChoice::Auto => LoadIo::Auto,
-        IoChoice::Uring => LoadIo::IoUring,
-        IoChoice::Epoll => LoadIo::Epoll,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -135,7 +126,7 @@ mod tests {
         .expect("a valid run");
         assert_eq!(config.connections, 3);
         assert_eq!(config.size, 1024);
-        assert_eq!(config.io, LoadIo::Epoll);
+        assert_eq!(config.io, sockecho::io::IoMode::Epoll);
         assert_eq!(config.endpoint.to_string(), "udp://127.0.0.1:9");
     }
 
