@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// Which server certificates a client accepts on `tls://` endpoints.
+/// Which server certificates a client accepts on `tls://` and `wss://` endpoints.
 #[derive(Debug, Clone, Args)]
 pub struct TlsClientArgs {
     /// Trust the CA certificate(s) in this PEM file instead of the system's roots.

@@ -158,15 +158,20 @@ impl BenchConfig {
             return invalid(format!("the rate must be a positive number, not {rate}"));
         }
         if self.connect.send_proxy.is_some()
-            && !matches!(self.endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_))
+            && !matches!(
+                self.endpoint,
+                Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Ws(_) | Endpoint::Wss(_)
+            )
         {
             return invalid(
-                "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+                "a PROXY header (--send-proxy) goes on tcp, tls, ws and wss endpoints only".into(),
             );
         }
         if !self.sources.is_empty() {
             let Some(hp) = self.endpoint.host_port() else {
-                return invalid("source addresses apply to tcp, tls and udp endpoints only".into());
+                return invalid(
+                    "source addresses apply to tcp, tls, ws, wss and udp endpoints only".into(),
+                );
             };
             if let crate::Host::Ip(server) = hp.host
                 && let Some(bad) = self

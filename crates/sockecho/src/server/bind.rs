@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Protocol, Socket as RawSocket, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
-use crate::endpoint::{Endpoint, Host, Transport};
+use crate::endpoint::{Endpoint, Host, HostPort, Transport};
 use crate::net_error::describe_bind_error;
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`.
@@ -188,32 +188,10 @@ fn unix_path(path: Option<&Path>) -> PathBuf {
 pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeError> {
     match endpoint {
         Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => {
-            let transport = endpoint.transport();
-            let addrs = hp.resolve().await.map_err(|e| {
-                ServeError::other(
-                    endpoint,
-                    format!(
-                        "cannot resolve host {}: {}",
-                        hp.host,
-                        crate::net_error::plain(&e)
-                    ),
-                )
-            })?;
-            if hp.host == Host::Any {
-                return bind_any(endpoint, transport, addrs).await;
-            }
-            let mut out: Vec<Listener> = Vec::new();
-            for mut addr in addrs {
-                if let Some(first) = out.first()
-                    && addr.port() == 0
-                {
-                    addr.set_port(first.endpoint.host_port().map_or(0, |hp| hp.port));
-                }
-                out.push(
-                    bind_inet(transport, addr, false).map_err(|e| ServeError::io(endpoint, e))?,
-                );
-            }
-            Ok(out)
+            bind_host_port(endpoint, hp).await
+        }
+        Endpoint::Ws(target) | Endpoint::Wss(target) => {
+            bind_host_port(endpoint, &target.addr).await
         }
         Endpoint::Unix(path) => {
             prepare_unix_path(endpoint, path, Transport::Unix)?;
@@ -236,16 +214,42 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
     }
 }
 
+/// Binds a TCP, UDP, TLS or WebSocket endpoint at each address its host stands for.
+async fn bind_host_port(endpoint: &Endpoint, hp: &HostPort) -> Result<Vec<Listener>, ServeError> {
+    let addrs = hp.resolve().await.map_err(|e| {
+        ServeError::other(
+            endpoint,
+            format!(
+                "cannot resolve host {}: {}",
+                hp.host,
+                crate::net_error::plain(&e)
+            ),
+        )
+    })?;
+    if hp.host == Host::Any {
+        return bind_any(endpoint, addrs).await;
+    }
+    let mut out: Vec<Listener> = Vec::new();
+    for mut addr in addrs {
+        if let Some(first) = out.first()
+            && addr.port() == 0
+        {
+            addr.set_port(first.endpoint.host_port().map_or(0, |hp| hp.port));
+        }
+        out.push(bind_inet(endpoint, addr, false).map_err(|e| ServeError::io(endpoint, e))?);
+    }
+    Ok(out)
+}
+
 /// All interfaces: one dual-stack IPv6 socket that also takes IPv4, or IPv4 alone where the
 /// host has no IPv6.
 async fn bind_any(
     endpoint: &Endpoint,
-    transport: Transport,
     addrs: Vec<SocketAddr>,
 ) -> Result<Vec<Listener>, ServeError> {
     let mut last_err = None;
     for addr in addrs {
-        match bind_inet(transport, addr, true) {
+        match bind_inet(endpoint, addr, true) {
             Ok(listener) => return Ok(vec![listener]),
             Err(e) if addr.is_ipv6() && is_no_ipv6(&e) => {
                 tracing::debug!("IPv6 unavailable ({e}); listening on IPv4 only");
@@ -268,7 +272,8 @@ fn is_no_ipv6(err: &io::Error) -> bool {
     )
 }
 
-fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Result<Listener> {
+fn bind_inet(endpoint: &Endpoint, addr: SocketAddr, dual_stack: bool) -> io::Result<Listener> {
+    let transport = endpoint.transport();
     let domain = Domain::for_address(addr);
     let (ty, proto) = match transport {
         Transport::Udp => (Type::DGRAM, Protocol::UDP),
@@ -296,14 +301,15 @@ fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Re
         let listener = TcpListener::from_std(socket.into())?;
         let local = listener.local_addr()?;
         let listener = match transport {
-            Transport::Tls => StreamListener::Tls(listener),
+            // WebSocket listeners accept like TCP and TLS ones; the endpoint says what follows.
+            Transport::Tls | Transport::Wss => StreamListener::Tls(listener),
             _ => StreamListener::Tcp(listener),
         };
         (Socket::Stream(listener), local)
     };
     Ok(Listener {
         socket: bound.0,
-        endpoint: Endpoint::inet(transport, bound.1),
+        endpoint: endpoint.at(bound.1),
         path_guard: None,
     })
 }

@@ -1,5 +1,6 @@
-//! Stream listeners (TCP, Unix): the accept loop, and the life of one connection on the tokio
-//! path (TLS always; plain connections unless an io_uring engine takes them over).
+//! Stream listeners (TCP, TLS, WebSocket, Unix): the accept loop, and the life of one
+//! connection on the tokio path (TLS and WebSocket always; plain connections unless an io_uring
+//! engine takes them over).
 //!
 //! A permit from the shared semaphore is taken *before* `accept`, so at most `max_conns`
 //! connections are served and further clients wait in the kernel's backlog. Accept errors are
@@ -21,6 +22,7 @@ use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
 use super::proxied::{self, Via};
 use super::shared::Shared;
 use super::uring::{Arrival, EngineHandle};
+use super::websocket;
 use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::Transport;
@@ -130,7 +132,7 @@ pub(crate) async fn serve(
                 shared.tracker.spawn(proxied_connection(
                     stream,
                     peer,
-                    transport,
+                    endpoint.clone(),
                     permit,
                     shared.clone(),
                     engine.clone(),
@@ -150,18 +152,19 @@ pub(crate) async fn serve(
             Accepted::Unix(_, peer) => (peer.clone(), None),
         };
         let conn = Admitted::new(peer, transport, permit, ip_slot);
-        dispatch(accepted, conn, &shared, engine.as_ref());
+        dispatch(accepted, conn, endpoint, &shared, engine.as_ref());
     }
     for (_, endpoint) in &listeners {
         tracing::debug!("stopped accepting on {endpoint}");
     }
 }
 
-/// Serves an admitted connection: on the io_uring `engine` if there is one (plain streams), else
-/// on a task of this worker.
+/// Serves an admitted connection of the listener at `endpoint`: on the io_uring `engine` if
+/// there is one (plain streams), else on a task of this worker.
 fn dispatch(
     accepted: Accepted,
     conn: Admitted,
+    endpoint: &Endpoint,
     shared: &Arc<Shared>,
     engine: Option<&Arc<EngineHandle>>,
 ) {
@@ -169,16 +172,27 @@ fn dispatch(
     let task_shared = shared.clone();
     let engine = engine.filter(|engine| engine.serving());
     if let Some(engine) = engine
-        && transport != Transport::Tls
+        && matches!(transport, Transport::Tcp | Transport::Unix)
     {
         hand_over(engine, accepted.into_fd(), conn, shared);
         return;
     }
+    let then = match endpoint {
+        Endpoint::Ws(target) | Endpoint::Wss(target) => Then::WebSocket(target.path.clone()),
+        _ => Then::Echo,
+    };
     match accepted {
-        Accepted::Inet(stream, _) if transport == Transport::Tls => shared
-            .tracker
-            .spawn(tls_connection(stream, conn, task_shared)),
-        Accepted::Inet(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
+        Accepted::Inet(stream, _) if transport.is_tls() => {
+            shared
+                .tracker
+                .spawn(tls_connection(stream, conn, task_shared, then))
+        }
+        Accepted::Inet(stream, _) => match then {
+            Then::Echo => shared.tracker.spawn(connection(stream, conn, task_shared)),
+            Then::WebSocket(path) => shared.tracker.spawn(async move {
+                websocket::connection(stream, conn, task_shared, &path).await;
+            }),
+        },
         Accepted::Unix(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
     };
 }
@@ -188,7 +202,7 @@ fn dispatch(
 async fn proxied_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    transport: Transport,
+    endpoint: Endpoint,
     permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
     engine: Option<Arc<EngineHandle>>,
@@ -196,6 +210,7 @@ async fn proxied_connection(
     let Some(options) = &shared.config.proxy_protocol else {
         return; // only spawned when the option is set
     };
+    let transport = endpoint.transport();
     let received = tokio::select! {
         received = proxied::receive(&stream, peer, transport, options, &shared) => received,
         // Nothing has been echoed yet, so there is nothing to finish.
@@ -210,7 +225,13 @@ async fn proxied_connection(
         return;
     };
     let conn = Admitted::new(client.to_string(), transport, permit, ip_slot).via(via);
-    dispatch(Accepted::Inet(stream, peer), conn, &shared, engine.as_ref());
+    dispatch(
+        Accepted::Inet(stream, peer),
+        conn,
+        &endpoint,
+        &shared,
+        engine.as_ref(),
+    );
 }
 
 /// Passes a connection to the io_uring engine, which serves it from then on.
@@ -320,10 +341,23 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
     }
 }
 
+/// What a connection carries once it is set up.
+enum Then {
+    /// A byte stream to echo.
+    Echo,
+    /// WebSocket messages, after an upgrade on this path.
+    WebSocket(String),
+}
+
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
 /// failed or stalled handshake is counted and logged as a warning (within the log budget),
 /// never more.
-async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: Arc<Shared>) {
+async fn tls_connection(
+    stream: tokio::net::TcpStream,
+    conn: Admitted,
+    shared: Arc<Shared>,
+    then: Then,
+) {
     let counters = shared.counters.transport(conn.transport);
     let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
         // Bind makes a certificate whenever there is a TLS endpoint.
@@ -337,7 +371,12 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: A
     };
     let failure = match handshake {
         Ok(Ok(tls)) => {
-            return connection(Generic(tls), conn, shared.clone()).await;
+            return match then {
+                Then::Echo => connection(Generic(tls), conn, shared.clone()).await,
+                Then::WebSocket(path) => {
+                    websocket::connection(tls, conn, shared.clone(), &path).await;
+                }
+            };
         }
         Ok(Err(e)) => crate::tls::describe_handshake_error(&e),
         Err(_) => format!("no handshake within {timeout:?}; closed"),
