@@ -37,3 +37,4 @@ mod tls_tools;
 mod tls_trust;
 mod udp_offload;
 mod usage_errors;
+mod websocket;
