@@ -10,7 +10,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use futures_util::{Sink, Stream};
@@ -165,6 +165,10 @@ pub struct WsStream {
     incoming: Bytes,
     /// Lines: whether a newline is still to be read after `incoming`.
     newline_due: bool,
+    /// The server's close came, or the connection ended.
+    ended: bool,
+    /// Lines: a shutdown waiting for the echoes still due (see `poll_shutdown`).
+    shutdown_waiting: Option<Waker>,
 }
 
 impl WsStream {
@@ -176,6 +180,8 @@ impl WsStream {
             newline_owed: VecDeque::new(),
             incoming: Bytes::new(),
             newline_due: false,
+            ended: false,
+            shutdown_waiting: None,
         }
     }
 
@@ -251,6 +257,10 @@ impl AsyncWrite for WsStream {
     }
 
     /// Sends an unfinished last line, then the close frame.
+    ///
+    /// WebSocket has no half-close: a server may answer a close at once and drop the echoes it
+    /// has not sent yet (Python's `websockets` does). So with lines the close waits until every
+    /// message sent has come back (or the connection ended), woken by the reading side.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.partial.is_empty() {
@@ -258,6 +268,11 @@ impl AsyncWrite for WsStream {
             let line = std::mem::take(&mut this.partial);
             this.send(line)?;
             this.newline_owed.push_back(false);
+        }
+        if this.framing == Framing::Lines && !this.newline_owed.is_empty() && !this.ended {
+            ready!(Pin::new(&mut this.ws).poll_flush(cx)).map_err(into_io)?;
+            this.shutdown_waiting = Some(cx.waker().clone());
+            return Poll::Pending;
         }
         Pin::new(&mut this.ws).poll_close(cx).map_err(into_io)
     }
@@ -289,6 +304,10 @@ impl AsyncRead for WsStream {
             }
             let message = match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
                 None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                    this.ended = true;
+                    if let Some(shutdown) = this.shutdown_waiting.take() {
+                        shutdown.wake();
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Some(Err(e)) => return Poll::Ready(Err(into_io(e))),
@@ -299,6 +318,11 @@ impl AsyncRead for WsStream {
                     if this.framing == Framing::Lines {
                         // A message the client never sent (a greeting) reads as a line too.
                         this.newline_due = this.newline_owed.pop_front().unwrap_or(true);
+                        if this.newline_owed.is_empty()
+                            && let Some(shutdown) = this.shutdown_waiting.take()
+                        {
+                            shutdown.wake();
+                        }
                     }
                     this.incoming = message.into_data();
                 }
