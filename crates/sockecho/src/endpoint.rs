@@ -33,10 +33,10 @@ pub enum Endpoint {
     Udp(HostPort),
     /// TLS over TCP.
     Tls(HostPort),
-    /// WebSocket over TCP.
-    Ws(WsTarget),
+    /// WebSocket over TCP. Boxed: the path would make every endpoint larger.
+    Ws(Box<WsTarget>),
     /// WebSocket over TLS.
-    Wss(WsTarget),
+    Wss(Box<WsTarget>),
     /// Unix-domain stream socket at a filesystem path.
     Unix(PathBuf),
     /// Unix-domain datagram socket at a filesystem path.
@@ -154,10 +154,10 @@ impl Endpoint {
             Transport::Udp => Endpoint::Udp(hp),
             Transport::Tls => Endpoint::Tls(hp),
             Transport::Ws | Transport::Wss => {
-                let target = WsTarget {
+                let target = Box::new(WsTarget {
                     addr: hp,
                     path: "/".into(),
-                };
+                });
                 if transport == Transport::Ws {
                     Endpoint::Ws(target)
                 } else {
@@ -173,14 +173,14 @@ impl Endpoint {
     pub fn at(&self, addr: SocketAddr) -> Endpoint {
         let moved = Endpoint::inet(self.transport(), addr);
         match (self, moved) {
-            (Endpoint::Ws(old), Endpoint::Ws(new)) => Endpoint::Ws(WsTarget {
-                path: old.path.clone(),
-                ..new
-            }),
-            (Endpoint::Wss(old), Endpoint::Wss(new)) => Endpoint::Wss(WsTarget {
-                path: old.path.clone(),
-                ..new
-            }),
+            (Endpoint::Ws(old), Endpoint::Ws(mut new)) => {
+                new.path.clone_from(&old.path);
+                Endpoint::Ws(new)
+            }
+            (Endpoint::Wss(old), Endpoint::Wss(mut new)) => {
+                new.path.clone_from(&old.path);
+                Endpoint::Wss(new)
+            }
             (_, moved) => moved,
         }
     }
@@ -282,10 +282,14 @@ impl FromStr for Endpoint {
             return parse_host_port(rest).map(Endpoint::Tls).map_err(fail);
         }
         if let Some(rest) = input.strip_prefix("ws://") {
-            return parse_ws(rest).map(Endpoint::Ws).map_err(fail);
+            return parse_ws(rest)
+                .map(|t| Endpoint::Ws(Box::new(t)))
+                .map_err(fail);
         }
         if let Some(rest) = input.strip_prefix("wss://") {
-            return parse_ws(rest).map(Endpoint::Wss).map_err(fail);
+            return parse_ws(rest)
+                .map(|t| Endpoint::Wss(Box::new(t)))
+                .map_err(fail);
         }
         if let Some((scheme, _)) = input.split_once("://") {
             return Err(fail(format!("unknown scheme {scheme:?}")));
@@ -499,13 +503,13 @@ mod tests {
     fn websocket_endpoints() {
         assert_eq!(
             ok("ws://localhost:8080"),
-            Endpoint::Ws(WsTarget {
+            Endpoint::Ws(Box::new(WsTarget {
                 addr: HostPort {
                     host: Host::Name("localhost".into()),
                     port: 8080
                 },
                 path: "/".into()
-            })
+            }))
         );
         assert_eq!(ok("ws://h:1").to_string(), "ws://h:1/");
         let Endpoint::Wss(target) = ok("wss://[::1]:9/echo") else {

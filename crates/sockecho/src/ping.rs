@@ -164,7 +164,7 @@ pub async fn ping(
         )
     {
         return Err(PingError::Invalid(
-            "a PROXY header (--send-proxy) goes on tcp, tls, ws and wss endpoints only".into(),
+            "a PROXY header (--send-proxy) goes on ws, wss, tcp and tls endpoints only".into(),
         ));
     }
     let (mut link, peer, connect) = open(config).await?;

@@ -164,7 +164,7 @@ impl BenchConfig {
             )
         {
             return invalid(
-                "a PROXY header (--send-proxy) goes on tcp, tls, ws and wss endpoints only".into(),
+                "a PROXY header (--send-proxy) goes on ws, wss, tcp and tls endpoints only".into(),
             );
         }
         if !self.sources.is_empty() {
