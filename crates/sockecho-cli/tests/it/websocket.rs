@@ -259,7 +259,7 @@ fn bench_and_ping_verify_over_ws_and_wss() {
             "--pipeline",
             "3",
             "-d",
-            "400ms",
+            "600ms",
             "--warmup",
             "100ms",
         ]);

@@ -33,6 +33,10 @@ pub struct WsSocket {
     incoming: Bytes,
     /// The server closed: reads return the end of the stream.
     ended: bool,
+    /// The connection task's waker, from its last wait in [`AsyncWire::ready`]. The reads and
+    /// writes that must not wait poll with it too: tungstenite keeps the waker of its latest
+    /// poll, so one that does nothing could leave the task asleep when the socket is ready.
+    waker: Waker,
 }
 
 impl WsSocket {
@@ -43,6 +47,7 @@ impl WsSocket {
             outgoing: Vec::with_capacity(size),
             incoming: Bytes::new(),
             ended: false,
+            waker: Waker::noop().clone(),
         }
     }
 
@@ -84,6 +89,9 @@ impl WsSocket {
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
+        if !self.waker.will_wake(cx.waker()) {
+            self.waker = cx.waker().clone();
+        }
         let mut ready = Ready::EMPTY;
         // A message completed by the last write goes out whatever the caller waits for: the
         // loop stops asking to write once it has written every byte.
@@ -111,12 +119,6 @@ impl WsSocket {
     }
 }
 
-/// One poll with a waker that does nothing: the loop learns `WouldBlock` and waits in
-/// [`AsyncWire::ready`], which registers the real waker.
-fn noop_context() -> Context<'static> {
-    Context::from_waker(Waker::noop())
-}
-
 impl AsyncWire for WsSocket {
     async fn ready(&mut self, interest: Interest) -> io::Result<Ready> {
         std::future::poll_fn(|cx| self.poll_ready(cx, interest)).await
@@ -126,7 +128,8 @@ impl AsyncWire for WsSocket {
 impl Wire for WsSocket {
     /// Reads payload bytes of the frames that have arrived; short only when no more are there.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut cx = noop_context();
+        let waker = self.waker.clone();
+        let mut cx = Context::from_waker(&waker);
         let mut n = 0;
         while n < buf.len() {
             match self.poll_frame(&mut cx) {
@@ -148,7 +151,8 @@ impl Wire for WsSocket {
 
     /// Takes bytes of the message stream, sending each message as it completes.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut cx = noop_context();
+        let waker = self.waker.clone();
+        let mut cx = Context::from_waker(&waker);
         let mut taken = 0;
         for buf in bufs {
             let mut rest: &[u8] = buf;
