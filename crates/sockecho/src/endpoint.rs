@@ -57,7 +57,8 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// The scheme name as written in endpoints (`tcp`, `udp`, `unix`, `unixgram`).
+    /// The scheme name as written in endpoints (`tcp`, `udp`, `tls`, `ws`, `wss`, `unix`,
+    /// `unixgram`).
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use rustix::process::Signal;
 
 use crate::support::{
-    Server, WAIT, bench_json, int, run, run_with_input, stderr_of, stdout_of, tcp_connect,
+    Metrics, Server, WAIT, bench_json, int, run, run_with_input, stderr_of, stdout_of, tcp_connect,
 };
 
 const OP_CONTINUATION: u8 = 0;
@@ -170,6 +170,28 @@ fn a_message_over_the_limit_is_closed_with_1009() {
     assert_eq!(ws.recv_close(), 1009);
     let log = server.wait_for("closed with 1009");
     assert!(log.contains("--ws-max-message"), "{log}");
+}
+
+#[test]
+fn idle_connections_are_closed_and_counted_under_ws() {
+    let server = start_ws(&["--idle-timeout", "200ms", "--metrics", "127.0.0.1:0"]);
+    let metrics = Metrics::of(&server);
+    let mut ws = RawWs::open(ws_addr(&server), "/echo");
+    ws.send(true, OP_BINARY, b"0123456789");
+    assert_eq!(ws.recv(), (OP_BINARY, b"0123456789".to_vec()));
+    // Nothing more is sent: the server closes normally once the idle timeout passes.
+    assert_eq!(ws.recv_close(), 1000);
+    ws.send(true, OP_CLOSE, &1000u16.to_be_bytes());
+    ws.assert_ended();
+    metrics.wait_values(&[
+        ("sockecho_connections_total{transport=\"ws\"}", 1),
+        ("sockecho_connections_open{transport=\"ws\"}", 0),
+        (
+            "sockecho_connections_closed_total{transport=\"ws\",reason=\"idle_timeout\"}",
+            1,
+        ),
+        ("sockecho_bytes_echoed_total{transport=\"ws\"}", 10),
+    ]);
 }
 
 #[test]
