@@ -300,3 +300,14 @@ fn bench_and_ping_verify_over_ws_and_wss() {
         assert!(text.contains("2 sent, 2 received"), "{text}");
     }
 }
+
+#[test]
+fn churn_is_refused_on_websocket() {
+    let out = run(&["bench", "ws://127.0.0.1:9/", "--churn", "-d", "100ms"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("without --churn"),
+        "{}",
+        stderr_of(&out)
+    );
+}
