@@ -311,3 +311,16 @@ fn churn_is_refused_on_websocket() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn log_data_shows_messages_escaped() {
+    let server = start_ws(&["--log-data"]);
+    let mut ws = RawWs::open(ws_addr(&server), "/echo");
+    ws.send(true, OP_TEXT, b"red \x1b[31m text");
+    assert_eq!(ws.recv(), (OP_TEXT, b"red \x1b[31m text".to_vec()));
+    let log = server.wait_for("red \\x1b[31m text");
+    assert!(
+        !log.contains('\x1b'),
+        "no raw escape reaches the log: {log:?}"
+    );
+}

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{Admitted, ConnLog};
 use super::echo::CloseReason;
+use super::peer_text::escaped;
 use super::shared::Shared;
 
 /// The most a request head may take; a longer one is answered `431` and closed.
@@ -145,11 +146,12 @@ where
                 &refusal.body,
             )
             .await;
+            // The body quotes the path the client asked for: escaped, as all peer text in logs.
             Err(io::Error::other(format!(
                 "answered {} {}: {}",
                 refusal.status,
                 refusal.reason,
-                refusal.body.trim_end()
+                escaped(refusal.body.as_bytes())
             )))
         }
     }
@@ -334,14 +336,14 @@ where
             Message::Text(text) => {
                 *bytes += text.len() as u64;
                 if let Some(peer) = log_data_as {
-                    tracing::info!(target: crate::DATA_LOG, "{peer}: {}", text.as_str().trim());
+                    tracing::info!(target: crate::DATA_LOG, "{peer}: {}", escaped(text.as_bytes()));
                 }
                 ws.send(Message::Text(text)).await.map_err(into_io)?;
             }
             Message::Binary(data) => {
                 *bytes += data.len() as u64;
                 if let Some(peer) = log_data_as {
-                    tracing::info!(target: crate::DATA_LOG, "{peer}: {}", String::from_utf8_lossy(&data).trim());
+                    tracing::info!(target: crate::DATA_LOG, "{peer}: {}", escaped(&data));
                 }
                 ws.send(Message::Binary(data)).await.map_err(into_io)?;
             }
