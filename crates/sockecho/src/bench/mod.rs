@@ -8,7 +8,7 @@
 //! - [`plan`]: the run's schedule, each connection's plan and what a thread's connections share
 //!   (private); every loop below builds on it.
 //! - [`wire`]: what the stream loops need from a socket, and the plain socket that offers it;
-//!   [`tls`] offers it for TLS connections (private).
+//!   [`tls`] offers it for TLS connections and [`ws`] for WebSocket ones (private).
 //! - [`stream`] and [`datagram`]: the per-connection state machines and loops (private);
 //!   [`flow`] is the message bookkeeping both share (private).
 //! - [`worker`]: load threads, each an event loop with its own recorder (private); plain TCP
@@ -55,6 +55,7 @@ mod uring;
 mod window;
 mod wire;
 mod worker;
+mod ws;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
