@@ -11,10 +11,12 @@ use crate::proxy_protocol::recent::{Received, RecentHeaders};
 use crate::server::fault::FaultKind;
 
 /// Every transport a server counts separately, in a fixed order.
-pub const TRANSPORTS: [Transport; 5] = [
+pub const TRANSPORTS: [Transport; 7] = [
     Transport::Tcp,
     Transport::Udp,
     Transport::Tls,
+    Transport::Ws,
+    Transport::Wss,
     Transport::Unix,
     Transport::UnixGram,
 ];

@@ -92,7 +92,7 @@ pub struct BenchOpts {
     pub source: Option<Sources>,
     /// Event loop for plain TCP and Unix connections: io_uring (one system call per turn for
     /// all connections, receives into shared buffers), epoll, or auto (io_uring if the kernel
-    /// allows it). TLS and datagrams always run on tokio.
+    /// allows it). TLS, WebSocket and datagrams always run on tokio.
     #[arg(long, value_enum, value_name = "LOOP", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
     pub io: IoChoice,
     /// UDP: a socket with several messages queued sends them in one call (UDP GSO), and

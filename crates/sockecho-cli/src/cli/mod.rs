@@ -15,10 +15,10 @@ pub mod tools;
 
 use clap::{Parser, Subcommand};
 
-/// Echo server, client and load generator for TCP, UDP and Unix sockets.
+/// Echo server, client and load generator for TCP, UDP, TLS, WebSocket and Unix sockets.
 ///
-/// Endpoints: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, unix:PATH, unixgram:PATH,
-/// HOST:PORT (tcp),
+/// Endpoints: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT[/PATH],
+/// wss://HOST:PORT[/PATH], unix:PATH, unixgram:PATH, HOST:PORT (tcp),
 /// PORT (tcp on all interfaces). IPv6 hosts go in brackets: tcp://[::1]:7. Port 0 picks a free
 /// port.
 #[derive(Debug, Parser)]

@@ -45,3 +45,4 @@ mod tls_trust;
 mod udp_offload;
 mod usage_errors;
 mod usage_values;
+mod websocket;

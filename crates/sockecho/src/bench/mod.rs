@@ -9,7 +9,7 @@
 //!   thread's connections share (private); every loop below builds on it.
 //! - [`shard`]: [`Shard`], one process's part of a run split among several (`--shard I/N`).
 //! - [`wire`]: what the stream loops need from a socket, and the plain socket that offers it;
-//!   [`tls`] offers it for TLS connections (private).
+//!   [`tls`] offers it for TLS connections and [`ws`] for WebSocket ones (private).
 //! - [`stream`] and [`datagram`]: the per-connection state machines and loops (private);
 //!   [`flow`] is the message bookkeeping both share (private).
 //! - [`worker`]: load threads, each an event loop with its own recorder (private); plain TCP
@@ -58,6 +58,7 @@ mod uring;
 mod window;
 mod wire;
 mod worker;
+mod ws;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};

@@ -233,15 +233,20 @@ impl BenchConfig {
             ));
         }
         if self.connect.send_proxy.is_some()
-            && !matches!(self.endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_))
+            && !matches!(
+                self.endpoint,
+                Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Ws(_) | Endpoint::Wss(_)
+            )
         {
             return invalid(
-                "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+                "a PROXY header (--send-proxy) goes on ws, wss, tcp and tls endpoints only".into(),
             );
         }
         if !self.sources.is_empty() {
             let Some(hp) = self.endpoint.host_port() else {
-                return invalid("source addresses apply to tcp, tls and udp endpoints only".into());
+                return invalid(
+                    "source addresses apply to tcp, tls, ws, wss and udp endpoints only".into(),
+                );
             };
             if let crate::Host::Ip(server) = hp.host
                 && let Some(bad) = self
@@ -300,6 +305,12 @@ impl BenchConfig {
         let invalid = |text: &str| Err(BenchError::Invalid(text.into()));
         if self.endpoint.transport().is_datagram() {
             return invalid("connection churn needs a stream endpoint (tcp, tls or unix)");
+        }
+        if self.endpoint.transport().is_websocket() {
+            return invalid(
+                "connection churn runs on tcp, tls and unix endpoints; on ws and wss, bench \
+                 long-lived connections (without --churn)",
+            );
         }
         if self.rate.is_some() {
             return invalid(

@@ -1,4 +1,4 @@
-//! Stream connections (TCP, TLS, Unix): send messages, read the echoed byte stream back, and
+//! Stream connections (TCP, TLS, WebSocket, Unix): send messages, read the echoed byte stream back, and
 //! verify each reply as its bytes arrive, in closed or open loop.
 //!
 //! The hot path allocates nothing and registers no timer per message. Outgoing messages are
@@ -13,7 +13,8 @@
 //! (`uring`), which hands the state machine the bytes each receive completion brought and
 //! sends what it has queued, or where io_uring is not available the epoll loop (`reactor`),
 //! which reaches the socket through [`Wire`]. TLS connections, whose records rustls buffers on
-//! the way, each run as a tokio task ([`run`]) that waits through [`AsyncWire`].
+//! the way, and WebSocket ones, whose frames tungstenite builds, each run as a tokio task
+//! ([`run`]) that waits through [`AsyncWire`].
 
 use std::io::{self, IoSlice};
 use std::rc::Rc;

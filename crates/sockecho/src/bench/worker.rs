@@ -28,6 +28,7 @@ use super::shard::Shard;
 use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::wire::StreamSocket;
+use super::ws::WsSocket;
 use super::{churn, datagram, stream};
 #[cfg(target_os = "linux")]
 use super::{reactor, uring};
@@ -109,6 +110,7 @@ pub struct Handoff {
 enum Socket {
     Stream(StreamSocket),
     Tls(TlsSocket),
+    Ws(WsSocket),
     Datagram(DatagramSocket),
 }
 
@@ -220,6 +222,7 @@ async fn run_steady(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, sockets: Ve
                 }
             },
             Socket::Tls(s) => tasks.push(tokio::task::spawn_local(stream::run(ctx, s, plan))),
+            Socket::Ws(s) => tasks.push(tokio::task::spawn_local(stream::run(ctx, s, plan))),
             Socket::Datagram(s) => {
                 tasks.push(tokio::task::spawn_local(datagram::run(ctx, s, plan)))
             }
@@ -338,7 +341,7 @@ async fn join(tasks: Vec<tokio::task::JoinHandle<()>>) {
 }
 
 /// Opens this thread's connections, a bounded number at a time, recording how long each took
-/// (for TLS, up to the end of the handshake).
+/// (for TLS, up to the end of the handshake; for WebSocket, of the upgrade).
 async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, Socket)>, Connected) {
     let limit = Rc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
     let datagram = spec.peer.is_datagram();
@@ -354,6 +357,7 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
         let limit = limit.clone();
         let connect_timeout = spec.connect_timeout;
         let send_proxy = spec.send_proxy;
+        let size = spec.pattern.size();
         attempts.push(tokio::task::spawn_local(async move {
             // The semaphore is never closed, so acquiring only waits.
             let _permit = limit.acquire().await;
@@ -363,9 +367,12 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
                     .map(Socket::Datagram)
                     .map_err(|e| describe_connect_error(&e))
             } else {
-                tokio::time::timeout(connect_timeout, open_stream(&peer, source, send_proxy))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("no answer within {connect_timeout:?}")))
+                tokio::time::timeout(
+                    connect_timeout,
+                    open_stream(&peer, source, send_proxy, size),
+                )
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {connect_timeout:?}")))
             };
             (id, opened, began.elapsed())
         }));
@@ -393,11 +400,12 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
 }
 
 /// Opens one stream connection, sending a PROXY header first if asked; the error says what
-/// failed.
+/// failed. WebSocket connections carry messages of `size` bytes.
 async fn open_stream(
     peer: &Peer,
     source: Option<IpAddr>,
     send_proxy: Option<SendProxy>,
+    size: usize,
 ) -> Result<Socket, String> {
     match peer {
         Peer::Tcp(addr) if send_proxy.is_some() => {
@@ -411,6 +419,10 @@ async fn open_stream(
             .connect(*addr, source)
             .await
             .map(|tls| Socket::Tls(TlsSocket::new(tls))),
+        Peer::Ws(addr, client) => client
+            .connect(*addr, source)
+            .await
+            .map(|ws| Socket::Ws(WsSocket::new(ws, size))),
         _ => StreamSocket::connect(peer, source)
             .await
             .map(Socket::Stream)

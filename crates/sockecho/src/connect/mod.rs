@@ -7,8 +7,11 @@
 //!   [`send_proxy_header`], the PROXY protocol header some servers expect first.
 //! - `tls.rs`: [`ConnectOptions`] and [`TlsClient`], the trust decision made once and the
 //!   handshake under its timeout.
-//! - `stream.rs`: [`connect_stream_with`], a stream endpoint of any transport (TCP, TLS, Unix)
+//! - `stream.rs`: [`connect_stream_with`], a stream endpoint of any transport (TCP, TLS,
+//!   WebSocket, Unix)
 //!   as one [`BoxStream`].
+//! - `ws.rs`: [`WsClient`], TCP, TLS for `wss://` and the WebSocket upgrade, and [`WsStream`],
+//!   a WebSocket read and written as a byte stream.
 //! - `peer.rs`: [`Peer`], the resolved address every socket of a session talks to.
 //! - `datagram.rs`: [`DatagramSocket`], connected UDP and Unix datagram sockets (the latter
 //!   bound to a unique abstract name so the server can reply).
@@ -26,6 +29,7 @@ mod stream;
 mod tcp;
 mod tls;
 mod unix;
+mod ws;
 
 pub use datagram::{DatagramSocket, MAX_UDP_SIZE, udp_segmentation_supported};
 pub use error::ConnectError;
@@ -37,3 +41,5 @@ pub use stream::{BoxStream, ByteStream, connect_stream, connect_stream_with};
 pub use tcp::{connect_first, connect_tcp, send_proxy_header};
 pub use tls::{ConnectOptions, TlsClient};
 pub(crate) use unix::connect_unix_stream;
+pub(crate) use ws::into_io as ws_error_into_io;
+pub use ws::{Framing, WsClient, WsConnection, WsStream};
