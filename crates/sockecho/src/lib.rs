@@ -25,6 +25,8 @@ pub mod bench;
 pub mod client;
 pub mod connect;
 pub mod endpoint;
+#[cfg(test)]
+mod layering;
 pub mod limits;
 pub mod net_error;
 pub mod payload;

@@ -7,7 +7,7 @@
 //!   connections echo what has already arrived and close, and whatever is still open after the
 //!   grace period is cut.
 //!
-//! The files form layers, each using only files below it (a test in `layering` checks this):
+//! The files form layers, each using only files below it (the crate's `layering` test checks this):
 //!
 //! - this file, the public face ([`Server`], [`ServerConfig`]);
 //! - `workers`: worker threads, and the loops each one runs;
@@ -27,8 +27,6 @@ mod conn;
 mod datagram;
 pub mod echo;
 pub mod fault;
-#[cfg(test)]
-mod layering;
 mod log_budget;
 pub mod peer_text;
 mod proxied;
