@@ -53,6 +53,20 @@ fn sources(root: &Path) -> BTreeMap<Module, String> {
             found.insert(module, text);
         }
     }
+    // Files that only tests declare (`#[cfg(test)] mod loop_tests;`) are tests too.
+    let tests: Vec<Module> = found
+        .iter()
+        .flat_map(|(module, text)| {
+            test_files(text).into_iter().map(move |name| {
+                let mut child = module.clone();
+                child.push(name);
+                child
+            })
+        })
+        .collect();
+    for module in tests {
+        found.remove(&module);
+    }
     found
 }
 
@@ -60,6 +74,11 @@ fn sources(root: &Path) -> BTreeMap<Module, String> {
 /// named), and modules under `#[cfg(test)]` cut out. The result is ASCII, so a byte offset is a
 /// character offset.
 fn code(text: &str) -> String {
+    cut_test_modules(literals_blanked(text))
+}
+
+/// `text` with comments, string and character literals blanked.
+fn literals_blanked(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(chars.len());
     let mut at = 0;
@@ -119,7 +138,7 @@ fn code(text: &str) -> String {
             at += 1;
         }
     }
-    cut_test_modules(out)
+    out
 }
 
 fn ident_before(chars: &[char], at: usize) -> bool {
@@ -132,8 +151,18 @@ fn is_ident(c: char) -> bool {
 
 /// `code` without the modules declared under `#[cfg(test)]`: an inline `mod x { .. }` goes up to
 /// its closing brace, a `mod x;` up to its semicolon.
-fn cut_test_modules(mut code: String) -> String {
+fn cut_test_modules(code: String) -> String {
+    cut_and_name_test_modules(code).0
+}
+
+/// The names of the test modules `text` declares in files of their own (`#[cfg(test)] mod x;`).
+fn test_files(text: &str) -> Vec<String> {
+    cut_and_name_test_modules(literals_blanked(text)).1
+}
+
+fn cut_and_name_test_modules(mut code: String) -> (String, Vec<String>) {
     const MARK: &str = "#[cfg(test)]";
+    let mut files = Vec::new();
     let mut from = 0;
     while let Some(found) = code[from..].find(MARK) {
         let start = from + found;
@@ -155,8 +184,11 @@ fn cut_test_modules(mut code: String) -> String {
             continue;
         }
         let end = match (code[at..].find(';'), code[at..].find('{')) {
-            (Some(semi), Some(open)) if semi < open => at + semi + 1,
-            (Some(semi), None) => at + semi + 1,
+            (Some(semi), open) if open.is_none_or(|open| semi < open) => {
+                let name = item["mod ".len()..].split(';').next().unwrap_or("");
+                files.push(name.trim().to_owned());
+                at + semi + 1
+            }
             (_, Some(open)) => {
                 let mut depth = 0;
                 let mut end = code.len();
@@ -173,12 +205,12 @@ fn cut_test_modules(mut code: String) -> String {
                 }
                 end
             }
-            (None, None) => code.len(),
+            _ => code.len(),
         };
         code.replace_range(start..end, " ");
         from = start;
     }
-    code
+    (code, files)
 }
 
 /// Every module path written in `code`, groups expanded (`crate::{a::{b, self}, c}` gives
@@ -464,6 +496,9 @@ fn use_trees_and_written_paths_are_read() {
             "crate::i::j",
         ]
     );
+    let declares =
+        "mod a;\n#[cfg(test)]\n#[path = \"t.rs\"]\nmod loop_tests;\n#[cfg(test)]\nmod tests {}";
+    assert_eq!(test_files(declares), ["loop_tests"]);
 }
 
 #[test]

@@ -223,6 +223,7 @@ pub(crate) mod tests {
             ok: false,
             interrupted: false,
             runs: 1,
+            churn: None,
         };
         report.derive_rates();
         Outcome {

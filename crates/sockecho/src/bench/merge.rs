@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 
 use super::hlog::LoggedRun;
 use super::recorder::new_histogram;
-use super::report::{ErrorCounts, LatencySummary, Report, round3, round6};
+use super::report::{ChurnReport, ErrorCounts, LatencySummary, Report, round3, round6};
 
 /// The merged report and histograms.
 #[derive(Debug, Clone)]
@@ -106,6 +106,7 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         ok: false,
         interrupted: reports.iter().any(|r| r.interrupted),
         runs: sum(&|r| r.runs),
+        churn: merge_churn(&reports, &connect),
     };
     report.derive_rates();
     Merged {
@@ -113,6 +114,29 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         latency,
         connect,
     }
+}
+
+/// The churn figures of several runs: counts add up, and connect times come from the merged
+/// connect histogram (in a churn run it holds the churn connects). First-echo times are kept
+/// only for a single run, since logs do not carry that histogram. `None` if no run churned.
+fn merge_churn(reports: &[Report], connect: &Histogram<u64>) -> Option<ChurnReport> {
+    let churned: Vec<&ChurnReport> = reports.iter().filter_map(|r| r.churn.as_ref()).collect();
+    if churned.is_empty() {
+        return None;
+    }
+    let mut merged = ChurnReport {
+        connections_opened: churned.iter().map(|c| c.connections_opened).sum(),
+        connect_us: LatencySummary::from_histogram(connect),
+        first_echo_us: match churned.as_slice() {
+            [one] => one.first_echo_us,
+            _ => LatencySummary::default(),
+        },
+        ..ChurnReport::default()
+    };
+    for c in &churned {
+        merged.connect_errors.add(&c.connect_errors);
+    }
+    Some(merged)
 }
 
 /// What can be said of a run whose log carries no sockecho report.
@@ -152,6 +176,7 @@ fn foreign_report(run: &LoggedRun) -> Report {
         ok: true,
         interrupted: false,
         runs: 1,
+        churn: None,
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use hdrhistogram::Histogram;
 
-use super::report::ErrorCounts;
+use super::report::{ConnectErrors, ErrorCounts};
 
 /// Longest latency a histogram holds, in nanoseconds (an hour); longer values are clamped.
 const HIST_MAX_NS: u64 = 3_600_000_000_000;
@@ -32,6 +32,10 @@ pub struct Totals {
     /// UDP sockets whose segmented sends (`--udp-offload`) the kernel refused, so that they
     /// sent one datagram per call from then on.
     pub offload_refused: u64,
+    /// Churn: connections opened whose attempt began in the measured period.
+    pub connections_opened: u64,
+    /// Churn: attempts of the measured period that failed, by reason.
+    pub connect_errors: ConnectErrors,
 }
 
 impl Totals {
@@ -42,6 +46,8 @@ impl Totals {
         self.bytes_received += other.bytes_received;
         self.errors.add(&other.errors);
         self.offload_refused += other.offload_refused;
+        self.connections_opened += other.connections_opened;
+        self.connect_errors.add(&other.connect_errors);
     }
 }
 
@@ -104,6 +110,8 @@ impl LiveCounters {
 pub struct ThreadRecorder {
     pub latency: RefCell<Histogram<u64>>,
     pub connect: RefCell<Histogram<u64>>,
+    /// Churn: from each measured connection's start to its first verified reply.
+    pub first_echo: RefCell<Histogram<u64>>,
     pub totals: RefCell<Totals>,
 }
 
@@ -112,6 +120,7 @@ impl Default for ThreadRecorder {
         ThreadRecorder {
             latency: RefCell::new(new_histogram()),
             connect: RefCell::new(new_histogram()),
+            first_echo: RefCell::new(new_histogram()),
             totals: RefCell::new(Totals::default()),
         }
     }
@@ -122,6 +131,7 @@ impl Default for ThreadRecorder {
 pub struct ThreadResult {
     pub latency: Histogram<u64>,
     pub connect: Histogram<u64>,
+    pub first_echo: Histogram<u64>,
     pub totals: Totals,
 }
 
@@ -130,6 +140,7 @@ impl ThreadRecorder {
         ThreadResult {
             latency: self.latency.into_inner(),
             connect: self.connect.into_inner(),
+            first_echo: self.first_echo.into_inner(),
             totals: self.totals.into_inner(),
         }
     }
@@ -145,6 +156,9 @@ impl ThreadResult {
             .expect("histograms of equal bounds add");
         self.connect
             .add(&other.connect)
+            .expect("histograms of equal bounds add");
+        self.first_echo
+            .add(&other.first_echo)
             .expect("histograms of equal bounds add");
         self.totals.add(&other.totals);
     }
