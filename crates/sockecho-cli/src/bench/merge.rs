@@ -11,6 +11,7 @@ use crate::cli::bench::MergeOpts;
 use crate::output::{self, Format};
 
 pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
+    let save_hist = opts.save_hist.as_deref().map(histlog::open).transpose()?;
     let mut runs = Vec::with_capacity(opts.files.len());
     for path in &opts.files {
         let bytes =
@@ -19,7 +20,7 @@ pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
         runs.push(run);
     }
     let merged = merge::merge(&runs);
-    if let Some(path) = &opts.save_hist {
+    if let Some(file) = save_hist {
         let start = runs
             .iter()
             .map(|r| r.start)
@@ -31,7 +32,7 @@ pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
             connect: merged.connect.clone(),
             measured_from: start,
         };
-        histlog::save(path, &outcome)?;
+        file.save(&outcome)?;
     }
     output::print_report(&merged.report, Format::from_json_flag(opts.json))?;
     Ok(verdict(&merged.report))

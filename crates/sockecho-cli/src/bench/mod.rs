@@ -39,6 +39,8 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         .transpose()?;
     sockecho::limits::raise_fd_limit();
     let config = options::config(&opts)?;
+    // Outputs are checked before the load starts, not found unwritable after the whole run.
+    let save_hist = opts.save_hist.as_deref().map(histlog::open).transpose()?;
     let show_progress = progress::wanted(opts.verbosity.quiet);
     // The coordinator only waits and samples; the load runs on threads of its own.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -46,7 +48,6 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let timeout = config.timeout;
-    let save_hist = opts.save_hist;
     let format = Format::from_json_flag(opts.json);
     let finished = runtime.block_on(async {
         let progress = Progress::new();
@@ -63,8 +64,8 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         // is held up (a full pipe, a slow disk), so the writing runs off this thread.
         let quit = tokio::spawn(stop::quit_on_signal());
         let written = tokio::task::spawn_blocking(move || -> anyhow::Result<ExitCode> {
-            if let Some(path) = &save_hist {
-                histlog::save(path, &outcome)?;
+            if let Some(file) = save_hist {
+                file.save(&outcome)?;
             }
             if let Some(html) = html {
                 html.write(&outcome)?;

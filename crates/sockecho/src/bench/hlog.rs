@@ -212,6 +212,7 @@ pub(crate) mod tests {
             messages_received: values.len() as u64,
             bytes_sent: 64 * values.len() as u64,
             bytes_received: 64 * values.len() as u64,
+            not_sent: 0,
             msgs_per_s: 0.0,
             bytes_per_s_sent: 0.0,
             bytes_per_s_received: 0.0,
