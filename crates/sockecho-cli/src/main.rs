@@ -24,7 +24,9 @@ mod serve;
 mod signals;
 mod usage;
 
+// The library's check that files form layers, run here on this crate's own files.
 #[cfg(test)]
+#[path = "../../sockecho/src/layering.rs"]
 mod layering;
 
 use std::process::ExitCode;

@@ -16,11 +16,13 @@
 //!   (epoll) (private).
 //! - [`churn`]: connection churn, where each connection exchanges a few messages, closes and
 //!   is replaced (private).
-//!
-//! Messages use the format of [`crate::payload`]; sockets are opened by [`crate::connect`].
+//! - `timing` (one clock read per batch) and `recorder` (results gathered without locks on the
+//!   hot path) sit under all of the loops (private).
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
 //! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
 //! - [`html`]: the self-contained HTML report of runs and sweeps.
+//!
+//! Messages use the format of [`crate::payload`]; sockets are opened by [`crate::connect`].
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
 //! `threads` load threads, runs warm-up then the measured period on one common schedule, waits

@@ -13,7 +13,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{FindMax, Interval, IntervalLatency, Run, Source, Sweep, SweepStep};
+use super::model::{FindMax, Interval, IntervalLatency, Run, Source, Sweep, SweepStep};
 use crate::bench::hlog::{self, HistLogError};
 use crate::bench::{Outcome, Report, merge};
 
