@@ -17,7 +17,12 @@
 //!
 //! Messages use the format of [`crate::payload`]; sockets are opened by [`crate::connect`].
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
-//! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
+//! - [`series`]: the run per interval (`--interval`), recorded per thread without locks.
+//! - [`hlog`] and [`merge`]: HdrHistogram interval logs, and combining several runs;
+//!   [`hgrm`]: HdrHistogram's percentile distribution text.
+//! - [`threshold`]: pass/fail conditions on a report (`--threshold 'p99<2ms'`).
+//! - [`sweep`]: open-loop runs over a range of rates, and the search for the highest rate
+//!   that keeps a latency target.
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
 //! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
@@ -32,6 +37,7 @@
 mod datagram;
 mod error;
 mod flow;
+pub mod hgrm;
 pub mod hlog;
 pub mod merge;
 pub mod options;
@@ -40,7 +46,10 @@ mod reach;
 mod reactor;
 mod recorder;
 pub mod report;
+pub mod series;
 mod stream;
+pub mod sweep;
+pub mod threshold;
 mod timing;
 mod tls;
 #[allow(unsafe_code)]
@@ -61,6 +70,8 @@ pub use error::BenchError;
 pub use options::{BenchConfig, LoadIo, Mode, format_size, parse_size, parse_sources};
 pub use recorder::LiveCounters;
 pub use report::{ErrorCounts, LatencySummary, Report};
+pub use series::{Interval, IntervalHistogram, PackedHistogram};
+pub use threshold::{Threshold, ThresholdResult};
 pub use timing::process_cpu_time;
 
 use plan::Schedule;
@@ -81,6 +92,8 @@ pub struct Outcome {
     pub connect: Histogram<u64>,
     /// Wall-clock time the measured period began.
     pub measured_from: SystemTime,
+    /// The latencies of each interval of the measured period, in order.
+    pub intervals: Vec<IntervalHistogram>,
 }
 
 /// Live figures of a run in progress, for a progress display, and the way to stop it early.
@@ -275,6 +288,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             schedule,
             rank_offset,
             established,
+            interval: config.interval,
         };
         rank_offset += n;
         // A thread that has gone is noticed below, when its results do not come.
@@ -299,10 +313,14 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         latency: new_histogram(),
         connect: new_histogram(),
         totals: Default::default(),
+        series: Default::default(),
     };
     for r in &results {
         total.merge(r);
     }
+    let series: Vec<_> = results.into_iter().map(|r| r.series).collect();
+    let (intervals, interval_histograms) =
+        series::assemble(&series, measured, config.interval, established as u64);
     let t = total.totals;
     if t.offload_refused > 0 {
         tracing::warn!(
@@ -341,6 +359,10 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         ok: false,
         interrupted,
         runs: 1,
+        start_unix_s: Some(report::unix_seconds(measured_from)),
+        intervals,
+        thresholds: Vec::new(),
+        periods_overlap: None,
     };
     report.derive_rates();
     Ok(Outcome {
@@ -348,6 +370,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         latency: total.latency,
         connect: total.connect,
         measured_from,
+        intervals: interval_histograms,
     })
 }
 

@@ -2,8 +2,13 @@
 //! are made from. Field names are part of the interface: docs/bench-json.md documents each one,
 //! and scripts read them, so they change only by adding new ones.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+use super::series::Interval;
+use super::threshold::ThresholdResult;
 
 /// Latency percentiles in microseconds, from a histogram of nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -84,6 +89,19 @@ impl ErrorCounts {
             && self.duplicated == 0
             && self.lost == 0
             && self.warmup == 0
+    }
+
+    /// Errors of every kind that fails a run, added together (`errors` in thresholds).
+    pub fn failing(&self, datagrams: bool) -> u64 {
+        self.mismatched
+            + self.truncated
+            + if datagrams { 0 } else { self.reordered }
+            + self.duplicated
+            + self.lost
+            + self.warmup
+            + self.connect_failed
+            + self.disconnected
+            + self.refused
     }
 
     /// Whether every connection opened and stayed up.
@@ -170,6 +188,21 @@ pub struct Report {
     /// Runs this report stands for (1 unless merged).
     #[serde(default = "one")]
     pub runs: u64,
+    /// Wall-clock time the measured period began, in seconds since the epoch (in a merge,
+    /// the earliest run's); absent from reports that predate it and from logs of other tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_unix_s: Option<f64>,
+    /// The measured period in intervals (`--interval`, 1 s by default), in order; empty in
+    /// reports that predate it.
+    #[serde(default)]
+    pub intervals: Vec<Interval>,
+    /// The `--threshold` conditions and whether each held; empty when none were given.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Merges only: whether the measured periods of the runs overlap in time (they should, if
+    /// they are parts of one load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periods_overlap: Option<bool>,
 }
 
 fn one() -> u64 {
@@ -181,6 +214,16 @@ impl Report {
     /// code follows this.
     pub fn passed(&self) -> bool {
         self.ok && self.errors.connections_held()
+    }
+
+    /// Whether the transport carries datagrams, which may arrive out of order.
+    pub fn datagrams(&self) -> bool {
+        matches!(self.transport.as_str(), "udp" | "unixgram")
+    }
+
+    /// Whether the run passed and every threshold held.
+    pub fn passed_with_thresholds(&self) -> bool {
+        self.passed() && self.thresholds.iter().all(|t| t.passed)
     }
 
     /// Recomputes the figures derived from counts, duration and CPU time.
@@ -197,8 +240,7 @@ impl Report {
         self.bytes_per_s_received = per_s(self.bytes_received);
         self.client_cpu_us_per_msg = (self.messages_received > 0)
             .then(|| round3(self.client_cpu_s * 1e6 / self.messages_received as f64));
-        let datagrams = matches!(self.transport.as_str(), "udp" | "unixgram");
-        self.ok = self.errors.verified(datagrams);
+        self.ok = self.errors.verified(self.datagrams());
     }
 }
 
@@ -210,6 +252,15 @@ pub(crate) fn round3(x: f64) -> f64 {
 /// Six decimals: microsecond resolution for figures in seconds.
 pub(crate) fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+/// Seconds since the epoch, with millisecond resolution.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    round3(
+        t.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64(),
+    )
 }
 
 /// What a report read back from an older log says of a field it lacks.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::plan::{ConnPlan, Pacing, Schedule, ThreadCtx};
-use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult, new_histogram};
+use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult};
 use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::wire::StreamSocket;
@@ -69,6 +69,8 @@ pub struct Go {
     pub rank_offset: usize,
     /// Connections established over all threads.
     pub established: usize,
+    /// Length of the report's intervals.
+    pub interval: Duration,
 }
 
 /// The channels a thread talks to the coordinator through.
@@ -112,9 +114,14 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
     let _ = handoff.connected.send(connected);
     let go = handoff.go.await.ok().flatten();
     let Some(go) = go else {
-        let _ = handoff.done.send(recorder.into_result());
+        let _ = handoff.done.send(recorder.take_result());
         return;
     };
+    recorder.series.borrow_mut().begin(
+        go.schedule.warm_end,
+        Duration::from_nanos(go.schedule.end - go.schedule.warm_end),
+        go.interval,
+    );
 
     let size = spec.pattern.size();
     let ctx = Rc::new(ThreadCtx {
@@ -175,15 +182,7 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
             tracing::error!("a bench connection task failed: {e}");
         }
     }
-    let result = match Rc::try_unwrap(ctx) {
-        Ok(ctx) => ctx.recorder.into_result(),
-        Err(ctx) => ThreadResult {
-            latency: ctx.recorder.latency.replace(new_histogram()),
-            connect: ctx.recorder.connect.replace(new_histogram()),
-            totals: *ctx.recorder.totals.borrow(),
-        },
-    };
-    let _ = handoff.done.send(result);
+    let _ = handoff.done.send(ctx.recorder.take_result());
 }
 
 /// Opens this thread's connections, a bounded number at a time, recording how long each took
