@@ -26,6 +26,7 @@ pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
         sources: opts.source.clone().map(|s| s.0).unwrap_or_default(),
         io: load_io(opts.io),
         udp_offload: opts.udp_offload,
+        interval: opts.interval,
     };
     match config.validate() {
         Ok(()) => Ok(config),

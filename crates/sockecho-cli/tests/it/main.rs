@@ -5,7 +5,9 @@
 mod support;
 
 mod bench_faults;
+mod bench_intervals;
 mod bench_stop;
+mod bench_sweep;
 mod bench_transports;
 mod cli_env;
 mod client_datagram;

@@ -62,9 +62,9 @@ pub fn write(out: &mut impl Write, outcome: &Outcome) -> Result<(), HistLogError
     let length = Duration::from_secs_f64(outcome.report.duration_s);
     let report = serde_json::to_string(&outcome.report).map_err(HistLogError::Report)?;
     // Interval timestamps are seconds from the BaseTime, as HdrHistogram's own recorders
-    // write them; both header times are the start of the measured period, rounded to the
-    // millisecond the format holds, so that the intervals are placed exactly.
-    let base = Duration::from_millis(start.as_millis() as u64);
+    // write them; both header times are the start of the measured period, to the millisecond
+    // the format holds (as the report's `start_unix_s`).
+    let base = round_to_millis(start);
     let header = format!(
         "#[Logged with sockecho {} bench]\n\
          #[Histogram log format version 1.3]\n\
@@ -84,26 +84,29 @@ pub fn write(out: &mut impl Write, outcome: &Outcome) -> Result<(), HistLogError
         .begin_log_with(out, &mut serializer)
         .map_err(HistLogError::Write)?;
     let encode = |e| HistLogError::Encode(format!("{e}"));
-    // The millisecond the base time dropped, so that offsets stay measured from the real start.
-    let shift = start.saturating_sub(base);
     // "connect" has none of the characters a tag may not hold.
     let tag = Tag::new(CONNECT_TAG);
-    log.write_histogram(&outcome.connect, shift, length, tag)
+    log.write_histogram(&outcome.connect, Duration::ZERO, length, tag)
         .map_err(encode)?;
     if outcome.intervals.is_empty() {
-        log.write_histogram(&outcome.latency, shift, length, None)
+        log.write_histogram(&outcome.latency, Duration::ZERO, length, None)
             .map_err(encode)?;
     }
     for interval in &outcome.intervals {
         log.write_histogram(
             &interval.latency.unpack(),
-            shift + interval.start,
+            interval.start,
             interval.length,
             None,
         )
         .map_err(encode)?;
     }
     Ok(())
+}
+
+/// `t` to the nearest millisecond.
+pub(crate) fn round_to_millis(t: Duration) -> Duration {
+    Duration::from_millis(((t.as_nanos() + 500_000) / 1_000_000) as u64)
 }
 
 /// One untagged interval of a log, placed in wall-clock time.

@@ -1,0 +1,103 @@
+//! `sockecho bench --rates ...` / `--find-max ...`: a capacity sweep, one open-loop run per
+//! step at the rate the library's `Sweeper` picks, each shown and stoppable like a single run.
+//! A line per step goes to stderr as it ends; the whole sweep is printed at the end, and the
+//! exit code goes by the best step (see `sockecho::bench::sweep`).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sockecho::bench::sweep::{FindMax, SweepPlan, Sweeper};
+use sockecho::bench::{BenchConfig, BenchError, threshold};
+
+use super::{bench_error, progress, run_once, runtime, verdict};
+use crate::cli::bench::BenchOpts;
+use crate::format::group;
+use crate::output::{self, Format};
+use crate::usage::UsageError;
+
+/// Where a search starts without `--rates`.
+const DEFAULT_START: f64 = 1_000.0;
+
+pub fn main(opts: &BenchOpts, config: BenchConfig) -> anyhow::Result<ExitCode> {
+    if opts.save_hist.is_some() || opts.save_hgrm.is_some() {
+        return Err(UsageError(
+            "--save-hist and --save-hgrm record single runs, not sweeps; run the rate of \
+             interest on its own to save its histograms"
+                .into(),
+        )
+        .into());
+    }
+    let rates = opts.rates.as_ref().map(|r| r.0.clone()).unwrap_or_default();
+    let find_max = opts.find_max.clone().map(|target| FindMax {
+        target,
+        start: rates.first().copied().unwrap_or(DEFAULT_START),
+        ceiling: (rates.len() > 1).then(|| rates.iter().copied().fold(0.0, f64::max)),
+        precision: opts.precision,
+        max_steps: opts.max_steps as usize,
+    });
+    let mut sweeper = Sweeper::new(SweepPlan {
+        rates,
+        margin: opts.margin,
+        find_max,
+    });
+    let show_progress = progress::wanted(opts.verbosity.quiet);
+    let quiet = opts.verbosity.quiet > 0;
+    let runtime = runtime()?;
+    let stopped = runtime.block_on(async {
+        while let Some(rate) = sweeper.next_rate() {
+            let mut step = config.clone();
+            step.rate = Some(rate);
+            let mut outcome = match run_once(&step, show_progress).await {
+                Ok(outcome) => outcome,
+                Err(BenchError::Interrupted) if !sweeper.sweep().steps.is_empty() => {
+                    return Ok(true);
+                }
+                Err(e) => return Err(e),
+            };
+            outcome.report.thresholds = threshold::check_all(&opts.threshold, &outcome.report);
+            let report = outcome.report;
+            let achieved = report.msgs_per_s;
+            let kept_up = sweeper.record(report);
+            if !quiet {
+                eprintln!(
+                    "step {:>3}: {} msg/s offered, {} achieved, {}",
+                    sweeper.sweep().steps.len(),
+                    group(rate as u64),
+                    group(achieved.round() as u64),
+                    if kept_up { "kept up" } else { "fell short" }
+                );
+            }
+        }
+        Ok(false)
+    });
+    let interrupted = match stopped {
+        Ok(interrupted) => interrupted,
+        Err(e) => return bench_error(e),
+    };
+    let mut sweep = sweeper.finish();
+    if interrupted {
+        sweep.stopped = Some("stopped by a signal".into());
+    }
+    output::print_sweep(&sweep, Format::from_flags(opts.json, opts.export))
+        .context("writing the sweep failed")?;
+    match sweep.best_step() {
+        Some(best) => {
+            if !best.thresholds.is_empty() {
+                eprintln!(
+                    "thresholds, at the best step ({} msg/s offered):",
+                    group(best.rate.unwrap_or(0.0) as u64)
+                );
+            }
+            let code = verdict::verdict(best);
+            Ok(if interrupted {
+                ExitCode::from(130)
+            } else {
+                code
+            })
+        }
+        None => {
+            eprintln!("error: no step of the sweep kept up");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
