@@ -57,7 +57,7 @@ mod tests {
             .expect("the arguments parse")
             .command
         {
-            Command::Bench(opts) => opts,
+            Command::Bench(opts) => *opts,
             other => panic!("parsed as {other:?}"),
         }
     }

@@ -17,8 +17,9 @@ pub fn verdict(report: &Report) -> ExitCode {
     }
     for t in report.thresholds.iter().filter(|t| !t.passed) {
         eprintln!(
-            "error: threshold {} failed: {} {} against {} {}",
-            t.threshold, t.actual, t.unit, t.limit, t.unit
+            "error: threshold {} failed: the run measured {}",
+            t.threshold,
+            figure(t.actual, &t.unit)
         );
         failed = true;
     }
@@ -33,11 +34,20 @@ pub fn verdict(report: &Report) -> ExitCode {
 pub fn print_thresholds(report: &Report) {
     for t in &report.thresholds {
         eprintln!(
-            "threshold {:<24} {}  ({} {})",
+            "threshold {:<24} {}  ({})",
             t.threshold,
             if t.passed { "passed" } else { "FAILED" },
-            t.actual,
-            t.unit
+            figure(t.actual, &t.unit)
         );
+    }
+}
+
+/// A threshold's figure with its unit, if it has one.
+fn figure(value: f64, unit: &str) -> String {
+    match unit {
+        "count" => format!("{value}"),
+        "us" => format!("{value} µs"),
+        "us/msg" => format!("{value} µs/msg"),
+        _ => format!("{value} {unit}"),
     }
 }

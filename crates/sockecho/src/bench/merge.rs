@@ -179,7 +179,7 @@ fn align(runs: &[LoggedRun]) -> (Vec<Interval>, Vec<IntervalHistogram>) {
     let mut intervals = Vec::with_capacity(n);
     let mut histograms = Vec::with_capacity(n);
     let mut next = by_slot.into_iter().peekable();
-    for slot in 0..n {
+    for (slot, &slot_errors) in errors.iter().enumerate() {
         let mut h = new_histogram();
         while let Some((_, packed)) = next.next_if(|(s, _)| *s == slot) {
             h.add(packed.unpack())
@@ -196,7 +196,7 @@ fn align(runs: &[LoggedRun]) -> (Vec<Interval>, Vec<IntervalHistogram>) {
             .filter(|((_, s), _)| *s == slot)
             .map(|(_, n)| n)
             .sum();
-        intervals.push(interval_entry(from, length, &h, errors[slot], connections));
+        intervals.push(interval_entry(from, length, &h, slot_errors, connections));
         histograms.push(IntervalHistogram {
             start: from,
             length,
