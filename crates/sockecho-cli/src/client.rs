@@ -15,6 +15,7 @@ use sockecho::connect::connect_stream_with;
 use crate::cli::client::ClientOpts;
 use crate::connect::connect_options;
 use crate::logging;
+use crate::usage::UsageError;
 
 pub fn main(opts: ClientOpts) -> anyhow::Result<ExitCode> {
     logging::init(&opts.verbosity);
@@ -42,6 +43,12 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
     let endpoint = &opts.endpoint;
     let on_terminal = io::stdin().is_terminal();
     if endpoint.transport().is_datagram() {
+        if opts.send_proxy.send_proxy.is_some() {
+            return Err(UsageError(
+                "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+            )
+            .into());
+        }
         let mut client = DatagramClient::connect(endpoint).await?;
         let summary = if on_terminal {
             let mut editor = Editor::new()?;
@@ -59,7 +66,8 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
         };
         return Ok(datagram_exit(&summary, opts.timeout));
     }
-    let (stream, reached) = connect_stream_with(endpoint, &connect_options(&opts.tls)).await?;
+    let (stream, reached) =
+        connect_stream_with(endpoint, &connect_options(&opts.tls, &opts.send_proxy)).await?;
     tracing::debug!("connected to {reached}");
     if on_terminal {
         let mut editor = Editor::new()?;

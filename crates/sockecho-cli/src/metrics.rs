@@ -160,6 +160,8 @@ fn respond(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
                 "hostname": about.hostname,
                 "version": about.version,
                 "listeners": about.listeners,
+                // The last PROXY protocol headers taken (--proxy-protocol), oldest first.
+                "proxy_headers": state.counters.recent_proxy_headers(),
             });
             let mut response = text(StatusCode::OK, format!("{body}\n"));
             response.headers_mut().insert(
@@ -245,6 +247,16 @@ fn encode(state: &State) -> Result<String, std::fmt::Error> {
         "accept_errors",
         "Failed accept calls (e.g. out of file descriptors)",
     );
+    let proxy_headers = counter(
+        registry,
+        "proxy_headers",
+        "PROXY headers taken (--proxy-protocol), by kind: v1, v2, or local (no client address)",
+    );
+    let proxy_errors = counter(
+        registry,
+        "proxy_header_errors",
+        "Connections closed over their PROXY header, by reason",
+    );
     let open = Family::<Labels, Gauge>::default();
     registry.register(
         "connections_open",
@@ -295,6 +307,31 @@ fn encode(state: &State) -> Result<String, std::fmt::Error> {
             tls_failures
                 .get_or_create(&with(None))
                 .inc_by(stats.tls_handshake_failures);
+            // PROXY headers come on TCP only (TLS included).
+            let proxied = [sockecho::Transport::Tcp, sockecho::Transport::Tls].contains(&transport);
+            if proxied {
+                for (kind, n) in [
+                    ("v1", stats.proxy_headers_v1),
+                    ("v2", stats.proxy_headers_v2),
+                    ("local", stats.proxy_headers_local),
+                ] {
+                    proxy_headers
+                        .get_or_create(&with(Some(("kind", kind))))
+                        .inc_by(n);
+                }
+                for (reason, n) in [
+                    ("untrusted", stats.proxy_untrusted),
+                    ("missing", stats.proxy_header_missing),
+                    ("malformed", stats.proxy_header_malformed),
+                    ("too_long", stats.proxy_header_too_long),
+                    ("timeout", stats.proxy_header_timeout),
+                    ("closed", stats.proxy_header_closed),
+                ] {
+                    proxy_errors
+                        .get_or_create(&with(Some(("reason", reason))))
+                        .inc_by(n);
+                }
+            }
         } else {
             datagrams.get_or_create(&with(None)).inc_by(stats.datagrams);
             datagram_bytes
@@ -394,6 +431,8 @@ mod tests {
             "sockecho_datagrams_dropped_total{transport=\"udp\",reason=\"reflection_guard\"} 0",
             "sockecho_datagrams_echoed_total{transport=\"unixgram\"} 0",
             "sockecho_tls_handshake_failures_total{transport=\"tcp\"} 0",
+            "sockecho_proxy_headers_total{transport=\"tcp\",kind=\"v2\"} 0",
+            "sockecho_proxy_header_errors_total{transport=\"tls\",reason=\"untrusted\"} 0",
             "# EOF",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

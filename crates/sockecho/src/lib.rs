@@ -29,6 +29,7 @@ pub mod limits;
 pub mod net_error;
 pub mod payload;
 pub mod ping;
+pub mod proxy_protocol;
 #[allow(unsafe_code)]
 mod ring;
 pub mod server;

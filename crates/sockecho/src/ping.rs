@@ -157,6 +157,13 @@ pub async fn ping(
             "a UDP datagram carries at most {MAX_UDP_SIZE} bytes"
         )));
     }
+    if config.connect.send_proxy.is_some()
+        && !matches!(config.endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_))
+    {
+        return Err(PingError::Invalid(
+            "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+        ));
+    }
     let (mut link, peer, connect) = open(config).await?;
     on_event(PingEvent::Started {
         peer: peer.clone(),

@@ -2,11 +2,12 @@
 //! metrics endpoint exports.
 //!
 //! Each transport has its own set, so metrics can carry a transport label; a snapshot of the
-//! whole server adds them up.
+//! whole server adds them up. The last PROXY protocol headers taken are kept beside them.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::Transport;
+use crate::proxy_protocol::recent::{Received, RecentHeaders};
 
 /// Every transport a server counts separately, in a fixed order.
 pub const TRANSPORTS: [Transport; 5] = [
@@ -22,9 +23,17 @@ pub const TRANSPORTS: [Transport; 5] = [
 #[derive(Debug, Default)]
 pub struct Counters {
     per_transport: [TransportCounters; TRANSPORTS.len()],
+    /// The last PROXY protocol headers taken (`--proxy-protocol`).
+    pub(crate) recent_proxy: RecentHeaders,
 }
 
 impl Counters {
+    /// The last PROXY protocol headers the server took, oldest first (empty without
+    /// `--proxy-protocol`).
+    pub fn recent_proxy_headers(&self) -> Vec<Received> {
+        self.recent_proxy.snapshot()
+    }
+
     /// The counters of one transport.
     pub fn transport(&self, transport: Transport) -> &TransportCounters {
         let index = TRANSPORTS
@@ -118,6 +127,24 @@ counters! {
     datagrams_reflection_blocked,
     /// Failed `accept` calls (e.g. out of file descriptors); the server survives them.
     accept_errors,
+    /// PROXY v1 headers that named the client (`--proxy-protocol`).
+    proxy_headers_v1,
+    /// PROXY v2 headers that named the client.
+    proxy_headers_v2,
+    /// PROXY headers without a client address (v2 LOCAL, v1 UNKNOWN): the peer itself is used.
+    proxy_headers_local,
+    /// Connections refused because a peer outside `--proxy-from` sent a PROXY header.
+    proxy_untrusted,
+    /// Connections from a trusted proxy closed because they did not start with a header.
+    proxy_header_missing,
+    /// Connections closed because their PROXY header was malformed.
+    proxy_header_malformed,
+    /// Connections closed because their PROXY header was longer than the limit.
+    proxy_header_too_long,
+    /// Connections closed because their PROXY header did not complete in time.
+    proxy_header_timeout,
+    /// Connections that closed (or failed) before their PROXY header was complete.
+    proxy_header_closed,
 }
 
 impl Stats {

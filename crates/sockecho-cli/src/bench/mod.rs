@@ -1,13 +1,15 @@
 //! `sockecho bench`: load an echo server, print what was measured (a table, JSON with `--json`,
 //! or a csv/markdown row with `--export`), and exit 1 if any echo was wrong or missing or a
 //! `--threshold` failed. `--rates`/`--find-max` run a capacity sweep instead (`sweep`);
-//! `sockecho bench merge` combines histogram logs saved with `--save-hist` into one report.
+//! `sockecho bench merge` combines histogram logs saved with `--save-hist` into one report;
+//! `sockecho bench report` (and `--html`) draws runs as an HTML page.
 //!
 //! This file runs the load; the flags' meaning is in `options`, the progress line in
 //! `progress`, signals in `stop`, histogram files in `histlog`, and the report's formats in
 //! `crate::output`.
 
 mod histlog;
+mod html;
 mod merge;
 mod options;
 mod progress;
@@ -28,14 +30,22 @@ use histlog::HistFiles;
 
 pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
     logging::init(&opts.verbosity);
-    if let Some(BenchCommand::Merge(merge_opts)) = opts.command {
-        return merge::main(merge_opts);
+    match opts.command {
+        Some(BenchCommand::Merge(merge_opts)) => return merge::main(merge_opts),
+        Some(BenchCommand::Report(report_opts)) => return html::main(report_opts),
+        None => {}
     }
     sockecho::limits::raise_fd_limit();
     let config = options::config(&opts)?;
     if opts.rates.is_some() || opts.find_max.is_some() {
         return sweep::main(&opts, config);
     }
+    // Before the run, so that a page that cannot be written does not cost a whole run.
+    let html = opts
+        .html
+        .as_deref()
+        .map(html::HtmlOutput::open)
+        .transpose()?;
     // Before the load: a path that cannot be written fails now, not after the run.
     let files = HistFiles::open(opts.save_hist.as_deref(), opts.save_hgrm.as_deref())?;
     let show_progress = progress::wanted(opts.verbosity.quiet);
@@ -51,6 +61,9 @@ pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
         let quit = tokio::spawn(stop::quit_on_signal());
         let written = tokio::task::spawn_blocking(move || -> anyhow::Result<ExitCode> {
             files.write(&outcome)?;
+            if let Some(html) = html {
+                html.write(&outcome)?;
+            }
             output::print_report(&outcome.report, format)?;
             Ok(verdict::verdict(&outcome.report))
         })

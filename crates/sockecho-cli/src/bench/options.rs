@@ -22,7 +22,7 @@ pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
         threads: opts.threads.into(),
         timeout: opts.timeout,
         connect_timeout: opts.connect_timeout,
-        connect: connect_options(&opts.tls),
+        connect: connect_options(&opts.tls, &opts.send_proxy),
         sources: opts.source.clone().map(|s| s.0).unwrap_or_default(),
         io: load_io(opts.io),
         udp_offload: opts.udp_offload,

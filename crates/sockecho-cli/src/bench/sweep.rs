@@ -19,10 +19,10 @@ use crate::usage::UsageError;
 const DEFAULT_START: f64 = 1_000.0;
 
 pub fn main(opts: &BenchOpts, config: BenchConfig) -> anyhow::Result<ExitCode> {
-    if opts.save_hist.is_some() || opts.save_hgrm.is_some() {
+    if opts.save_hist.is_some() || opts.save_hgrm.is_some() || opts.html.is_some() {
         return Err(UsageError(
-            "--save-hist and --save-hgrm record single runs, not sweeps; run the rate of \
-             interest on its own to save its histograms"
+            "--save-hist, --save-hgrm and --html record single runs, not sweeps; draw a sweep \
+             with `bench report` from its --json output, or run the rate of interest on its own"
                 .into(),
         )
         .into());

@@ -1,15 +1,13 @@
-//! `sockecho bench`'s flags, and those of `sockecho bench merge`.
+//! `sockecho bench`'s flags, and those of `sockecho bench merge` and `sockecho bench report`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use sockecho::Endpoint;
+use sockecho::bench::{Threshold, sweep};
 
-use crate::cli::common::{IoChoice, TlsClientArgs, Verbosity, boolish};
-use sockecho::bench::Threshold;
-use sockecho::bench::sweep;
-
+use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
 use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, parse_sources};
 
 /// Load an echo server and measure throughput, latency and correctness.
@@ -144,8 +142,14 @@ pub struct BenchOpts {
     #[arg(long, value_name = "N", env = "SOCKECHO_MAX_STEPS", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_steps: u32,
+    /// Also write the report as a self-contained HTML page to FILE, with the whole latency
+    /// distribution (see `bench report`).
+    #[arg(long, value_name = "FILE", env = "SOCKECHO_HTML")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }
@@ -154,6 +158,8 @@ pub struct BenchOpts {
 pub enum BenchCommand {
     /// Combine histogram logs saved with --save-hist into one report.
     Merge(MergeOpts),
+    /// Draw run reports, sweeps and histogram logs as one self-contained HTML page.
+    Report(ReportOpts),
 }
 
 #[derive(Debug, Args)]
@@ -214,4 +220,15 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
             "{text:?} is not a fraction below 1, such as 5% or 0.05"
         )),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ReportOpts {
+    /// Run reports (`bench --json`, `bench merge --json`), sweeps (`bench sweep --json`) or
+    /// histogram logs (`--save-hist`; their whole latency distribution is drawn).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The HTML file to write.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
 }

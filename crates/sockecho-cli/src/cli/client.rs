@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use sockecho::Endpoint;
 
-use crate::cli::common::{TlsClientArgs, Verbosity};
+use crate::cli::common::{SendProxyArgs, TlsClientArgs, Verbosity};
 use crate::parse::parse_duration;
 
 #[derive(Debug, Args)]
@@ -23,6 +23,8 @@ pub struct ClientOpts {
     pub timeout: Duration,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }

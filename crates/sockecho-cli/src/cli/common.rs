@@ -1,6 +1,7 @@
 //! Flags and value types that several subcommands share: verbosity, log format, the I/O path
-//! choice and the client side's TLS trust.
+//! choice, the client side's TLS trust and the PROXY header it can send.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -27,6 +28,34 @@ pub struct TlsClientArgs {
     // not left behind in an image's settings.
     #[arg(long)]
     pub insecure: bool,
+}
+
+/// `--send-proxy` and `--proxy-source`: stand in for a load balancer in front of a
+/// PROXY-speaking server.
+#[derive(Debug, Clone, Args)]
+pub struct SendProxyArgs {
+    /// Send a PROXY protocol header first on each TCP or TLS connection (before the TLS
+    /// handshake), as HAProxy or a cloud load balancer would: v1 text or v2 binary. The server
+    /// must strip it (e.g. `sockecho serve --proxy-protocol`); it is not echoed.
+    #[arg(long, value_enum, value_name = "VERSION", env = "SOCKECHO_SEND_PROXY")]
+    pub send_proxy: Option<ProxyVersion>,
+    /// The client address the header claims, ADDR:PORT (e.g. 203.0.113.7:40000 or
+    /// [2001:db8::7]:40000). Default: the connection's own local address. The destination is
+    /// always the server's address.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        env = "SOCKECHO_PROXY_SOURCE",
+        requires = "send_proxy"
+    )]
+    pub proxy_source: Option<SocketAddr>,
+}
+
+/// Values of `--send-proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyVersion {
+    V1,
+    V2,
 }
 
 /// How log lines are written.

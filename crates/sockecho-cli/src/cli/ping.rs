@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use sockecho::Endpoint;
 
-use crate::cli::common::{TlsClientArgs, Verbosity};
+use crate::cli::common::{SendProxyArgs, TlsClientArgs, Verbosity};
 use crate::parse::{parse_duration, parse_size};
 
 /// Send one message per interval to an echo server and time each reply.
@@ -36,6 +36,8 @@ pub struct PingOpts {
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub tls: TlsClientArgs,
+    #[command(flatten)]
+    pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }

@@ -70,6 +70,25 @@ pub struct ServeOpts {
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TLS_HANDSHAKE_TIMEOUT",
           value_parser = parse_duration, default_value = "10s")]
     pub tls_handshake_timeout: Duration,
+    /// Expect a PROXY protocol header (v1 text or v2 binary, told apart by their signatures) at
+    /// the start of TCP and TLS connections from --proxy-from peers, before any TLS handshake.
+    /// Each connection is then served as the client the header names: --allow/--deny,
+    /// --max-conns-per-ip, logs and metrics see that address. A peer outside --proxy-from that
+    /// sends a header is refused; other peers are served as themselves.
+    #[arg(long, env = "SOCKECHO_PROXY_PROTOCOL", value_parser = boolish())]
+    pub proxy_protocol: bool,
+    /// Proxies whose PROXY headers are believed (CIDR or one address); repeatable (in the
+    /// variable: separated by commas). Their connections must start with a header, or they are
+    /// closed. Default: loopback only (127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDR", env = "SOCKECHO_PROXY_FROM", value_delimiter = ',',
+          value_parser = parse_net, requires = "proxy_protocol")]
+    pub proxy_from: Vec<ipnet::IpNet>,
+    /// How long a proxy may take to send its whole PROXY header before the connection is
+    /// closed (and how long other peers get to send their first bytes before they are served
+    /// without a header check).
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_PROXY_HEADER_TIMEOUT",
+          value_parser = parse_duration, default_value = "5s")]
+    pub proxy_header_timeout: Duration,
     /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9100), with
     /// /metrics, /healthz, /readyz and /info.
     #[arg(long, value_name = "ADDR", env = "SOCKECHO_METRICS")]

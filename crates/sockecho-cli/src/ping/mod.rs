@@ -37,7 +37,7 @@ fn config(opts: &PingOpts) -> PingConfig {
         timeout: opts
             .timeout
             .unwrap_or_else(|| opts.interval.max(Duration::from_secs(1))),
-        connect: connect_options(&opts.tls),
+        connect: connect_options(&opts.tls, &opts.send_proxy),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `serve`'s parsed flags turned into the library's `ServerConfig` and endpoint list, so the
 //! server never sees clap.
 
-use sockecho::server::{AccessPolicy, IoBackend, ServerConfig};
+use sockecho::server::{AccessPolicy, IoBackend, ProxyProtocol, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::common::IoChoice;
@@ -87,6 +87,16 @@ pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<Serv
             .max(1);
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
+    if opts.proxy_protocol {
+        let mut proxy = ProxyProtocol {
+            header_timeout: opts.proxy_header_timeout,
+            ..ProxyProtocol::default()
+        };
+        if !opts.proxy_from.is_empty() {
+            proxy.trusted = opts.proxy_from.clone();
+        }
+        config.proxy_protocol = Some(proxy);
+    }
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
         config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
     }

@@ -5,6 +5,7 @@
 mod support;
 
 mod bench_faults;
+mod bench_html;
 mod bench_intervals;
 mod bench_stop;
 mod bench_sweep;
@@ -23,6 +24,7 @@ mod ops_metrics;
 mod ops_metrics_limits;
 mod ops_udp_guard;
 mod ping;
+mod proxy_protocol;
 mod serve_datagram;
 mod serve_endpoints;
 mod serve_errors;

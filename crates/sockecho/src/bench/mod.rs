@@ -23,6 +23,7 @@
 //! - [`threshold`]: pass/fail conditions on a report (`--threshold 'p99<2ms'`).
 //! - [`sweep`]: open-loop runs over a range of rates, and the search for the highest rate
 //!   that keeps a latency target.
+//! - [`html`]: the self-contained HTML report of runs and sweeps.
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
 //! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
@@ -39,6 +40,7 @@ mod error;
 mod flow;
 pub mod hgrm;
 pub mod hlog;
+pub mod html;
 pub mod merge;
 pub mod options;
 mod plan;
@@ -207,6 +209,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
                 .collect(),
             peer: peer.clone(),
             sources: config.sources.clone(),
+            send_proxy: config.connect.send_proxy,
             pattern: pattern.clone(),
             clock,
             pipeline: config.pipeline,

@@ -163,6 +163,13 @@ impl BenchConfig {
         {
             return invalid(format!("the rate must be a positive number, not {rate}"));
         }
+        if self.connect.send_proxy.is_some()
+            && !matches!(self.endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_))
+        {
+            return invalid(
+                "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+            );
+        }
         if !self.sources.is_empty() {
             let Some(hp) = self.endpoint.host_port() else {
                 return invalid("source addresses apply to tcp, tls and udp endpoints only".into());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::error::BenchError;
 use crate::connect::{
-    ConnectError, ConnectOptions, Peer, TlsClient, connect_stream, probe_datagram, resolve,
+    ConnectError, ConnectOptions, Peer, TlsClient, connect_stream_with, probe_datagram, resolve,
 };
 use crate::{Endpoint, Host};
 
@@ -34,10 +34,12 @@ pub async fn find_peer(
     };
     match endpoint {
         Endpoint::Tcp(_) | Endpoint::Unix(_) => {
-            let (_probe, reached) = tokio::time::timeout(connect_timeout, connect_stream(endpoint))
-                .await
-                .map_err(no_answer)?
-                .map_err(from_connect)?;
+            // With the options: a PROXY-speaking server closes a probe without the header.
+            let (_probe, reached) =
+                tokio::time::timeout(connect_timeout, connect_stream_with(endpoint, options))
+                    .await
+                    .map_err(no_answer)?
+                    .map_err(from_connect)?;
             match reached {
                 Endpoint::Tcp(hp) => match hp.host {
                     Host::Ip(ip) => Ok(Peer::Tcp(SocketAddr::new(ip, hp.port))),

@@ -23,9 +23,10 @@ use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::wire::StreamSocket;
 use super::{datagram, reactor, stream, uring};
-use crate::connect::{DatagramSocket, Peer};
+use crate::connect::{DatagramSocket, Peer, connect_tcp, send_proxy_header};
 use crate::net_error::describe_connect_error;
 use crate::payload::Pattern;
+use crate::proxy_protocol::SendProxy;
 
 /// Connection attempts one thread has under way at once, so a large run does not flood the
 /// server's listen backlog.
@@ -37,6 +38,9 @@ pub struct WorkerSpec {
     pub ids: Vec<u32>,
     pub peer: Peer,
     pub sources: Vec<IpAddr>,
+    /// A PROXY header each plain TCP connection sends first (part of its connect time); TLS
+    /// connections send theirs through the peer's TLS client.
+    pub send_proxy: Option<SendProxy>,
     pub pattern: Pattern,
     pub clock: Clock,
     pub pipeline: usize,
@@ -199,6 +203,7 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
         let peer = spec.peer.clone();
         let limit = limit.clone();
         let connect_timeout = spec.connect_timeout;
+        let send_proxy = spec.send_proxy;
         attempts.push(tokio::task::spawn_local(async move {
             // The semaphore is never closed, so acquiring only waits.
             let _permit = limit.acquire().await;
@@ -208,7 +213,7 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
                     .map(Socket::Datagram)
                     .map_err(|e| describe_connect_error(&e))
             } else {
-                tokio::time::timeout(connect_timeout, open_stream(&peer, source))
+                tokio::time::timeout(connect_timeout, open_stream(&peer, source, send_proxy))
                     .await
                     .unwrap_or_else(|_| Err(format!("no answer within {connect_timeout:?}")))
             };
@@ -237,9 +242,21 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
     (sockets, connected)
 }
 
-/// Opens one stream connection; the error says what failed.
-async fn open_stream(peer: &Peer, source: Option<IpAddr>) -> Result<Socket, String> {
+/// Opens one stream connection, sending a PROXY header first if asked; the error says what
+/// failed.
+async fn open_stream(
+    peer: &Peer,
+    source: Option<IpAddr>,
+    send_proxy: Option<SendProxy>,
+) -> Result<Socket, String> {
     match peer {
+        Peer::Tcp(addr) if send_proxy.is_some() => {
+            let mut tcp = connect_tcp(*addr, source)
+                .await
+                .map_err(|e| describe_connect_error(&e))?;
+            send_proxy_header(&mut tcp, send_proxy.as_ref()).await?;
+            Ok(Socket::Stream(StreamSocket::Tcp(tcp)))
+        }
         Peer::Tls(addr, client) => client
             .connect(*addr, source)
             .await

@@ -2,8 +2,9 @@
 //! name resolution, source binding, the TLS handshake and its error texts are written once.
 //!
 //! - `resolve.rs`: [`resolve`](fn@resolve), an endpoint's host to the addresses to try.
-//! - `tcp.rs`: [`connect_tcp`], a TCP connection from a source address if asked, and
-//!   [`connect_first`], the first of several addresses that accepts.
+//! - `tcp.rs`: [`connect_tcp`], a TCP connection from a source address if asked,
+//!   [`connect_first`], the first of several addresses that accepts, and
+//!   [`send_proxy_header`], the PROXY protocol header some servers expect first.
 //! - `tls.rs`: [`ConnectOptions`] and [`TlsClient`], the trust decision made once and the
 //!   handshake under its timeout.
 //! - `stream.rs`: [`connect_stream_with`], a stream endpoint of any transport (TCP, TLS, Unix)
@@ -31,5 +32,5 @@ pub(crate) use peer::wrong_peer;
 pub use probe::probe_datagram;
 pub use resolve::resolve;
 pub use stream::{BoxStream, ByteStream, connect_stream, connect_stream_with};
-pub use tcp::{connect_first, connect_tcp};
+pub use tcp::{connect_first, connect_tcp, send_proxy_header};
 pub use tls::{ConnectOptions, TlsClient};

@@ -6,7 +6,7 @@ use tokio::net::UnixStream;
 
 use super::error::ConnectError;
 use super::resolve::resolve;
-use super::tcp::{connect_failed, connect_first};
+use super::tcp::{connect_failed, connect_first, send_proxy_header};
 use super::tls::{ConnectOptions, TlsClient};
 use crate::{Endpoint, Transport};
 
@@ -30,7 +30,10 @@ pub async fn connect_stream_with(
 ) -> Result<(BoxStream, Endpoint), ConnectError> {
     match endpoint {
         Endpoint::Tcp(_) => {
-            let (stream, addr) = connect_first(endpoint, resolve(endpoint).await?).await?;
+            let (mut stream, addr) = connect_first(endpoint, resolve(endpoint).await?).await?;
+            send_proxy_header(&mut stream, options.send_proxy.as_ref())
+                .await
+                .map_err(|problem| ConnectError::new(endpoint, problem))?;
             Ok((Box::new(stream), Endpoint::inet(Transport::Tcp, addr)))
         }
         Endpoint::Tls(hp) => {
@@ -41,6 +44,10 @@ pub async fn connect_stream_with(
             let (tls, addr) = client.connect_first(endpoint, addrs).await?;
             Ok((Box::new(tls), Endpoint::inet(Transport::Tls, addr)))
         }
+        Endpoint::Unix(_) if options.send_proxy.is_some() => Err(ConnectError::new(
+            endpoint,
+            "a PROXY header (--send-proxy) goes on tcp:// and tls:// connections only",
+        )),
         Endpoint::Unix(path) => match UnixStream::connect(path).await {
             Ok(stream) => Ok((Box::new(stream), endpoint.clone())),
             Err(e) => Err(connect_failed(endpoint, Some(e))),

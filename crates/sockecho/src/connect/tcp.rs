@@ -15,7 +15,8 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use super::error::ConnectError;
 use crate::Endpoint;
-use crate::net_error::describe_connect_error;
+use crate::net_error::{describe_connect_error, plain};
+use crate::proxy_protocol::SendProxy;
 
 /// A TCP connection to `addr`, from `source` if given, that sends each write at once.
 pub async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
@@ -36,6 +37,21 @@ pub async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result
     // ACKs.
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Writes the PROXY protocol header `proxy` asks for, if any, on a new connection: first,
+/// before any data or TLS handshake, as a load balancer would. The error is one line.
+pub async fn send_proxy_header(
+    stream: &mut TcpStream,
+    proxy: Option<&SendProxy>,
+) -> Result<(), String> {
+    let Some(proxy) = proxy else {
+        return Ok(());
+    };
+    proxy
+        .send(stream)
+        .await
+        .map_err(|e| format!("cannot send the PROXY header: {}", plain(&e)))
 }
 
 /// TCP to the first of `addrs` (what `endpoint` resolved to) that accepts.

@@ -12,8 +12,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::error::ConnectError;
-use super::tcp::{connect_first, connect_tcp};
+use super::tcp::{connect_first, connect_tcp, send_proxy_header};
 use crate::net_error::describe_connect_error;
+use crate::proxy_protocol::SendProxy;
 use crate::tls::{
     ClientTlsOptions, TlsError, client_connector, describe_handshake_error, server_name,
 };
@@ -26,6 +27,9 @@ pub struct ConnectOptions {
     pub tls: ClientTlsOptions,
     /// How long a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// A PROXY protocol header to send first on TCP and TLS connections (before the TLS
+    /// handshake), as a load balancer would.
+    pub send_proxy: Option<SendProxy>,
 }
 
 impl Default for ConnectOptions {
@@ -33,6 +37,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             tls: ClientTlsOptions::default(),
             tls_handshake_timeout: Duration::from_secs(10),
+            send_proxy: None,
         }
     }
 }
@@ -48,6 +53,8 @@ pub struct TlsClient {
     name: ServerName<'static>,
     /// How long one handshake may take.
     handshake_timeout: Duration,
+    /// The PROXY header each connection sends before its handshake, if asked.
+    send_proxy: Option<SendProxy>,
 }
 
 impl TlsClient {
@@ -58,6 +65,7 @@ impl TlsClient {
             connector: client_connector(&options.tls)?,
             name: server_name(&host.to_string())?,
             handshake_timeout: options.tls_handshake_timeout,
+            send_proxy: options.send_proxy,
         })
     }
 
@@ -68,9 +76,10 @@ impl TlsClient {
         addr: SocketAddr,
         source: Option<IpAddr>,
     ) -> Result<TlsStream<TcpStream>, String> {
-        let tcp = connect_tcp(addr, source)
+        let mut tcp = connect_tcp(addr, source)
             .await
             .map_err(|e| describe_connect_error(&e))?;
+        send_proxy_header(&mut tcp, self.send_proxy.as_ref()).await?;
         self.handshake(tcp).await
     }
 
@@ -82,7 +91,10 @@ impl TlsClient {
         endpoint: &Endpoint,
         addrs: Vec<SocketAddr>,
     ) -> Result<(TlsStream<TcpStream>, SocketAddr), ConnectError> {
-        let (tcp, addr) = connect_first(endpoint, addrs).await?;
+        let (mut tcp, addr) = connect_first(endpoint, addrs).await?;
+        send_proxy_header(&mut tcp, self.send_proxy.as_ref())
+            .await
+            .map_err(|problem| ConnectError::new(endpoint, problem))?;
         let tls = self
             .handshake(tcp)
             .await

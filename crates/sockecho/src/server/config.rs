@@ -1,7 +1,11 @@
 //! What the server is told to do: [`ServerConfig`], filled by the CLI from its flags, and the
-//! choice of stream I/O path it holds ([`IoBackend`]).
+//! choices it holds: the stream I/O path ([`IoBackend`]) and how PROXY protocol headers are
+//! taken ([`ProxyProtocol`]).
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::access::AccessPolicy;
 use crate::tls::ServerTls;
@@ -34,6 +38,10 @@ pub struct ServerConfig {
     /// How long a client may take to complete the TLS handshake before it is dropped, so
     /// half-open TLS clients cannot hold connection slots.
     pub tls_handshake_timeout: Duration,
+    /// Take a PROXY protocol header (v1 or v2) at the start of TCP and TLS connections from
+    /// trusted proxies, and serve each connection as the client the header names. `None`: no
+    /// header is looked for, and nothing is spent on it.
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// Worker threads, each with its own single-threaded runtime serving every listener
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`](super::Server::run) instead.
@@ -81,10 +89,42 @@ impl Default for ServerConfig {
             access: AccessPolicy::default(),
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            proxy_protocol: None,
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,
             identity: None,
         }
+    }
+}
+
+/// How the server takes PROXY protocol headers (`--proxy-protocol`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// Peers whose headers are believed (the load balancers). They must send one.
+    pub trusted: Vec<IpNet>,
+    /// How long a trusted peer may take to send a whole header; a client that is not a proxy
+    /// gets this long to send its first bytes before it is served as it is.
+    pub header_timeout: Duration,
+}
+
+impl Default for ProxyProtocol {
+    /// Trusts loopback only, so turning the option on never lets a remote peer pick its address.
+    fn default() -> Self {
+        ProxyProtocol {
+            trusted: vec![
+                IpNet::V4(Ipv4Net::new_assert([127, 0, 0, 0].into(), 8)),
+                IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+            ],
+            header_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ProxyProtocol {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|net| net.contains(&ip))
     }
 }

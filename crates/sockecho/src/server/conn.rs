@@ -9,6 +9,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::access::PerIpSlot;
 use super::echo::CloseReason;
+use super::proxied::Via;
 use super::shared::Shared;
 use crate::CONN_LOG;
 use crate::Transport;
@@ -24,6 +25,8 @@ pub(crate) struct Admitted {
     _permit: OwnedSemaphorePermit,
     /// Its place under `--max-conns-per-ip`, if that is set.
     _ip_slot: Option<PerIpSlot>,
+    /// The proxy and its PROXY header, when `peer` comes from one (boxed: rare, and large).
+    pub(crate) via: Option<Box<Via>>,
 }
 
 impl Admitted {
@@ -38,6 +41,15 @@ impl Admitted {
             transport,
             _permit: permit,
             _ip_slot: ip_slot,
+            via: None,
+        }
+    }
+
+    /// The connection as served for a proxy, as the client the proxy's header names.
+    pub(crate) fn via(self, via: Option<Via>) -> Admitted {
+        Admitted {
+            via: via.map(Box::new),
+            ..self
         }
     }
 }
@@ -53,11 +65,35 @@ impl ConnLog {
     /// Counts and logs a new connection.
     pub(crate) fn opened(conn: &Admitted, shared: &Shared) -> ConnLog {
         let Admitted {
-            peer, transport, ..
+            peer,
+            transport,
+            via,
+            ..
         } = conn;
         let counters = shared.counters.transport(*transport);
         TransportCounters::add(&counters.connections_accepted, 1);
-        tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
+        match via {
+            None => {
+                tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
+            }
+            Some(via) => {
+                let Via { by, header } = &**via;
+                tracing::info!(
+                    target: CONN_LOG,
+                    peer,
+                    %transport,
+                    event = "connected",
+                    proxied_by = %by,
+                    proxy_version = header.version.as_str(),
+                    proxy_destination = header.addresses.map(|a| a.destination.to_string()),
+                    proxy_alpn = header.alpn_text(),
+                    proxy_authority = header.authority.as_deref(),
+                    proxy_unique_id = header.unique_id_text(),
+                    "{peer} connected via {by} (PROXY {})",
+                    header.version
+                );
+            }
+        }
         ConnLog {
             started: Instant::now(),
             bytes: 0,
@@ -67,10 +103,14 @@ impl ConnLog {
     /// Counts and logs the end of a connection, with why it ended.
     pub(crate) fn closed(self, conn: &Admitted, shared: &Shared, result: io::Result<CloseReason>) {
         let Admitted {
-            peer, transport, ..
+            peer,
+            transport,
+            via,
+            ..
         } = conn;
         let counters = shared.counters.transport(*transport);
         let ConnLog { started, bytes } = self;
+        let proxied_by = via.as_ref().map(|via| via.by.to_string());
         let duration_ms = started.elapsed().as_secs_f64() * 1e3;
         let reason = match result {
             Ok(reason) => {
@@ -95,6 +135,7 @@ impl ConnLog {
             peer,
             %transport,
             event = "disconnected",
+            proxied_by,
             bytes,
             duration_ms,
             reason,

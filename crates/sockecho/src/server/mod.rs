@@ -12,7 +12,8 @@
 //! - this file, the public face ([`Server`], [`ServerConfig`]);
 //! - `workers`: worker threads, and the loops each one runs;
 //! - `stream` (the accept loop, and a connection's life on tokio) over `uring` (the io_uring
-//!   engine), both over `conn` (an admitted connection's identity and accounting); `bind`
+//!   engine), both over `conn` (an admitted connection's identity and accounting), over
+//!   `proxied` (a PROXY protocol header taken before admission); `bind`
 //!   (listening sockets) over `datagram` (the UDP and unixgram echo);
 //! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`].
 
@@ -25,6 +26,7 @@ pub mod echo;
 #[cfg(test)]
 mod layering;
 mod log_budget;
+mod proxied;
 mod rate_limit;
 mod shared;
 mod stream;
@@ -46,7 +48,7 @@ use shared::Shared;
 
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
-pub use config::{IoBackend, ServerConfig};
+pub use config::{IoBackend, ProxyProtocol, ServerConfig};
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
 
 /// A bound server, ready to [`run`](Server::run).
@@ -159,6 +161,13 @@ impl Server {
         }
         if self.plain_streams {
             tracing::info!("stream I/O: {}", shared.config.io);
+        }
+        if let Some(proxy) = &shared.config.proxy_protocol {
+            let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "PROXY protocol on TCP and TLS: headers required from {}, refused from others",
+                trusted.join(", ")
+            );
         }
         let workers = workers::start(threads, sockets, &shared);
 

@@ -12,10 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::access::PerIpSlot;
 use super::bind::StreamListener;
 use super::conn::{Admitted, ConnLog};
 use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::proxied::{self, Via};
 use super::shared::Shared;
 use super::uring::{Arrival, EngineHandle};
 use crate::CONN_LOG;
@@ -121,6 +124,21 @@ pub(crate) async fn serve(
         }
         backoff = BACKOFF_MIN;
         burst_logged = false;
+        let accepted = match accepted {
+            // The header comes first, on a task of its own: the accept loop does not wait for it.
+            Accepted::Inet(stream, peer) if shared.config.proxy_protocol.is_some() => {
+                shared.tracker.spawn(proxied_connection(
+                    stream,
+                    peer,
+                    transport,
+                    permit,
+                    shared.clone(),
+                    engine.clone(),
+                ));
+                continue;
+            }
+            other => other,
+        };
         let (peer, ip_slot) = match &accepted {
             Accepted::Inet(_, peer) => {
                 // Dropping a refused stream closes it at once.
@@ -132,29 +150,67 @@ pub(crate) async fn serve(
             Accepted::Unix(_, peer) => (peer.clone(), None),
         };
         let conn = Admitted::new(peer, transport, permit, ip_slot);
-        let task_shared = shared.clone();
-        let engine = engine.as_ref().filter(|engine| engine.serving());
-        if let Some(engine) = engine
-            && transport != Transport::Tls
-        {
-            hand_over(engine, accepted.into_fd(), conn, &shared);
-            continue;
-        }
-        match accepted {
-            Accepted::Inet(stream, _) if transport == Transport::Tls => shared
-                .tracker
-                .spawn(tls_connection(stream, conn, task_shared)),
-            Accepted::Inet(stream, _) => {
-                shared.tracker.spawn(connection(stream, conn, task_shared))
-            }
-            Accepted::Unix(stream, _) => {
-                shared.tracker.spawn(connection(stream, conn, task_shared))
-            }
-        };
+        dispatch(accepted, conn, &shared, engine.as_ref());
     }
     for (_, endpoint) in &listeners {
         tracing::debug!("stopped accepting on {endpoint}");
     }
+}
+
+/// Serves an admitted connection: on the io_uring `engine` if there is one (plain streams), else
+/// on a task of this worker.
+fn dispatch(
+    accepted: Accepted,
+    conn: Admitted,
+    shared: &Arc<Shared>,
+    engine: Option<&Arc<EngineHandle>>,
+) {
+    let transport = conn.transport;
+    let task_shared = shared.clone();
+    let engine = engine.filter(|engine| engine.serving());
+    if let Some(engine) = engine
+        && transport != Transport::Tls
+    {
+        hand_over(engine, accepted.into_fd(), conn, shared);
+        return;
+    }
+    match accepted {
+        Accepted::Inet(stream, _) if transport == Transport::Tls => shared
+            .tracker
+            .spawn(tls_connection(stream, conn, task_shared)),
+        Accepted::Inet(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
+        Accepted::Unix(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
+    };
+}
+
+/// A TCP or TLS connection to a `--proxy-protocol` server: the PROXY header question first
+/// (before any TLS handshake), then admission and the echo as the client the header names.
+async fn proxied_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+    engine: Option<Arc<EngineHandle>>,
+) {
+    let Some(options) = &shared.config.proxy_protocol else {
+        return; // only spawned when the option is set
+    };
+    let received = tokio::select! {
+        received = proxied::receive(&stream, peer, transport, options, &shared) => received,
+        // Nothing has been echoed yet, so there is nothing to finish.
+        () = shared.drain.cancelled() => return,
+    };
+    let Some(via) = received else {
+        return;
+    };
+    let client = via.as_ref().map_or(peer, Via::client);
+    let counters = shared.counters.transport(transport);
+    let Some(ip_slot) = admit(&shared, counters, client) else {
+        return;
+    };
+    let conn = Admitted::new(client.to_string(), transport, permit, ip_slot).via(via);
+    dispatch(Accepted::Inet(stream, peer), conn, &shared, engine.as_ref());
 }
 
 /// Passes a connection to the io_uring engine, which serves it from then on.
