@@ -53,7 +53,7 @@ fn sweep_json(extra: &[&str]) -> (i32, Value, String) {
         "--pipeline",
         "64",
         "-d",
-        "300ms",
+        "600ms",
         "--warmup",
         "100ms",
         "--timeout",
@@ -105,7 +105,7 @@ fn a_sweep_stops_once_the_server_falls_behind() {
 fn find_max_finds_the_capacity() {
     let (code, value, err) = sweep_json(&[
         "--find-max",
-        "p99<150ms",
+        "p99<60ms",
         "--rates",
         "250",
         "--precision",
@@ -114,10 +114,13 @@ fn find_max_finds_the_capacity() {
     assert_eq!(code, 0, "{err}");
     let sweep = &value["sweep"];
     let found = &sweep["find_max"];
-    assert_eq!(found["target"], "p99<150ms");
+    assert_eq!(found["target"], "p99<60ms");
     let max = num(found, "max_rate");
+    // Above the capacity the queue, and the latency with it, grows with the excess and the
+    // step's length: a step passes 60 ms only some way above it, and a loaded machine may cut
+    // the search short below it.
     assert!(
-        (0.6 * CAPACITY..=1.15 * CAPACITY).contains(&max),
+        (0.5 * CAPACITY..=1.2 * CAPACITY).contains(&max),
         "found {max} msg/s for a capacity of {CAPACITY}: {value:#}"
     );
     let rates = sweep["rates"].as_array().expect("rates");
