@@ -28,12 +28,19 @@ use crate::output::{self, Format};
 use crate::usage::UsageError;
 use histlog::HistFiles;
 
-pub fn main(opts: BenchOpts) -> anyhow::Result<ExitCode> {
+pub fn main(mut opts: BenchOpts) -> anyhow::Result<ExitCode> {
+    if let Some(BenchCommand::Sweep(sweep_opts)) = opts.command.take() {
+        let outer = opts.verbosity;
+        opts = sweep::opts(sweep_opts)?;
+        // -q and -v are global: clap may have taken them before the sweep's own flags.
+        opts.verbosity.quiet = opts.verbosity.quiet.max(outer.quiet);
+        opts.verbosity.verbose = opts.verbosity.verbose.max(outer.verbose);
+    }
     logging::init(&opts.verbosity);
     match opts.command {
         Some(BenchCommand::Merge(merge_opts)) => return merge::main(merge_opts),
         Some(BenchCommand::Report(report_opts)) => return html::main(report_opts),
-        None => {}
+        Some(BenchCommand::Sweep(_)) | None => {}
     }
     sockecho::limits::raise_fd_limit();
     let config = options::config(&opts)?;

@@ -1,5 +1,6 @@
-//! `sockecho bench --rates ...` / `--find-max ...`: a capacity sweep, one open-loop run per
-//! step at the rate the library's `Sweeper` picks, each shown and stoppable like a single run.
+//! `sockecho bench sweep ...` (or `bench --rates ...` / `--find-max ...`): a capacity sweep,
+//! one open-loop run per step at the rate the library's `Sweeper` picks, each shown and
+//! stoppable like a single run.
 //! A line per step goes to stderr as it ends; the whole sweep is printed at the end, and the
 //! exit code goes by the best step (see `sockecho::bench::sweep`).
 
@@ -10,13 +11,40 @@ use sockecho::bench::sweep::{FindMax, SweepPlan, Sweeper};
 use sockecho::bench::{BenchConfig, BenchError, threshold};
 
 use super::{bench_error, progress, run_once, runtime, verdict};
-use crate::cli::bench::BenchOpts;
+use crate::cli::bench::{BenchOpts, SweepOpts};
+use crate::cli::{Cli, Command};
 use crate::format::group;
 use crate::output::{self, Format};
 use crate::usage::UsageError;
 
 /// Where a search starts without `--rates`.
 const DEFAULT_START: f64 = 1_000.0;
+
+/// The flags of `bench sweep ARGS`: ARGS read as `bench ARGS`, which must ask for a sweep.
+/// Unreadable flags end the process as clap does (usage, exit 2).
+pub fn opts(sweep: SweepOpts) -> anyhow::Result<BenchOpts> {
+    use clap::Parser;
+    let argv = ["sockecho".into(), "bench".into()]
+        .into_iter()
+        .chain(sweep.args);
+    let parsed = Cli::try_parse_from(argv).unwrap_or_else(|e| e.exit());
+    let Command::Bench(opts) = parsed.command else {
+        unreachable!("parsed as `sockecho bench`");
+    };
+    if opts.command.is_some() {
+        return Err(UsageError(
+            "`bench sweep` takes an endpoint and flags, not a subcommand".into(),
+        )
+        .into());
+    }
+    if opts.rates.is_none() && opts.find_max.is_none() {
+        return Err(UsageError(
+            "`bench sweep` needs --rates (e.g. 10k:200k:10k) or --find-max (e.g. 'p99<1ms')".into(),
+        )
+        .into());
+    }
+    Ok(*opts)
+}
 
 pub fn main(opts: &BenchOpts, config: BenchConfig) -> anyhow::Result<ExitCode> {
     if opts.save_hist.is_some() || opts.save_hgrm.is_some() || opts.html.is_some() {

@@ -160,6 +160,25 @@ pub enum BenchCommand {
     Merge(MergeOpts),
     /// Draw run reports, sweeps and histogram logs as one self-contained HTML page.
     Report(ReportOpts),
+    /// Capacity sweep: `bench sweep ENDPOINT --rates 10k:200k:10k` (or `--find-max 'p99<1ms'`)
+    /// is `bench ENDPOINT --rates ...`, with every flag of `sockecho bench`.
+    #[command(
+        after_help = "Takes the endpoint and every flag of `sockecho bench` (see `sockecho \
+                            bench --help`); --rates or --find-max is required."
+    )]
+    Sweep(SweepOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepOpts {
+    /// The endpoint and `sockecho bench` flags, with --rates or --find-max.
+    #[arg(
+        value_name = "ARGS",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
