@@ -29,7 +29,7 @@ use crate::usage::UsageError;
 use histlog::HistFiles;
 
 pub fn main(mut opts: BenchOpts) -> anyhow::Result<ExitCode> {
-    if let Some(BenchCommand::Sweep(sweep_opts)) = opts.command.take() {
+    if let Some(BenchCommand::Sweep(sweep_opts)) = opts.command {
         let outer = opts.verbosity;
         opts = sweep::opts(sweep_opts)?;
         // -q and -v are global: clap may have taken them before the sweep's own flags.

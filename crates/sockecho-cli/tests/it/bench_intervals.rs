@@ -269,4 +269,15 @@ fn unwritable_output_files_fail_before_the_run() {
     );
     assert!(err.contains("x.hgrm"), "{err}");
     assert!(began.elapsed().as_secs() < 5);
+
+    // A run that ends without a report leaves no empty file behind.
+    let log = dir.path().join("never.hlog");
+    let out = run(&[
+        "bench",
+        &format!("tcp://{}", closed_tcp_port()),
+        "--save-hist",
+        log.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(!log.exists());
 }
