@@ -10,7 +10,8 @@ pub fn init(verbosity: &Verbosity) {
 }
 
 /// Installs the global subscriber. In text form only each event's message is shown (it already
-/// names the peer); in JSON form every field is there for machines.
+/// names the peer), with control characters escaped; in JSON form every field is there for
+/// machines, escaped by the JSON encoding.
 pub fn init_with_format(verbosity: &Verbosity, format: LogFormat) {
     // -q silences per-connection lines but keeps lifecycle ones (`listening on`, shutdown);
     // -qq keeps only errors.
@@ -32,7 +33,7 @@ pub fn init_with_format(verbosity: &Verbosity, format: LogFormat) {
             .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
                 |writer, field, value| {
                     if field.name() == "message" {
-                        write!(writer, "{value:?}")
+                        write_controls_escaped(writer, &format!("{value:?}"))
                     } else {
                         Ok(())
                     }
@@ -47,7 +48,34 @@ pub fn init_with_format(verbosity: &Verbosity, format: LogFormat) {
     }
 }
 
+/// Writes a message with any control character escaped (`\n`, `\u{1b}`): one event is one
+/// line, and nothing that reached a message (text a peer chose, say) can end that line early or
+/// send escape sequences to a terminal. Payloads are escaped more fully where they are logged.
+fn write_controls_escaped(writer: &mut impl std::fmt::Write, text: &str) -> std::fmt::Result {
+    let mut plain = 0;
+    for (at, c) in text.char_indices() {
+        if c.is_control() {
+            writer.write_str(&text[plain..at])?;
+            write!(writer, "{}", c.escape_default())?;
+            plain = at + c.len_utf8();
+        }
+    }
+    writer.write_str(&text[plain..])
+}
+
 fn use_color() -> bool {
     use std::io::IsTerminal;
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_controls_escaped;
+
+    #[test]
+    fn control_characters_in_a_message_are_escaped() {
+        let mut out = String::new();
+        write_controls_escaped(&mut out, "a\nINFO forged\r\x1b[31m é").expect("write");
+        assert_eq!(out, "a\\nINFO forged\\r\\u{1b}[31m é");
+    }
 }

@@ -1,6 +1,6 @@
 //! The `sockecho` binary: parses the command line, then hands over to one runner per
 //! subcommand. Exit codes: 0 success, 1 runtime failure, 2 usage error (clap's own, or a
-//! `UsageError` a runner found).
+//! `UsageError` a runner found); `serve` cut short by a second stop signal N exits 128 + N.
 //!
 //! Layers, each using only those below it: `main`; the runners (`serve`, `client`, `bench`,
 //! `ping`, `completions`, `man`); what they share (`output`, `connect`, `logging`, `metrics`,

@@ -247,6 +247,16 @@ fn encode(state: &State) -> Result<String, std::fmt::Error> {
         "accept_errors",
         "Failed accept calls (e.g. out of file descriptors)",
     );
+    let faults = counter(
+        registry,
+        "faults_injected",
+        "Faults injected on purpose (serve --fault), by kind",
+    );
+    for kind in sockecho::server::fault::FaultKind::ALL {
+        faults
+            .get_or_create(&vec![("kind", kind.as_str())])
+            .inc_by(counters.faults().get(kind));
+    }
     let proxy_headers = counter(
         registry,
         "proxy_headers",
@@ -431,6 +441,7 @@ mod tests {
             "sockecho_datagrams_dropped_total{transport=\"udp\",reason=\"reflection_guard\"} 0",
             "sockecho_datagrams_echoed_total{transport=\"unixgram\"} 0",
             "sockecho_tls_handshake_failures_total{transport=\"tcp\"} 0",
+            "sockecho_faults_injected_total{kind=\"reset-after\"} 0",
             "sockecho_proxy_headers_total{transport=\"tcp\",kind=\"v2\"} 0",
             "sockecho_proxy_header_errors_total{transport=\"tls\",reason=\"untrusted\"} 0",
             "# EOF",

@@ -41,6 +41,12 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     sockecho::bench::parse_size(text)
 }
 
+/// Parses a fault spec (`serve --fault`): `delay=10ms±5ms`, `drop=1%`, `reset-after=64KiB@5%`.
+pub fn parse_fault(text: &str) -> Result<sockecho::server::fault::Fault, String> {
+    text.parse()
+        .map_err(|e: sockecho::server::fault::FaultSpecError| e.to_string())
+}
+
 /// Parses a positive rate such as `100` or `0.5`.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     positive(text, "a positive number")

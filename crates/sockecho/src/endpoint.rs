@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The accepted forms, shown in every parse error so a user can fix the typo at once.
@@ -99,6 +99,14 @@ pub struct ParseEndpointError {
     pub input: String,
     /// What is wrong with it.
     pub reason: String,
+}
+
+/// The name in Linux's abstract namespace that a Unix endpoint's path stands for, when it is
+/// written `@NAME` (`unix:@NAME`, `unixgram:@NAME`): no file, and gone when the socket closes.
+/// A file whose name starts with `@` is reached as `./@NAME`.
+pub fn abstract_unix_name(path: &Path) -> Option<&[u8]> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().strip_prefix(b"@")
 }
 
 impl Endpoint {

@@ -20,8 +20,35 @@ pub fn raise_fd_limit() -> u64 {
     limit.current.unwrap_or(u64::MAX)
 }
 
-/// The default `--max-conns`: what the current open-file limit allows, less a reserve.
+/// The current soft open-file limit (`ulimit -n`).
+pub fn open_file_limit() -> u64 {
+    getrlimit(Resource::Nofile).current.unwrap_or(1 << 20)
+}
+
+/// The default `--max-conns`: what the current open-file limit allows, less a reserve. Under a
+/// small limit the reserve shrinks to half of it, so the default never falls to a handful of
+/// connections (or to none): at `ulimit -n 64` it is 32.
 pub fn default_max_conns() -> usize {
-    let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
-    usize::try_from(soft.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX)
+    max_conns_for(open_file_limit())
+}
+
+fn max_conns_for(fd_limit: u64) -> usize {
+    let reserve = FD_RESERVE.min(fd_limit / 2);
+    usize::try_from(fd_limit.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_conns_for;
+
+    #[test]
+    fn the_default_keeps_a_reserve_but_never_eats_the_limit() {
+        assert_eq!(max_conns_for(1_048_576), 1_048_512);
+        assert_eq!(max_conns_for(1024), 960);
+        assert_eq!(max_conns_for(128), 64);
+        assert_eq!(max_conns_for(64), 32);
+        assert_eq!(max_conns_for(3), 2);
+        assert_eq!(max_conns_for(1), 1);
+        assert_eq!(max_conns_for(0), 1);
+    }
 }

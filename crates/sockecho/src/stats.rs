@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::Transport;
 use crate::proxy_protocol::recent::{Received, RecentHeaders};
+use crate::server::fault::FaultKind;
 
 /// Every transport a server counts separately, in a fixed order.
 pub const TRANSPORTS: [Transport; 5] = [
@@ -23,6 +24,7 @@ pub const TRANSPORTS: [Transport; 5] = [
 #[derive(Debug, Default)]
 pub struct Counters {
     per_transport: [TransportCounters; TRANSPORTS.len()],
+    faults: FaultCounters,
     /// The last PROXY protocol headers taken (`--proxy-protocol`).
     pub(crate) recent_proxy: RecentHeaders,
 }
@@ -49,6 +51,11 @@ impl Counters {
             .iter()
             .map(TransportCounters::snapshot)
             .fold(Stats::default(), |sum, s| sum.plus(&s))
+    }
+
+    /// Faults injected so far, by kind (`--fault`).
+    pub fn faults(&self) -> &FaultCounters {
+        &self.faults
     }
 
     /// Each transport's counters.
@@ -152,6 +159,21 @@ impl Stats {
     pub fn connections_open(&self) -> u64 {
         self.connections_accepted
             .saturating_sub(self.connections_closed)
+    }
+}
+
+/// Faults injected, one counter per [`FaultKind`].
+#[derive(Debug, Default)]
+pub struct FaultCounters([AtomicU64; FaultKind::ALL.len()]);
+
+impl FaultCounters {
+    pub(crate) fn add(&self, kind: FaultKind, n: u64) {
+        self.0[kind.index()].fetch_add(n, Relaxed);
+    }
+
+    /// Faults of `kind` injected so far.
+    pub fn get(&self, kind: FaultKind) -> u64 {
+        self.0[kind.index()].load(Relaxed)
     }
 }
 

@@ -7,7 +7,9 @@ use clap::Args;
 use sockecho::Endpoint;
 
 use crate::cli::common::{IoChoice, LogFormat, Verbosity, boolish};
-use crate::parse::{parse_duration, parse_identity, parse_net, parse_nonzero_duration, parse_rate};
+use crate::parse::{
+    parse_duration, parse_fault, parse_identity, parse_net, parse_nonzero_duration, parse_rate,
+};
 
 #[derive(Debug, Args)]
 pub struct ServeOpts {
@@ -122,6 +124,32 @@ pub struct ServeOpts {
     /// always use epoll.
     #[arg(long, value_enum, value_name = "PATH", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
     pub io: IoChoice,
+    /// Misbehave on purpose: inject a fault, KIND[=VALUE][@CHANCE]; repeatable, one of each
+    /// kind (in the variable: separated by commas). Applies to every listener.
+    ///
+    /// Streams: delay=10ms±5ms (before each echo; `+-` works too), bandwidth=1MiB/s (per
+    /// connection), slice=16B[:1ms] (echo in pieces, optionally apart), reset-after=64KiB|2s
+    /// (RST), close-after=64KiB|2s (FIN), blackhole (accept, never answer), refuse[=5s] (reset
+    /// new connections at once; with a duration, only that long after start). Datagrams: drop,
+    /// duplicate, delay=10ms±5ms (jitter reorders), reorder[=10ms] (hold a reply back),
+    /// truncate=32B, corrupt (flip one byte).
+    ///
+    /// CHANCE is P% (at random, from --fault-seed) or 1/N (exactly every Nth); default: every
+    /// time. Per read for delay on streams, per connection for the other stream kinds, per
+    /// datagram for datagram kinds. Kinds without a value take the chance as one: drop=1%.
+    /// With stream faults every stream connection is served on the epoll path (not io_uring).
+    #[arg(long, value_name = "SPEC", env = "SOCKECHO_FAULT", value_delimiter = ',',
+          value_parser = parse_fault)]
+    pub fault: Vec<sockecho::server::fault::Fault>,
+    /// Seed of every random choice --fault makes, so a run can be repeated. Default: a random
+    /// seed, logged at start.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SOCKECHO_FAULT_SEED",
+        requires = "fault"
+    )]
+    pub fault_seed: Option<u64>,
     #[command(flatten)]
     pub verbosity: Verbosity,
 }

@@ -1,19 +1,21 @@
-//! `sockecho serve`: bind (or adopt systemd's sockets), serve until SIGINT/SIGTERM, drain,
-//! exit 0. The flags' meaning is in `options`, systemd's part in `systemd`.
+//! `sockecho serve`: bind (or adopt systemd's sockets), serve until SIGINT/SIGTERM/SIGHUP,
+//! drain, exit 0 (or 128 + N when a second signal N cut the drain short). The flags' meaning is
+//! in `options`, systemd's part in `systemd`, the stop signals in `stop`.
 
 mod options;
+mod stop;
 mod systemd;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sockecho::server::Server;
+use sockecho::server::{ServeError, Server};
 
 use crate::cli::serve::ServeOpts;
 use crate::logging;
 use crate::metrics::{self, Health};
-use crate::signals::Interrupts;
+use crate::usage::UsageError;
 
 pub fn main(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     logging::init_with_format(&opts.verbosity, opts.log_format);
@@ -35,8 +37,14 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let config = options::config(&opts, identity.clone())?;
     // Signal handlers go in before binding, so a signal that arrives as soon as the
     // "listening" line is out is handled, not fatal.
-    let signal = shutdown_signal()?;
-    let server = Server::bind_and_adopt(&endpoints, inherited, config).await?;
+    let (signal, cut, cut_by) = stop::Stop::install()?.split();
+    let server = Server::bind_and_adopt(&endpoints, inherited, config)
+        .await
+        .map_err(|e| match e {
+            // The socket passed in is the caller's mistake, like a bad flag: exit 2.
+            ServeError::Inherited { .. } => anyhow::Error::new(UsageError(e.to_string())),
+            e => e.into(),
+        })?;
     let health = Arc::new(Health::default());
     if let Some(addr) = &opts.metrics {
         let about = metrics::About {
@@ -59,22 +67,14 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
             systemd::notify(&[sd_notify::NotifyState::Stopping]);
         }
     };
-    let stats = server.run(shutdown).await;
+    let stats = server.run_until(shutdown, cut).await;
     tracing::info!(
-        "stopped: {} connections ({} cut at the deadline), {} bytes echoed, {} datagrams echoed",
+        "stopped: {} connections ({} cut before they finished), {} bytes echoed, {} datagrams \
+         echoed",
         stats.connections_accepted,
         stats.connections_cut,
         stats.stream_bytes,
         stats.datagrams
     );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on the first SIGINT or SIGTERM and logs which one came.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    let mut signals = Interrupts::new()?;
-    Ok(async move {
-        let name = signals.next().await;
-        tracing::info!("received {name}");
-    })
+    Ok(cut_by.exit_code())
 }

@@ -1,12 +1,18 @@
 //! `serve`'s parsed flags turned into the library's `ServerConfig` and endpoint list, so the
 //! server never sees clap.
 
+use sockecho::server::fault::FaultPlan;
 use sockecho::server::{AccessPolicy, IoBackend, ProxyProtocol, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
 use crate::cli::common::IoChoice;
 use crate::cli::serve::ServeOpts;
 use crate::metrics_conn::Limits;
+use crate::usage::UsageError;
+
+/// A derived default `--max-conns` below this gets a warning: the open-file limit is too small
+/// for a server.
+const SMALL_MAX_CONNS: usize = 64;
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
@@ -79,12 +85,23 @@ pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<Serv
     };
     if let Some(n) = opts.max_conns {
         config.max_conns = n as usize;
-    } else if opts.metrics.is_some() {
-        // The metrics endpoint's connections use descriptors from the same limit.
-        config.max_conns = config
-            .max_conns
-            .saturating_sub(metrics_limits(opts).max_conns)
-            .max(1);
+    } else {
+        if opts.metrics.is_some() {
+            // The metrics endpoint's connections use descriptors from the same limit.
+            config.max_conns = config
+                .max_conns
+                .saturating_sub(metrics_limits(opts).max_conns)
+                .max(1);
+        }
+        if config.max_conns < SMALL_MAX_CONNS {
+            tracing::warn!(
+                "the open-file limit is {} (ulimit -n), so at most {} connections are served at \
+                 once by default; raise the limit (ulimit -n, or LimitNOFILE= for a systemd \
+                 service) or set --max-conns",
+                sockecho::limits::open_file_limit(),
+                config.max_conns
+            );
+        }
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
     if opts.proxy_protocol {
@@ -99,6 +116,12 @@ pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<Serv
     }
     if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
         config.tls = Some(sockecho::tls::ServerTls::from_pem_files(cert, key)?);
+    }
+    if !opts.fault.is_empty() {
+        let seed = opts.fault_seed.unwrap_or_else(FaultPlan::random_seed);
+        let plan = FaultPlan::new(opts.fault.clone(), seed)
+            .map_err(|e| UsageError(format!("--fault: {e}")))?;
+        config.faults = Some(plan);
     }
     Ok(config)
 }

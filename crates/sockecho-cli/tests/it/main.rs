@@ -28,6 +28,7 @@ mod proxy_protocol;
 mod serve_datagram;
 mod serve_endpoints;
 mod serve_errors;
+mod serve_faults;
 mod serve_io_paths;
 mod serve_limits;
 mod serve_logs;

@@ -121,7 +121,7 @@ fn inherited_sockets_are_served_next_to_endpoints_on_the_command_line() {
 }
 
 #[test]
-fn a_descriptor_that_is_not_a_socket_is_refused_with_exit_1() {
+fn a_descriptor_that_is_not_a_socket_is_refused_with_exit_2() {
     let file = tempfile::tempfile().expect("temp file");
     let cmd = activated(&["serve"], vec![file.into()]);
     let output = assert_cmd::Command::from_std(cmd)
@@ -130,13 +130,101 @@ fn a_descriptor_that_is_not_a_socket_is_refused_with_exit_1() {
         .expect("run sockecho");
     let stderr = stderr_of(&output);
     assert_no_panic(&stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("inherited file descriptor 3")
             && stderr.contains("not a TCP, UDP or Unix socket"),
         "{stderr}"
     );
     assert!(!stderr.contains("listening on"), "{stderr}");
+}
+
+/// Runs `cmd` to completion (it must not start serving), returning its exit code and stderr.
+fn refused(cmd: std::process::Command) -> (Option<i32>, String) {
+    let output = assert_cmd::Command::from_std(cmd)
+        .timeout(WAIT)
+        .output()
+        .expect("sockecho serve did not exit");
+    let stderr = crate::support::stderr_of(&output);
+    crate::support::assert_no_panic(&stderr);
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn a_tcp_socket_that_is_bound_but_not_listening_is_refused_with_exit_2() {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+                .into(),
+        )
+        .expect("bind");
+    let (code, stderr) = refused(activated(&["serve"], vec![socket.into()]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("inherited file descriptor 3") && stderr.contains("not listening"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_connected_tcp_socket_is_refused_with_exit_2() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let connected = tcp_connect(listener.local_addr().expect("addr"));
+    let (code, stderr) = refused(activated(&["serve"], vec![connected.into()]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("inherited file descriptor 3") && stderr.contains("not listening"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_listen_fds_that_is_not_a_count_is_refused_with_exit_2() {
+    for value in ["abc", "-1", "99999999999"] {
+        let mut cmd = crate::support::sockecho(["serve", "tcp://127.0.0.1:0"]);
+        cmd.env("LISTEN_FDS", value).env_remove("LISTEN_PID");
+        let (code, stderr) = refused(cmd);
+        assert_eq!(code, Some(2), "LISTEN_FDS={value}: {stderr}");
+        assert!(
+            stderr.contains("LISTEN_FDS="),
+            "LISTEN_FDS={value}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_listen_fds_count_past_the_descriptors_passed_names_the_missing_one() {
+    let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let mut cmd = activated(&["serve"], vec![tcp.into()]);
+    cmd.env("LISTEN_FDS", "3");
+    let (code, stderr) = refused(cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("inherited file descriptor 4"),
+        "expected the first descriptor not passed to be named: {stderr}"
+    );
+}
+
+#[test]
+fn a_listen_pid_of_another_process_is_ignored_with_a_warning() {
+    let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let inherited = tcp.local_addr().expect("addr");
+    let mut cmd = activated(&["serve", "tcp://127.0.0.1:0"], vec![tcp.into()]);
+    cmd.env("LISTEN_PID", "1");
+    let mut server = Server::start_command(cmd, 1);
+    assert_ne!(server.tcp(), inherited, "served a socket meant for pid 1");
+    let log = server.log();
+    assert!(
+        log.contains("LISTEN_FDS=1 is for process 1, not this one"),
+        "no warning: {log}"
+    );
+    server.signal(Signal::TERM);
+    assert_eq!(server.wait_exit(WAIT).code(), Some(0), "{}", server.log());
 }
 
 /// Receives one notification, failing after [`WAIT`].

@@ -152,3 +152,44 @@ fn connection_events_are_json_objects_with_their_fields() {
         server.log()
     );
 }
+
+/// The JSON log is safe by construction: a payload with line breaks and terminal escapes stays
+/// inside one JSON string of one line, and reads back as the escaped text the text log shows.
+#[test]
+fn log_data_payloads_stay_inside_one_json_line() {
+    let mut server = Server::spawn(&[
+        "serve",
+        "tcp://127.0.0.1:0",
+        "--log-data",
+        "--log-format",
+        "json",
+    ]);
+    let log = server.wait_log("a JSON `listening on` event", |log| {
+        log.ends_with('\n') && !listening(log).is_empty()
+    });
+    let tcp: std::net::SocketAddr = listening(&log)
+        .iter()
+        .find_map(|e| e.strip_prefix("tcp://"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no tcp listener in\n{log}"));
+    let mut stream = tcp_connect(tcp);
+    let peer = stream.local_addr().expect("local addr").to_string();
+    echo_once(&mut stream, b"a\n{\"forged\":1}\r\x1b[2Jb\n");
+    let expected = format!(r#"{peer}: a\n{{"forged":1}}\r\x1b[2Jb"#);
+    server.wait_log("the payload event", |log| {
+        log.ends_with('\n') && events(log).iter().any(|e| message(e) == expected)
+    });
+    drop(stream);
+    server.signal(Signal::TERM);
+    assert_eq!(server.wait_exit(WAIT).code(), Some(0));
+    let log = server.log();
+    let all = events(&log);
+    assert!(
+        !all.iter().any(|e| e.contains_key("forged")),
+        "a payload became an event of its own:\n{log}"
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "raw escape character in the log:\n{log}"
+    );
+}

@@ -48,7 +48,7 @@ fn counters_move_with_the_traffic() {
         assert_eq!(series_value(&response.body, series), Some(want), "{series}");
     }
 
-    // An open connection shows as open; its bytes are counted when it ends.
+    // An open connection shows as open; its bytes are counted as they are echoed.
     let mut stream = tcp_connect(server.tcp());
     echo_once(&mut stream, b"hello metrics");
     echo_once(&mut stream, b"!");
@@ -65,6 +65,65 @@ fn counters_move_with_the_traffic() {
     assert_eq!(udp_exchange(&peer, server.udp(), b"dgram"), b"dgram");
     assert_eq!(udp_exchange(&peer, server.udp(), b"two"), b"two");
     metrics.wait_values(&[(UDP_ECHOED, 2), (UDP_BYTES, 8), (TCP_BYTES, 14)]);
+}
+
+/// Echoes `len` bytes on `stream` (writing from a second thread, so neither side waits for the
+/// other's buffers) and checks they came back unchanged. The stream stays open.
+fn echo_in_full<S>(stream: &mut S, writer: S, len: usize)
+where
+    S: Read + std::io::Write + Send + 'static,
+{
+    let data = crate::support::pattern(len, 3);
+    let sent = data.clone();
+    let mut writer = writer;
+    let write = std::thread::spawn(move || writer.write_all(&sent).expect("write"));
+    let mut back = vec![0u8; len];
+    stream.read_exact(&mut back).expect("read the echo");
+    write.join().expect("writer thread");
+    assert!(back == data, "the echo differs");
+}
+
+/// A long-lived connection is the common case for a monitored server: its bytes must show in
+/// `/metrics` while it is open, on TCP and Unix stream listeners alike (whichever I/O path
+/// serves them; the suite also runs with `SOCKECHO_IO=epoll`).
+#[test]
+fn bytes_echoed_move_while_the_connection_is_open() {
+    const MIB: usize = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.sock");
+    let server = Server::start(
+        &["tcp://127.0.0.1:0", &format!("unix:{}", path.display())],
+        &["--metrics", "127.0.0.1:0"],
+    );
+    let metrics = Metrics::of(&server);
+
+    let mut tcp = tcp_connect(server.tcp());
+    let writer = tcp.try_clone().expect("clone");
+    echo_in_full(&mut tcp, writer, MIB);
+    metrics.wait_values(&[(TCP_BYTES, MIB as u64), (TCP_OPEN, 1)]);
+
+    let mut unix = crate::support::unix_connect(&path);
+    let writer = unix.try_clone().expect("clone");
+    echo_in_full(&mut unix, writer, MIB);
+    metrics.wait_values(&[
+        (
+            "sockecho_bytes_echoed_total{transport=\"unix\"}",
+            MIB as u64,
+        ),
+        ("sockecho_connections_open{transport=\"unix\"}", 1),
+    ]);
+
+    // Closing adds nothing more: the bytes were counted once.
+    drop((tcp, unix));
+    metrics.wait_values(&[
+        (TCP_OPEN, 0),
+        (TCP_BYTES, MIB as u64),
+        ("sockecho_connections_open{transport=\"unix\"}", 0),
+        (
+            "sockecho_bytes_echoed_total{transport=\"unix\"}",
+            MIB as u64,
+        ),
+    ]);
 }
 
 #[test]

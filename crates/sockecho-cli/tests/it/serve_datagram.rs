@@ -134,6 +134,59 @@ fn unixgram_survives_a_sender_it_cannot_answer() {
     assert!(server.running(), "server died:\n{}", server.log());
 }
 
+/// A peer that sends but never reads fills its receive queue with replies (about ten). The
+/// server must drop its further replies (counted) rather than wait for room, so the other peers
+/// keep getting theirs and SIGTERM still stops the server at once.
+#[test]
+fn a_unixgram_peer_that_never_reads_does_not_stall_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("g.sock");
+    let mut server = Server::start(&[&format!("unixgram:{}", path.display())], &[]);
+    let stuck = unixgram_peer(&dir.path().join("stuck.sock"));
+    // More than its receive queue holds; once the server stalls, its own queue fills and
+    // these sends time out, so count the ones that went.
+    stuck
+        .set_write_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let sent = (0..30)
+        .filter(|_| stuck.send_to(b"never read", &path).is_ok())
+        .count();
+    assert!(
+        sent >= 15,
+        "only {sent} datagrams from the stuck peer went out"
+    );
+    let peer = unixgram_peer(&dir.path().join("reader.sock"));
+    for timeout in [
+        UnixDatagram::set_read_timeout,
+        UnixDatagram::set_write_timeout,
+    ] {
+        timeout(&peer, Some(std::time::Duration::from_secs(2))).expect("timeout");
+    }
+    let mut buf = [0u8; 64];
+    for i in 0..50u32 {
+        let message = format!("reader {i}");
+        peer.send_to(message.as_bytes(), &path)
+            .unwrap_or_else(|e| panic!("the server stopped receiving: {e}\n{}", server.log()));
+        let n = peer.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no echo for {message:?} behind a peer that never reads: {e}\n{}",
+                server.log()
+            )
+        });
+        assert_eq!(&buf[..n], message.as_bytes());
+    }
+    let asked = std::time::Instant::now();
+    server.signal(rustix::process::Signal::TERM);
+    let status = server.wait_exit(std::time::Duration::from_secs(10));
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "took {took:?} to stop:\n{}",
+        server.log()
+    );
+}
+
 #[test]
 fn udp_listeners_stop_at_once_on_sigterm() {
     // The UDP loop blocks in its receive; a drain must wake it rather than wait for the

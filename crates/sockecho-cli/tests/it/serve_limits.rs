@@ -243,3 +243,32 @@ fn running_out_of_file_descriptors_is_survived() {
         assert_eq!(back, msg.as_bytes());
     }
 }
+
+/// Under a small open-file limit the default `--max-conns` keeps a reserve of half the limit,
+/// not a fixed 64 that would leave one connection (or none), and the server warns, naming the
+/// limit and how to raise it.
+#[test]
+fn a_small_open_file_limit_gives_a_usable_default_and_a_warning() {
+    let mut cmd = std::process::Command::new("sh");
+    // Few workers, so that startup fits in 64 descriptors on a machine with many cores.
+    cmd.args([
+        "-c",
+        "ulimit -n 64 && exec \"$0\" serve tcp://127.0.0.1:0 --threads 2",
+    ])
+    .arg(crate::support::bin())
+    .env_remove("RUST_LOG");
+    let server = Server::start_command(cmd, 1);
+    let log = server.log();
+    assert!(
+        log.contains("the open-file limit is 64 (ulimit -n), so at most 32 connections"),
+        "{log}"
+    );
+    assert!(log.contains("LimitNOFILE="), "{log}");
+    let mut clients: Vec<_> = (0..10).map(|_| tcp_connect(server.tcp())).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        echo_once(client, format!("client {i} of 10 at once").as_bytes());
+    }
+}

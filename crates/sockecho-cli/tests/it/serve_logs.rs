@@ -74,20 +74,60 @@ fn payloads_are_not_logged_by_default() {
 }
 
 #[test]
-fn log_data_logs_stream_and_datagram_payloads_trimmed_and_lossy() {
+fn log_data_logs_stream_and_datagram_payloads_trimmed_and_escaped() {
     let server = Server::start(&["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], &["--log-data"]);
     let mut stream = tcp_connect(server.tcp());
     let peer = stream.local_addr().expect("local addr");
     echo_once(&mut stream, b"  hello log-data \r\n");
     server.wait_for(&format!("{peer}: hello log-data\n"));
     echo_once(&mut stream, b"caf\xc3\xa9 \xff end\n");
-    server.wait_for(&format!("{peer}: caf\u{e9} \u{fffd} end\n"));
+    server.wait_for(&format!("{peer}: caf\u{e9} \\xff end\n"));
 
     let udp = server.udp();
     let socket = udp_peer(udp);
     let from = socket.local_addr().expect("local addr");
     assert_eq!(udp_exchange(&socket, udp, b"udp words\n"), b"udp words\n");
     server.wait_for(&format!("{from}: udp words\n"));
+}
+
+/// A payload is logged as one line whatever it holds: line breaks, carriage returns and terminal
+/// escapes show as escapes, so a peer cannot forge log lines or recolour the operator's terminal.
+#[test]
+fn log_data_escapes_what_could_forge_a_line_or_drive_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gram = dir.path().join("g.sock");
+    let server = Server::start(
+        &["tcp://127.0.0.1:0", &format!("unixgram:{}", gram.display())],
+        &["--log-data"],
+    );
+    let forged = b"hi\nINFO 127.0.0.1:1 connected\r\x1b[31mred\x1b[0m\x07 \\n\n";
+    let mut stream = tcp_connect(server.tcp());
+    let peer = stream.local_addr().expect("local addr");
+    echo_once(&mut stream, forged);
+    let expected = r"hi\nINFO 127.0.0.1:1 connected\r\x1b[31mred\x1b[0m\x07 \\n";
+    server.wait_for(&format!("{peer}: {expected}\n"));
+
+    // The same over a datagram socket, from a peer whose path holds a line break too.
+    let client_path = dir.path().join("evil\nname");
+    let client = crate::support::unixgram_peer(&client_path);
+    client.send_to(forged, &gram).expect("send");
+    let mut buf = [0u8; 256];
+    let n = client.recv(&mut buf).expect("echo");
+    assert_eq!(&buf[..n], forged);
+    let shown = format!("{}", client_path.display()).replace('\n', r"\n");
+    let log = server.wait_for(&format!("{shown}: {expected}\n"));
+    assert!(
+        !log.contains('\x1b'),
+        "raw escape character in the log:\n{log}"
+    );
+    assert!(
+        !log.contains('\r'),
+        "raw carriage return in the log:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("INFO 127.0.0.1:1")),
+        "a forged line made it into the log:\n{log}"
+    );
 }
 
 #[test]

@@ -172,3 +172,91 @@ fn a_relative_path_is_served_and_removed_in_the_working_directory() {
     assert_eq!(server.wait_exit(WAIT).code(), Some(0), "{}", server.log());
     assert!(!path.exists(), "relative socket file left behind");
 }
+
+/// `unix:@NAME` and `unixgram:@NAME` are names in Linux's abstract namespace, with no file, for
+/// the server and the client alike; a file whose name starts with `@` stays reachable as
+/// `unix:./@NAME`.
+#[test]
+fn an_at_sign_names_an_abstract_socket_and_leaves_no_file() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram, UnixStream};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("sockecho-test-{}", std::process::id());
+    let mut server = Server::start_in(
+        dir.path(),
+        &[
+            "serve",
+            &format!("unix:@{name}"),
+            &format!("unixgram:@{name}-gram"),
+            "unix:./@file",
+        ],
+        3,
+    );
+    let mut listening: Vec<String> = server.endpoints.iter().map(|e| e.arg()).collect();
+    listening.sort();
+    assert_eq!(
+        listening,
+        [
+            "unix:./@file".to_owned(),
+            format!("unix:@{name}"),
+            format!("unixgram:@{name}-gram"),
+        ]
+    );
+    assert!(
+        !dir.path().join(format!("@{name}")).exists(),
+        "a file was made"
+    );
+    assert!(
+        dir.path().join("@file").exists(),
+        "unix:./@file made no file"
+    );
+
+    let stream_addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract name");
+    let mut stream = UnixStream::connect_addr(&stream_addr).expect("connect to the abstract name");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    echo_once(&mut stream, b"abstract stream");
+
+    let gram_addr =
+        SocketAddr::from_abstract_name(format!("{name}-gram").as_bytes()).expect("abstract name");
+    let client_addr =
+        SocketAddr::from_abstract_name(format!("{name}-client").as_bytes()).expect("abstract name");
+    let gram = UnixDatagram::bind_addr(&client_addr).expect("bind");
+    gram.set_read_timeout(Some(WAIT)).expect("timeout");
+    gram.send_to_addr(b"abstract datagram", &gram_addr)
+        .expect("send");
+    let mut buf = [0u8; 64];
+    let n = gram.recv(&mut buf).expect("echo");
+    assert_eq!(&buf[..n], b"abstract datagram");
+
+    // The client reaches both abstract names the same way, and the file by its path.
+    for endpoint in [
+        format!("unix:@{name}"),
+        format!("unixgram:@{name}-gram"),
+        "unix:./@file".to_owned(),
+    ] {
+        let mut cmd =
+            assert_cmd::Command::from_std(crate::support::sockecho(["client", &endpoint]));
+        cmd.current_dir(dir.path())
+            .write_stdin(b"through the client\n".to_vec())
+            .timeout(WAIT);
+        let out = cmd.output().expect("run the client");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "client {endpoint}: {stderr}");
+        assert_eq!(
+            out.stdout, b"through the client\n",
+            "client {endpoint}: {stderr}"
+        );
+    }
+
+    let mut file = crate::support::unix_connect(&dir.path().join("@file"));
+    echo_once(&mut file, b"a file named @file");
+
+    drop((stream, file));
+    server.signal(rustix::process::Signal::TERM);
+    assert_eq!(server.wait_exit(WAIT).code(), Some(0), "{}", server.log());
+    assert!(
+        !dir.path().join("@file").exists(),
+        "socket file left behind"
+    );
+}

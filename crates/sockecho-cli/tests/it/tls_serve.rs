@@ -325,6 +325,33 @@ fn sigterm_echoes_what_arrived_then_closes_the_tls_stream() {
     assert_eq!(status.code(), Some(0), "{}", server.log());
 }
 
+/// Bytes echoed over TLS show in `/metrics` while the connection is still open.
+#[test]
+fn tls_bytes_echoed_move_while_the_connection_is_open() {
+    let dir = temp_dir();
+    let cert = write_cert(dir.path(), "server", &["localhost"]);
+    let (server, addr) = start_tls_server(&[
+        "serve",
+        "tls://127.0.0.1:0",
+        "--cert",
+        path(&cert.cert),
+        "--key",
+        path(&cert.key),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let metrics = Metrics::of(&server);
+    let mut tls = rustls_client(addr, &cert.der);
+    for seed in 0..16 {
+        echo_once(&mut tls, &pattern(64 * 1024, seed));
+    }
+    metrics.wait_values(&[
+        ("sockecho_bytes_echoed_total{transport=\"tls\"}", 1 << 20),
+        ("sockecho_connections_open{transport=\"tls\"}", 1),
+    ]);
+    drop(tls);
+}
+
 #[test]
 fn a_flood_of_failed_handshakes_is_summarised_not_logged_line_by_line() {
     const PEERS: usize = 40;

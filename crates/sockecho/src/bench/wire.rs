@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::connect::{Peer, connect_tcp, wrong_peer};
+use crate::connect::{Peer, connect_tcp, connect_unix_stream, wrong_peer};
 
 /// What a connection needs from its socket: reads and writes that never wait (`WouldBlock`
 /// when they cannot go on).
@@ -55,7 +55,7 @@ impl StreamSocket {
     pub async fn connect(peer: &Peer, source: Option<IpAddr>) -> io::Result<StreamSocket> {
         match peer {
             Peer::Tcp(addr) => Ok(StreamSocket::Tcp(connect_tcp(*addr, source).await?)),
-            Peer::Unix(path) => Ok(StreamSocket::Unix(UnixStream::connect(path).await?)),
+            Peer::Unix(path) => Ok(StreamSocket::Unix(connect_unix_stream(path).await?)),
             Peer::Tls(..) | Peer::Udp(_) | Peer::UnixGram(_) => Err(wrong_peer("a plain stream")),
         }
     }

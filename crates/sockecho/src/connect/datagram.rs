@@ -45,7 +45,7 @@ impl DatagramSocket {
             }
             Peer::UnixGram(path) => {
                 let socket = std::os::unix::net::UnixDatagram::bind_addr(&abstract_address()?)?;
-                socket.connect(path)?;
+                super::unix::connect_unix_datagram(&socket, path)?;
                 socket.set_nonblocking(true)?;
                 grow_buffers(&socket, buffer);
                 Ok(DatagramSocket::Unix(UnixDatagram::from_std(socket)?))

@@ -13,6 +13,7 @@
 //! - `datagram.rs`: [`DatagramSocket`], connected UDP and Unix datagram sockets (the latter
 //!   bound to a unique abstract name so the server can reply).
 //! - `probe.rs`: [`probe_datagram`], whether a datagram endpoint echoes at all.
+//! - `unix.rs`: Unix sockets by path, or by `@NAME` in the abstract namespace.
 //!
 //! Failures are [`ConnectError`]s: the endpoint, and one line saying what went wrong.
 
@@ -24,6 +25,7 @@ mod resolve;
 mod stream;
 mod tcp;
 mod tls;
+mod unix;
 
 pub use datagram::{DatagramSocket, MAX_UDP_SIZE, udp_segmentation_supported};
 pub use error::ConnectError;
@@ -34,3 +36,4 @@ pub use resolve::resolve;
 pub use stream::{BoxStream, ByteStream, connect_stream, connect_stream_with};
 pub use tcp::{connect_first, connect_tcp, send_proxy_header};
 pub use tls::{ConnectOptions, TlsClient};
+pub(crate) use unix::connect_unix_stream;

@@ -2,7 +2,6 @@
 //! tools that read and write through tokio's traits (the clients, ping).
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::UnixStream;
 
 use super::error::ConnectError;
 use super::resolve::resolve;
@@ -48,7 +47,7 @@ pub async fn connect_stream_with(
             endpoint,
             "a PROXY header (--send-proxy) goes on tcp:// and tls:// connections only",
         )),
-        Endpoint::Unix(path) => match UnixStream::connect(path).await {
+        Endpoint::Unix(path) => match super::unix::connect_unix_stream(path).await {
             Ok(stream) => Ok((Box::new(stream), endpoint.clone())),
             Err(e) => Err(connect_failed(endpoint, Some(e))),
         },

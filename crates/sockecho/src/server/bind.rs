@@ -2,7 +2,8 @@
 //!
 //! Unix socket paths get special care: a stale socket file (nobody listening) is replaced, a
 //! live one is "address in use", and a file that is not a socket is never touched. The files
-//! this server creates are removed when it stops.
+//! this server creates are removed when it stops. A path written `@NAME` is a name in Linux's
+//! abstract namespace instead, with no file at all.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Protocol, Socket as RawSocket, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
-use crate::endpoint::{Endpoint, Host, Transport};
+use crate::endpoint::{Endpoint, Host, Transport, abstract_unix_name};
 use crate::net_error::describe_bind_error;
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`.
@@ -35,9 +36,19 @@ pub enum ServeError {
     /// The TLS certificate could not be made or loaded.
     #[error("cannot set up TLS: {0}")]
     Tls(#[source] crate::tls::TlsError),
-    /// An inherited socket could not be set up.
-    #[error("cannot serve an inherited socket: {0}")]
-    Inherited(#[source] io::Error),
+    /// An inherited socket (e.g. from systemd socket activation) is not one the server can
+    /// serve — not listening, of another kind than it claims — or could not be set up. This is
+    /// a mistake of whoever passed the socket, so the CLI treats it as a usage error.
+    #[error("cannot serve inherited file descriptor {fd}: {problem}")]
+    Inherited {
+        /// The descriptor number as passed, e.g. 3 for the first socket-activation socket.
+        fd: i32,
+        /// What is wrong with it and what to do about it.
+        problem: String,
+        /// The OS error behind it, when there is one.
+        #[source]
+        io: Option<io::Error>,
+    },
     /// `--io uring` was asked for, and this kernel or sandbox does not allow io_uring.
     #[error(
         "io_uring is not available here ({0}); it needs Linux 6.12 or later and is often blocked \
@@ -140,9 +151,81 @@ pub enum InheritedSocket {
     UnixGram(std::os::unix::net::UnixDatagram),
 }
 
-/// Registers an inherited socket with the runtime. Its file, if any, belongs to whoever made it
-/// and is left alone at shutdown.
-pub(crate) fn adopt(socket: InheritedSocket) -> io::Result<Listener> {
+impl InheritedSocket {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            InheritedSocket::Tcp(l) => l.as_fd(),
+            InheritedSocket::Udp(s) => s.as_fd(),
+            InheritedSocket::Unix(l) => l.as_fd(),
+            InheritedSocket::UnixGram(s) => s.as_fd(),
+        }
+    }
+
+    /// Checks that the socket is what its variant says — family, type, and for stream
+    /// sockets, listening — so that a wrong socket fails at startup with its descriptor named,
+    /// instead of making every `accept` fail later.
+    fn check(&self) -> Result<(), String> {
+        use rustix::net::{AddressFamily, SocketType, sockopt};
+        let fd = self.fd();
+        let (families, ty, kind): (&[AddressFamily], SocketType, &str) = match self {
+            InheritedSocket::Tcp(_) => (
+                &[AddressFamily::INET, AddressFamily::INET6],
+                SocketType::STREAM,
+                "a TCP socket",
+            ),
+            InheritedSocket::Udp(_) => (
+                &[AddressFamily::INET, AddressFamily::INET6],
+                SocketType::DGRAM,
+                "a UDP socket",
+            ),
+            InheritedSocket::Unix(_) => (
+                &[AddressFamily::UNIX],
+                SocketType::STREAM,
+                "a Unix stream socket",
+            ),
+            InheritedSocket::UnixGram(_) => (
+                &[AddressFamily::UNIX],
+                SocketType::DGRAM,
+                "a Unix datagram socket",
+            ),
+        };
+        let not_socket = |e: rustix::io::Errno| format!("not a socket ({e})");
+        let family = sockopt::socket_domain(fd).map_err(not_socket)?;
+        let actual = sockopt::socket_type(fd).map_err(not_socket)?;
+        if !families.contains(&family) || actual != ty {
+            return Err(format!("not {kind}"));
+        }
+        if ty == SocketType::STREAM
+            && !sockopt::socket_acceptconn(fd).map_err(|e| format!("cannot query it: {e}"))?
+        {
+            return Err(format!(
+                "{kind} that is not listening (bound without listen(), or connected); pass a \
+                 listening socket (systemd: ListenStream=)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Registers an inherited socket with the runtime, after checking it is one the server can
+/// serve. Its file, if any, belongs to whoever made it and is left alone at shutdown.
+pub(crate) fn adopt(socket: InheritedSocket) -> Result<Listener, ServeError> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.fd().as_raw_fd();
+    socket.check().map_err(|problem| ServeError::Inherited {
+        fd,
+        problem,
+        io: None,
+    })?;
+    register_inherited(socket).map_err(|e| ServeError::Inherited {
+        fd,
+        problem: format!("cannot register it with the runtime: {e}"),
+        io: Some(e),
+    })
+}
+
+fn register_inherited(socket: InheritedSocket) -> io::Result<Listener> {
     let (socket, endpoint) = match socket {
         InheritedSocket::Tcp(l) => {
             l.set_nonblocking(true)?;
@@ -160,7 +243,7 @@ pub(crate) fn adopt(socket: InheritedSocket) -> io::Result<Listener> {
         }
         InheritedSocket::Unix(l) => {
             l.set_nonblocking(true)?;
-            let endpoint = Endpoint::Unix(unix_path(l.local_addr()?.as_pathname()));
+            let endpoint = Endpoint::Unix(unix_path(&l.local_addr()?));
             (
                 Socket::Stream(StreamListener::Unix(UnixListener::from_std(l)?)),
                 endpoint,
@@ -168,7 +251,7 @@ pub(crate) fn adopt(socket: InheritedSocket) -> io::Result<Listener> {
         }
         InheritedSocket::UnixGram(s) => {
             s.set_nonblocking(true)?;
-            let endpoint = Endpoint::UnixGram(unix_path(s.local_addr()?.as_pathname()));
+            let endpoint = Endpoint::UnixGram(unix_path(&s.local_addr()?));
             (Socket::UnixGram(UnixDatagram::from_std(s)?), endpoint)
         }
     };
@@ -179,8 +262,17 @@ pub(crate) fn adopt(socket: InheritedSocket) -> io::Result<Listener> {
     })
 }
 
-fn unix_path(path: Option<&Path>) -> PathBuf {
-    path.map_or_else(|| PathBuf::from("(unnamed)"), Path::to_owned)
+/// How an inherited Unix socket's address is shown: its path, or `@NAME` for an abstract name.
+fn unix_path(addr: &std::os::unix::net::SocketAddr) -> PathBuf {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(path) = addr.as_pathname() {
+        return path.to_owned();
+    }
+    match addr.as_abstract_name() {
+        Some(name) => PathBuf::from(std::ffi::OsStr::from_bytes(&[b"@", name].concat())),
+        None => PathBuf::from("(unnamed)"),
+    }
 }
 
 /// Binds one endpoint. A host that stands for several addresses (`*`, `localhost`) gives one
@@ -215,6 +307,35 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
             }
             Ok(out)
         }
+        Endpoint::Unix(path) if abstract_unix_name(path).is_some() => {
+            let addr = abstract_address(endpoint, path)?;
+            let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    UnixListener::from_std(l)
+                })
+                .map_err(|e| ServeError::io(endpoint, e))?;
+            Ok(vec![Listener {
+                path_guard: None,
+                socket: Socket::Stream(StreamListener::Unix(listener)),
+                endpoint: endpoint.clone(),
+            }])
+        }
+        Endpoint::UnixGram(path) if abstract_unix_name(path).is_some() => {
+            let addr = abstract_address(endpoint, path)?;
+            let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr)
+                .and_then(|s| {
+                    s.set_nonblocking(true)?;
+                    UnixDatagram::from_std(s)
+                })
+                .map_err(|e| ServeError::io(endpoint, e))?;
+            grow_unixgram_send_buffer(&socket);
+            Ok(vec![Listener {
+                path_guard: None,
+                socket: Socket::UnixGram(socket),
+                endpoint: endpoint.clone(),
+            }])
+        }
         Endpoint::Unix(path) => {
             prepare_unix_path(endpoint, path, Transport::Unix)?;
             let listener = UnixListener::bind(path).map_err(|e| ServeError::io(endpoint, e))?;
@@ -227,6 +348,7 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
         Endpoint::UnixGram(path) => {
             prepare_unix_path(endpoint, path, Transport::UnixGram)?;
             let socket = UnixDatagram::bind(path).map_err(|e| ServeError::io(endpoint, e))?;
+            grow_unixgram_send_buffer(&socket);
             Ok(vec![Listener {
                 path_guard: Some(SocketFileGuard::new(path)),
                 socket: Socket::UnixGram(socket),
@@ -234,6 +356,32 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
             }])
         }
     }
+}
+
+/// Replies waiting in the receive queues of peers that do not read count against the server
+/// socket's send buffer until they are read; a larger buffer lets more such peers sit there
+/// before replies to the others start to be dropped. The kernel caps it at
+/// net.core.wmem_max.
+fn grow_unixgram_send_buffer(socket: &UnixDatagram) {
+    if let Err(e) = socket2::SockRef::from(socket).set_send_buffer_size(UDP_SOCKET_BUFFER) {
+        tracing::debug!("SO_SNDBUF on a Unix datagram socket: {e}");
+    }
+}
+
+fn abstract_address(
+    endpoint: &Endpoint,
+    path: &Path,
+) -> Result<std::os::unix::net::SocketAddr, ServeError> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = abstract_unix_name(path).unwrap_or_default();
+    if name.is_empty() {
+        return Err(ServeError::other(
+            endpoint,
+            "an abstract socket name needs at least one character after @",
+        ));
+    }
+    std::os::unix::net::SocketAddr::from_abstract_name(name)
+        .map_err(|e| ServeError::io(endpoint, e))
 }
 
 /// All interfaces: one dual-stack IPv6 socket that also takes IPv4, or IPv4 alone where the

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::access::AccessPolicy;
+use super::fault::FaultPlan;
 use crate::tls::ServerTls;
 
 /// How the server behaves; the CLI fills it from its flags.
@@ -20,7 +21,8 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// After shutdown starts, how long open connections get before they are cut.
     pub grace: Duration,
-    /// Log every received payload (lossy UTF-8, trimmed).
+    /// Log every received payload, trimmed and with control characters escaped (see
+    /// [`peer_text`](super::peer_text)).
     pub log_data: bool,
     /// Who may connect or send datagrams (`--allow`, `--deny`).
     pub access: AccessPolicy,
@@ -53,6 +55,9 @@ pub struct ServerConfig {
     /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
     /// tokio and UDP sockets by a blocking loop each.
     pub io: IoBackend,
+    /// Faults to inject (`--fault`), on every listener. With stream faults, every stream
+    /// connection is served on the tokio (epoll) path, whatever `io` says.
+    pub faults: Option<FaultPlan>,
 }
 
 /// The I/O path for plain TCP and Unix stream connections.
@@ -93,6 +98,7 @@ impl Default for ServerConfig {
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,
+            faults: None,
             identity: None,
         }
     }

@@ -59,6 +59,10 @@ pub(crate) struct ConnLog {
     started: Instant,
     /// Bytes echoed so far.
     pub(crate) bytes: u64,
+    /// How many of `bytes` were already added to the shared `stream_bytes` counter while the
+    /// connection was open (so metrics move with a long-lived connection); the rest is added
+    /// when it closes.
+    pub(crate) counted: u64,
 }
 
 impl ConnLog {
@@ -97,6 +101,7 @@ impl ConnLog {
         ConnLog {
             started: Instant::now(),
             bytes: 0,
+            counted: 0,
         }
     }
 
@@ -109,7 +114,11 @@ impl ConnLog {
             ..
         } = conn;
         let counters = shared.counters.transport(*transport);
-        let ConnLog { started, bytes } = self;
+        let ConnLog {
+            started,
+            bytes,
+            counted,
+        } = self;
         let proxied_by = via.as_ref().map(|via| via.by.to_string());
         let duration_ms = started.elapsed().as_secs_f64() * 1e3;
         let reason = match result {
@@ -119,7 +128,7 @@ impl ConnLog {
                         TransportCounters::add(&counters.connections_idle_closed, 1);
                     }
                     CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
-                    CloseReason::PeerClosed | CloseReason::Drained => {}
+                    CloseReason::PeerClosed | CloseReason::Drained | CloseReason::Fault => {}
                 }
                 reason.as_str().to_owned()
             }
@@ -128,7 +137,7 @@ impl ConnLog {
                 format!("error: {e}")
             }
         };
-        TransportCounters::add(&counters.stream_bytes, bytes);
+        TransportCounters::add(&counters.stream_bytes, bytes.saturating_sub(counted));
         TransportCounters::add(&counters.connections_closed, 1);
         tracing::info!(
             target: CONN_LOG,

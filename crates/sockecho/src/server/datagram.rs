@@ -23,7 +23,6 @@ use std::os::fd::AsRawFd;
 use nix::sys::socket::{
     ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendmsg,
 };
-use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 
 use super::shared::Shared;
@@ -31,6 +30,7 @@ use crate::Endpoint;
 use std::net::SocketAddr;
 
 use super::access::is_reflection_risk;
+use super::fault::datagram::DatagramFaults;
 use crate::stats::TransportCounters;
 
 /// Larger than any UDP payload (65 507 over IPv4, 65 527 over IPv6).
@@ -120,6 +120,11 @@ pub(super) fn receive_coalesced(socket: &impl AsFd) {
 fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared: &Shared) {
     let mut batch = UdpBatch::new();
     let counters = shared.counters.transport(endpoint.transport());
+    let mut faults = shared
+        .config
+        .faults
+        .as_ref()
+        .and_then(|plan| udp_faults(plan, socket, endpoint, shared));
     while !shared.drain.is_cancelled() {
         match batch.receive(socket) {
             // Draining: what came with the wake-up is not answered (the listener is closed).
@@ -134,9 +139,13 @@ fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared:
             {
                 continue;
             }
+            Err(e) if is_socket_broken(&e) => {
+                tracing::error!("receive on {endpoint} failed: {e}; this socket stops serving");
+                break;
+            }
             Err(e) => {
                 // ICMP errors from earlier replies (port unreachable) surface here; they
-                // concern one peer, not the socket.
+                // concern one peer, not the socket, and each is reported once.
                 tracing::debug!("receive on {endpoint}: {e}");
                 continue;
             }
@@ -149,12 +158,41 @@ fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared:
                 true
             }
         });
-        let replied = batch.reply(socket);
+        // One `Option` per batch when no fault is configured.
+        let replied = match &mut faults {
+            None => batch.reply(socket),
+            Some(faults) => batch.reply_with_faults(socket, faults),
+        };
         TransportCounters::add(&counters.datagrams, replied.datagrams);
         TransportCounters::add(&counters.datagram_bytes, replied.bytes);
         TransportCounters::add(&counters.datagrams_dropped, replied.dropped + batch.dropped);
     }
     tracing::debug!("stopped serving {endpoint}");
+}
+
+/// The datagram faults of a UDP socket, if the plan has any. Held-back replies are sent on a
+/// second handle of the socket, from the delay thread.
+fn udp_faults(
+    plan: &super::fault::FaultPlan,
+    socket: &std::net::UdpSocket,
+    endpoint: &Endpoint,
+    shared: &Shared,
+) -> Option<DatagramFaults<SocketAddr>> {
+    if !plan.has_datagram_faults() {
+        return None;
+    }
+    let later = match socket.try_clone() {
+        Ok(later) => later,
+        Err(e) => {
+            tracing::error!("cannot inject faults on {endpoint}: {e}");
+            return None;
+        }
+    };
+    DatagramFaults::new(plan, 0, shared.counters.clone(), move |data, to| {
+        if let Err(e) = later.send_to(data, to) {
+            tracing::debug!("delayed reply to {to} failed: {e}");
+        }
+    })
 }
 
 /// One received datagram of a batch, or several from one sender that the kernel handed over
@@ -446,6 +484,36 @@ impl UdpBatch {
     }
 }
 
+impl UdpBatch {
+    /// Answers every datagram of the batch one by one, with the faults that hit it.
+    fn reply_with_faults(
+        &self,
+        socket: &std::net::UdpSocket,
+        faults: &mut DatagramFaults<SocketAddr>,
+    ) -> Replied {
+        let mut replied = Replied::default();
+        let mut send = |reply: &[u8], to: &SocketAddr| socket.send_to(reply, to).is_ok();
+        for d in &self.got {
+            let Some(to) = sender_address(&d.sender) else {
+                replied.dropped += d.count() as u64;
+                continue;
+            };
+            let data = &self.bufs[d.buf][..d.len];
+            // An empty datagram is one datagram too.
+            let pieces = data
+                .chunks(d.segment.max(1))
+                .chain(data.is_empty().then_some(data));
+            for piece in pieces {
+                let answered = faults.answer(piece, &to, &mut send);
+                replied.datagrams += answered.datagrams;
+                replied.bytes += answered.bytes;
+                replied.dropped += answered.failed;
+            }
+        }
+        replied
+    }
+}
+
 impl Replied {
     fn add(&mut self, other: Replied) {
         self.datagrams += other.datagrams;
@@ -521,12 +589,21 @@ fn send_each<'a>(
 pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, shared: Arc<Shared>) {
     let mut buf = vec![0u8; UNIXGRAM_BUF];
     let counters = shared.counters.transport(endpoint.transport());
+    let mut faults = shared
+        .config
+        .faults
+        .as_ref()
+        .and_then(|plan| unixgram_faults(plan, &socket, &endpoint, &shared));
     loop {
         let (len, peer) = tokio::select! {
             biased;
             () = shared.drain.cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
+                Err(e) if is_socket_broken(&e) => {
+                    tracing::error!("receive on {endpoint} failed: {e}; this socket stops serving");
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!("receive on {endpoint}: {e}");
                     continue;
@@ -542,27 +619,79 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
             );
             continue;
         };
-        log_datagram(&shared, format_args!("{reply_to:?}"), data);
-        let sent = socket
-            .async_io(Interest::WRITABLE, || {
-                rustix::net::sendto(
-                    socket.as_fd(),
-                    data,
-                    rustix::net::SendFlags::empty(),
-                    &reply_to,
-                )
-                .map_err(io::Error::from)
-            })
-            .await;
+        log_datagram(&shared, UnixPeer(&reply_to), data);
+        if let Some(faults) = &mut faults {
+            // Replies are sent without waiting: one the socket cannot take at once is dropped.
+            let answered = faults.answer(data, &reply_to, |reply, to| {
+                rustix::net::sendto(&socket, reply, rustix::net::SendFlags::DONTWAIT, to).is_ok()
+            });
+            TransportCounters::add(&counters.datagrams, answered.datagrams);
+            TransportCounters::add(&counters.datagram_bytes, answered.bytes);
+            TransportCounters::add(&counters.datagrams_dropped, answered.failed);
+            continue;
+        }
+        // Never wait for one peer: a peer that does not read its replies fills its receive
+        // queue (a few datagrams), and waiting for room there would stall every other peer
+        // and the drain. The socket is non-blocking, and sending directly rather than through
+        // the reactor's write readiness means a refusal from one full peer never holds back
+        // the sends to others.
+        let sent = rustix::net::sendto(
+            socket.as_fd(),
+            data,
+            rustix::net::SendFlags::DONTWAIT,
+            &reply_to,
+        );
         match sent {
             Ok(_) => count_echo(counters, len),
             Err(e) => {
                 TransportCounters::add(&counters.datagrams_dropped, 1);
-                tracing::debug!("reply to {reply_to:?} on {endpoint} failed: {e}");
+                if e == rustix::io::Errno::AGAIN {
+                    tracing::debug!(
+                        "dropped a reply to {} on {endpoint}: its receive queue is full",
+                        UnixPeer(&reply_to)
+                    );
+                } else {
+                    tracing::debug!("reply to {} on {endpoint} failed: {e}", UnixPeer(&reply_to));
+                }
             }
         }
     }
     tracing::debug!("stopped serving {endpoint}");
+}
+
+/// The datagram faults of a Unix datagram socket, if the plan has any; held-back replies leave
+/// from a duplicate of its descriptor.
+fn unixgram_faults(
+    plan: &super::fault::FaultPlan,
+    socket: &UnixDatagram,
+    endpoint: &Endpoint,
+    shared: &Shared,
+) -> Option<DatagramFaults<rustix::net::SocketAddrUnix>> {
+    if !plan.has_datagram_faults() {
+        return None;
+    }
+    let later = match socket.as_fd().try_clone_to_owned() {
+        Ok(later) => later,
+        Err(e) => {
+            tracing::error!("cannot inject faults on {endpoint}: {e}");
+            return None;
+        }
+    };
+    DatagramFaults::new(plan, 0, shared.counters.clone(), move |data, to| {
+        if let Err(e) = rustix::net::sendto(&later, data, rustix::net::SendFlags::DONTWAIT, to) {
+            tracing::debug!("delayed reply to {to:?} failed: {e}");
+        }
+    })
+}
+
+/// Whether a receive error means the socket itself is unusable, so that every retry would fail
+/// the same way at once: the loop then stops rather than spin.
+fn is_socket_broken(err: &io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        err.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::BADF | Errno::NOTSOCK | Errno::INVAL | Errno::FAULT | Errno::OPNOTSUPP)
+    )
 }
 
 /// Where to send a reply: the sender's path or abstract name. An unbound sender has neither.
@@ -575,6 +704,23 @@ fn reply_address(peer: &std::os::unix::net::SocketAddr) -> Option<rustix::net::S
         .and_then(|name| rustix::net::SocketAddrUnix::new_abstract_name(name).ok())
 }
 
+/// A Unix datagram peer as logged: its path, or `@` and its abstract name, escaped (the peer
+/// chose it).
+struct UnixPeer<'a>(&'a rustix::net::SocketAddrUnix);
+
+impl std::fmt::Display for UnixPeer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::peer_text::escaped_whole;
+        if let Some(path) = self.0.path_bytes() {
+            write!(f, "{}", escaped_whole(path))
+        } else if let Some(name) = self.0.abstract_name() {
+            write!(f, "@{}", escaped_whole(name))
+        } else {
+            f.write_str("(unnamed)")
+        }
+    }
+}
+
 fn count_echo(counters: &TransportCounters, len: usize) {
     TransportCounters::add(&counters.datagrams, 1);
     TransportCounters::add(&counters.datagram_bytes, len as u64);
@@ -582,7 +728,7 @@ fn count_echo(counters: &TransportCounters, len: usize) {
 
 fn log_datagram(shared: &Shared, peer: impl std::fmt::Display, data: &[u8]) {
     if shared.config.log_data {
-        tracing::info!(target: crate::DATA_LOG, "{peer}: {}", String::from_utf8_lossy(data).trim());
+        tracing::info!(target: crate::DATA_LOG, "{peer}: {}", super::peer_text::escaped(data));
     } else {
         tracing::trace!("{peer}: {} byte datagram", data.len());
     }

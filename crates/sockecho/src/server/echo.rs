@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -55,8 +56,11 @@ pub enum CloseReason {
     /// The server is shutting down: what had already arrived was echoed, then the connection
     /// was closed.
     Drained,
-    /// The shutdown grace period ended before the connection did.
+    /// The shutdown grace period ended (or the server was asked to stop at once) before the
+    /// connection did.
     Cut,
+    /// An injected fault ended it (`reset-after`, `close-after`).
+    Fault,
 }
 
 impl CloseReason {
@@ -66,7 +70,8 @@ impl CloseReason {
             CloseReason::PeerClosed => "peer closed",
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::Drained => "server shutdown",
-            CloseReason::Cut => "cut at the end of the grace period",
+            CloseReason::Cut => "cut at shutdown before it finished",
+            CloseReason::Fault => "ended by an injected fault",
         }
     }
 }
@@ -76,7 +81,8 @@ impl CloseReason {
 pub struct EchoOptions {
     /// Close the connection after this long without traffic.
     pub idle_timeout: Option<Duration>,
-    /// Log each received payload (lossy UTF-8, trimmed) under this peer label.
+    /// Log each received payload (trimmed, control characters escaped: see
+    /// [`peer_text`](super::peer_text)) under this peer label.
     pub log_data_as: Option<String>,
 }
 
@@ -101,19 +107,25 @@ pub async fn echo_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    echo_io(&mut Generic(stream), options, drain, None).await
+    echo_io(&mut Generic(stream), options, drain, None, None).await
 }
 
 /// [`echo_stream`] over anything that implements [`EchoIo`]; the server uses it with TCP and
 /// Unix sockets directly to get their fast read path. Cancelling `cut` ends the echo at once
 /// (the end of the shutdown grace period), still reporting the bytes echoed.
+///
+/// `live`, when given, is added every byte as it is read to be echoed, so a counter shared with
+/// a metrics endpoint moves while the connection is open, not only when it ends (one relaxed
+/// atomic add per read, nothing more).
 pub async fn echo_io<S: EchoIo>(
     stream: &mut S,
     options: &EchoOptions,
     drain: &CancellationToken,
     cut: Option<&CancellationToken>,
+    live: Option<&AtomicU64>,
 ) -> EchoOutcome {
     let mut pump = Pump::new(options.log_data_as.as_deref());
+    pump.live = live;
     let result = tokio::select! {
         result = run(&mut pump, stream, options.idle_timeout, drain) => result,
         () = async { match cut {
@@ -292,6 +304,8 @@ struct Pump<'a> {
     /// Server shutdown: echo what has already arrived, then close instead of waiting for more.
     draining: bool,
     bytes: u64,
+    /// A shared counter that `bytes` is added to as it grows.
+    live: Option<&'a AtomicU64>,
     last_activity: Instant,
     log_data_as: Option<&'a str>,
 }
@@ -306,6 +320,7 @@ impl<'a> Pump<'a> {
             shut: false,
             draining: false,
             bytes: 0,
+            live: None,
             last_activity: Instant::now(),
             log_data_as,
         }
@@ -387,9 +402,12 @@ impl<'a> Pump<'a> {
                 return Poll::Ready(Ok(()));
             }
             self.bytes += data.len() as u64;
+            if let Some(live) = self.live {
+                live.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
             self.last_activity = Instant::now();
             if let Some(peer) = self.log_data_as {
-                tracing::info!(target: crate::DATA_LOG, "{peer}: {}", String::from_utf8_lossy(data).trim());
+                tracing::info!(target: crate::DATA_LOG, "{peer}: {}", super::peer_text::escaped(data));
             }
             let mut written = 0;
             while written < data.len() {
@@ -581,6 +599,7 @@ mod socket_tests {
                 &mut stream,
                 &EchoOptions::default(),
                 &CancellationToken::new(),
+                None,
                 None,
             )
             .await

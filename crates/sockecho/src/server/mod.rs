@@ -15,7 +15,10 @@
 //!   engine), both over `conn` (an admitted connection's identity and accounting), over
 //!   `proxied` (a PROXY protocol header taken before admission); `bind`
 //!   (listening sockets) over `datagram` (the UDP and unixgram echo);
-//! - at the bottom `shared` (what every loop shares), `config`, [`echo`] and [`access`].
+//! - at the bottom `shared` (what every loop shares), `config`, [`echo`], [`access`] and
+//!   [`peer_text`] (peer-controlled text made safe for logs);
+//! - [`fault`], faults injected on demand, beside them: its stream echo sits over `conn`, and
+//!   `stream`, `datagram` and `shared` use its pieces.
 
 pub mod access;
 mod bind;
@@ -23,9 +26,11 @@ mod config;
 mod conn;
 mod datagram;
 pub mod echo;
+pub mod fault;
 #[cfg(test)]
 mod layering;
 mod log_budget;
+pub mod peer_text;
 mod proxied;
 mod rate_limit;
 mod shared;
@@ -77,7 +82,7 @@ impl Server {
     ) -> Result<Server, ServeError> {
         let mut listeners = Vec::new();
         for socket in inherited {
-            listeners.push(bind::adopt(socket).map_err(ServeError::Inherited)?);
+            listeners.push(bind::adopt(socket)?);
         }
         for endpoint in endpoints {
             listeners.extend(bind::bind(endpoint).await?);
@@ -96,9 +101,14 @@ impl Server {
         let plain_streams = listeners.iter().any(|l| {
             matches!(l.socket, bind::Socket::Stream(_)) && l.endpoint.transport() != Transport::Tls
         });
-        // Without worker threads everything is served on the caller's runtime, with epoll; and
-        // without plain stream listeners there is nothing for io_uring to serve.
-        config.io = if config.threads == 0 || !plain_streams {
+        // Without worker threads everything is served on the caller's runtime, with epoll;
+        // without plain stream listeners there is nothing for io_uring to serve; and stream
+        // faults are served by their own echo on tokio.
+        let stream_faults = config
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.has_stream_faults());
+        config.io = if config.threads == 0 || !plain_streams || stream_faults {
             IoBackend::Epoll
         } else {
             resolve_io(config.io)?
@@ -129,12 +139,28 @@ impl Server {
     /// Serves until `shutdown` completes, drains, and returns the final counters. Unix socket
     /// files this server created are removed before it returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Stats {
+        self.run_until(shutdown, std::future::pending()).await
+    }
+
+    /// Like [`run`](Server::run), and if `cut` completes while the server drains, the
+    /// connections still open are cut at once instead of at the end of the grace period (an
+    /// operator's second Ctrl-C or SIGTERM).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut: impl Future<Output = ()>,
+    ) -> Stats {
         let threads = self.config.threads;
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.max_conns.max(1))),
             per_ip: self.config.max_conns_per_ip.map(access::PerIpLimit::new),
             udp_rate: self.config.udp_rate.map(rate_limit::RateLimiter::new),
             tls_failure_log: log_budget::LogBudget::new(std::time::Instant::now()),
+            stream_faults: self
+                .config
+                .faults
+                .as_ref()
+                .and_then(fault::plan::StreamFaults::new),
             config: self.config,
             counters: self.counters,
             drain: CancellationToken::new(),
@@ -169,6 +195,19 @@ impl Server {
                 trusted.join(", ")
             );
         }
+        if let Some(plan) = &shared.config.faults {
+            let list: Vec<String> = plan.faults().iter().map(ToString::to_string).collect();
+            tracing::info!(
+                "injecting faults: {} (seed {}; the same seed repeats the same choices){}",
+                list.join(", "),
+                plan.seed(),
+                if plan.has_stream_faults() {
+                    "; stream connections are served on epoll, where faults are applied"
+                } else {
+                    ""
+                }
+            );
+        }
         let workers = workers::start(threads, sockets, &shared);
 
         tokio::select! {
@@ -178,17 +217,22 @@ impl Server {
         tracing::info!("shutting down: no new connections, draining open ones");
         shared.drain.cancel();
         let mut workers = workers;
-        workers.loops_stopped().await;
-        shared.tracker.close();
-        if tokio::time::timeout(shared.config.grace, shared.tracker.wait())
-            .await
-            .is_err()
-        {
+        let grace = shared.config.grace;
+        let drained = async {
+            workers.loops_stopped().await;
+            shared.tracker.close();
+            tokio::time::timeout(grace, shared.tracker.wait())
+                .await
+                .is_ok()
+        };
+        let why_cut = tokio::select! {
+            drained = drained => (!drained).then(|| format!("grace period of {grace:?} over")),
+            () = cut => Some("asked to stop at once".to_owned()),
+        };
+        if let Some(why) = why_cut {
             let open = shared.counters.snapshot().connections_open();
-            tracing::warn!(
-                "grace period of {:?} over: cutting {open} connection(s) that had not finished",
-                shared.config.grace
-            );
+            tracing::warn!("{why}: cutting {open} connection(s) that had not finished");
+            shared.tracker.close();
             shared.cut.cancel();
             shared.tracker.wait().await;
         }

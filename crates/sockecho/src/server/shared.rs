@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use super::access::PerIpLimit;
 use super::config::ServerConfig;
+use super::fault::plan::StreamFaults;
 use super::log_budget::LogBudget;
 use super::rate_limit::RateLimiter;
 use crate::stats::Counters;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) per_ip: Option<Arc<PerIpLimit>>,
     /// Per-source token buckets, when `udp_rate` is set.
     pub(crate) udp_rate: Option<RateLimiter>,
+    /// The stream faults to deal each new connection, when there are any.
+    pub(crate) stream_faults: Option<StreamFaults>,
     /// Which failed TLS handshakes are logged one by one; the rest are summed up.
     pub(crate) tls_failure_log: LogBudget,
 }

@@ -3,7 +3,10 @@
 //!
 //! A permit from the shared semaphore is taken *before* `accept`, so at most `max_conns`
 //! connections are served and further clients wait in the kernel's backlog. Accept errors are
-//! logged and survived, never returned: running out of file descriptors backs off and retries.
+//! logged and survived, never returned, and never retried in a tight loop: running out of file
+//! descriptors backs off and retries, a failed connection is skipped (backing off too if such
+//! failures keep coming), and a listener that is broken for good (e.g. no longer listening)
+//! stops accepting with an error line while the others go on.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -18,6 +21,8 @@ use super::access::PerIpSlot;
 use super::bind::StreamListener;
 use super::conn::{Admitted, ConnLog};
 use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::fault::plan::{Admission, ConnFaults};
+use super::fault::stream::{Resettable, linger_zero};
 use super::proxied::{self, Via};
 use super::shared::Shared;
 use super::uring::{Arrival, EngineHandle};
@@ -31,6 +36,11 @@ use crate::tls::ServerTls;
 /// First pause after an accept error; doubles while errors continue.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Per-connection accept errors in a row after which the loop backs off as for running out of
+/// descriptors: each such error used up one queued connection, but an endless run of them means
+/// something else is wrong, and retrying at once would spin.
+const FAILURES_BEFORE_BACKOFF: u32 = 16;
 
 /// Numbers Unix-domain connections for logs, since their peers usually have no address.
 static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -49,7 +59,10 @@ pub(crate) async fn serve(
     if listeners.is_empty() {
         return;
     }
+    let mut listeners = listeners;
     let mut backoff = BACKOFF_MIN;
+    // Accept errors since the last success.
+    let mut failures = 0u32;
     // Whether the current run of accept errors has been logged: once per burst, not per call.
     let mut burst_logged = false;
     // Set once shutdown starts: the clients whose handshake the kernel completed before it are
@@ -100,25 +113,44 @@ pub(crate) async fn serve(
             Err(e) => {
                 TransportCounters::add(&counters.accept_errors, 1);
                 drop(permit);
-                if is_resource_exhaustion(&e) {
-                    if !burst_logged {
-                        tracing::warn!(
-                            "accept on {endpoint} failed: {e}; backing off until resources free up"
+                failures += 1;
+                match accept_failure(&e) {
+                    AcceptFailure::Listener => {
+                        tracing::error!(
+                            "accept on {endpoint} failed: {e}; this listener is unusable, so \
+                             it stops accepting (the others go on)"
                         );
-                        burst_logged = true;
+                        listeners.swap_remove(index);
+                        if listeners.is_empty() {
+                            break;
+                        }
+                        first %= listeners.len();
+                        continue;
                     }
-                    tokio::select! {
-                        () = shared.drain.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
+                    // One connection failed before it could be accepted (e.g. the client reset
+                    // it): the next one can be accepted at once, unless such failures keep
+                    // coming without a success between them.
+                    AcceptFailure::Connection if failures < FAILURES_BEFORE_BACKOFF => {
+                        tracing::debug!("accept on {endpoint} failed: {e}");
+                        continue;
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                } else {
-                    // Per-connection failures (e.g. the client reset before accept): go on.
-                    tracing::debug!("accept on {endpoint} failed: {e}");
+                    AcceptFailure::Connection | AcceptFailure::Resources => {}
                 }
+                if !burst_logged {
+                    tracing::warn!(
+                        "accept on {endpoint} failed: {e}; backing off until it succeeds again"
+                    );
+                    burst_logged = true;
+                }
+                tokio::select! {
+                    () = shared.drain.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
+        failures = 0;
         if burst_logged {
             tracing::info!("accepting again");
         }
@@ -157,6 +189,62 @@ pub(crate) async fn serve(
     }
 }
 
+/// Resets a new connection at once (the `refuse` fault): the client sees its connection
+/// reset before any byte comes back.
+fn refuse(accepted: Accepted, peer: &str, shared: &Shared) {
+    if let Accepted::Inet(stream, _) = &accepted {
+        linger_zero(stream);
+    }
+    drop(accepted);
+    shared
+        .counters
+        .faults()
+        .add(super::fault::FaultKind::Refuse, 1);
+    tracing::debug!(target: CONN_LOG, "{peer} refused: injected fault");
+}
+
+/// What a failed `accept` means for the listener.
+#[derive(Debug, PartialEq, Eq)]
+enum AcceptFailure {
+    /// One queued connection failed (reset before it was accepted, refused by a firewall rule,
+    /// a network error the kernel passed on): the listener is fine.
+    Connection,
+    /// Out of descriptors or memory: retrying at once would fail again, so back off.
+    Resources,
+    /// The listener itself is broken (not listening any more, not a socket): every retry
+    /// would fail the same way, so stop accepting on it.
+    Listener,
+}
+
+fn accept_failure(err: &std::io::Error) -> AcceptFailure {
+    use rustix::io::Errno;
+    if is_resource_exhaustion(err) {
+        return AcceptFailure::Resources;
+    }
+    let Some(errno) = err.raw_os_error().map(Errno::from_raw_os_error) else {
+        return AcceptFailure::Listener;
+    };
+    // accept(2): Linux passes pending network errors of the new connection on as accept
+    // errors, and they should be treated like EAGAIN.
+    match errno {
+        Errno::CONNABORTED
+        | Errno::PROTO
+        | Errno::PERM
+        | Errno::INTR
+        | Errno::AGAIN
+        | Errno::NETDOWN
+        | Errno::NOPROTOOPT
+        | Errno::HOSTDOWN
+        | Errno::NONET
+        | Errno::HOSTUNREACH
+        | Errno::OPNOTSUPP
+        | Errno::NETUNREACH
+        | Errno::TIMEDOUT
+        | Errno::CONNRESET => AcceptFailure::Connection,
+        _ => AcceptFailure::Listener,
+    }
+}
+
 /// Serves an admitted connection: on the io_uring `engine` if there is one (plain streams), else
 /// on a task of this worker.
 fn dispatch(
@@ -165,6 +253,15 @@ fn dispatch(
     shared: &Arc<Shared>,
     engine: Option<&Arc<EngineHandle>>,
 ) {
+    // One `Option` per connection when no fault is configured.
+    let faults = match shared.stream_faults.as_ref().map(|f| f.admit()) {
+        None => None,
+        Some(Admission::Serve(faults)) => Some(faults),
+        Some(Admission::Refuse) => {
+            refuse(accepted, &conn.peer, shared);
+            return;
+        }
+    };
     let transport = conn.transport;
     let task_shared = shared.clone();
     let engine = engine.filter(|engine| engine.serving());
@@ -177,9 +274,17 @@ fn dispatch(
     match accepted {
         Accepted::Inet(stream, _) if transport == Transport::Tls => shared
             .tracker
-            .spawn(tls_connection(stream, conn, task_shared)),
-        Accepted::Inet(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
-        Accepted::Unix(stream, _) => shared.tracker.spawn(connection(stream, conn, task_shared)),
+            .spawn(tls_connection(stream, conn, task_shared, faults)),
+        Accepted::Inet(stream, _) => {
+            shared
+                .tracker
+                .spawn(connection(stream, conn, task_shared, faults))
+        }
+        Accepted::Unix(stream, _) => {
+            shared
+                .tracker
+                .spawn(connection(stream, conn, task_shared, faults))
+        }
     };
 }
 
@@ -323,7 +428,12 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
 /// failed or stalled handshake is counted and logged as a warning (within the log budget),
 /// never more.
-async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: Arc<Shared>) {
+async fn tls_connection(
+    stream: tokio::net::TcpStream,
+    conn: Admitted,
+    shared: Arc<Shared>,
+    faults: Option<Box<ConnFaults>>,
+) {
     let counters = shared.counters.transport(conn.transport);
     let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
         // Bind makes a certificate whenever there is a TLS endpoint.
@@ -337,7 +447,7 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: A
     };
     let failure = match handshake {
         Ok(Ok(tls)) => {
-            return connection(Generic(tls), conn, shared.clone()).await;
+            return connection(Generic(tls), conn, shared.clone(), faults).await;
         }
         Ok(Err(e)) => crate::tls::describe_handshake_error(&e),
         Err(_) => format!("no handshake within {timeout:?}; closed"),
@@ -358,15 +468,93 @@ async fn tls_connection(stream: tokio::net::TcpStream, conn: Admitted, shared: A
 }
 
 /// Serves one connection until it ends or the grace period cuts it, then logs the summary.
-async fn connection<S: EchoIo>(mut stream: S, conn: Admitted, shared: Arc<Shared>) {
+async fn connection<S: EchoIo + Resettable>(
+    mut stream: S,
+    conn: Admitted,
+    shared: Arc<Shared>,
+    faults: Option<Box<ConnFaults>>,
+) {
+    if let Some(faults) = faults {
+        return super::fault::stream::connection(stream, conn, shared, faults).await;
+    }
     let mut log = ConnLog::opened(&conn, &shared);
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
         log_data_as: shared.config.log_data.then(|| conn.peer.clone()),
     };
-    let EchoOutcome { bytes, result } =
-        echo_io(&mut stream, &options, &shared.drain, Some(&shared.cut)).await;
+    let live = &shared.counters.transport(conn.transport).stream_bytes;
+    let EchoOutcome { bytes, result } = echo_io(
+        &mut stream,
+        &options,
+        &shared.drain,
+        Some(&shared.cut),
+        Some(live),
+    )
+    .await;
     log.bytes = bytes;
+    log.counted = bytes;
     log.closed(&conn, &shared, result);
     drop(conn);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{InheritedSocket, IoBackend, Server, ServerConfig};
+
+    #[test]
+    fn accept_errors_are_told_apart() {
+        use rustix::io::Errno;
+        let failure = |errno: Errno| accept_failure(&std::io::Error::from(errno));
+        assert_eq!(failure(Errno::CONNABORTED), AcceptFailure::Connection);
+        assert_eq!(failure(Errno::PERM), AcceptFailure::Connection);
+        assert_eq!(failure(Errno::MFILE), AcceptFailure::Resources);
+        assert_eq!(failure(Errno::NOBUFS), AcceptFailure::Resources);
+        assert_eq!(failure(Errno::INVAL), AcceptFailure::Listener);
+        assert_eq!(failure(Errno::BADF), AcceptFailure::Listener);
+        assert_eq!(failure(Errno::NOTSOCK), AcceptFailure::Listener);
+    }
+
+    /// A listening socket shut down under the server answers every `accept` with EINVAL at
+    /// once. The accept loop must give that listener up after the first error instead of
+    /// retrying in a tight loop, and the server must still stop promptly.
+    #[tokio::test]
+    async fn a_listener_that_stops_listening_is_given_up_not_spun_on() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let handle = listener.try_clone().expect("dup");
+        let config = ServerConfig {
+            threads: 1,
+            io: IoBackend::Epoll,
+            ..ServerConfig::default()
+        };
+        let server = Server::bind_and_adopt(&[], vec![InheritedSocket::Tcp(listener)], config)
+            .await
+            .expect("adopt a listening socket");
+        let counters = server.counters();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        rustix::net::shutdown(&handle, rustix::net::Shutdown::Read).expect("shutdown");
+        let errors = || counters.transport(Transport::Tcp).snapshot().accept_errors;
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while errors() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the worker never saw the listener fail");
+        // Time for thousands of retries, had the loop kept retrying.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            errors(),
+            1,
+            "accept errors on a listener that cannot accept"
+        );
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the server did not stop within 5 s")
+            .expect("run panicked");
+    }
 }

@@ -20,6 +20,7 @@ use crate::ring::{
 use crate::server::conn::ConnLog;
 use crate::server::echo::DRAIN_SETTLE;
 use crate::server::shared::Shared;
+use crate::stats::TransportCounters;
 
 /// What a completion is for, kept in the low byte of its `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,10 +296,21 @@ impl UringEngine {
                 pool.give_back_if_unused(bid);
                 return;
             }
-            conn.log.bytes += range.len() as u64;
+            let n = range.len() as u64;
+            conn.log.bytes += n;
+            // Counted as it arrives, so metrics move while the connection is open.
+            conn.log.counted += n;
+            TransportCounters::add(
+                &self
+                    .shared
+                    .counters
+                    .transport(conn.admitted.transport)
+                    .stream_bytes,
+                n,
+            );
             if self.shared.config.log_data {
                 let data = pool.bytes(bid, range.clone());
-                tracing::info!(target: crate::DATA_LOG, "{}: {}", conn.admitted.peer, String::from_utf8_lossy(data).trim());
+                tracing::info!(target: crate::DATA_LOG, "{}: {}", conn.admitted.peer, crate::server::peer_text::escaped(data));
             }
             if keep == Keep::Pooled {
                 conn.queue_pooled(pool, bid, range);
