@@ -417,7 +417,9 @@ fn client_send_proxy_v1_writes_the_exact_header_first() {
         // Close only after the client's half-close, as an echo server does: closing first
         // races the client's own shutdown and can reset the connection under it.
         let mut tail = Vec::new();
-        reader.read_to_end(&mut tail).expect("read to the client's EOF");
+        reader
+            .read_to_end(&mut tail)
+            .expect("read to the client's EOF");
         assert!(tail.is_empty(), "nothing follows the one line");
         (header, rest, peer)
     });
