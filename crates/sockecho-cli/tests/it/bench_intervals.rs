@@ -179,6 +179,22 @@ fn a_bad_threshold_is_a_usage_error_before_any_load() {
         assert!(err.contains(problem), "{cond}: {err}");
         assert!(err.contains("--threshold"), "{cond}: {err}");
     }
+    for (args, problem) in [
+        (["--rates", "5k:1k:1k"], "ends below its start"),
+        (["--find-max", "p99"], "no comparison"),
+        (["--margin", "150%"], "not a fraction below 1"),
+        (["--interval", "0s"], "at least 1ms"),
+    ] {
+        let mut argv = vec!["bench", "tcp://127.0.0.1:9"];
+        argv.extend(args);
+        let out = run(&argv);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr_of(&out).contains(problem),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+    }
 }
 
 #[test]
