@@ -49,6 +49,9 @@ LOAD_SLACK_S = 60.0
 # How often the server's CPU time is read while a load generator runs.
 CPU_SAMPLE_S = 0.02
 MEM_PAYLOAD = 16 * 1024
+# Churn cases connect from these local addresses in turn: each closed connection holds its
+# source port for a minute in TIME_WAIT, and one address has ~28 000 ports toward the server.
+CHURN_SOURCES = "127.0.0.2-127.0.0.65"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_LINE = re.compile(r"listening on (tcp|udp)://(\d+\.\d+\.\d+\.\d+):(\d+)")
 
@@ -73,12 +76,14 @@ def log(msg: str) -> None:
 class Case:
     name: str
     # "load": every server under one load generator; "loadgen": the load generators compared
-    # against the C server; "mem": idle connections held open.
+    # against the C server; "mem": idle connections held open; "churn": connect, echo, close,
+    # repeat, in `conns` slots (`bench --churn`).
     kind: str
     transport: str
     conns: int
     size: int
-    # Messages in flight per connection (`bench --pipeline`).
+    # Messages in flight per connection (`bench --pipeline`); in a churn case, the messages
+    # each connection exchanges before it closes.
     pipeline: int = 1
     # More `sockecho bench` flags.
     bench_flags: tuple[str, ...] = ()
@@ -107,6 +112,10 @@ def all_cases(mem_conns: int) -> list[Case]:
     cases.append(Case("udp-50x64-p16", "load", "udp", 50, 64, 16))
     cases.append(Case("udp-50x64-p16-gso", "load", "udp", 50, 64, 16, ("--udp-offload",)))
     cases.append(Case("loadgen-50x64", "loadgen", "tcp", 50, 64))
+    # The tutorial's accept-echo-close cycle: slots x messages per connection x bytes.
+    for slots in (50, 1000):
+        flags = ("--churn", "--messages-per-conn", "1", "--source", CHURN_SOURCES)
+        cases.append(Case(f"churn-{slots}x1x64", "churn", "tcp", slots, 64, 1, flags))
     cases.append(Case(f"mem-{mem_conns}x16KiB", "mem", "tcp", mem_conns, MEM_PAYLOAD))
     return cases
 
@@ -405,6 +414,8 @@ class Sample:
     bytes_per_conn: float | None = None
     rss_before: int | None = None
     rss_after: int | None = None
+    # Churn cases: p99 of the connect time, microseconds.
+    connect_p99_us: float | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -459,6 +470,16 @@ def run_load(ctx: Context, case: Case, server: Server, loadgen: str, rnd: int) -
         rate = float(report["msgs_per_s"])
         if rate <= 0:
             raise RunError(f"no round trips completed: {shlex.join(argv)}")
+        if case.kind == "churn":
+            # A cycle (connect, one echo, close) is the unit: per-cycle CPU on both sides.
+            churn = report.get("churn") or {}
+            rate = float(churn.get("connections_per_s") or 0)
+            if rate <= 0:
+                raise RunError(f"no connection completed its cycle: {shlex.join(argv)}")
+            opened = churn.get("connections_opened") or 0
+            if opened:
+                sample.client_cpu_us = float(report["client_cpu_s"]) / opened * 1e6
+            sample.connect_p99_us = (churn.get("connect_us") or {}).get("p99")
         sample.msgs_per_s = rate
         # The measured period is the `duration_s` just before the load generator exits;
         # connection setup (seconds, if SYNs overflow a backlog) and warmup come before it.
@@ -473,7 +494,9 @@ def run_load(ctx: Context, case: Case, server: Server, loadgen: str, rnd: int) -
             cpu, seconds = window
             sample.server_cpu_us = cpu / (seconds * rate) * 1e6
         sample.p99_us = (report.get("latency_us") or {}).get("p99")
-        if "client_cpu_us_per_msg" in report:
+        if case.kind == "churn":
+            pass
+        elif "client_cpu_us_per_msg" in report:
             sample.client_cpu_us = float(report["client_cpu_us_per_msg"])
         elif report.get("messages"):
             sample.client_cpu_us = float(report["client_cpu_s"]) / report["messages"] * 1e6
@@ -703,6 +726,34 @@ def tables(samples: list[Sample], cases: list[Case]) -> list[str]:
                 f"{ratio(cpu, b_cpu)} | {fmt(srv_cpu, 2)} | {fmt(own, 3)} |"
             )
         lines.append("")
+    churn_cases = [c for c in cases if c.kind == "churn" and rows(c)]
+    if churn_cases:
+        lines += [
+            "## Churn: connect, echo, close (medians; ratios against the C yardstick)",
+            "",
+            "A cycle is one connection: connect, one verified echo, close (client first). In a "
+            "closed loop on two CPUs the load generator's own connect and close cost caps the "
+            "cycle rate, so server CPU per cycle is the figure that shows the server's work.",
+            "",
+            "| case | server | cycles/s | spread | vs C | server CPU µs/cycle | vs C "
+            "| bench CPU µs/cycle | connect p99 µs |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for case in churn_cases:
+            base = yardstick(case)
+            b_rate = median(s.msgs_per_s for s in base)
+            b_cpu = median(s.server_cpu_us for s in base)
+            for server, _, ss in rows(case):
+                rate = median(s.msgs_per_s for s in ss)
+                cpu = median(s.server_cpu_us for s in ss)
+                lines.append(
+                    f"| {case.name} | {server} | {fmt(rate)} | "
+                    f"{spread(s.msgs_per_s for s in ss)} | {ratio(rate, b_rate)} | "
+                    f"{fmt(cpu, 2)} | {ratio(cpu, b_cpu)} | "
+                    f"{fmt(median(s.client_cpu_us for s in ss), 2)} | "
+                    f"{fmt(median(s.connect_p99_us for s in ss))} |"
+                )
+        lines.append("")
     for case in (c for c in cases if c.kind == "mem" and rows(c)):
         b_mem = median(s.bytes_per_conn for s in yardstick(case))
         lines += [
@@ -729,6 +780,11 @@ def tables(samples: list[Sample], cases: list[Case]) -> list[str]:
 def describe(s: Sample) -> str:
     if s.bytes_per_conn is not None:
         return f"{s.bytes_per_conn:,.0f} bytes/conn"
+    if s.case.startswith("churn-"):
+        return (
+            f"{fmt(s.msgs_per_s)} cycles/s, server {fmt(s.server_cpu_us, 2)} µs/cycle, "
+            f"connect p99 {fmt(s.connect_p99_us)} µs, bench {fmt(s.client_cpu_us, 2)} µs/cycle"
+        )
     return (
         f"{fmt(s.msgs_per_s)} rt/s, server {fmt(s.server_cpu_us, 2)} µs/echo, "
         f"p99 {fmt(s.p99_us)} µs, client {fmt(s.client_cpu_us, 2)} µs/msg"
@@ -743,7 +799,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Benchmark `sockecho serve` against a C epoll yardstick and plain tokio.",
         epilog="Cases: " + " ".join(c.name for c in all_cases(9000)) + ". Select by name or "
-        "group (tcp, udp, loadgen, mem). Method and columns: docs/benchmarks.md.",
+        "group (tcp, udp, loadgen, churn, mem). Method and columns: docs/benchmarks.md.",
     )
     p.add_argument("--rounds", type=int, help="rounds per case (default 5; --quick 2)")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 5; --quick 1)")
@@ -886,6 +942,9 @@ def plan_case(case: Case, opts, bench_ok: bool, notes: list[str]) -> list:
         servers = [s for s in servers if s.name in opts.servers or s.yardstick]
     if case.kind == "mem":
         return [(s, "python") for s in servers]
+    if case.kind == "churn" and (opts.load == "c" or not bench_ok):
+        notes.append(f"{case.name}: skipped, only `sockecho bench --churn` loads churn cases")
+        return []
     if opts.load == "c":
         if case.transport != "tcp":
             notes.append(f"{case.name}: skipped, the C epoll_load speaks TCP only")

@@ -57,6 +57,11 @@ pub fn parse_message_rate(text: &str) -> Result<f64, String> {
     positive(text, "a positive number of messages per second")
 }
 
+/// Parses `--conn-rate`: new connections per second, a positive number.
+pub fn parse_conn_rate(text: &str) -> Result<f64, String> {
+    positive(text, "a positive number of connections per second")
+}
+
 fn positive(text: &str, what: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),

@@ -1,9 +1,9 @@
 //! `bench`'s parsed flags turned into the library's `BenchConfig`, checked as a whole before
 //! anything connects, so the load engine never sees clap.
 
-use sockecho::bench::{BenchConfig, BenchError, LoadIo};
+use sockecho::bench::{BenchConfig, BenchError, Churn, Close, LoadIo};
 
-use crate::cli::bench::BenchOpts;
+use crate::cli::bench::{BenchOpts, CloseChoice};
 use crate::cli::common::IoChoice;
 use crate::connect::connect_options;
 use crate::usage::UsageError;
@@ -27,11 +27,29 @@ pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
         io: load_io(opts.io),
         udp_offload: opts.udp_offload,
         interval: opts.interval,
+        churn: opts.churn.then(|| churn(opts)),
     };
     match config.validate() {
         Ok(()) => Ok(config),
         Err(BenchError::Invalid(problem)) => Err(UsageError(problem).into()),
         Err(other) => Err(other.into()),
+    }
+}
+
+/// The churn settings: one message per connection unless a count or a lifetime is given.
+fn churn(opts: &BenchOpts) -> Churn {
+    Churn {
+        messages_per_conn: match (opts.messages_per_conn, opts.conn_lifetime) {
+            (None, None) => Some(1),
+            (n, _) => n,
+        },
+        lifetime: opts.conn_lifetime,
+        close: match opts.close {
+            CloseChoice::Fin => Close::Fin,
+            CloseChoice::Rst => Close::Rst,
+        },
+        conn_rate: opts.conn_rate,
+        tls_resume: opts.tls_resume,
     }
 }
 
@@ -78,6 +96,33 @@ mod tests {
         assert_eq!(config.size, 1024);
         assert_eq!(config.io, LoadIo::Epoll);
         assert_eq!(config.endpoint.to_string(), "udp://127.0.0.1:9");
+    }
+
+    #[test]
+    fn churn_flags_reach_the_config() {
+        let c = config(&opts(&["tcp://127.0.0.1:9", "--churn"])).expect("a valid run");
+        assert_eq!(c.churn, Some(Churn::default()));
+        let c = config(&opts(&[
+            "tcp://127.0.0.1:9",
+            "--churn",
+            "--conn-lifetime",
+            "50ms",
+            "--close",
+            "rst",
+            "--conn-rate",
+            "500",
+        ]))
+        .expect("a valid run");
+        let churn = c.churn.expect("churn is on");
+        assert_eq!(churn.messages_per_conn, None);
+        assert_eq!(churn.lifetime, Some(std::time::Duration::from_millis(50)));
+        assert_eq!(churn.close, Close::Rst);
+        assert_eq!(churn.conn_rate, Some(500.0));
+        assert_eq!(c.mode(), sockecho::bench::Mode::Open);
+        let err = config(&opts(&["udp://127.0.0.1:9", "--churn"])).unwrap_err();
+        assert!(err.is::<UsageError>(), "{err:#}");
+        let err = config(&opts(&["tcp://127.0.0.1:9", "--churn", "--rate", "10"])).unwrap_err();
+        assert!(err.to_string().contains("--conn-rate"), "{err:#}");
     }
 
     #[test]

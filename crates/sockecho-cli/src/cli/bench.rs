@@ -8,7 +8,9 @@ use sockecho::Endpoint;
 use sockecho::bench::{Threshold, sweep};
 
 use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
-use crate::parse::{Sources, parse_duration, parse_message_rate, parse_size, parse_sources};
+use crate::parse::{
+    Sources, parse_conn_rate, parse_duration, parse_message_rate, parse_size, parse_sources,
+};
 
 /// Load an echo server and measure throughput, latency and correctness.
 ///
@@ -82,6 +84,34 @@ pub struct BenchOpts {
     /// as from a client that batches (QUIC stacks do). Off by default: one datagram per call.
     #[arg(long, env = "SOCKECHO_UDP_OFFLOAD", value_parser = boolish())]
     pub udp_offload: bool,
+    /// Connection churn, the accept–echo–close workload: each connection exchanges its
+    /// messages (--messages-per-conn, --conn-lifetime), closes (client first) and is replaced
+    /// at once, -c being the connections open at once; with --conn-rate, new connections start
+    /// on a schedule instead. Measures connections per second, connect and first-echo times.
+    #[arg(long, env = "SOCKECHO_CHURN", value_parser = boolish())]
+    pub churn: bool,
+    /// Churn: messages each connection exchanges before it closes [default: 1, or as many as
+    /// fit in --conn-lifetime].
+    #[arg(long, value_name = "N", env = "SOCKECHO_MESSAGES_PER_CONN", requires = "churn",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages_per_conn: Option<u64>,
+    /// Churn: how long each connection goes on sending before it closes.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_CONN_LIFETIME", requires = "churn",
+          value_parser = parse_duration)]
+    pub conn_lifetime: Option<Duration>,
+    /// Churn: how the client closes: fin (orderly; the client's side then waits a minute in
+    /// TIME_WAIT, holding its source port) or rst (SO_LINGER 0: a reset, no TIME_WAIT).
+    #[arg(long, value_enum, value_name = "HOW", env = "SOCKECHO_CLOSE", default_value_t = CloseChoice::Fin)]
+    pub close: CloseChoice,
+    /// Churn, open loop: new connections per second over all of them, each timed from its
+    /// scheduled start; -c caps how many are open at once.
+    #[arg(long, value_name = "CONNS_PER_S", env = "SOCKECHO_CONN_RATE", requires = "churn",
+          value_parser = parse_conn_rate)]
+    pub conn_rate: Option<f64>,
+    /// Churn over TLS: resume sessions (abbreviated handshakes) instead of a full handshake
+    /// per connection.
+    #[arg(long, env = "SOCKECHO_TLS_RESUME", requires = "churn", value_parser = boolish())]
+    pub tls_resume: bool,
     /// Print the report as one JSON object (fields: docs/bench-json.md).
     #[arg(long, env = "SOCKECHO_JSON", value_parser = boolish())]
     pub json: bool,
@@ -152,6 +182,13 @@ pub struct BenchOpts {
     pub send_proxy: SendProxyArgs,
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// How a churn connection closes (`--close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloseChoice {
+    Fin,
+    Rst,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,9 +1,9 @@
-//! The report as an aligned table for people: load, timing, counts, throughput, CPU, latency
-//! percentiles, errors and the verdict.
+//! The report as an aligned table for people: load, timing, counts, throughput, churn, CPU,
+//! latency percentiles, errors and the verdict.
 
 use std::fmt::Write as _;
 
-use sockecho::bench::{LatencySummary, Report};
+use sockecho::bench::{ConnectErrors, LatencySummary, Report};
 
 use crate::format::{bytes_si, group, micros};
 use crate::output::errors::error_list;
@@ -66,6 +66,15 @@ pub fn render(r: &Report) -> String {
         bytes_si(r.bytes_per_s_sent),
         bytes_si(r.bytes_per_s_received),
     );
+    if let Some(c) = &r.churn {
+        let _ = writeln!(
+            out,
+            "  churn        {} connections opened, {} conn/s; connect failures: {}",
+            group(c.connections_opened),
+            group(c.connections_per_s.round() as u64),
+            connect_failures(&c.connect_errors),
+        );
+    }
     let per_msg = r
         .client_cpu_us_per_msg
         .map_or(String::new(), |us| format!(", {us:.2} µs per message"));
@@ -80,6 +89,14 @@ pub fn render(r: &Report) -> String {
     );
     for (name, s) in [("latency", &r.latency_us), ("connect", &r.connect_us)] {
         let _ = writeln!(out, "  {name:<10} {}", latency_row(s));
+    }
+    if let Some(c) = &r.churn {
+        let _ = writeln!(
+            out,
+            "  {:<10} {}",
+            "1st echo",
+            latency_row(&c.first_echo_us)
+        );
     }
     let _ = writeln!(out, "\n  errors       {}", error_list(r));
     let _ = writeln!(
@@ -116,6 +133,25 @@ fn over_time(r: &Report) -> Option<String> {
         micros(best),
         micros(worst),
     ))
+}
+
+/// Connect failures by reason, e.g. "3 refused, 1 timed out"; "none" if there were none.
+fn connect_failures(e: &ConnectErrors) -> String {
+    let parts: Vec<String> = [
+        (e.refused, "refused"),
+        (e.timed_out, "timed out"),
+        (e.addr_not_available, "no local address/port (see --source)"),
+        (e.other, "other"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn latency_row(s: &LatencySummary) -> String {

@@ -128,7 +128,7 @@ fn find_max_finds_the_capacity() {
         "--find-max",
         "p99<100ms",
         "--rates",
-        "250",
+        "1000",
         "--precision",
         "10%",
     ];
@@ -150,8 +150,12 @@ fn find_max_finds_the_capacity() {
         "found {max} msg/s for a capacity of {CAPACITY}: {value:#}"
     );
     let rates = sweep["rates"].as_array().expect("rates");
-    assert_eq!(rates[0], 250.0);
-    assert_eq!(rates[1], 500.0);
+    // Starting near the capacity leaves few steps below it for a starved one to fail.
+    assert_eq!(rates[0], 1000.0);
+    assert!(
+        matches!(rates[1].as_f64(), Some(500.0 | 2000.0)),
+        "{value:#}"
+    );
     assert!(rates.len() <= 16);
     assert!(
         sweep["stopped"]

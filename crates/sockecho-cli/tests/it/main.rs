@@ -4,6 +4,7 @@
 
 mod support;
 
+mod bench_churn;
 mod bench_faults;
 mod bench_html;
 mod bench_intervals;

@@ -34,6 +34,22 @@ pub(super) struct Flow<'a> {
     pub draining: bool,
     /// Replies out of order are a failure (byte streams), not merely counted (datagrams).
     reorder_fails: bool,
+    /// Churn: the term of the connection now open in this slot.
+    pub term: Option<Term>,
+}
+
+/// One churn connection's term: when it began, whether it counts, and when it stops sending.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Term {
+    /// When its attempt began (open loop: was scheduled to begin); connect and first-echo
+    /// times count from here.
+    pub began: u64,
+    /// Its attempt began in the measured period, so its messages count, whenever they go.
+    pub measured: bool,
+    /// No new message from here on (the lifetime's end).
+    pub stop_at: u64,
+    /// No reply has come yet.
+    pub awaiting_first: bool,
 }
 
 impl<'a> Flow<'a> {
@@ -44,6 +60,7 @@ impl<'a> Flow<'a> {
             window: Window::new(ctx.pipeline),
             totals: Totals::default(),
             draining: false,
+            term: None,
             reorder_fails: true,
         }
     }
@@ -87,13 +104,67 @@ impl<'a> Flow<'a> {
         }
     }
 
+    /// Churn: a new connection of this slot is open at `now`; its attempt began at `began`.
+    /// The message bookkeeping starts afresh (the window is reused, not reallocated), the
+    /// counts go on adding up, and the first messages are queued.
+    pub fn restart(&mut self, began: u64, now: u64) {
+        let churn = self.ctx.churn.unwrap_or(super::plan::ChurnPlan {
+            messages: u64::MAX,
+            lifetime_ns: u64::MAX,
+            rst: false,
+        });
+        let measured = self.ctx.schedule().is_measured(began);
+        if measured {
+            self.totals.connections_opened += 1;
+            self.ctx
+                .recorder
+                .connect
+                .borrow_mut()
+                .saturating_record(now.saturating_sub(began));
+        }
+        self.window.reset();
+        self.term = Some(Term {
+            began,
+            measured,
+            stop_at: now.saturating_add(churn.lifetime_ns),
+            awaiting_first: true,
+        });
+        while self.window.has_room(self.ctx.pipeline) && self.may_send(now) {
+            self.push(now, now);
+        }
+    }
+
+    /// Whether a new message may be queued at `now` (closed loop): before the end of the
+    /// measured period, or for a churn connection, until it has sent its messages or reached
+    /// the end of its lifetime (one without a message count also stops at the end of the
+    /// measured period, so that the run ends).
+    #[inline]
+    pub fn may_send(&self, now: u64) -> bool {
+        let end = self.ctx.schedule().end;
+        match (self.term, self.ctx.churn) {
+            (Some(term), Some(churn)) => {
+                self.window.next_seq() < churn.messages
+                    && now < term.stop_at
+                    && (churn.messages != u64::MAX || now < end)
+            }
+            _ => !self.draining && now < end,
+        }
+    }
+
+    /// Churn: whether the connection has exchanged what it was to and can close: nothing
+    /// more to send, everything queued written (`all_out`), and every reply in.
+    #[inline]
+    pub fn exchanged(&self, all_out: bool, now: u64) -> bool {
+        self.term.is_some() && all_out && self.window.pending() == 0 && !self.may_send(now)
+    }
+
     /// Waits for the start of the run, then queues the first messages (see
     /// [`start`](Flow::start)). Returns the open loop's pacer and the time the run began.
     pub async fn begin(&mut self) -> io::Result<(Option<Pacer>, u64)> {
         let clock = self.ctx.clock;
         tokio::time::sleep_until(clock.tokio_instant(self.ctx.schedule().start)).await;
         let pacer = match self.plan.pacing {
-            Some(_) => Some(Pacer::new(clock)?),
+            Some(_) => Some(self.ctx.pacer()?),
             None => None,
         };
         let now = clock.now();
@@ -216,7 +287,10 @@ impl<'a> Flow<'a> {
     #[inline]
     pub fn push(&mut self, sent_at: u64, wire_at: u64) {
         let schedule = self.ctx.schedule();
-        let measured = sent_at >= schedule.warm_end && sent_at < schedule.end;
+        let measured = match self.term {
+            Some(term) => term.measured,
+            None => sent_at >= schedule.warm_end && sent_at < schedule.end,
+        };
         self.window.push(sent_at, wire_at, measured);
         if measured {
             self.totals.messages_sent += 1;
@@ -263,6 +337,18 @@ impl<'a> Flow<'a> {
     pub fn answered(&mut self, sent: Sent, reordered: bool, now: u64) {
         if reordered {
             self.fault(Fault::Reordered, sent.measured);
+        }
+        if let Some(term) = &mut self.term
+            && term.awaiting_first
+        {
+            term.awaiting_first = false;
+            if sent.measured {
+                self.ctx
+                    .recorder
+                    .first_echo
+                    .borrow_mut()
+                    .saturating_record(now.saturating_sub(term.began));
+            }
         }
         if sent.measured {
             self.totals.messages_received += 1;

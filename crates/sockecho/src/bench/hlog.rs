@@ -318,6 +318,7 @@ pub(crate) mod tests {
             intervals,
             thresholds: Vec::new(),
             periods_overlap: None,
+            churn: None,
         };
         report.derive_rates();
         Outcome {

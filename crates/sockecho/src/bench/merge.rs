@@ -19,7 +19,9 @@ use hdrhistogram::Histogram;
 
 use super::hlog::LoggedRun;
 use super::recorder::new_histogram;
-use super::report::{ErrorCounts, LatencySummary, Report, round3, round6, unix_seconds};
+use super::report::{
+    ChurnReport, ErrorCounts, LatencySummary, Report, round3, round6, unix_seconds,
+};
 use super::series::{Interval, IntervalHistogram, PackedHistogram, interval_entry};
 
 /// The merged report and histograms.
@@ -125,6 +127,7 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         intervals,
         thresholds: Vec::new(),
         periods_overlap,
+        churn: merge_churn(&reports, &connect),
     };
     report.derive_rates();
     Merged {
@@ -206,6 +209,29 @@ fn align(runs: &[LoggedRun]) -> (Vec<Interval>, Vec<IntervalHistogram>) {
     (intervals, histograms)
 }
 
+/// The churn figures of several runs: counts add up, and connect times come from the merged
+/// connect histogram (in a churn run it holds the churn connects). First-echo times are kept
+/// only for a single run, since logs do not carry that histogram. `None` if no run churned.
+fn merge_churn(reports: &[Report], connect: &Histogram<u64>) -> Option<ChurnReport> {
+    let churned: Vec<&ChurnReport> = reports.iter().filter_map(|r| r.churn.as_ref()).collect();
+    if churned.is_empty() {
+        return None;
+    }
+    let mut merged = ChurnReport {
+        connections_opened: churned.iter().map(|c| c.connections_opened).sum(),
+        connect_us: LatencySummary::from_histogram(connect),
+        first_echo_us: match churned.as_slice() {
+            [one] => one.first_echo_us,
+            _ => LatencySummary::default(),
+        },
+        ..ChurnReport::default()
+    };
+    for c in &churned {
+        merged.connect_errors.add(&c.connect_errors);
+    }
+    Some(merged)
+}
+
 /// What can be said of a run whose log carries no sockecho report.
 fn foreign_report(run: &LoggedRun) -> Report {
     let n = run.latency.len();
@@ -247,6 +273,7 @@ fn foreign_report(run: &LoggedRun) -> Report {
         intervals: Vec::new(),
         thresholds: Vec::new(),
         periods_overlap: None,
+        churn: None,
     }
 }
 

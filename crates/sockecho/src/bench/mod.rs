@@ -14,6 +14,8 @@
 //! - [`worker`]: load threads, each an event loop with its own recorder (private); plain TCP
 //!   and Unix connections run in the thread's own loop, [`uring`] (io_uring) or [`reactor`]
 //!   (epoll) (private).
+//! - [`churn`]: connection churn, where each connection exchanges a few messages, closes and
+//!   is replaced (private).
 //!
 //! Messages use the format of [`crate::payload`]; sockets are opened by [`crate::connect`].
 //! - [`report`]: the [`Report`] both the table and `--json` come from.
@@ -35,6 +37,7 @@
 //! is usually enough: a thread drives a few hundred thousand round trips per second, and a
 //! benchmark that uses fewer CPUs leaves more of them to the server it measures.
 
+mod churn;
 mod datagram;
 mod error;
 mod flow;
@@ -69,9 +72,11 @@ use tokio::sync::{oneshot, watch};
 use crate::connect::{Peer, udp_segmentation_supported};
 use crate::payload::Pattern;
 pub use error::BenchError;
-pub use options::{BenchConfig, LoadIo, Mode, format_size, parse_size, parse_sources};
+pub use options::{
+    BenchConfig, Churn, Close, LoadIo, Mode, format_size, parse_size, parse_sources,
+};
 pub use recorder::LiveCounters;
-pub use report::{ErrorCounts, LatencySummary, Report};
+pub use report::{ChurnReport, ConnectErrors, ErrorCounts, LatencySummary, Report};
 pub use series::{Interval, IntervalHistogram, PackedHistogram};
 pub use threshold::{Threshold, ThresholdResult};
 pub use timing::process_cpu_time;
@@ -220,6 +225,9 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             udp_offload,
             end: end_rx.clone(),
             live,
+            churn: config.churn,
+            index,
+            threads,
         };
         let handoff = Handoff {
             connected: c_tx,
@@ -315,6 +323,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     let mut total = ThreadResult {
         latency: new_histogram(),
         connect: new_histogram(),
+        first_echo: new_histogram(),
         totals: Default::default(),
         series: Default::default(),
     };
@@ -366,6 +375,13 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         intervals,
         thresholds: Vec::new(),
         periods_overlap: None,
+        churn: config.churn.map(|_| ChurnReport {
+            connections_opened: t.connections_opened,
+            connections_per_s: 0.0,
+            connect_us: LatencySummary::from_histogram(&total.connect),
+            first_echo_us: LatencySummary::from_histogram(&total.first_echo),
+            connect_errors: t.connect_errors,
+        }),
     };
     report.derive_rates();
     Ok(Outcome {

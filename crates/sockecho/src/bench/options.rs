@@ -74,6 +74,53 @@ pub struct BenchConfig {
     pub udp_offload: bool,
     /// Length of the report's intervals (its time series and the interval log).
     pub interval: Duration,
+    /// Connection churn: each connection exchanges a few messages, closes and is replaced,
+    /// which measures a server's accept path rather than its echo loop. `None`: connections
+    /// stay open for the whole run.
+    pub churn: Option<Churn>,
+}
+
+/// How connections come and go in a churn run (stream transports only). `connections` is the
+/// number of slots: each holds at most one connection at a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Churn {
+    /// Messages each connection exchanges before it closes; `None` lets `lifetime` decide.
+    pub messages_per_conn: Option<u64>,
+    /// How long each connection goes on sending; it closes once the replies in flight are in.
+    pub lifetime: Option<Duration>,
+    /// How the client closes (it always closes first, so TIME_WAIT lands on the client).
+    pub close: Close,
+    /// Open loop: new connections per second over all slots, each latency counted from its
+    /// scheduled start, so a slow accept cannot hide. `None`: a closed loop, where a slot
+    /// opens its next connection as soon as the last one closed.
+    pub conn_rate: Option<f64>,
+    /// TLS: resume sessions from earlier connections (an abbreviated handshake) rather than
+    /// making a full handshake every time.
+    pub tls_resume: bool,
+}
+
+impl Default for Churn {
+    fn default() -> Self {
+        Churn {
+            messages_per_conn: Some(1),
+            lifetime: None,
+            close: Close::Fin,
+            conn_rate: None,
+            tls_resume: false,
+        }
+    }
+}
+
+/// How a churn connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Close {
+    /// An orderly close (FIN); the client's side of it waits in TIME_WAIT for a minute, holding
+    /// its source port.
+    #[default]
+    Fin,
+    /// An abortive close (`SO_LINGER` 0: RST): no TIME_WAIT, so source ports are never used
+    /// up, but the server sees a reset rather than an end of stream.
+    Rst,
 }
 
 /// The event loop that drives plain TCP and Unix stream connections. TLS connections and
@@ -108,12 +155,13 @@ impl BenchConfig {
             io: LoadIo::Auto,
             udp_offload: false,
             interval: Duration::from_secs(1),
+            churn: None,
         }
     }
 
-    /// Closed or open loop, from whether a rate is set.
+    /// Closed or open loop, from whether a message rate (or in churn, a connection rate) is set.
     pub fn mode(&self) -> Mode {
-        if self.rate.is_some() {
+        if self.rate.is_some() || self.churn.is_some_and(|c| c.conn_rate.is_some()) {
             Mode::Open
         } else {
             Mode::Closed
@@ -185,9 +233,11 @@ impl BenchConfig {
                 ));
             }
         }
-        // Each connection is one descriptor, and an open-loop one has its timer as well.
-        let per_conn = if self.rate.is_some() { 2 } else { 1 };
-        let needed = (self.connections as u64).saturating_mul(per_conn);
+        if let Some(churn) = &self.churn {
+            self.validate_churn(churn)?;
+        }
+        // Each connection is one descriptor; open-loop send timers are one per load thread.
+        let needed = self.connections as u64;
         let available = crate::limits::default_max_conns() as u64;
         if needed > available {
             return invalid(format!(
@@ -195,6 +245,48 @@ impl BenchConfig {
                  available under the open-file limit (raise it with ulimit -n)",
                 self.connections
             ));
+        }
+        Ok(())
+    }
+}
+
+impl BenchConfig {
+    fn validate_churn(&self, churn: &Churn) -> Result<(), BenchError> {
+        let invalid = |text: &str| Err(BenchError::Invalid(text.into()));
+        if self.endpoint.transport().is_datagram() {
+            return invalid("connection churn needs a stream endpoint (tcp, tls or unix)");
+        }
+        if self.rate.is_some() {
+            return invalid(
+                "--rate paces messages on long-lived connections; with churn, pace new \
+                 connections with --conn-rate",
+            );
+        }
+        match (churn.messages_per_conn, churn.lifetime) {
+            (None, None) => {
+                return invalid("a churn connection needs a message count or a lifetime");
+            }
+            (Some(0), _) => return invalid("a churn connection exchanges at least one message"),
+            (_, Some(d)) if d.is_zero() => {
+                return invalid("a churn connection's lifetime must be longer than zero");
+            }
+            _ => {}
+        }
+        if let Some(rate) = churn.conn_rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(BenchError::Invalid(format!(
+                "the connection rate must be a positive number, not {rate}"
+            )));
+        }
+        if churn.tls_resume && self.endpoint.transport() != Transport::Tls {
+            return invalid("session resumption applies to tls endpoints only");
+        }
+        if self.connect.send_proxy.is_some() && self.endpoint.transport() == Transport::Tcp {
+            return invalid(
+                "churn runs on tcp send no PROXY header (--send-proxy); it works with churn on \
+                 tls endpoints, and without --churn",
+            );
         }
         Ok(())
     }
@@ -368,5 +460,57 @@ mod tests {
         let mut c = config("tcp://127.0.0.1:1");
         c.connections = 100_000_000;
         assert!(c.validate().unwrap_err().to_string().contains("ulimit"));
+    }
+
+    #[test]
+    fn open_loop_connections_need_no_timer_descriptor_each() {
+        let available = crate::limits::default_max_conns();
+        for endpoint in [
+            "tcp://127.0.0.1:1",
+            "tls://127.0.0.1:1",
+            "udp://127.0.0.1:1",
+        ] {
+            let mut c = config(endpoint);
+            c.rate = Some(1000.0);
+            c.connections = available * 2 / 3;
+            assert!(c.validate().is_ok(), "{endpoint}");
+            c.connections = available + 1;
+            assert!(c.validate().unwrap_err().to_string().contains("ulimit"));
+        }
+    }
+
+    #[test]
+    fn churn_settings() {
+        let churn = |f: fn(&mut Churn)| {
+            let mut c = config("tcp://127.0.0.1:1");
+            let mut churn = Churn::default();
+            f(&mut churn);
+            c.churn = Some(churn);
+            c.validate().map_err(|e| e.to_string())
+        };
+        assert!(churn(|_| {}).is_ok());
+        assert!(churn(|c| c.messages_per_conn = Some(0)).is_err());
+        assert!(churn(|c| c.messages_per_conn = None).is_err());
+        assert!(
+            churn(|c| {
+                c.messages_per_conn = None;
+                c.lifetime = Some(Duration::from_millis(5));
+            })
+            .is_ok()
+        );
+        assert!(churn(|c| c.conn_rate = Some(-1.0)).is_err());
+        assert!(churn(|c| c.tls_resume = true).unwrap_err().contains("tls"));
+        let mut c = config("unixgram:/tmp/x");
+        c.churn = Some(Churn::default());
+        assert!(c.validate().unwrap_err().to_string().contains("stream"));
+        let mut c = config("tcp://127.0.0.1:1");
+        c.churn = Some(Churn::default());
+        c.rate = Some(5.0);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--conn-rate")
+        );
     }
 }

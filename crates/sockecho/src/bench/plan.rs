@@ -3,14 +3,15 @@
 //! connections on one thread share ([`ThreadCtx`]). The loops and the thread that starts them
 //! ([`worker`](super::worker)) all build on this module; it knows none of them.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::recorder::{Fault, LiveCounters, ThreadRecorder, Totals};
-use super::timing::Clock;
+use super::timing::{Clock, Pacer, SendTimer};
 use crate::payload::Pattern;
 
 /// The longest a load thread's own loop waits before looking whether the run was stopped.
@@ -107,6 +108,18 @@ pub struct ConnPlan {
     pub pacing: Option<Pacing>,
 }
 
+/// What a churn run's connections share: how much each one sends before it closes, and how it
+/// closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChurnPlan {
+    /// Messages per connection; `u64::MAX` when the lifetime alone decides.
+    pub messages: u64,
+    /// How long a connection goes on sending, in nanoseconds; `u64::MAX` for no limit.
+    pub lifetime_ns: u64,
+    /// Close with a reset (`SO_LINGER` 0) rather than a FIN.
+    pub rst: bool,
+}
+
 /// What every connection on one thread shares.
 #[derive(Debug)]
 pub struct ThreadCtx {
@@ -128,6 +141,10 @@ pub struct ThreadCtx {
     /// Send buffer for datagrams, which must leave as one piece: one message, or a burst of
     /// them for a segmented send.
     pub send_buf: RefCell<Vec<u8>>,
+    /// Churn runs: what each connection exchanges before it closes.
+    pub churn: Option<ChurnPlan>,
+    /// The open-loop send timer the thread's tokio tasks share, made when the first asks.
+    pub send_timer: OnceCell<SendTimer>,
 }
 
 impl ThreadCtx {
@@ -135,6 +152,19 @@ impl ThreadCtx {
     #[inline]
     pub fn schedule(&self) -> Schedule {
         self.schedule.get()
+    }
+
+    /// A pacer on the thread's shared send timer, which the first call sets up (tokio tasks
+    /// only: the timer needs the thread's runtime).
+    pub fn pacer(&self) -> io::Result<Pacer> {
+        if self.send_timer.get().is_none() {
+            let _ = self.send_timer.set(SendTimer::new(self.clock)?);
+        }
+        match self.send_timer.get() {
+            Some(timer) => Ok(timer.pacer()),
+            // Set just above if it was not.
+            None => Err(io::Error::other("no send timer")),
+        }
     }
 
     /// Sleeps until the run starts (for the loops that do not run on tokio).

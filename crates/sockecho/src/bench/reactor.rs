@@ -40,6 +40,14 @@ impl Plain {
     pub fn new(fd: OwnedFd) -> Plain {
         Plain(fd)
     }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.0
+    }
+
+    pub fn into_fd(self) -> OwnedFd {
+        self.0
+    }
 }
 
 impl Wire for Plain {
@@ -354,6 +362,8 @@ mod tests {
             live: Arc::default(),
             scratch: RefCell::new(vec![0; SIZE + 1]),
             send_buf: RefCell::new(vec![0; SIZE]),
+            churn: None,
+            send_timer: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use hdrhistogram::Histogram;
 
-use super::report::ErrorCounts;
+use super::report::{ConnectErrors, ErrorCounts};
 use super::series::{Series, SeriesResult};
 
 /// Longest latency a histogram holds, in nanoseconds (an hour); longer values are clamped.
@@ -34,6 +34,10 @@ pub struct Totals {
     /// UDP sockets whose segmented sends (`--udp-offload`) the kernel refused, so that they
     /// sent one datagram per call from then on.
     pub offload_refused: u64,
+    /// Churn: connections opened whose attempt began in the measured period.
+    pub connections_opened: u64,
+    /// Churn: attempts of the measured period that failed, by reason.
+    pub connect_errors: ConnectErrors,
 }
 
 impl Totals {
@@ -44,6 +48,8 @@ impl Totals {
         self.bytes_received += other.bytes_received;
         self.errors.add(&other.errors);
         self.offload_refused += other.offload_refused;
+        self.connections_opened += other.connections_opened;
+        self.connect_errors.add(&other.connect_errors);
     }
 }
 
@@ -107,6 +113,8 @@ pub struct ThreadRecorder {
     /// Round-trip latencies, by interval.
     pub series: RefCell<Series>,
     pub connect: RefCell<Histogram<u64>>,
+    /// Churn: from each measured connection's start to its first verified reply.
+    pub first_echo: RefCell<Histogram<u64>>,
     pub totals: RefCell<Totals>,
 }
 
@@ -115,6 +123,7 @@ impl Default for ThreadRecorder {
         ThreadRecorder {
             series: RefCell::new(Series::default()),
             connect: RefCell::new(new_histogram()),
+            first_echo: RefCell::new(new_histogram()),
             totals: RefCell::new(Totals::default()),
         }
     }
@@ -125,6 +134,7 @@ impl Default for ThreadRecorder {
 pub struct ThreadResult {
     pub latency: Histogram<u64>,
     pub connect: Histogram<u64>,
+    pub first_echo: Histogram<u64>,
     pub totals: Totals,
     pub series: SeriesResult,
 }
@@ -136,6 +146,7 @@ impl ThreadRecorder {
         ThreadResult {
             latency,
             connect: self.connect.replace(new_histogram()),
+            first_echo: self.first_echo.replace(new_histogram()),
             totals: std::mem::take(&mut *self.totals.borrow_mut()),
             series,
         }
@@ -157,6 +168,9 @@ impl ThreadResult {
             .expect("histograms of equal bounds add");
         self.connect
             .add(&other.connect)
+            .expect("histograms of equal bounds add");
+        self.first_echo
+            .add(&other.first_echo)
             .expect("histograms of equal bounds add");
         self.totals.add(&other.totals);
     }

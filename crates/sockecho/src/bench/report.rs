@@ -123,6 +123,51 @@ impl ErrorCounts {
     }
 }
 
+/// Connect failures of a churn run, by the reason the system gave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectErrors {
+    /// The server's host refused (`ECONNREFUSED`): nothing listening, or a full backlog on a
+    /// Unix socket.
+    pub refused: u64,
+    /// No answer within the connect timeout (`ETIMEDOUT`, or bench's own `--connect-timeout`).
+    pub timed_out: u64,
+    /// No local address and port left to connect from (`EADDRNOTAVAIL`): the ephemeral ports
+    /// toward this server are used up, usually by connections in TIME_WAIT.
+    pub addr_not_available: u64,
+    /// Any other failure, a failed TLS handshake included.
+    pub other: u64,
+}
+
+impl ConnectErrors {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.refused + self.timed_out + self.addr_not_available + self.other
+    }
+
+    pub fn add(&mut self, o: &ConnectErrors) {
+        self.refused += o.refused;
+        self.timed_out += o.timed_out;
+        self.addr_not_available += o.addr_not_available;
+        self.other += o.other;
+    }
+}
+
+/// What a churn run measured of its connections; the report has it in churn runs only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChurnReport {
+    /// Connections opened whose attempt began in the measured period.
+    pub connections_opened: u64,
+    /// `connections_opened / duration_s`.
+    pub connections_per_s: f64,
+    /// From the start of each attempt (open loop: its scheduled start) until the connection
+    /// was open, TLS handshake included.
+    pub connect_us: LatencySummary,
+    /// From the same start until the first reply was in and verified.
+    pub first_echo_us: LatencySummary,
+    /// Attempts of the measured period that failed, by reason.
+    pub connect_errors: ConnectErrors,
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -203,6 +248,10 @@ pub struct Report {
     /// they are parts of one load).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub periods_overlap: Option<bool>,
+    /// Churn runs only: connections opened per second, connect and first-echo times, and
+    /// connect failures by reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnReport>,
 }
 
 fn one() -> u64 {
@@ -238,6 +287,9 @@ impl Report {
         self.msgs_per_s = per_s(self.messages_received);
         self.bytes_per_s_sent = per_s(self.bytes_sent);
         self.bytes_per_s_received = per_s(self.bytes_received);
+        if let Some(churn) = &mut self.churn {
+            churn.connections_per_s = per_s(churn.connections_opened);
+        }
         self.client_cpu_us_per_msg = (self.messages_received > 0)
             .then(|| round3(self.client_cpu_s * 1e6 / self.messages_received as f64));
         self.ok = self.errors.verified(self.datagrams());

@@ -132,6 +132,20 @@ impl<'a> StreamConn<'a> {
         }
     }
 
+    /// Churn: a new connection of this slot is open at `now` (its attempt began at `began`);
+    /// see [`Flow::restart`].
+    pub fn restart(&mut self, began: u64, now: u64) {
+        self.next_write = 0;
+        self.write_offset = 0;
+        self.incoming = Incoming::new();
+        self.flow.restart(began, now);
+    }
+
+    /// Churn: whether the connection has exchanged what it was to (see [`Flow::exchanged`]).
+    pub fn exchanged(&self, now: u64) -> bool {
+        self.flow.exchanged(self.unwritten().is_none(), now)
+    }
+
     /// Adds the connection's counts to its thread's totals.
     pub fn finish(self) {
         self.flow
@@ -283,7 +297,9 @@ impl<'a> StreamConn<'a> {
             last = Some(now);
             let answered = self.consume(&scratch[..n], now);
             ctx.live.add(answered, n as u64);
-            if n < scratch.len() {
+            // A churn connection that is done reads no further: the server may close right
+            // after its last reply, and that end is not a failure.
+            if n < scratch.len() || self.exchanged(now) {
                 // A short read emptied the socket.
                 return Ok(Reads {
                     at: last,
@@ -395,8 +411,7 @@ impl<'a> StreamConn<'a> {
         }
         if freed
             && self.flow.plan.pacing.is_none()
-            && !self.flow.draining
-            && now < self.flow.ctx.schedule().end
+            && self.flow.may_send(now)
             && self.flow.window.has_room(self.flow.ctx.pipeline)
         {
             self.flow.push(now, now);

@@ -1,16 +1,22 @@
 //! Time for the load generator: one monotonic clock read per batch of sends or receives, a
-//! precise pacer for open-loop sends, and this process's CPU time.
+//! precise timer for open-loop sends (one per load thread, whatever its connection count), and
+//! this process's CPU time.
 //!
 //! Times on the hot path are nanoseconds since the run's base instant, in a `u64`: cheap to store
-//! per message and to subtract. The pacer is a `timerfd` rather than a tokio timer because
+//! per message and to subtract. The send timer is a `timerfd` rather than a tokio timer because
 //! tokio's timer wheel has millisecond resolution: a message due at 10.2 ms would go out at
 //! 11 ms, and open-loop latency, measured from the due time, would carry that delay as if the
-//! server had caused it. A timerfd wakes within microseconds of the due time.
+//! server had caused it. A timerfd wakes within microseconds of the due time. A thread's own
+//! loops (`reactor`, `uring`) keep their send times in a heap ([`SendTimes`]) that sets their
+//! wait; its tokio tasks share one [`SendTimer`].
 
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rustix::time::{
@@ -90,7 +96,7 @@ pub struct Timer {
     fd: OwnedFd,
     clock: Clock,
     /// The deadline it is set for, if any.
-    armed: Option<u64>,
+    armed: Cell<Option<u64>>,
 }
 
 impl Timer {
@@ -103,19 +109,19 @@ impl Timer {
         Ok(Timer {
             fd,
             clock,
-            armed: None,
+            armed: Cell::new(None),
         })
     }
 
-    /// Whether a deadline is set.
-    pub fn is_armed(&self) -> bool {
-        self.armed.is_some()
+    /// The deadline it is set for, if any.
+    pub fn deadline(&self) -> Option<u64> {
+        self.armed.get()
     }
 
     /// Sets the timer to fire at `at` (clock nanoseconds); a time already past fires at once.
     /// Setting the deadline it already has costs nothing.
-    pub fn arm(&mut self, at: u64) -> io::Result<()> {
-        if self.armed == Some(at) {
+    pub fn arm(&self, at: u64) -> io::Result<()> {
+        if self.armed.get() == Some(at) {
             return Ok(());
         }
         let mut value = self.clock.monotonic(at);
@@ -131,17 +137,17 @@ impl Timer {
             it_value: value,
         };
         timerfd_settime(&self.fd, TimerfdTimerFlags::ABSTIME, &spec)?;
-        self.armed = Some(at);
+        self.armed.set(Some(at));
         Ok(())
     }
 
     /// Consumes an expiry: `Ok(true)` if the deadline had passed (the timer is now disarmed),
     /// `Ok(false)` if it had not fired.
-    pub fn take_expiry(&mut self) -> io::Result<bool> {
+    pub fn take_expiry(&self) -> io::Result<bool> {
         let mut count = [0u8; 8];
         match rustix::io::read(&self.fd, &mut count) {
             Ok(_) => {
-                self.armed = None;
+                self.armed.set(None);
                 Ok(true)
             }
             Err(rustix::io::Errno::AGAIN) => Ok(false),
@@ -162,48 +168,183 @@ impl AsRawFd for Timer {
     }
 }
 
-/// A [`Timer`] for tokio tasks, for pacing open-loop sends.
-#[derive(Debug)]
-pub struct Pacer {
-    timer: AsyncFd<Timer>,
+/// The open-loop send timer that every tokio task of one load thread shares (TLS connections,
+/// datagram sockets): one [`Timer`], set to the earliest send time any task waits for, a heap
+/// of those times, and a small task that wakes each waiting task when its time has come. So a
+/// thread needs one descriptor for its timers however many connections it paces, and each send
+/// keeps the timerfd's microsecond precision.
+#[derive(Clone)]
+pub struct SendTimer {
+    shared: Rc<Shared>,
 }
 
-impl Pacer {
-    /// A disarmed pacer on `clock`. Needs a tokio runtime with I/O enabled.
-    pub fn new(clock: Clock) -> io::Result<Pacer> {
+struct Shared {
+    timer: AsyncFd<Timer>,
+    clock: Clock,
+    /// Send times waited for, earliest first, with the pacer waiting; an entry is stale once
+    /// that pacer has been disarmed or set to another time.
+    heap: RefCell<BinaryHeap<Reverse<(u64, usize)>>>,
+    /// Per pacer: the time it waits for, if any, and the task to wake then.
+    pacers: RefCell<Vec<(Option<u64>, Option<Waker>)>>,
+}
+
+impl SendTimer {
+    /// A thread's send timer on `clock`, with the task that fires it. Needs a tokio runtime with
+    /// I/O enabled, inside a `LocalSet`.
+    pub fn new(clock: Clock) -> io::Result<SendTimer> {
         // `with_interest` is deprecated because a generic `T` might hand tokio a different or
         // closed descriptor later; a `Timer` owns its descriptor and never replaces it, which is
         // what the `unsafe` replacement would have us promise. The crate forbids `unsafe`, so
         // the safe form stays.
         #[allow(deprecated)]
         let timer = AsyncFd::with_interest(Timer::new(clock)?, Interest::READABLE)?;
-        Ok(Pacer { timer })
+        let shared = Rc::new(Shared {
+            timer,
+            clock,
+            heap: RefCell::new(BinaryHeap::new()),
+            pacers: RefCell::new(Vec::new()),
+        });
+        // It ends with the thread's `LocalSet`, after the last task that paces sends.
+        tokio::task::spawn_local(fire_due(Rc::downgrade(&shared)));
+        Ok(SendTimer { shared })
+    }
+
+    /// A disarmed pacer for one more task.
+    pub fn pacer(&self) -> Pacer {
+        let mut pacers = self.shared.pacers.borrow_mut();
+        pacers.push((None, None));
+        Pacer {
+            shared: self.shared.clone(),
+            id: pacers.len() - 1,
+        }
+    }
+}
+
+/// The task behind a [`SendTimer`]: each time the timer fires, wakes the pacers whose time has
+/// come and sets the timer for the next. Ends when the timer is gone.
+async fn fire_due(shared: std::rc::Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        let ready = s.timer.readable().await;
+        let mut guard = match ready {
+            Ok(guard) => guard,
+            Err(e) => {
+                tracing::warn!("the send timer failed: {e}");
+                return;
+            }
+        };
+        match guard.get_inner().take_expiry() {
+            Ok(true) => {}
+            Ok(false) => {
+                guard.clear_ready();
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("the send timer failed: {e}");
+                return;
+            }
+        }
+        drop(guard);
+        let now = s.clock.now();
+        s.wake_due(now);
+    }
+}
+
+impl Shared {
+    /// Wakes every pacer whose time has come by `now`, then sets the timer for the next one.
+    fn wake_due(&self, now: u64) {
+        let mut heap = self.heap.borrow_mut();
+        let mut pacers = self.pacers.borrow_mut();
+        while let Some(&Reverse((at, id))) = heap.peek() {
+            if pacers[id].0 != Some(at) {
+                heap.pop(); // stale
+                continue;
+            }
+            if at > now {
+                if let Err(e) = self.timer.get_ref().arm(at) {
+                    // timerfd_settime on a valid timer does not fail in practice.
+                    tracing::warn!("cannot set the send timer: {e}");
+                }
+                return;
+            }
+            heap.pop();
+            if let Some(waker) = pacers[id].1.take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// One task's handle on its thread's [`SendTimer`], for pacing its open-loop sends.
+pub struct Pacer {
+    shared: Rc<Shared>,
+    id: usize,
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacer")
+            .field("id", &self.id)
+            .field("due", &self.due())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SendTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendTimer")
+            .field("pacers", &self.shared.pacers.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pacer {
+    fn due(&self) -> Option<u64> {
+        self.shared.pacers.borrow()[self.id].0
     }
 
     /// Whether a deadline is set.
     pub fn is_armed(&self) -> bool {
-        self.timer.get_ref().is_armed()
+        self.due().is_some()
     }
 
-    /// Sets the timer to fire at `at`; see [`Timer::arm`].
+    /// Sets the pacer to fire at `at` (clock nanoseconds); a time already past fires at once.
     pub fn arm(&mut self, at: u64) -> io::Result<()> {
-        self.timer.get_mut().arm(at)
+        {
+            let mut pacers = self.shared.pacers.borrow_mut();
+            if pacers[self.id].0 == Some(at) {
+                return Ok(());
+            }
+            pacers[self.id].0 = Some(at);
+        }
+        self.shared.heap.borrow_mut().push(Reverse((at, self.id)));
+        let timer = self.shared.timer.get_ref();
+        if timer.deadline().is_none_or(|current| at < current) {
+            timer.arm(at)?;
+        }
+        Ok(())
     }
 
     /// Waits until the deadline passes, then leaves the pacer disarmed. Pending forever while
     /// disarmed, so it can sit in a `select!` with a condition.
     pub async fn fired(&mut self) -> io::Result<()> {
-        loop {
-            let mut guard = self.timer.readable_mut().await?;
-            match guard.get_inner_mut().take_expiry() {
-                Ok(true) => return Ok(()),
-                Ok(false) => {
-                    // Readiness was stale (already consumed); wait for the next expiry.
-                    guard.clear_ready();
+        std::future::poll_fn(|cx| {
+            let mut pacers = self.shared.pacers.borrow_mut();
+            let entry = &mut pacers[self.id];
+            match entry.0 {
+                Some(at) if at <= self.shared.clock.now() => {
+                    *entry = (None, None);
+                    Poll::Ready(Ok(()))
                 }
-                Err(e) => return Err(e),
+                _ => {
+                    entry.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
             }
-        }
+        })
+        .await
     }
 }
 
@@ -248,8 +389,14 @@ mod tests {
 
     #[tokio::test]
     async fn pacer_fires_at_its_deadline_not_a_millisecond_late() {
+        tokio::task::LocalSet::new()
+            .run_until(pacer_fires_on_time())
+            .await;
+    }
+
+    async fn pacer_fires_on_time() {
         let clock = Clock::new();
-        let mut pacer = Pacer::new(clock).unwrap();
+        let mut pacer = SendTimer::new(clock).unwrap().pacer();
         let mut worst = 0;
         for _ in 0..20 {
             let due = clock.now() + 300_000;

@@ -34,6 +34,11 @@ impl TlsSocket {
         }
     }
 
+    /// The TCP connection under the TLS session.
+    pub fn tcp(&self) -> &TcpStream {
+        self.stream.get_ref().0
+    }
+
     /// Waits until reading may return data (or the end), or, with `interest` writable, until
     /// rustls takes more plaintext. Records rustls has sealed but not sent go out first whatever
     /// the caller waits for: the loop stops asking to write once rustls has taken every message,

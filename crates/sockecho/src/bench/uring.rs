@@ -26,10 +26,10 @@
 //! `unsafe` block says why it holds.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, cqueue, opcode, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::plan::{ConnPlan, STOP_POLL, ThreadCtx};
 use super::stream::{StreamConn, WRITE_BATCH, message_slices};
@@ -60,14 +60,14 @@ fn user_data(i: usize, op: u64) -> u64 {
 
 /// A connection's outgoing request: the message headers and the gather list it points to,
 /// boxed so that their address holds while the kernel reads them.
-struct SendSlot {
+pub(super) struct SendSlot {
     headers: [[u8; HEADER_LEN]; WRITE_BATCH],
     iov: [libc::iovec; 2 * WRITE_BATCH],
     msg: libc::msghdr,
 }
 
 impl SendSlot {
-    fn new() -> Box<SendSlot> {
+    pub(super) fn new() -> Box<SendSlot> {
         Box::new(SendSlot {
             headers: [[0; HEADER_LEN]; WRITE_BATCH],
             iov: [libc::iovec {
@@ -78,6 +78,46 @@ impl SendSlot {
             msg: unsafe { std::mem::zeroed() },
         })
     }
+}
+
+/// Fills `slot` with what `conn` has queued (up to [`WRITE_BATCH`] messages, the first one
+/// from where the last send left it) and returns the request that sends it whole on `fd`,
+/// tagged `user_data`; `None` when nothing is queued.
+///
+/// The request reads the headers and gather list in `slot` and the filler in the connection's
+/// pattern: the caller must keep `slot` unmoved and untouched, and the pattern alive, until
+/// the request completes.
+pub(super) fn send_request(
+    slot: &mut SendSlot,
+    conn: &StreamConn<'_>,
+    fd: RawFd,
+    user_data: u64,
+) -> Option<squeue::Entry> {
+    let (first, count, offset) = conn.unwritten()?;
+    let pattern = &conn.flow.ctx.pattern;
+    let id = conn.flow.plan.id;
+    let mut n_iov = 0;
+    for j in 0..count {
+        let seq = first + j as u64;
+        slot.headers[j] = header(seq, id);
+        let skip = if j == 0 { offset } else { 0 };
+        let (slices, n) = message_slices(pattern, &slot.headers[j], seq, skip);
+        for s in &slices[..n] {
+            slot.iov[n_iov] = libc::iovec {
+                iov_base: s.as_ptr().cast_mut().cast(),
+                iov_len: s.len(),
+            };
+            n_iov += 1;
+        }
+    }
+    slot.msg.msg_iov = slot.iov.as_mut_ptr();
+    slot.msg.msg_iovlen = n_iov as _;
+    Some(
+        opcode::SendMsg::new(types::Fd(fd), &slot.msg)
+            .flags((libc::MSG_NOSIGNAL | libc::MSG_WAITALL) as u32)
+            .build()
+            .user_data(user_data),
+    )
 }
 
 /// One connection of the loop.
@@ -324,39 +364,14 @@ impl Loop {
         if entry.sending || entry.ended {
             return;
         }
-        let Some((first, count, offset)) = entry.conn.unwritten() else {
+        let fd = entry.fd.as_raw_fd();
+        let Some(send) = send_request(&mut entry.slot, &entry.conn, fd, user_data(i, SEND)) else {
             return;
         };
-        let pattern = &entry.conn.flow.ctx.pattern;
-        let id = entry.conn.flow.plan.id;
-        let slot = &mut *entry.slot;
-        let mut n_iov = 0;
-        for j in 0..count {
-            let seq = first + j as u64;
-            slot.headers[j] = header(seq, id);
-            let skip = if j == 0 { offset } else { 0 };
-            let (slices, n) = message_slices(pattern, &slot.headers[j], seq, skip);
-            for s in &slices[..n] {
-                slot.iov[n_iov] = libc::iovec {
-                    iov_base: s.as_ptr().cast_mut().cast(),
-                    iov_len: s.len(),
-                };
-                n_iov += 1;
-            }
-        }
-        slot.msg.msg_iov = slot.iov.as_mut_ptr();
-        slot.msg.msg_iovlen = n_iov as _;
-        let fd = types::Fd(entry.fd.as_raw_fd());
-        let send = opcode::SendMsg::new(fd, &slot.msg)
-            .flags((libc::MSG_NOSIGNAL | libc::MSG_WAITALL) as u32)
-            .build()
-            .user_data(user_data(i, SEND));
-        // SAFETY: the request reads the header, the gather list and the slices they point to:
-        // the slot is boxed and not touched again until this send completes (`sending`), and
-        // the filler lives in the thread's pattern, which outlives the loop. The slot is
-        // dropped only after every request has completed (`reap_all`), or leaked. (If the ring
-        // failed, the pattern is freed after the ring's descriptor is closed, which ends its
-        // requests.)
+        // SAFETY: see `send_request`; the slot is not touched again until this send completes
+        // (`sending`), and is dropped only after every request has completed (`reap_all`), or
+        // leaked. (If the ring failed, the pattern is freed after the ring's descriptor is
+        // closed, which ends its requests.)
         unsafe { push(&mut self.ring, &send) };
         entry.sending = true;
     }
@@ -454,6 +469,6 @@ impl Loop {
 }
 
 /// The turn's wait ended at its timeout, not with a completion.
-fn timed_out(e: &io::Error) -> bool {
+pub(super) fn timed_out(e: &io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::TIME.raw_os_error())
 }

@@ -83,6 +83,17 @@ impl Window {
         }
     }
 
+    /// Starts afresh for a new connection, keeping the slots' memory.
+    pub fn reset(&mut self) {
+        for slot in self.slots.iter_mut() {
+            slot.state = State::Free;
+        }
+        self.next_seq = 0;
+        self.oldest = 0;
+        self.pending = 0;
+        self.highest_answered = None;
+    }
+
     /// Messages sent and not yet resolved.
     pub fn pending(&self) -> usize {
         self.pending

@@ -17,12 +17,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use super::plan::{ConnPlan, Pacing, Schedule, ThreadCtx};
+use super::churn::task::TlsTarget;
+use super::churn::{Dialer, Starts};
+use super::options::{Churn, Close};
+use super::plan::{ChurnPlan, ConnPlan, Pacing, Schedule, ThreadCtx};
 use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult};
 use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::wire::StreamSocket;
-use super::{datagram, reactor, stream, uring};
+use super::{churn, datagram, reactor, stream, uring};
 use crate::connect::{DatagramSocket, Peer, connect_tcp, send_proxy_header};
 use crate::net_error::describe_connect_error;
 use crate::payload::Pattern;
@@ -54,6 +57,11 @@ pub struct WorkerSpec {
     /// The end of the measured period, moved earlier if the run is stopped.
     pub end: watch::Receiver<u64>,
     pub live: Arc<LiveCounters>,
+    /// Churn runs: `ids` are slots, each opening connection after connection.
+    pub churn: Option<Churn>,
+    /// This thread's number, and how many there are (to interleave churn starts).
+    pub index: usize,
+    pub threads: usize,
 }
 
 /// How the thread's connection attempts went.
@@ -112,7 +120,17 @@ pub fn spawn(
 
 async fn work(spec: WorkerSpec, handoff: Handoff) {
     let recorder = ThreadRecorder::default();
-    let (sockets, connected) = open_all(&spec, &recorder).await;
+    let (sockets, connected) = match spec.churn {
+        // Churn slots connect once the run has started, and again after every close.
+        Some(_) => (
+            Vec::new(),
+            Connected {
+                established: spec.ids.len(),
+                ..Connected::default()
+            },
+        ),
+        None => open_all(&spec, &recorder).await,
+    };
     recorder.totals.borrow_mut().errors.connect_failed = connected.failed as u64;
     // The coordinator going away (an error elsewhere) means the run is off.
     let _ = handoff.connected.send(connected);
@@ -130,17 +148,32 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
     let size = spec.pattern.size();
     let ctx = Rc::new(ThreadCtx {
         clock: spec.clock,
-        pattern: spec.pattern,
+        pattern: spec.pattern.clone(),
         schedule: Cell::new(go.schedule),
         end: spec.end.clone(),
         pipeline: spec.pipeline,
         timeout_ns: spec.timeout.as_nanos() as u64,
         udp_offload: spec.udp_offload,
         recorder,
-        live: spec.live,
+        live: spec.live.clone(),
         scratch: RefCell::new(vec![0; (size + 1).max(64 * 1024)]),
         send_buf: RefCell::new(vec![0; size.max(datagram::GSO_BYTES)]),
+        churn: spec.churn.map(|c| ChurnPlan {
+            messages: c.messages_per_conn.unwrap_or(u64::MAX),
+            lifetime_ns: c.lifetime.map_or(u64::MAX, |d| d.as_nanos() as u64),
+            rst: c.close == Close::Rst,
+        }),
+        send_timer: Default::default(),
     });
+    match spec.churn {
+        Some(churn) => run_churn(&spec, &ctx, &go, churn).await,
+        None => run_steady(&spec, &ctx, &go, sockets).await,
+    }
+    let _ = handoff.done.send(ctx.recorder.take_result());
+}
+
+/// Runs connections opened before the run, which stay open to its end.
+async fn run_steady(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, sockets: Vec<(u32, Socket)>) {
     let mut plain = Vec::new();
     let mut tasks = Vec::new();
     for (local_rank, (id, socket)) in sockets.into_iter().enumerate() {
@@ -171,22 +204,83 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
     }
     if !plain.is_empty() {
         match spec.uring.then(uring::Loop::new) {
-            Some(Ok(ring)) => ring.run(&ctx, plain),
+            Some(Ok(ring)) => ring.run(ctx, plain),
             Some(Err(e)) => {
                 // The probe passed, so this is a shortage (memory, locked pages) in this thread.
                 tracing::warn!("cannot set up io_uring in a load thread ({e}); it runs on epoll");
-                reactor::run(&ctx, plain);
+                reactor::run(ctx, plain);
             }
-            None => reactor::run(&ctx, plain),
+            None => reactor::run(ctx, plain),
         }
     }
+    join(tasks).await;
+}
+
+/// Runs churn slots: plain TCP and Unix ones in the thread's own epoll loop, TLS ones as a
+/// task each.
+async fn run_churn(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, churn: Churn) {
+    let plans: Vec<ConnPlan> = spec
+        .ids
+        .iter()
+        .map(|&id| ConnPlan { id, pacing: None })
+        .collect();
+    let starts = churn
+        .conn_rate
+        .map(|rate| Starts::new(go.schedule.start, rate, spec.index, spec.threads));
+    if let Peer::Tls(addr, client) = &spec.peer {
+        let target = TlsTarget {
+            client: client.with_resumption(churn.tls_resume),
+            addr: *addr,
+            sources: spec.sources.clone().into(),
+            connect_timeout: spec.connect_timeout,
+            send_proxy: spec.send_proxy,
+        };
+        let starts = starts.map(Rc::new);
+        let tasks = plans
+            .into_iter()
+            .map(|plan| {
+                let run = churn::task::run(ctx.clone(), target.clone(), plan, starts.clone());
+                tokio::task::spawn_local(run)
+            })
+            .collect();
+        join(tasks).await;
+        return;
+    }
+    // The first write of a connection never waits for an ACK, so Nagle's algorithm only
+    // matters when a connection sends more than one message.
+    let nodelay = churn.messages_per_conn != Some(1);
+    let connect_timeout = spec.connect_timeout.as_nanos() as u64;
+    match Dialer::new(&spec.peer, &spec.sources, nodelay) {
+        Ok(Some(dialer)) => {
+            let ring = spec.uring.then(|| {
+                churn::uring::Churner::new(ctx, &dialer, starts.as_ref(), connect_timeout)
+            });
+            match ring {
+                Some(Ok(ring)) => ring.run(plans),
+                Some(Err(e)) => {
+                    // The probe passed, so this is a shortage (memory, locked pages) here.
+                    tracing::warn!(
+                        "cannot set up io_uring in a load thread ({e}); it runs on epoll"
+                    );
+                    churn::epoll::run(ctx, plans, &dialer, starts.as_ref(), connect_timeout);
+                }
+                None => churn::epoll::run(ctx, plans, &dialer, starts.as_ref(), connect_timeout),
+            }
+        }
+        // Validation lets churn runs through for stream endpoints only.
+        Ok(None) => tracing::error!("connection churn needs a stream endpoint"),
+        Err(e) => tracing::error!("cannot connect to {:?}: {e}", spec.peer),
+    }
+}
+
+/// Waits for a thread's connection tasks.
+async fn join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     for task in tasks {
         if let Err(e) = task.await {
             // A connection task panicked: a bug, but the others' results still stand.
             tracing::error!("a bench connection task failed: {e}");
         }
     }
-    let _ = handoff.done.send(ctx.recorder.take_result());
 }
 
 /// Opens this thread's connections, a bounded number at a time, recording how long each took

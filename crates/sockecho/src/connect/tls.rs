@@ -4,8 +4,11 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ClientConfig;
+use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -67,6 +70,22 @@ impl TlsClient {
             handshake_timeout: options.tls_handshake_timeout,
             send_proxy: options.send_proxy,
         })
+    }
+
+    /// The same client, resuming sessions from earlier connections (`true`, rustls' default:
+    /// an abbreviated handshake when the server allows it) or making a full handshake every
+    /// time (`false`), which is what a crowd of new clients costs a server.
+    pub fn with_resumption(&self, resume: bool) -> TlsClient {
+        let mut config = ClientConfig::clone(self.connector.config());
+        config.resumption = if resume {
+            Resumption::default()
+        } else {
+            Resumption::disabled()
+        };
+        TlsClient {
+            connector: TlsConnector::from(Arc::new(config)),
+            ..self.clone()
+        }
     }
 
     /// Connects to `addr` (from `source` if given) and completes the handshake. The error is

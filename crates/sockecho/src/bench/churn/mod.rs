@@ -1,0 +1,331 @@
+//! Connection churn: each slot opens a connection, exchanges its messages, closes (the client
+//! first, as the tutorial's client does) and opens the next one, at once (closed loop) or when
+//! the thread's schedule of connection starts says (open loop, `--conn-rate`).
+//!
+//! This module holds what every churn loop shares: opening a non-blocking socket toward the
+//! peer ([`Dialer`]), closing it the way the run asks ([`close`]), the thread's schedule of
+//! connection starts ([`Starts`]), and the counting of failed attempts by reason
+//! ([`count_failure`]). The loops themselves, for plain TCP and Unix connections with no task or
+//! timer per connection: [`uring`] (connects, sends and receives as io_uring requests) where
+//! the kernel allows it, [`epoll`] elsewhere or with `--io epoll`; for TLS, [`task`] (one tokio
+//! task per slot, which opens connection after connection).
+
+pub(super) mod epoll;
+pub(super) mod task;
+#[allow(unsafe_code)]
+pub(super) mod uring;
+
+#[cfg(test)]
+mod loop_tests;
+
+use std::cell::Cell;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use super::plan::Pacing;
+use super::recorder::Totals;
+use crate::connect::Peer;
+
+/// Where a thread's churn connections go, and where they come from.
+#[derive(Debug)]
+pub(super) struct Dialer {
+    target: Target,
+    /// Local addresses to connect from, in turn (TCP only); empty lets the kernel choose.
+    sources: Vec<IpAddr>,
+    /// The next of `sources` to use.
+    next_source: Cell<usize>,
+    /// Set `TCP_NODELAY`: only worth its system call when a connection sends more than one
+    /// message, since the first write of a connection never waits for an ACK.
+    nodelay: bool,
+    /// The same peer address as `target`, as the kernel takes it.
+    sockaddr: socket2::SockAddr,
+}
+
+#[derive(Debug)]
+enum Target {
+    Tcp(SocketAddr),
+    Unix(rustix::net::SocketAddrUnix),
+}
+
+/// How a connect attempt began.
+pub(super) enum Dialed {
+    /// The socket is connecting (or connected already, as Unix sockets are); it turns writable
+    /// when the outcome is known.
+    Pending(OwnedFd),
+    /// It failed at once.
+    Failed(io::Error),
+}
+
+impl Dialer {
+    /// A dialer toward a plain TCP or Unix `peer`; `None` for other peers.
+    pub fn new(peer: &Peer, sources: &[IpAddr], nodelay: bool) -> io::Result<Option<Dialer>> {
+        let (target, sockaddr) = match peer {
+            Peer::Tcp(addr) => (Target::Tcp(*addr), socket2::SockAddr::from(*addr)),
+            Peer::Unix(path) => unix_addresses(path)?,
+            _ => return Ok(None),
+        };
+        Ok(Some(Dialer {
+            target,
+            sockaddr,
+            sources: sources.to_vec(),
+            next_source: Cell::new(0),
+            nodelay,
+        }))
+    }
+
+    /// Begins a connect attempt on a new non-blocking socket.
+    pub fn dial(&self) -> Dialed {
+        match self.try_dial() {
+            Ok(fd) => Dialed::Pending(fd),
+            Err(e) => Dialed::Failed(e),
+        }
+    }
+
+    fn try_dial(&self) -> io::Result<OwnedFd> {
+        let fd = self.socket()?;
+        let connected = match &self.target {
+            Target::Tcp(addr) => rustix::net::connect(&fd, addr),
+            Target::Unix(addr) => rustix::net::connect(&fd, addr),
+        };
+        connecting(connected)?;
+        Ok(fd)
+    }
+
+    /// A new non-blocking socket for the next connection, bound to its source address if
+    /// there are any, not connected yet.
+    pub fn socket(&self) -> io::Result<OwnedFd> {
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        match &self.target {
+            Target::Tcp(addr) => {
+                let family = if addr.is_ipv4() {
+                    AddressFamily::INET
+                } else {
+                    AddressFamily::INET6
+                };
+                let fd = rustix::net::socket_with(family, SocketType::STREAM, flags, None)?;
+                if let Some(source) = self.source() {
+                    // As in `connect_tcp`: the port is left to `connect`, which only needs the
+                    // whole 4-tuple to be unique.
+                    let _ = nix::sys::socket::setsockopt(
+                        &fd,
+                        nix::sys::socket::sockopt::IpBindAddressNoPort,
+                        &true,
+                    );
+                    rustix::net::bind(&fd, &SocketAddr::new(source, 0))?;
+                }
+                if self.nodelay {
+                    rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
+                }
+                Ok(fd)
+            }
+            Target::Unix(_) => Ok(rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::STREAM,
+                flags,
+                None,
+            )?),
+        }
+    }
+
+    /// The peer's address in the kernel's form, for a connect request handed to io_uring.
+    pub fn sockaddr(&self) -> &socket2::SockAddr {
+        &self.sockaddr
+    }
+
+    fn source(&self) -> Option<IpAddr> {
+        if self.sources.is_empty() {
+            return None;
+        }
+        let i = self.next_source.get();
+        self.next_source.set((i + 1) % self.sources.len());
+        Some(self.sources[i])
+    }
+}
+
+/// A non-blocking connect under way is not a failure.
+fn connecting(result: rustix::io::Result<()>) -> io::Result<()> {
+    match result {
+        Ok(()) | Err(Errno::INPROGRESS) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A Unix peer's address for `connect` and for io_uring: a socket file's path, or `@NAME` for
+/// a name in the abstract namespace (`crate::endpoint::abstract_unix_name`).
+fn unix_addresses(path: &Path) -> io::Result<(Target, socket2::SockAddr)> {
+    use std::os::unix::ffi::OsStrExt;
+    match crate::endpoint::abstract_unix_name(path) {
+        Some(name) => {
+            // socket2 takes an abstract name as a path whose first byte is NUL.
+            let mut raw = vec![0u8];
+            raw.extend_from_slice(name);
+            let sockaddr = socket2::SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
+            let target = rustix::net::SocketAddrUnix::new_abstract_name(name)?;
+            Ok((Target::Unix(target), sockaddr))
+        }
+        None => Ok((
+            Target::Unix(rustix::net::SocketAddrUnix::new(path)?),
+            socket2::SockAddr::unix(path)?,
+        )),
+    }
+}
+
+/// The outcome of a connect that has turned writable: `Ok` if it is open.
+pub(super) fn connect_outcome(fd: impl AsFd) -> io::Result<()> {
+    match rustix::net::sockopt::socket_error(fd)? {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a connect's error says the connection was made and then reset (the server accepted
+/// it and closed it at once), rather than never made.
+pub(super) fn was_established(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::CONNRESET | Errno::PIPE)
+    )
+}
+
+/// Closes a churn connection: with a FIN (the client closes first, so TIME_WAIT, and the
+/// source port it holds, stays on the client), or with a reset if `rst`, which leaves no
+/// TIME_WAIT behind.
+pub(super) fn close(fd: OwnedFd, rst: bool) {
+    if rst {
+        // Failure only means an orderly close instead.
+        let _ = rustix::net::sockopt::set_socket_linger(&fd, Some(Duration::ZERO));
+    }
+    drop(fd);
+}
+
+/// Counts a failed connect attempt, by reason, if it began in the measured period.
+pub(super) fn count_failure(totals: &mut Totals, e: &io::Error, measured: bool) {
+    let kind = classify(e);
+    if kind == Failure::AddrNotAvailable {
+        warn_ports_used_up();
+    }
+    tracing::debug!("a churn connect failed: {e}");
+    if !measured {
+        return;
+    }
+    totals.errors.connect_failed += 1;
+    let errors = &mut totals.connect_errors;
+    match kind {
+        Failure::Refused => errors.refused += 1,
+        Failure::TimedOut => errors.timed_out += 1,
+        Failure::AddrNotAvailable => errors.addr_not_available += 1,
+        Failure::Other => errors.other += 1,
+    }
+}
+
+/// Why a connect failed, as the report sorts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    Refused,
+    TimedOut,
+    AddrNotAvailable,
+    Other,
+}
+
+pub(super) fn classify(e: &io::Error) -> Failure {
+    match e.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::CONNREFUSED) => Failure::Refused,
+        Some(Errno::TIMEDOUT) => Failure::TimedOut,
+        Some(Errno::ADDRNOTAVAIL) => Failure::AddrNotAvailable,
+        // A Unix listener with a full backlog refuses a non-blocking connect this way.
+        Some(Errno::AGAIN) => Failure::Refused,
+        _ if e.kind() == io::ErrorKind::TimedOut => Failure::TimedOut,
+        _ => Failure::Other,
+    }
+}
+
+/// Says once per process why connects fail with `EADDRNOTAVAIL`, and what to do about it.
+fn warn_ports_used_up() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "connect failed: no local port left toward the server (EADDRNOTAVAIL). Closed \
+             connections hold their source port for a minute in TIME_WAIT, and one source \
+             address has about 28 000 ports per server address: spread the connections over \
+             more local addresses with --source (e.g. --source 127.0.0.2-127.0.0.20), lower \
+             the connection rate, or close with --close rst (no TIME_WAIT). Counted under \
+             churn.connect_errors.addr_not_available"
+        );
+    }
+}
+
+/// One thread's schedule of connection starts in open loop: start `n` is due at
+/// `pacing.due(n)`, and starts a slot as soon as one is free (its latency counting from then
+/// on, so a slow server cannot hide behind the slots it keeps busy).
+#[derive(Debug)]
+pub(super) struct Starts {
+    pacing: Pacing,
+    next: Cell<u64>,
+}
+
+impl Starts {
+    /// Starts of thread `index` of `threads`, for `rate` connections per second over all of
+    /// them, from `start` on: the threads' starts interleave evenly.
+    pub fn new(start: u64, rate: f64, index: usize, threads: usize) -> Starts {
+        let gap = 1e9 / rate;
+        Starts {
+            pacing: Pacing::new(start + (index as f64 * gap) as u64, threads as f64 * gap),
+            next: Cell::new(0),
+        }
+    }
+
+    /// When the next start is due.
+    pub fn next_due(&self) -> u64 {
+        self.pacing.due(self.next.get())
+    }
+
+    /// Takes the next start if it is due by `now` and before `end`: its scheduled time.
+    pub fn take_due(&self, now: u64, end: u64) -> Option<u64> {
+        let due = self.next_due();
+        (due <= now && due < end).then(|| {
+            self.next.set(self.next.get() + 1);
+            due
+        })
+    }
+
+    /// Takes the next start, whenever it is due, if it is before `end`.
+    pub fn take(&self, end: u64) -> Option<u64> {
+        self.take_due(u64::MAX, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_sorted_by_reason() {
+        let os = |e: Errno| io::Error::from_raw_os_error(e.raw_os_error());
+        assert_eq!(classify(&os(Errno::CONNREFUSED)), Failure::Refused);
+        assert_eq!(classify(&os(Errno::TIMEDOUT)), Failure::TimedOut);
+        assert_eq!(
+            classify(&os(Errno::ADDRNOTAVAIL)),
+            Failure::AddrNotAvailable
+        );
+        assert_eq!(classify(&os(Errno::NETUNREACH)), Failure::Other);
+        assert_eq!(classify(&io::ErrorKind::TimedOut.into()), Failure::TimedOut);
+    }
+
+    #[test]
+    fn starts_interleave_over_threads() {
+        // 1000 connections per second over two threads: thread 1 starts at 1 ms, 3 ms, ...
+        let starts = Starts::new(0, 1000.0, 1, 2);
+        assert_eq!(starts.take_due(0, u64::MAX), None);
+        assert_eq!(starts.take_due(1_000_000, u64::MAX), Some(1_000_000));
+        assert_eq!(starts.next_due(), 3_000_000);
+        assert_eq!(starts.take(2_000_000), None);
+        assert_eq!(starts.take(u64::MAX), Some(3_000_000));
+    }
+}

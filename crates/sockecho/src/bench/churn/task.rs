@@ -1,0 +1,141 @@
+//! The churn loop for TLS: one tokio task per slot, which opens connection after connection
+//! (TCP connect and handshake, counted together as the connect time), exchanges its messages
+//! through the same [`StreamConn`] as the long-lived TLS connections, and closes it.
+//!
+//! Open-loop starts wait on tokio's timer, whose granularity is a millisecond: a start may go
+//! out up to a millisecond after it was due, and its connect time, counted from when it was
+//! due, includes that. A TLS handshake costs far more than that on either side.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::{Starts, count_failure};
+use crate::bench::flow::interest;
+use crate::bench::plan::{ConnPlan, ThreadCtx};
+use crate::bench::stream::StreamConn;
+use crate::bench::tls::TlsSocket;
+use crate::bench::wire::AsyncWire;
+use crate::connect::{TlsClient, connect_tcp, send_proxy_header};
+use crate::proxy_protocol::SendProxy;
+
+/// What a TLS slot connects to.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsTarget {
+    pub client: TlsClient,
+    pub addr: SocketAddr,
+    /// Local addresses to connect from, in turn; empty lets the kernel choose.
+    pub sources: Rc<[IpAddr]>,
+    pub connect_timeout: Duration,
+    /// A PROXY protocol header to send before the handshake (`--send-proxy`).
+    pub send_proxy: Option<SendProxy>,
+}
+
+/// How one connection's exchange ended.
+enum Exchange {
+    /// Every message answered (or given up as the connection closed): close and go on.
+    Done,
+    /// The server closed or reset it first.
+    Broken(io::Error),
+    /// The run's final wait ran out with replies still out.
+    OutOfTime,
+}
+
+/// Runs one slot until the run ends, then adds its counts to the thread's totals.
+pub(crate) async fn run(
+    ctx: Rc<ThreadCtx>,
+    target: TlsTarget,
+    plan: ConnPlan,
+    starts: Option<Rc<Starts>>,
+) {
+    let clock = ctx.clock;
+    let mut conn = StreamConn::new(&ctx, plan);
+    let rst = ctx.churn.is_some_and(|c| c.rst);
+    tokio::time::sleep_until(clock.tokio_instant(ctx.schedule().start)).await;
+    let mut attempt = plan.id as usize;
+    loop {
+        ctx.follow_end();
+        let end = ctx.schedule().end;
+        let began = match &starts {
+            Some(starts) => {
+                let Some(due) = starts.take(end) else {
+                    break;
+                };
+                tokio::time::sleep_until(clock.tokio_instant(due)).await;
+                due
+            }
+            None => {
+                let now = clock.now();
+                if now >= end {
+                    break;
+                }
+                now
+            }
+        };
+        let measured = ctx.schedule().is_measured(began);
+        let source =
+            (!target.sources.is_empty()).then(|| target.sources[attempt % target.sources.len()]);
+        attempt = attempt.wrapping_add(1);
+        let opened = tokio::time::timeout(target.connect_timeout, async {
+            let mut tcp = connect_tcp(target.addr, source).await?;
+            send_proxy_header(&mut tcp, target.send_proxy.as_ref())
+                .await
+                .map_err(io::Error::other)?;
+            target.client.handshake(tcp).await.map_err(io::Error::other)
+        })
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+        let tls = match opened {
+            Ok(tls) => tls,
+            Err(e) => {
+                count_failure(&mut conn.flow.totals, &e, measured);
+                continue;
+            }
+        };
+        let mut socket = TlsSocket::new(tls);
+        conn.restart(began, clock.now());
+        match exchange(&ctx, &mut conn, &mut socket).await {
+            Exchange::Done => {
+                if rst {
+                    // Failure only means an orderly close instead.
+                    let _ = socket2::SockRef::from(socket.tcp()).set_linger(Some(Duration::ZERO));
+                }
+            }
+            Exchange::Broken(e) => conn.broken(&e),
+            Exchange::OutOfTime => {
+                conn.flow.give_up();
+                break;
+            }
+        }
+    }
+    conn.finish();
+}
+
+/// Exchanges the connection's messages, until done, broken or out of time.
+async fn exchange(ctx: &ThreadCtx, conn: &mut StreamConn<'_>, socket: &mut TlsSocket) -> Exchange {
+    let clock = ctx.clock;
+    let out_of_time = tokio::time::sleep_until(clock.tokio_instant(ctx.phase_deadline(true)));
+    tokio::pin!(out_of_time);
+    loop {
+        let all_out = match conn.flush(socket) {
+            Ok(all_out) => all_out,
+            Err(e) => return Exchange::Broken(e),
+        };
+        if all_out && conn.exchanged(clock.now()) {
+            return Exchange::Done;
+        }
+        tokio::select! {
+            ready = socket.ready(interest(all_out)) => match ready {
+                Ok(r) if r.is_readable() || r.is_read_closed() => {
+                    if let Err(e) = conn.read(socket) {
+                        return Exchange::Broken(e);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Exchange::Broken(e),
+            },
+            () = &mut out_of_time => return Exchange::OutOfTime,
+        }
+    }
+}
