@@ -78,15 +78,26 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit 1 if any reply was lost or any line could not be sent (each was already reported on
+/// its own line); 0 otherwise.
 fn datagram_exit(summary: &DatagramSummary, timeout: std::time::Duration) -> ExitCode {
-    if summary.lost == 0 {
-        return ExitCode::SUCCESS;
+    if summary.lost > 0 {
+        eprintln!(
+            "error: {} of {} datagrams got no reply within {timeout:?}",
+            summary.lost, summary.sent
+        );
     }
-    eprintln!(
-        "error: {} of {} datagrams got no reply within {timeout:?}",
-        summary.lost, summary.sent
-    );
-    ExitCode::FAILURE
+    if summary.too_long > 0 {
+        eprintln!(
+            "error: {} line(s) too long for one datagram were not sent",
+            summary.too_long
+        );
+    }
+    if summary.lost == 0 && summary.too_long == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Lines from the terminal with editing and history (rustyline). The editor blocks, so each

@@ -15,13 +15,45 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 250ms or 5m"))
 }
 
-/// Parses a duration like [`parse_duration`], refusing zero (which would close everything at
-/// once).
+/// Parses a duration like [`parse_duration`], refusing zero: a timeout, interval or run length
+/// of 0 would make the command useless (everything closed or late at once, a busy loop,
+/// nothing measured).
 pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         Duration::ZERO => Err(format!("{text:?}: must be longer than zero")),
         d => Ok(d),
     }
+}
+
+/// Parses a TLS certificate fingerprint (`--pin-sha256`): 64 hex digits, colons optional. The
+/// text is kept as given; this only checks it before anything connects.
+pub fn parse_fingerprint(text: &str) -> Result<String, String> {
+    sockecho::tls::parse_fingerprint(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// Parses `HOST:PORT` for a listening address (`serve --metrics`): an IP address and port
+/// (IPv6 in brackets), or a host name and port.
+pub fn parse_listen_addr(text: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not an address to listen on; write HOST:PORT, e.g. 127.0.0.1:9100, \
+             [::1]:9100 or localhost:9100"
+        )
+    };
+    if text.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(text.to_owned());
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let name_ok = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !name_ok || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses an `--identity`: printable text, as a log line, a label value and JSON carry it.
@@ -118,6 +150,41 @@ mod tests {
         assert!(parse_identity("a\nb").is_err());
         assert!(parse_identity("\u{1b}[31m").is_err());
         assert!(parse_identity(&"x".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn fingerprints() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_fingerprint(&hex), Ok(hex.clone()));
+        assert!(parse_fingerprint("zz").unwrap_err().contains("hex digit"));
+        assert!(
+            parse_fingerprint("abcd")
+                .unwrap_err()
+                .contains("found 4 hex digits")
+        );
+    }
+
+    #[test]
+    fn listen_addresses() {
+        for good in [
+            "127.0.0.1:9100",
+            "[::1]:9100",
+            "localhost:0",
+            "metrics.example:80",
+        ] {
+            assert_eq!(parse_listen_addr(good), Ok(good.to_owned()));
+        }
+        for bad in [
+            "nonsense",
+            "127.0.0.1",
+            ":9100",
+            "host:99999",
+            "host:x",
+            "a b:1",
+            "::1:80",
+        ] {
+            assert!(parse_listen_addr(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,15 +5,23 @@
 //! sequence number and a corrupted, late or stray reply is told apart from the one awaited.
 //! Sends keep to the interval whatever the replies do; a reply that does not come within the
 //! timeout is reported as a timeout for its sequence number, never waited on forever.
+//!
+//! Replies are read while a message is still being written: an echo server writes back what it
+//! has read, so a message larger than the socket buffers would otherwise leave both sides
+//! waiting on a full buffer. Every wait (connecting, writing, reading) also listens to the
+//! stop future, so Ctrl-C ends a session whatever it is waiting on.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::bench::format_size;
+use crate::bench::options::MAX_SIZE;
 use crate::connect::{
     BoxStream, ConnectError, ConnectOptions, DatagramSocket, MAX_UDP_SIZE, Peer,
     connect_stream_with, probe_datagram, resolve,
@@ -109,6 +117,22 @@ pub struct PingSummary {
 }
 
 impl PingSummary {
+    /// Nothing sent yet to `peer`.
+    fn empty(peer: Endpoint) -> PingSummary {
+        PingSummary {
+            peer,
+            sent: 0,
+            received: 0,
+            corrupt: 0,
+            timeouts: 0,
+            duplicates: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            rtt: None,
+            ended_by: None,
+        }
+    }
+
     /// Messages without a correct reply, as a percentage of those sent.
     pub fn loss_percent(&self) -> f64 {
         if self.sent == 0 {
@@ -123,10 +147,47 @@ impl PingSummary {
     }
 }
 
-/// The open connection or socket.
-enum Link {
-    Stream(BoxStream),
-    Datagram(DatagramSocket),
+/// The receiving side of the open connection or socket.
+enum Rx {
+    Stream(ReadHalf<BoxStream>),
+    Datagram(Arc<DatagramSocket>),
+}
+
+/// The sending side, used at the same time as [`Rx`].
+enum Tx {
+    Stream(WriteHalf<BoxStream>),
+    Datagram(Arc<DatagramSocket>),
+}
+
+/// The open connection or socket, split so that a reply is read while a message is written.
+struct Link {
+    rx: Rx,
+    tx: Tx,
+}
+
+impl Link {
+    fn stream(stream: BoxStream) -> Link {
+        let (rx, tx) = tokio::io::split(stream);
+        Link {
+            rx: Rx::Stream(rx),
+            tx: Tx::Stream(tx),
+        }
+    }
+
+    fn datagram(socket: DatagramSocket) -> Link {
+        let socket = Arc::new(socket);
+        Link {
+            rx: Rx::Datagram(socket.clone()),
+            tx: Tx::Datagram(socket),
+        }
+    }
+}
+
+/// A message being written: its bytes and how many have gone out.
+struct Pending {
+    seq: u64,
+    message: Vec<u8>,
+    written: usize,
 }
 
 /// Timed-out messages remembered for their late replies.
@@ -147,6 +208,13 @@ pub async fn ping(
             "the message size must be at least 1 byte".into(),
         ));
     }
+    if config.size > MAX_SIZE {
+        return Err(PingError::Invalid(format!(
+            "a {} message is larger than the {} limit",
+            format_size(config.size),
+            format_size(MAX_SIZE)
+        )));
+    }
     if config.interval.is_zero() || config.timeout.is_zero() {
         return Err(PingError::Invalid(
             "the interval and timeout must be longer than zero".into(),
@@ -164,7 +232,16 @@ pub async fn ping(
             "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
         ));
     }
-    let (mut link, peer, connect) = open(config).await?;
+    tokio::pin!(stop);
+    let opened = tokio::select! {
+        biased;
+        () = &mut stop => None,
+        opened = open(config) => Some(opened?),
+    };
+    let Some((mut link, peer, connect)) = opened else {
+        // Stopped before the connection opened: nothing was sent, so the summary is empty.
+        return Ok(PingSummary::empty(config.endpoint.clone()));
+    };
     on_event(PingEvent::Started {
         peer: peer.clone(),
         connect,
@@ -175,22 +252,11 @@ pub async fn ping(
         outstanding: VecDeque::new(),
         timed_out: VecDeque::new(),
         next_seq: 1,
-        summary: PingSummary {
-            peer,
-            sent: 0,
-            received: 0,
-            corrupt: 0,
-            timeouts: 0,
-            duplicates: 0,
-            errors: 0,
-            elapsed: Duration::ZERO,
-            rtt: None,
-            ended_by: None,
-        },
+        summary: PingSummary::empty(peer),
         rtts: RttAcc::default(),
     };
     let started = Instant::now();
-    session.run(&mut link, &mut on_event, stop).await;
+    session.run(&mut link, &mut on_event, stop.as_mut()).await;
     session.summary.elapsed = started.elapsed();
     session.summary.rtt = session.rtts.stats();
     Ok(session.summary)
@@ -212,7 +278,7 @@ async fn open(config: &PingConfig) -> Result<(Link, Endpoint, Option<Duration>),
             let (stream, reached) = connect_stream_with(endpoint, &config.connect)
                 .await
                 .map_err(from_connect)?;
-            Ok((Link::Stream(stream), reached, Some(began.elapsed())))
+            Ok((Link::stream(stream), reached, Some(began.elapsed())))
         }
         Endpoint::Udp(_) => {
             let addrs = resolve(endpoint).await.map_err(from_connect)?;
@@ -236,12 +302,12 @@ async fn open(config: &PingConfig) -> Result<(Link, Endpoint, Option<Duration>),
                 host: Host::Ip(chosen.ip()),
                 port: chosen.port(),
             });
-            Ok((Link::Datagram(socket), peer, None))
+            Ok((Link::datagram(socket), peer, None))
         }
         Endpoint::UnixGram(path) => {
             let socket = DatagramSocket::open(&Peer::UnixGram(path.clone()), None, 0)
                 .map_err(|e| unreachable(describe_connect_error(&e)))?;
-            Ok((Link::Datagram(socket), endpoint.clone(), None))
+            Ok((Link::datagram(socket), endpoint.clone(), None))
         }
     }
 }
@@ -296,15 +362,17 @@ impl Session<'_> {
         &mut self,
         link: &mut Link,
         on_event: &mut impl FnMut(PingEvent),
-        stop: impl Future<Output = ()>,
+        mut stop: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) {
-        tokio::pin!(stop);
         let mut ticker = tokio::time::interval(self.config.interval);
         // A send delayed (e.g. by a stalled write) does not make the next ones bunch up.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let size = self.config.size;
         let mut buf = vec![0u8; size + 1];
         let mut filled = 0;
+        // The message being written, if any; the next waits for it (and its reply's timer
+        // already runs, so a peer that stops reading shows as a timeout).
+        let mut pending: Option<Pending> = None;
         loop {
             let more = self.config.count.is_none_or(|c| self.next_seq <= c);
             if !more && self.outstanding.is_empty() {
@@ -317,13 +385,16 @@ impl Session<'_> {
             tokio::select! {
                 biased;
                 () = &mut stop => return,
-                _ = ticker.tick(), if more => {
-                    if let Err(problem) = self.send(link, on_event).await {
+                _ = ticker.tick(), if more && pending.is_none() => {
+                    pending = Some(self.start_send());
+                }
+                wrote = write_some(&mut link.tx, pending.as_ref()), if pending.is_some() => {
+                    if let Err(problem) = self.wrote(wrote, &mut pending, &link.tx, on_event) {
                         self.summary.ended_by = Some(problem);
                         return;
                     }
                 }
-                received = receive(link, &mut buf, &mut filled) => match received {
+                received = receive(&mut link.rx, &mut buf, &mut filled) => match received {
                     Ok(Some(n)) => {
                         let now = Instant::now();
                         self.reply(&buf[..n], now, on_event);
@@ -358,28 +429,49 @@ impl Session<'_> {
         }
     }
 
-    /// Sends the next message. A refused datagram is reported and counted; only a broken
-    /// stream ends the session (`Err` with the reason).
-    async fn send(
-        &mut self,
-        link: &mut Link,
-        on_event: &mut impl FnMut(PingEvent),
-    ) -> Result<(), String> {
+    /// Takes the next message: it counts as sent, and its reply's timer starts, from now.
+    fn start_send(&mut self) -> Pending {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let message = self.pattern.message(seq, PING_CONN);
-        let sent_at = Instant::now();
         self.summary.sent += 1;
-        let result = match link {
-            Link::Stream(s) => s.write_all(&message).await,
-            Link::Datagram(s) => s.send(&message).await.map(drop),
+        self.outstanding.push_back((seq, Instant::now()));
+        Pending {
+            seq,
+            message: self.pattern.message(seq, PING_CONN),
+            written: 0,
+        }
+    }
+
+    /// Accounts for one write of the pending message. A refused datagram is reported and
+    /// counted; only a broken stream ends the session (`Err` with the reason).
+    fn wrote(
+        &mut self,
+        result: io::Result<usize>,
+        pending: &mut Option<Pending>,
+        tx: &Tx,
+        on_event: &mut impl FnMut(PingEvent),
+    ) -> Result<(), String> {
+        let Some(p) = pending.as_mut() else {
+            return Ok(());
         };
         match result {
-            Ok(()) => {
-                self.outstanding.push_back((seq, sent_at));
+            Ok(n) => {
+                if n == 0 && p.written < p.message.len() {
+                    return Err("the connection accepts no more data".into());
+                }
+                // A flush (after the last byte) reports 0; a datagram goes out whole.
+                let whole =
+                    matches!(tx, Tx::Datagram(_)) || (n == 0 && p.written == p.message.len());
+                p.written += n;
+                if whole {
+                    *pending = None;
+                }
                 Ok(())
             }
-            Err(e) if matches!(link, Link::Datagram(_)) => {
+            Err(e) if matches!(tx, Tx::Datagram(_)) => {
+                let seq = p.seq;
+                *pending = None;
+                self.outstanding.retain(|&(s, _)| s != seq);
                 self.summary.errors += 1;
                 on_event(PingEvent::Error {
                     seq: Some(seq),
@@ -469,11 +561,25 @@ fn latest_with_low_bits(newest: u64, low: u64, bits: u32) -> Option<u64> {
     newest.checked_sub(back)
 }
 
+/// Writes what is left of the pending message, or once all of it is written, flushes it (TLS
+/// may hold the last record back) and reports 0. A datagram is sent whole. Cancel-safe: a
+/// write that has not completed has written nothing.
+async fn write_some(tx: &mut Tx, pending: Option<&Pending>) -> io::Result<usize> {
+    let Some(p) = pending else {
+        return std::future::pending().await;
+    };
+    match tx {
+        Tx::Stream(s) if p.written < p.message.len() => s.write(&p.message[p.written..]).await,
+        Tx::Stream(s) => s.flush().await.map(|()| 0),
+        Tx::Datagram(s) => s.send(&p.message).await,
+    }
+}
+
 /// Receives one reply: a whole message from a stream (`Ok(None)` while only part of it has
 /// come), or one datagram. Cancel-safe: bytes read stay counted in `filled`.
-async fn receive(link: &mut Link, buf: &mut [u8], filled: &mut usize) -> io::Result<Option<usize>> {
-    match link {
-        Link::Stream(s) => {
+async fn receive(rx: &mut Rx, buf: &mut [u8], filled: &mut usize) -> io::Result<Option<usize>> {
+    match rx {
+        Rx::Stream(s) => {
             let size = buf.len() - 1;
             let n = s.read(&mut buf[*filled..size]).await?;
             if n == 0 {
@@ -487,7 +593,7 @@ async fn receive(link: &mut Link, buf: &mut [u8], filled: &mut usize) -> io::Res
                 Ok(None)
             }
         }
-        Link::Datagram(s) => s.recv(buf).await.map(Some),
+        Rx::Datagram(s) => s.recv(buf).await.map(Some),
     }
 }
 

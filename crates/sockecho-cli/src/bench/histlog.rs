@@ -2,7 +2,8 @@
 //! the percentile distribution), opened before the run so that an unwritable path fails at
 //! once rather than after minutes of load, and named in any error. A file opened here is only
 //! emptied when its content is written; one this created is removed again if the run ends
-//! without writing it.
+//! without writing it, and a file that is there is left as it is until then, so
+//! `bench merge --save-hist` may name one of its own inputs.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
@@ -10,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sockecho::bench::{Outcome, hgrm, hlog};
+
+use crate::usage::UsageError;
 
 /// The files asked for, open.
 #[derive(Debug, Default)]
@@ -21,6 +24,7 @@ pub struct HistFiles {
 #[derive(Debug)]
 struct Target {
     path: PathBuf,
+    /// What the file holds, for messages.
     what: &'static str,
     /// Taken when written.
     file: Option<File>,
@@ -28,14 +32,21 @@ struct Target {
 }
 
 impl Target {
-    fn open(path: &Path, what: &'static str) -> anyhow::Result<Target> {
+    /// Opens `path` for the flag `flag`; a path that cannot be written is a usage error.
+    fn open(path: &Path, what: &'static str, flag: &str) -> anyhow::Result<Target> {
         let created = !path.exists();
         let file = File::options()
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .with_context(|| format!("cannot write the {what} {}", path.display()))?;
+            .map_err(|e| {
+                UsageError(format!(
+                    "cannot write the {what} {} ({flag}): {}",
+                    path.display(),
+                    sockecho::net_error::plain(&e)
+                ))
+            })?;
         Ok(Target {
             path: path.to_owned(),
             what,
@@ -75,10 +86,10 @@ impl HistFiles {
     pub fn open(save_hist: Option<&Path>, save_hgrm: Option<&Path>) -> anyhow::Result<HistFiles> {
         Ok(HistFiles {
             hist: save_hist
-                .map(|p| Target::open(p, "histogram log"))
+                .map(|p| Target::open(p, "histogram log", "--save-hist"))
                 .transpose()?,
             hgrm: save_hgrm
-                .map(|p| Target::open(p, "percentile distribution"))
+                .map(|p| Target::open(p, "percentile distribution", "--save-hgrm"))
                 .transpose()?,
         })
     }

@@ -9,15 +9,17 @@ use sockecho::bench::{Threshold, sweep};
 
 use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
 use crate::parse::{
-    Sources, parse_conn_rate, parse_duration, parse_message_rate, parse_size, parse_sources,
+    Sources, parse_conn_rate, parse_duration, parse_message_rate, parse_nonzero_duration,
+    parse_size, parse_sources,
 };
 
 /// Load an echo server and measure throughput, latency and correctness.
 ///
-/// Every echoed byte is checked; mismatched, truncated, reordered, duplicated or lost messages
-/// make the exit code 1. Closed loop by default (each connection sends its next message when an
-/// echo comes back); `--rate` switches to open loop, where messages go out on a schedule and
-/// latency counts from the scheduled time.
+/// Every echoed byte is checked; mismatched, truncated, duplicated or lost messages make the exit
+/// code 1, and so does reordering on stream transports (datagrams need not keep their order).
+/// Closed loop by default (each connection sends its next message when an echo comes back);
+/// `--rate` switches to open loop, where messages go out on a schedule and latency counts from
+/// the scheduled time.
 ///
 /// `--rates` runs a capacity sweep instead: one open-loop run per rate, stopping once the server
 /// falls behind; `--find-max` searches for the highest rate that meets a latency target.
@@ -43,7 +45,7 @@ pub struct BenchOpts {
     pub size: usize,
     /// Length of the measured period (e.g. 10s, 500ms).
     #[arg(short = 'd', long, value_name = "DURATION", env = "SOCKECHO_DURATION", default_value = "10s",
-          value_parser = parse_duration)]
+          value_parser = parse_nonzero_duration)]
     pub duration: Duration,
     /// Load run first and left out of the results.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_WARMUP", default_value = "1s",
@@ -57,17 +59,18 @@ pub struct BenchOpts {
     #[arg(short = 't', long, value_name = "N", env = "SOCKECHO_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
-    /// Open loop: messages per second over all connections.
+    /// Open loop: messages per second over all connections (at most 1e9). What bench cannot
+    /// send in time is reported as not sent, apart from the server's errors.
     #[arg(long, value_name = "MSGS_PER_S", env = "SOCKECHO_RATE", value_parser = parse_message_rate)]
     pub rate: Option<f64>,
     /// Datagram endpoints: how long a reply may take before the message counts as lost. Also
     /// how long replies still in flight at the end are waited for.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", default_value = "1s",
-          value_parser = parse_duration)]
+          value_parser = parse_nonzero_duration)]
     pub timeout: Duration,
     /// How long each connection attempt may take.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_CONNECT_TIMEOUT", default_value = "5s",
-          value_parser = parse_duration)]
+          value_parser = parse_nonzero_duration)]
     pub connect_timeout: Duration,
     /// Local addresses to connect from, in turn: IP[,IP...] or FIRST-LAST. Each adds about
     /// 28 000 connections to one server address.

@@ -6,7 +6,7 @@ use clap::Args;
 use sockecho::Endpoint;
 
 use crate::cli::common::{SendProxyArgs, TlsClientArgs, Verbosity};
-use crate::parse::parse_duration;
+use crate::parse::parse_nonzero_duration;
 
 #[derive(Debug, Args)]
 pub struct ClientOpts {
@@ -18,7 +18,7 @@ pub struct ClientOpts {
     )]
     pub endpoint: Endpoint,
     /// Datagram endpoints: how long to wait for each reply before counting it lost.
-    #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", value_parser = parse_duration,
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", value_parser = parse_nonzero_duration,
           default_value = "1s")]
     pub timeout: Duration,
     #[command(flatten)]

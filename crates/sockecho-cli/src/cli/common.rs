@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::parse::parse_fingerprint;
+
 /// Which server certificates a client accepts on `tls://` endpoints.
 #[derive(Debug, Clone, Args)]
 pub struct TlsClientArgs {
@@ -19,7 +21,8 @@ pub struct TlsClientArgs {
         long,
         value_name = "FINGERPRINT",
         env = "SOCKECHO_PIN_SHA256",
-        conflicts_with = "insecure"
+        conflicts_with = "insecure",
+        value_parser = parse_fingerprint
     )]
     pub pin_sha256: Option<String>,
     /// Accept any server certificate. The traffic is encrypted, but anyone on the path can

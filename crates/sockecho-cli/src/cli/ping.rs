@@ -6,7 +6,7 @@ use clap::Args;
 use sockecho::Endpoint;
 
 use crate::cli::common::{SendProxyArgs, TlsClientArgs, Verbosity};
-use crate::parse::{parse_duration, parse_size};
+use crate::parse::{parse_nonzero_duration, parse_size};
 
 /// Send one message per interval to an echo server and time each reply.
 #[derive(Debug, Args)]
@@ -24,7 +24,7 @@ pub struct PingOpts {
     pub count: Option<u64>,
     /// Time between messages (e.g. 1s, 200ms).
     #[arg(short = 'i', long, value_name = "DURATION", env = "SOCKECHO_INTERVAL", default_value = "1s",
-          value_parser = parse_duration)]
+          value_parser = parse_nonzero_duration)]
     pub interval: Duration,
     /// Bytes per message (64, 1500, 4KiB, ...).
     #[arg(short = 's', long, value_name = "BYTES", env = "SOCKECHO_SIZE", default_value = "64",
@@ -32,7 +32,8 @@ pub struct PingOpts {
     pub size: usize,
     /// How long a reply may take before it is reported as a timeout. Default: 1s, or the
     /// interval if that is longer.
-    #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_TIMEOUT",
+          value_parser = parse_nonzero_duration)]
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub tls: TlsClientArgs,

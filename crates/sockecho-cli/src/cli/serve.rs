@@ -8,7 +8,8 @@ use sockecho::Endpoint;
 
 use crate::cli::common::{IoChoice, LogFormat, Verbosity, boolish};
 use crate::parse::{
-    parse_duration, parse_fault, parse_identity, parse_net, parse_nonzero_duration, parse_rate,
+    parse_duration, parse_fault, parse_identity, parse_listen_addr, parse_net,
+    parse_nonzero_duration, parse_rate,
 };
 
 #[derive(Debug, Args)]
@@ -26,10 +27,12 @@ pub struct ServeOpts {
     #[arg(long, value_name = "N", env = "SOCKECHO_MAX_CONNS",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: Option<u32>,
-    /// Close stream connections idle this long (e.g. 30s, 5m). Default: never.
+    /// Close stream connections idle this long (e.g. 30s, 5m). Default: never (0 also means
+    /// never).
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_IDLE_TIMEOUT", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
-    /// On SIGINT/SIGTERM, how long open connections get to finish before they are cut.
+    /// On SIGINT/SIGTERM, how long open connections get to finish before they are cut (0: cut
+    /// them at once).
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_GRACE", value_parser = parse_duration,
           default_value = "5s")]
     pub grace: Duration,
@@ -69,8 +72,9 @@ pub struct ServeOpts {
     #[arg(long, value_name = "FILE", env = "SOCKECHO_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
     /// How long a client may take to finish the TLS handshake before it is dropped.
+    /// Must be longer than zero.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TLS_HANDSHAKE_TIMEOUT",
-          value_parser = parse_duration, default_value = "10s")]
+          value_parser = parse_nonzero_duration, default_value = "10s")]
     pub tls_handshake_timeout: Duration,
     /// Expect a PROXY protocol header (v1 text or v2 binary, told apart by their signatures) at
     /// the start of TCP and TLS connections from --proxy-from peers, before any TLS handshake.
@@ -93,7 +97,7 @@ pub struct ServeOpts {
     pub proxy_header_timeout: Duration,
     /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9100), with
     /// /metrics, /healthz, /readyz and /info.
-    #[arg(long, value_name = "ADDR", env = "SOCKECHO_METRICS")]
+    #[arg(long, value_name = "ADDR", env = "SOCKECHO_METRICS", value_parser = parse_listen_addr)]
     pub metrics: Option<String>,
     /// Most connections to the metrics endpoint at once; more are closed at once and counted.
     /// Their descriptors are kept back from the default --max-conns.

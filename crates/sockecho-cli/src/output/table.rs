@@ -59,6 +59,16 @@ pub fn render(r: &Report) -> String {
         bytes_si(r.bytes_sent as f64),
         bytes_si(r.bytes_received as f64),
     );
+    if r.not_sent > 0 {
+        // The load generator's own shortfall: not the server's fault, but the rate asked for
+        // was not what the server got, so it must not pass unnoticed.
+        let _ = writeln!(
+            out,
+            "  not sent     {} due but never sent: WARNING the load generator fell behind its \
+             schedule (not counted as sent or lost)",
+            group(r.not_sent),
+        );
+    }
     let _ = writeln!(
         out,
         "  throughput   {} msg/s round trips, {}/s sent, {}/s received",

@@ -62,7 +62,9 @@ pub fn metrics_limits(opts: &ServeOpts) -> Limits {
 pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig {
         identity,
-        idle_timeout: opts.idle_timeout,
+        // 0 means never, as for most servers' idle timeouts: closing every connection at once
+        // would make the server useless.
+        idle_timeout: opts.idle_timeout.filter(|d| !d.is_zero()),
         grace: opts.grace,
         log_data: opts.log_data,
         threads: match opts.threads {

@@ -277,13 +277,13 @@ fn unwritable_output_files_fail_before_the_run() {
         "--save-hgrm",
         missing.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = stderr_of(&out);
     assert!(
         err.contains("cannot write the percentile distribution"),
         "{err}"
     );
-    assert!(err.contains("x.hgrm"), "{err}");
+    assert!(err.contains("x.hgrm (--save-hgrm)"), "{err}");
     assert!(began.elapsed().as_secs() < 5);
 
     // A run that ends without a report leaves no empty file behind.

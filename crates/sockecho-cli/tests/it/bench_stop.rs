@@ -154,3 +154,40 @@ fn a_second_signal_quits_without_waiting_for_replies() {
     assert_eq!(out.status.code(), Some(130), "{}", stderr_of(&out));
     assert!(took < Duration::from_secs(3), "took {took:?} to quit");
 }
+
+/// At the highest rate bench accepts, far beyond what it can send, the first signal still ends
+/// the run at once: what was due and not sent is counted in one step, not walked through.
+#[test]
+fn a_run_far_behind_its_schedule_stops_at_once() {
+    let server = Server::start(&["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], &["-q"]);
+    for (scheme, io) in [("tcp://", "uring"), ("tcp://", "epoll"), ("udp://", "auto")] {
+        let child = start(&[
+            server.endpoint(scheme),
+            "--io",
+            io,
+            "--rate",
+            "1e9",
+            "-d",
+            "60s",
+            "--warmup",
+            "0s",
+        ]);
+        std::thread::sleep(Duration::from_millis(1500));
+        signal(&child, Signal::TERM);
+        let (out, took) = finish(child, WAIT);
+        let label = format!("{scheme} --io {io}");
+        assert_eq!(out.status.code(), Some(0), "{label}: {}", stderr_of(&out));
+        assert!(
+            took < Duration::from_secs(3),
+            "{label}: took {took:?} to stop"
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&stdout_of(&out)).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(report["interrupted"], true, "{label}");
+        assert!(
+            int(&report, "not_sent") > int(&report, "messages_sent"),
+            "{label}: {report:#}"
+        );
+        assert_eq!(int(&report, "errors.lost"), 0, "{label}: {report:#}");
+    }
+}

@@ -153,3 +153,42 @@ fn a_late_reply_is_not_taken_for_the_next_one() {
     assert_eq!(stdout_of(&out), "second\n", "{}", stderr_of(&out));
     assert_eq!(out.status.code(), Some(1), "the first reply was lost");
 }
+
+/// A line longer than one datagram can carry is reported with the limit and skipped; the next
+/// line is still sent and its reply printed, and the exit code says something went unsent.
+#[test]
+fn a_line_too_long_for_a_datagram_is_skipped_with_the_limit() {
+    let dir = temp_dir();
+    let sock = dir.path().join("g.sock");
+    let server = Server::start(
+        &["udp://127.0.0.1:0", &format!("unixgram:{}", sock.display())],
+        &["-q"],
+    );
+    let mut input = vec![b'x'; 70_000];
+    input.extend_from_slice(b"\nafter\n");
+    let out = run_with_input(&["client", server.endpoint("udp://")], &input);
+    let err = stderr_of(&out);
+    assert_eq!(stdout_of(&out), "after\n", "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("line 1 not sent: 70000 bytes do not fit in one datagram (at most 65507)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 line(s) too long for one datagram were not sent"),
+        "{err}"
+    );
+    assert!(!err.contains("lost"), "{err}");
+
+    // A Unix datagram is bounded by the socket's send buffer instead; far past it, the same.
+    let mut input = vec![b'y'; 8 << 20];
+    input.extend_from_slice(b"\nafter\n");
+    let out = run_with_input(&["client", server.endpoint("unixgram:")], &input);
+    let err = stderr_of(&out);
+    assert_eq!(stdout_of(&out), "after\n", "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("line 1 not sent: 8388608 bytes do not fit in one datagram (at most "),
+        "{err}"
+    );
+}

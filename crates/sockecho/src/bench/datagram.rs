@@ -64,7 +64,7 @@ pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPl
         }
         conn.flow.disconnected();
     }
-    ctx.recorder.totals.borrow_mut().add(&conn.flow.totals);
+    conn.flow.commit();
 }
 
 impl DatagramConn<'_> {
@@ -83,7 +83,8 @@ impl DatagramConn<'_> {
         let mut loss_armed = false;
         let mut end = self.flow.ctx.end.clone();
         loop {
-            // Open loop goes on sending what fell due before the end, even in the final wait.
+            // Open loop goes on sending what fell due before the end for a short catch-up
+            // after it (`ThreadCtx::catch_up_end`), not through the whole final wait.
             self.flow.send_due(now, pacer.as_mut());
             let all_sent = match self.flush(socket) {
                 Ok(done) => done,
@@ -94,7 +95,7 @@ impl DatagramConn<'_> {
             }
             if !loss_armed && let Some(oldest) = self.flow.window.oldest_wire_at() {
                 loss.as_mut()
-                    .reset(clock.tokio_instant(oldest + timeout_ns));
+                    .reset(clock.tokio_instant(oldest.saturating_add(timeout_ns)));
                 loss_armed = true;
             }
             let armed = pacer.as_ref().is_some_and(Pacer::is_armed);

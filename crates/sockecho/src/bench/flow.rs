@@ -195,18 +195,35 @@ impl<'a> Flow<'a> {
     }
 
     /// Whether the connection has nothing left to do: draining, every queued message out
-    /// (`all_out`), every reply in or given up, and nothing more due.
+    /// (`all_out`), every reply in or given up, and nothing more to send (see
+    /// [`nothing_due`](Flow::nothing_due)).
     #[inline]
     pub fn finished(&self, all_out: bool) -> bool {
         self.draining && all_out && self.window.pending() == 0 && self.nothing_due()
     }
 
-    /// Whether no scheduled message is still waiting to go out (always, in closed loop).
+    /// Whether no scheduled message is still waiting to go out (always, in closed loop): none
+    /// is due before the end of the measured period, or the catch-up after it is over.
     #[inline]
     pub fn nothing_due(&self) -> bool {
-        self.plan
-            .pacing
-            .is_none_or(|p| p.due(self.window.next_seq()) >= self.ctx.schedule().end)
+        self.plan.pacing.is_none_or(|p| {
+            p.due(self.window.next_seq()) >= self.ctx.schedule().end
+                || self.ctx.clock.now() >= self.ctx.catch_up_end()
+        })
+    }
+
+    /// Counts, once the connection is done, the messages due in the measured period that never
+    /// went out (see [`give_up_unsent`]), and adds the connection's counts to its thread's.
+    pub fn commit(&mut self) {
+        if self.draining {
+            give_up_unsent(
+                self.plan.pacing,
+                self.window.next_seq(),
+                &self.ctx.schedule(),
+                &mut self.totals,
+            );
+        }
+        self.ctx.recorder.totals.borrow_mut().add(&self.totals);
     }
 
     /// The coordinator moved the end earlier (the run was stopped): moves `phase` to match, so
@@ -256,18 +273,11 @@ impl<'a> Flow<'a> {
         false
     }
 
-    /// Ends the final wait: messages in flight, and scheduled ones never sent, are lost.
+    /// Ends the final wait: messages still in flight are lost.
     pub fn give_up(&mut self) {
         let before = self.totals.errors.lost;
         let totals = &mut self.totals;
         self.window.lose_all(|m| totals.fault(Fault::Lost, m));
-        give_up_unsent(
-            self.plan.pacing,
-            self.window.next_seq(),
-            &self.ctx.schedule(),
-            self.ctx.pattern.size(),
-            &mut self.totals,
-        );
         self.lost_in_interval(self.totals.errors.lost - before);
     }
 
@@ -316,9 +326,18 @@ impl<'a> Flow<'a> {
     /// Open loop: queues every message whose scheduled time has come by `now`, as far as the
     /// pipeline allows, and returns when the next one falls due, if one does before the end of
     /// the measured period and there is room for it. Closed loop: nothing, ever.
+    ///
+    /// A message due before the end of the measured period still goes out a little after it
+    /// (a loop woken late), but only until [`ThreadCtx::catch_up_end`]: a load generator that
+    /// fell far behind would otherwise go on sending its backlog through the final wait, and
+    /// its last message would count as lost. What was due and not sent is counted once, when
+    /// the connection is done ([`commit`](Flow::commit)).
     #[inline]
     pub fn queue_due(&mut self, now: u64) -> Option<u64> {
         let pacing = self.plan.pacing?;
+        if now >= self.ctx.catch_up_end() {
+            return None;
+        }
         while self.window.has_room(self.ctx.pipeline) {
             let due = pacing.due(self.window.next_seq());
             if due >= self.ctx.schedule().end {

@@ -303,6 +303,7 @@ pub(crate) mod tests {
             messages_received: n,
             bytes_sent: 64 * n,
             bytes_received: 64 * n,
+            not_sent: 0,
             msgs_per_s: 0.0,
             bytes_per_s_sent: 0.0,
             bytes_per_s_received: 0.0,

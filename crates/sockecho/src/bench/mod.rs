@@ -73,7 +73,7 @@ use crate::connect::{Peer, udp_segmentation_supported};
 use crate::payload::Pattern;
 pub use error::BenchError;
 pub use options::{
-    BenchConfig, Churn, Close, LoadIo, Mode, format_size, parse_size, parse_sources,
+    BenchConfig, Churn, Close, LoadIo, MAX_RATE, Mode, format_size, parse_size, parse_sources,
 };
 pub use recorder::LiveCounters;
 pub use report::{ChurnReport, ConnectErrors, ErrorCounts, LatencySummary, Report};
@@ -341,6 +341,14 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             t.offload_refused
         );
     }
+    if t.not_sent > 0 {
+        tracing::warn!(
+            "the load generator fell behind its schedule: {} of the messages due in the measured \
+             period were never sent (not counted as sent or lost); the rate asked for was not \
+             reached, so lower --rate, or add --threads, connections or --pipeline",
+            t.not_sent
+        );
+    }
     let mut report = Report {
         endpoint: config.endpoint.to_string(),
         transport: config.endpoint.transport().as_str().into(),
@@ -360,6 +368,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         messages_received: t.messages_received,
         bytes_sent: t.bytes_sent,
         bytes_received: t.bytes_received,
+        not_sent: t.not_sent,
         msgs_per_s: 0.0,
         bytes_per_s_sent: 0.0,
         bytes_per_s_received: 0.0,

@@ -8,6 +8,11 @@ use super::error::BenchError;
 use crate::connect::{ConnectOptions, MAX_UDP_SIZE};
 use crate::{Endpoint, Transport};
 
+/// The highest open-loop rate (`--rate`), in messages per second over all connections. The
+/// schedule counts in nanoseconds, so a faster one would give several messages the same send
+/// time, and no single machine sends a billion echo messages a second anyway.
+pub const MAX_RATE: f64 = 1e9;
+
 /// Largest message for any transport. Every connection shares one read-only copy of the
 /// expected content, so this bounds the memory a run needs whatever the connection count.
 pub const MAX_SIZE: usize = 256 << 20;
@@ -210,6 +215,14 @@ impl BenchConfig {
             && !(rate.is_finite() && rate > 0.0)
         {
             return invalid(format!("the rate must be a positive number, not {rate}"));
+        }
+        if let Some(rate) = self.rate
+            && rate > MAX_RATE
+        {
+            return invalid(format!(
+                "a rate of {rate} messages per second cannot be scheduled: the most is {MAX_RATE:e} \
+                 (one message per nanosecond, the resolution of the send schedule)"
+            ));
         }
         if self.connect.send_proxy.is_some()
             && !matches!(self.endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_))

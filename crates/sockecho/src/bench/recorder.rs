@@ -30,6 +30,9 @@ pub struct Totals {
     pub messages_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Open loop: messages of the measured period that were due but never went out (see
+    /// [`Report::not_sent`](super::Report::not_sent)); not among `messages_sent`.
+    pub not_sent: u64,
     pub errors: ErrorCounts,
     /// UDP sockets whose segmented sends (`--udp-offload`) the kernel refused, so that they
     /// sent one datagram per call from then on.
@@ -46,6 +49,7 @@ impl Totals {
         self.messages_received += other.messages_received;
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
+        self.not_sent += other.not_sent;
         self.errors.add(&other.errors);
         self.offload_refused += other.offload_refused;
         self.connections_opened += other.connections_opened;

@@ -210,6 +210,12 @@ pub struct Report {
     pub messages_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Open loop: messages of the measured period that were due but never went out, because
+    /// the load generator fell behind its schedule (too little CPU, or a pipeline kept full by
+    /// slow replies). Not among `messages_sent`, nor counted as lost: they never reached the
+    /// server. 0 in closed loop.
+    #[serde(default)]
+    pub not_sent: u64,
     /// Round trips per second: `messages_received / duration_s`.
     pub msgs_per_s: f64,
     pub bytes_per_s_sent: f64,

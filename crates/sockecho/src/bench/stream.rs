@@ -147,13 +147,8 @@ impl<'a> StreamConn<'a> {
     }
 
     /// Adds the connection's counts to its thread's totals.
-    pub fn finish(self) {
-        self.flow
-            .ctx
-            .recorder
-            .totals
-            .borrow_mut()
-            .add(&self.flow.totals);
+    pub fn finish(mut self) {
+        self.flow.commit();
     }
 
     async fn drive(&mut self, socket: &mut impl AsyncWire) -> End {
@@ -166,7 +161,8 @@ impl<'a> StreamConn<'a> {
         tokio::pin!(phase);
         let mut end = self.flow.ctx.end.clone();
         loop {
-            // Open loop goes on sending what fell due before the end, even in the final wait.
+            // Open loop goes on sending what fell due before the end for a short catch-up
+            // after it (`ThreadCtx::catch_up_end`), not through the whole final wait.
             self.flow.send_due(now, pacer.as_mut());
             let all_written = match self.flush(socket) {
                 Ok(done) => done,

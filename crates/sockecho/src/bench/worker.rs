@@ -152,7 +152,8 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         schedule: Cell::new(go.schedule),
         end: spec.end.clone(),
         pipeline: spec.pipeline,
-        timeout_ns: spec.timeout.as_nanos() as u64,
+        // A timeout past the clock's range (`--timeout 1e18`) is as good as never.
+        timeout_ns: u64::try_from(spec.timeout.as_nanos()).unwrap_or(u64::MAX),
         udp_offload: spec.udp_offload,
         recorder,
         live: spec.live.clone(),
@@ -180,7 +181,9 @@ async fn run_steady(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, sockets: Ve
         let pacing = spec.rate.map(|rate| {
             let rank = (go.rank_offset + local_rank) as f64;
             Pacing::new(
-                go.schedule.start + (rank * 1e9 / rate) as u64,
+                // Saturating: at a rate of one message in centuries the offset passes the
+                // clock's range, and then the message is simply never due.
+                go.schedule.start.saturating_add((rank * 1e9 / rate) as u64),
                 go.established as f64 * 1e9 / rate,
             )
         });

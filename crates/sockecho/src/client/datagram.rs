@@ -1,5 +1,6 @@
 //! The datagram client (UDP, Unix datagram): one datagram per line, each reply awaited for a
-//! timeout. A missing reply is reported and counted as lost, never waited on forever.
+//! timeout. A missing reply is reported and counted as lost, never waited on forever. A line
+//! too long for one datagram is reported with the limit and skipped; the session goes on.
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,12 +8,21 @@ use std::time::Duration;
 
 use super::ClientError;
 use crate::Endpoint;
-use crate::connect::{DatagramSocket, Peer, resolve};
+use crate::connect::{DatagramSocket, MAX_UDP_SIZE, Peer, resolve};
 use crate::net_error::{describe_connect_error, plain};
 
 /// Timed-out payloads remembered to recognise their late replies, so a long session with a
 /// lossy server keeps bounded memory.
 const LATE_KEPT: usize = 64;
+
+/// Largest UDP payload over IPv6 (65 535 less the UDP header; the IPv6 header is not counted
+/// in its payload length).
+const MAX_UDP6_SIZE: usize = 65_527;
+
+/// `EMSGSIZE`: the datagram does not fit.
+fn libc_emsgsize() -> i32 {
+    rustix::io::Errno::MSGSIZE.raw_os_error()
+}
 
 /// Largest datagram the client receives; more than any UDP payload.
 const RECV_BUF: usize = 256 * 1024;
@@ -38,6 +48,10 @@ pub enum Reply {
     Received(Vec<u8>),
     /// Nothing came back within the timeout.
     TimedOut,
+    /// The payload does not fit in one datagram on this socket, so nothing was sent. `limit`
+    /// is the largest that fits: 65 507 bytes over UDP/IPv4, 65 527 over IPv6, about the
+    /// socket's send buffer for Unix datagrams.
+    TooLong { limit: usize },
 }
 
 impl DatagramClient {
@@ -106,8 +120,18 @@ impl DatagramClient {
     }
 
     async fn try_exchange(&mut self, payload: &[u8], timeout: Duration) -> io::Result<Reply> {
-        self.socket.send(payload).await?;
+        // The send is under the timeout too: a Unix datagram peer that does not read its queue
+        // blocks senders, and that must show as a lost reply, not as a hang.
         let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.socket.send(payload)).await {
+            Ok(Err(e)) if e.raw_os_error() == Some(libc_emsgsize()) => {
+                return Ok(Reply::TooLong {
+                    limit: self.max_payload(),
+                });
+            }
+            Ok(sent) => sent.map(drop)?,
+            Err(_elapsed) => return Ok(Reply::TimedOut),
+        }
         loop {
             let received = tokio::time::timeout_at(deadline, self.socket.recv(&mut self.buf)).await;
             match received {
@@ -127,6 +151,19 @@ impl DatagramClient {
                     return Ok(Reply::Received(reply.to_vec()));
                 }
             }
+        }
+    }
+
+    /// The largest payload one datagram on this socket carries.
+    pub fn max_payload(&self) -> usize {
+        match &self.socket {
+            DatagramSocket::Udp(s) => match s.local_addr() {
+                Ok(SocketAddr::V6(_)) => MAX_UDP6_SIZE,
+                _ => MAX_UDP_SIZE,
+            },
+            // The kernel refuses a Unix datagram larger than the send buffer (less a little
+            // bookkeeping), and the buffer's size is all it says.
+            DatagramSocket::Unix(s) => socket2::SockRef::from(s).send_buffer_size().unwrap_or(0),
         }
     }
 
@@ -156,6 +193,8 @@ pub struct DatagramSummary {
     pub sent: u64,
     pub received: u64,
     pub lost: u64,
+    /// Lines not sent because they do not fit in one datagram (not among `sent`).
+    pub too_long: u64,
 }
 
 /// Piped use: each input line (without its `\n`) is one datagram, and each reply is written to
@@ -176,6 +215,7 @@ where
     let mut input = input;
     let mut line = Vec::new();
     let mut summary = DatagramSummary::default();
+    let mut line_no = 0u64;
     loop {
         line.clear();
         let n = input
@@ -188,9 +228,20 @@ where
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        summary.sent += 1;
         let out_err = |e: io::Error| ClientError::local("cannot write output", &e);
-        match client.exchange(&line, timeout).await? {
+        let reply = client.exchange(&line, timeout).await?;
+        line_no += 1;
+        if let Reply::TooLong { limit } = reply {
+            summary.too_long += 1;
+            let _ = writeln!(
+                diag,
+                "line {line_no} not sent: {} bytes do not fit in one datagram (at most {limit})",
+                line.len()
+            );
+            continue;
+        }
+        summary.sent += 1;
+        match reply {
             Reply::Received(reply) => {
                 summary.received += 1;
                 out.write_all(&reply).map_err(out_err)?;
@@ -206,6 +257,7 @@ where
                     line.len()
                 );
             }
+            Reply::TooLong { .. } => {}
         }
     }
     Ok(summary)
@@ -234,16 +286,26 @@ where
         let Some(line) = line.filter(|l| !l.is_empty()) else {
             break;
         };
-        summary.sent += 1;
         match client.exchange(line.as_bytes(), timeout).await? {
             Reply::Received(reply) => {
+                summary.sent += 1;
                 summary.received += 1;
                 writeln!(out, "{REPLY_PREFIX}{}", String::from_utf8_lossy(&reply))
                     .map_err(out_err)?;
             }
             Reply::TimedOut => {
+                summary.sent += 1;
                 summary.lost += 1;
                 writeln!(out, "(no reply within {timeout:?})").map_err(out_err)?;
+            }
+            Reply::TooLong { limit } => {
+                summary.too_long += 1;
+                writeln!(
+                    out,
+                    "(not sent: {} bytes do not fit in one datagram, at most {limit})",
+                    line.len()
+                )
+                .map_err(out_err)?;
             }
         }
         out.flush().map_err(out_err)?;

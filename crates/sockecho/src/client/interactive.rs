@@ -39,7 +39,10 @@ where
     writeln!(out, "{GREETING}")
         .and_then(|()| out.flush())
         .map_err(|e| ClientError::local("cannot write to the terminal", &e))?;
-    let mut stream = BufReader::new(stream);
+    // Split, so that a long line's echo is read while the line is still being written: an echo
+    // server writes back as it reads, and would stall on a full buffer otherwise.
+    let (from_server, mut to_server) = tokio::io::split(stream);
+    let mut stream = BufReader::new(from_server);
     let mut reply = Vec::new();
     let mut echoed = 0;
     let io_lost = |e: io::Error| ClientError::lost(endpoint, &e);
@@ -72,17 +75,12 @@ where
         };
         let mut message = line.into_bytes();
         message.push(b'\n');
-        stream
-            .get_mut()
-            .write_all(&message)
-            .await
-            .map_err(io_lost)?;
-        if stream
-            .read_until(b'\n', &mut reply)
-            .await
-            .map_err(io_lost)?
-            == 0
-        {
+        let (_, n) = tokio::try_join!(
+            to_server.write_all(&message),
+            stream.read_until(b'\n', &mut reply)
+        )
+        .map_err(io_lost)?;
+        if n == 0 {
             return Err(server_closed());
         }
         print_reply(out, &reply)?;
@@ -90,7 +88,7 @@ where
         echoed += 1;
     }
     // Close politely; the server may already be gone, which is fine when quitting.
-    let _ = stream.get_mut().shutdown().await;
+    let _ = to_server.shutdown().await;
     Ok(echoed)
 }
 
@@ -149,6 +147,36 @@ mod tests {
         );
         let outcome = task.await.unwrap();
         assert_eq!(outcome.bytes, 6 + "wörld ✓\n".len() as u64);
+    }
+
+    /// A line longer than both sockets' buffers: its echo must be read while it is written.
+    #[tokio::test]
+    async fn a_line_larger_than_the_buffers_is_echoed() {
+        let (client, mut server) = tokio::net::UnixStream::pair().unwrap();
+        tokio::spawn(async move {
+            echo_stream(
+                &mut server,
+                &EchoOptions::default(),
+                &CancellationToken::new(),
+            )
+            .await
+        });
+        let line = "x".repeat(8 << 20);
+        let mut lines = vec![line.clone(), "".into()].into_iter();
+        let mut out = Vec::new();
+        let endpoint: Endpoint = "unix:pair".parse().unwrap();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            interactive(Box::new(client), &endpoint, &mut lines, &mut out),
+        )
+        .await
+        .expect("the echo of a long line does not deadlock")
+        .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            out.len(),
+            GREETING.len() + 1 + REPLY_PREFIX.len() + line.len() + 1
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! The one harness of the black-box tests: everything a test needs to drive the real
 //! `sockecho` binary and talk to it over sockets.
 //!
-//! - [`process`]: run one-shot commands (`client`, `bench`, `ping`, usage errors) to completion.
+//! - [`process`]: run one-shot commands (`client`, `bench`, `ping`, usage errors) to completion,
+//!   with the developer's `SOCKECHO_*` variables (but `SOCKECHO_IO`), `RUST_LOG` and `NO_COLOR`
+//!   cleared from every command the harness makes, servers included.
 //! - [`server`]: start `sockecho serve`, learn its bound endpoints from the `listening on` lines,
 //!   watch its log, signal it and wait for its exit.
 //! - [`net`]: raw sockets with timeouts — connect, echo once, datagram peers, closed ports,

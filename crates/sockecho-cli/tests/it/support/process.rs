@@ -11,8 +11,10 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sockecho")
 }
 
-/// `sockecho ARGS`, with the log environment cleared so the flags alone decide verbosity and
-/// colour.
+/// `sockecho ARGS`, with the environment the binary reads cleared, so that the flags (and the
+/// variables a test sets itself) alone decide what it does, whatever the developer's shell
+/// holds: `RUST_LOG` and `NO_COLOR` (verbosity and colour), and every `SOCKECHO_*` variable but
+/// `SOCKECHO_IO`, which picks the I/O path the whole suite runs on.
 pub fn sockecho<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
@@ -20,6 +22,12 @@ where
 {
     let mut cmd = Command::new(bin());
     cmd.args(args).env_remove("RUST_LOG").env_remove("NO_COLOR");
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("SOCKECHO_") && text != "SOCKECHO_IO" {
+            cmd.env_remove(&name);
+        }
+    }
     cmd
 }
 
@@ -31,11 +39,22 @@ pub fn run(args: &[&str]) -> Output {
 /// Runs `sockecho ARGS` to completion with `stdin` as its input, killing it and failing the
 /// test past [`RUN`]. A panic in its stderr fails the test too.
 pub fn run_with_input(args: &[&str], stdin: &[u8]) -> Output {
-    let mut cmd = assert_cmd::Command::from_std(sockecho(args));
+    run_command_with_input(sockecho(args), stdin)
+}
+
+/// Runs `cmd` (made by [`sockecho`], then given variables of its own) to completion with stdin
+/// empty, as [`run`] does.
+pub fn run_command(cmd: Command) -> Output {
+    run_command_with_input(cmd, b"")
+}
+
+fn run_command_with_input(cmd: Command, stdin: &[u8]) -> Output {
+    let line = format!("{cmd:?}");
+    let mut cmd = assert_cmd::Command::from_std(cmd);
     cmd.write_stdin(stdin.to_vec()).timeout(RUN);
     let output = cmd
         .output()
-        .unwrap_or_else(|e| panic!("sockecho {args:?} did not finish within {RUN:?}: {e}"));
+        .unwrap_or_else(|e| panic!("{line} did not finish within {RUN:?}: {e}"));
     assert_no_panic(&stderr_of(&output));
     output
 }
