@@ -17,25 +17,29 @@
 //! # Ok(()) }
 //! ```
 // No unsafe code, except where io_uring needs it: the server's echo engine (`server::uring`), the
-// load generator's loop (`bench::uring`) and the ring pieces they share (`ring`), each of which
-// says why at every block.
+// load generator's loops (`bench::uring`, `bench::churn::uring`) and the ring setup and buffer
+// pool they share in the system-call layer (`sys::uring`), each of which says why at every block.
 #![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod bench;
 pub mod client;
 pub mod connect;
 pub mod endpoint;
-pub mod limits;
+pub mod io;
 pub mod net_error;
 pub mod payload;
 pub mod ping;
 pub mod proxy_protocol;
-#[allow(unsafe_code)]
-mod ring;
 pub mod server;
 pub mod stats;
+mod sys;
 pub mod tls;
-mod udp_gro;
+
+#[cfg(test)]
+mod layering;
+
+pub use sys::rlimit as limits;
 
 /// Log target of per-connection events (connected, disconnected), so they can be silenced
 /// apart from lifecycle lines such as `listening on`.

@@ -1,10 +1,9 @@
 //! `bench`'s parsed flags turned into the library's `BenchConfig`, checked as a whole before
 //! anything connects, so the load engine never sees clap.
 
-use sockecho::bench::{BenchConfig, BenchError, Churn, Close, LoadIo};
+use sockecho::bench::{BenchConfig, BenchError, Churn, Close};
 
 use crate::cli::bench::{BenchOpts, CloseChoice};
-use crate::cli::common::IoChoice;
 use crate::connect::connect_options;
 use crate::usage::UsageError;
 
@@ -24,7 +23,7 @@ pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
         connect_timeout: opts.connect_timeout,
         connect: connect_options(&opts.tls, &opts.send_proxy),
         sources: opts.source.clone().map(|s| s.0).unwrap_or_default(),
-        io: load_io(opts.io),
+        io: opts.io.into(),
         udp_offload: opts.udp_offload,
         interval: opts.interval,
         churn: opts.churn.then(|| churn(opts)),
@@ -50,14 +49,6 @@ fn churn(opts: &BenchOpts) -> Churn {
         },
         conn_rate: opts.conn_rate,
         tls_resume: opts.tls_resume,
-    }
-}
-
-fn load_io(choice: IoChoice) -> LoadIo {
-    match choice {
-        IoChoice::Auto => LoadIo::Auto,
-        IoChoice::Uring => LoadIo::IoUring,
-        IoChoice::Epoll => LoadIo::Epoll,
     }
 }
 
@@ -94,7 +85,7 @@ mod tests {
         .expect("a valid run");
         assert_eq!(config.connections, 3);
         assert_eq!(config.size, 1024);
-        assert_eq!(config.io, LoadIo::Epoll);
+        assert_eq!(config.io, sockecho::io::IoMode::Epoll);
         assert_eq!(config.endpoint.to_string(), "udp://127.0.0.1:9");
     }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use sockecho::io::IoMode;
 
 use crate::parse::parse_fingerprint;
 
@@ -80,12 +81,23 @@ pub struct Verbosity {
     pub verbose: u8,
 }
 
-/// Values of `serve --io` and `bench --io`.
+/// Values of `serve --io` and `bench --io`: the flag's spelling of the library's [`IoMode`],
+/// so the library needs no clap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IoChoice {
     Auto,
     Uring,
     Epoll,
+}
+
+impl From<IoChoice> for IoMode {
+    fn from(choice: IoChoice) -> IoMode {
+        match choice {
+            IoChoice::Auto => IoMode::Auto,
+            IoChoice::Uring => IoMode::Uring,
+            IoChoice::Epoll => IoMode::Epoll,
+        }
+    }
 }
 
 /// The parser of on/off flags, so that their environment variables read as people write them:

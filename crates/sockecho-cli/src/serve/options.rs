@@ -1,11 +1,11 @@
 //! `serve`'s parsed flags turned into the library's `ServerConfig` and endpoint list, so the
 //! server never sees clap.
 
+use sockecho::io::IoMode;
 use sockecho::server::fault::FaultPlan;
-use sockecho::server::{AccessPolicy, IoBackend, ProxyProtocol, ServerConfig};
+use sockecho::server::{AccessPolicy, ProxyProtocol, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
-use crate::cli::common::IoChoice;
 use crate::cli::serve::ServeOpts;
 use crate::metrics_conn::Limits;
 use crate::usage::UsageError;
@@ -58,8 +58,12 @@ pub fn metrics_limits(opts: &ServeOpts) -> Limits {
     }
 }
 
-/// The server's settings; reads the TLS certificate and key files when given.
+/// The server's settings; reads the TLS certificate and key files when given. An I/O path
+/// this system does not have is a usage error.
 pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<ServerConfig> {
+    if let Some(problem) = IoMode::from(opts.io).unsupported_here() {
+        return Err(UsageError(problem.into()).into());
+    }
     let mut config = ServerConfig {
         identity,
         // 0 means never, as for most servers' idle timeouts: closing every connection at once
@@ -78,11 +82,7 @@ pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<Serv
         max_conns_per_ip: opts.max_conns_per_ip.map(|n| n as usize),
         udp_rate: opts.udp_rate,
         reflection_guard: !opts.no_reflection_guard,
-        io: match opts.io {
-            IoChoice::Auto => IoBackend::Auto,
-            IoChoice::Uring => IoBackend::IoUring,
-            IoChoice::Epoll => IoBackend::Epoll,
-        },
+        io: IoMode::from(opts.io),
         ..ServerConfig::default()
     };
     if let Some(n) = opts.max_conns {

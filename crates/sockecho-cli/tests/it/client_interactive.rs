@@ -21,8 +21,11 @@ struct Terminal {
 
 impl Terminal {
     fn spawn(args: &[&str]) -> Terminal {
-        let master: OwnedFd =
-            openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).expect("openpt");
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY;
+        // Keeps the master out of the child; only Linux takes it when opening.
+        #[cfg(target_os = "linux")]
+        let flags = flags | OpenptFlags::CLOEXEC;
+        let master: OwnedFd = openpt(flags).expect("openpt");
         grantpt(&master).expect("grantpt");
         unlockpt(&master).expect("unlockpt");
         tcsetwinsize(

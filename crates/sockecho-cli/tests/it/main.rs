@@ -41,6 +41,8 @@ mod serve_unix_paths;
 mod tls_serve;
 mod tls_tools;
 mod tls_trust;
+// UDP GSO/GRO are Linux's.
+#[cfg(target_os = "linux")]
 mod udp_offload;
 mod usage_errors;
 mod usage_values;

@@ -176,6 +176,7 @@ fn a_relative_path_is_served_and_removed_in_the_working_directory() {
 /// `unix:@NAME` and `unixgram:@NAME` are names in Linux's abstract namespace, with no file, for
 /// the server and the client alike; a file whose name starts with `@` stays reachable as
 /// `unix:./@NAME`.
+#[cfg(target_os = "linux")]
 #[test]
 fn an_at_sign_names_an_abstract_socket_and_leaves_no_file() {
     use std::os::linux::net::SocketAddrExt;

@@ -15,6 +15,14 @@ use super::timing::{Pacer, fire};
 use super::window::Match;
 use crate::connect::DatagramSocket;
 use crate::payload::{HEADER_LEN, parse_header, seq_prefix};
+#[cfg(target_os = "linux")]
+use crate::sys::udp::segment_note_space;
+
+/// Off Linux a socket never takes coalesced replies, so there is no note to make room for.
+#[cfg(not(target_os = "linux"))]
+fn segment_note_space() -> Vec<u8> {
+    Vec::new()
+}
 
 /// Receives per wake-up before other sockets get a turn.
 const RECVS_PER_WAKE: usize = 64;
@@ -51,7 +59,7 @@ pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPl
         } else {
             1
         },
-        cmsg: offload.then(|| nix::cmsg_space!(libc::c_int)),
+        cmsg: offload.then(segment_note_space),
     };
     if let End::Broken(e) = conn.drive(&socket).await {
         if e.raw_os_error() == Some(rustix::io::Errno::MSGSIZE.raw_os_error()) {

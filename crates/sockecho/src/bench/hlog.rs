@@ -27,7 +27,7 @@ use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
 use super::Outcome;
 use super::recorder::new_histogram;
-use super::report::Report;
+use super::report::{Report, round_to_millis};
 use super::series::PackedHistogram;
 
 /// The tag of the connection-time interval.
@@ -102,11 +102,6 @@ pub fn write(out: &mut impl Write, outcome: &Outcome) -> Result<(), HistLogError
         .map_err(encode)?;
     }
     Ok(())
-}
-
-/// `t` to the nearest millisecond.
-pub(crate) fn round_to_millis(t: Duration) -> Duration {
-    Duration::from_millis(((t.as_nanos() + 500_000) / 1_000_000) as u64)
 }
 
 /// One untagged interval of a log, placed in wall-clock time.

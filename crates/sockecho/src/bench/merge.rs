@@ -19,10 +19,11 @@ use hdrhistogram::Histogram;
 
 use super::hlog::LoggedRun;
 use super::recorder::new_histogram;
+use super::report::Interval;
 use super::report::{
     ChurnReport, ErrorCounts, LatencySummary, Report, round3, round6, unix_seconds,
 };
-use super::series::{Interval, IntervalHistogram, PackedHistogram, interval_entry};
+use super::series::{IntervalHistogram, PackedHistogram, interval_entry};
 
 /// The merged report and histograms.
 #[derive(Debug, Clone)]

@@ -48,6 +48,7 @@ pub mod merge;
 pub mod options;
 mod plan;
 mod reach;
+#[cfg(target_os = "linux")]
 mod reactor;
 mod recorder;
 pub mod report;
@@ -57,6 +58,7 @@ pub mod sweep;
 pub mod threshold;
 mod timing;
 mod tls;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod uring;
 mod window;
@@ -70,15 +72,17 @@ use hdrhistogram::Histogram;
 use tokio::sync::{oneshot, watch};
 
 use crate::connect::{Peer, udp_segmentation_supported};
+use crate::io::IoMode;
 use crate::payload::Pattern;
 pub use error::BenchError;
 pub use options::{
-    BenchConfig, Churn, Close, LoadIo, MAX_RATE, Mode, format_size, parse_size, parse_sources,
+    BenchConfig, Churn, Close, MAX_RATE, Mode, format_size, parse_size, parse_sources,
 };
 pub use recorder::LiveCounters;
 pub use report::{ChurnReport, ConnectErrors, ErrorCounts, LatencySummary, Report};
-pub use series::{Interval, IntervalHistogram, PackedHistogram};
-pub use threshold::{Threshold, ThresholdResult};
+pub use report::{Interval, IntervalLatency, ThresholdResult};
+pub use series::{IntervalHistogram, PackedHistogram};
+pub use threshold::Threshold;
 pub use timing::process_cpu_time;
 
 use plan::Schedule;
@@ -221,7 +225,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             timeout: config.timeout,
             connect_timeout: config.connect_timeout,
             rate: config.rate,
-            uring: io == Driver::Uring,
+            uring: io == Some(IoMode::Uring),
             udp_offload,
             end: end_rx.clone(),
             live,
@@ -359,7 +363,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         mode: config.mode().as_str().into(),
         rate: config.rate,
         threads: threads as u64,
-        io: io.as_str().into(),
+        io: io_name(io).into(),
         udp_offload: udp_offload && t.offload_refused == 0,
         duration_s: measured.as_secs_f64(),
         warmup_s: config.warmup.as_secs_f64(),
@@ -402,27 +406,6 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
     })
 }
 
-/// What drives the run's connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Driver {
-    /// The load threads' io_uring loops (`uring`).
-    Uring,
-    /// The load threads' epoll loops (`reactor`).
-    Epoll,
-    /// One tokio task per connection or socket (TLS, datagrams).
-    Tokio,
-}
-
-impl Driver {
-    fn as_str(self) -> &'static str {
-        match self {
-            Driver::Uring => "io_uring",
-            Driver::Epoll => "epoll",
-            Driver::Tokio => "tokio",
-        }
-    }
-}
-
 /// Whether UDP sockets can send several datagrams per call (`--udp-offload`): the peer is
 /// UDP and the kernel knows `UDP_SEGMENT`.
 fn udp_offload_available(peer: &Peer) -> bool {
@@ -439,24 +422,19 @@ fn udp_offload_available(peer: &Peer) -> bool {
     supported
 }
 
-/// Decides, once for all threads, which loop drives plain stream connections.
-fn stream_io(wanted: LoadIo, peer: &Peer) -> Result<Driver, BenchError> {
-    if !matches!(peer, Peer::Tcp(_) | Peer::Unix(_)) {
-        return Ok(Driver::Tokio);
+/// Decides, once for all threads, which of the load threads' loops drives plain stream
+/// connections: io_uring or epoll. `None` runs every connection as a tokio task: TLS
+/// connections and datagram sockets always, plain ones off Linux (which has neither loop).
+fn stream_io(wanted: IoMode, peer: &Peer) -> Result<Option<IoMode>, BenchError> {
+    if !matches!(peer, Peer::Tcp(_) | Peer::Unix(_)) || !cfg!(target_os = "linux") {
+        return Ok(None);
     }
-    match wanted {
-        LoadIo::Epoll => Ok(Driver::Epoll),
-        LoadIo::IoUring => crate::ring::probe()
-            .map(|()| Driver::Uring)
-            .map_err(BenchError::IoUring),
-        LoadIo::Auto => match crate::ring::probe() {
-            Ok(()) => Ok(Driver::Uring),
-            Err(e) => {
-                tracing::info!("io_uring is not available ({e}); the load runs on epoll");
-                Ok(Driver::Epoll)
-            }
-        },
-    }
+    wanted.resolve().map(Some).map_err(BenchError::IoUring)
+}
+
+/// The report's name for what drove the connections.
+fn io_name(io: Option<IoMode>) -> &'static str {
+    io.map_or("tokio", IoMode::as_str)
 }
 
 /// Waits for every thread's results while sampling this process's CPU time at the start and

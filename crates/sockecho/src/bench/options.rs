@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::error::BenchError;
 use crate::connect::{ConnectOptions, MAX_UDP_SIZE};
+use crate::io::IoMode;
 use crate::{Endpoint, Transport};
 
 /// The highest open-loop rate (`--rate`), in messages per second over all connections. The
@@ -70,8 +71,9 @@ pub struct BenchConfig {
     /// Local addresses to connect from, used in turn; empty lets the kernel choose. Each
     /// address has its own ~28 000 ephemeral ports toward one server address.
     pub sources: Vec<IpAddr>,
-    /// The event loop for plain TCP and Unix connections.
-    pub io: LoadIo,
+    /// The event loop for plain TCP and Unix connections: io_uring or the load threads' own
+    /// epoll loops (tokio tasks, like TLS connections and datagram sockets, off Linux).
+    pub io: IoMode,
     /// UDP: send queued messages several per system call (GSO) and take replies the kernel
     /// hands over together (GRO), where the kernel supports it. A server sees the same
     /// datagrams, but a burst reaches it at once, as one packet on loopback, which a server
@@ -128,19 +130,6 @@ pub enum Close {
     Rst,
 }
 
-/// The event loop that drives plain TCP and Unix stream connections. TLS connections and
-/// datagram sockets always run as tokio tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LoadIo {
-    /// io_uring if the kernel (6.12 or later) and any sandbox allow it, else epoll.
-    #[default]
-    Auto,
-    /// io_uring, or fail if it is not available.
-    IoUring,
-    /// epoll.
-    Epoll,
-}
-
 impl BenchConfig {
     /// A one-connection, 64-byte, 10-second closed-loop run against `endpoint`.
     pub fn new(endpoint: Endpoint) -> BenchConfig {
@@ -157,7 +146,7 @@ impl BenchConfig {
             connect_timeout: Duration::from_secs(5),
             connect: ConnectOptions::default(),
             sources: Vec::new(),
-            io: LoadIo::Auto,
+            io: IoMode::Auto,
             udp_offload: false,
             interval: Duration::from_secs(1),
             churn: None,
@@ -246,12 +235,18 @@ impl BenchConfig {
                 ));
             }
         }
+        if let Some(problem) = self.io.unsupported_here() {
+            return invalid(problem.into());
+        }
+        if self.udp_offload && !cfg!(target_os = "linux") {
+            return invalid("--udp-offload needs Linux (UDP GSO and GRO)".into());
+        }
         if let Some(churn) = &self.churn {
             self.validate_churn(churn)?;
         }
         // Each connection is one descriptor; open-loop send timers are one per load thread.
         let needed = self.connections as u64;
-        let available = crate::limits::default_max_conns() as u64;
+        let available = crate::sys::rlimit::default_max_conns() as u64;
         if needed > available {
             return invalid(format!(
                 "{} connections need {needed} file descriptors, but only {available} are \
@@ -477,7 +472,7 @@ mod tests {
 
     #[test]
     fn open_loop_connections_need_no_timer_descriptor_each() {
-        let available = crate::limits::default_max_conns();
+        let available = crate::sys::rlimit::default_max_conns();
         for endpoint in [
             "tcp://127.0.0.1:1",
             "tls://127.0.0.1:1",

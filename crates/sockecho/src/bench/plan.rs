@@ -6,7 +6,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -169,9 +169,10 @@ impl ThreadCtx {
     }
 
     /// Sleeps until the run starts (for the loops that do not run on tokio).
+    #[cfg(target_os = "linux")]
     pub fn sleep_until_start(&self) {
         let start = self.clock.instant(self.schedule().start);
-        std::thread::sleep(start.saturating_duration_since(Instant::now()));
+        std::thread::sleep(start.saturating_duration_since(std::time::Instant::now()));
     }
 
     /// When the current phase ends: the measured period, or once `draining` the final wait
@@ -266,7 +267,7 @@ mod tests {
             end: 1_000_000_000,
         };
         let mut totals = Totals::default();
-        let began = Instant::now();
+        let began = std::time::Instant::now();
         give_up_unsent(Some(p), 10, &schedule, &mut totals);
         assert!(began.elapsed() < Duration::from_secs(1));
         assert_eq!(totals.not_sent, 1_000_000_000_000 - 10);

@@ -381,7 +381,7 @@ mod tests {
     /// pool's buffers, each consumed in several receives.
     #[test]
     fn the_io_uring_loop_reads_a_megabyte_waiting_at_the_start() {
-        if let Err(e) = crate::ring::probe() {
+        if let Err(e) = crate::sys::uring::probe() {
             eprintln!("io_uring is not available here ({e}); nothing to test");
             return;
         }

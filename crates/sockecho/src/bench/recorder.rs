@@ -12,16 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use hdrhistogram::Histogram;
 
 use super::report::{ConnectErrors, ErrorCounts};
+pub use super::series::new_histogram;
 use super::series::{Series, SeriesResult};
-
-/// Longest latency a histogram holds, in nanoseconds (an hour); longer values are clamped.
-const HIST_MAX_NS: u64 = 3_600_000_000_000;
-
-/// A histogram of nanosecond values, 3 significant digits, 1 ns to an hour.
-pub fn new_histogram() -> Histogram<u64> {
-    // The bounds are constants that `new_with_bounds` accepts (low >= 1, high >= 2 * low).
-    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
-}
 
 /// Message counts of the measured period, plus verification errors of the whole run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -2,13 +2,10 @@
 //! are made from. Field names are part of the interface: docs/bench-json.md documents each one,
 //! and scripts read them, so they change only by adding new ones.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-
-use super::series::Interval;
-use super::threshold::ThresholdResult;
 
 /// Latency percentiles in microseconds, from a histogram of nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -168,6 +165,61 @@ pub struct ChurnReport {
     pub connect_errors: ConnectErrors,
 }
 
+/// One interval of a run, as the report gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Seconds from the start of the measured period to the start of this interval.
+    pub start_s: f64,
+    /// Its length in seconds (the last one may be shorter than `--interval`).
+    pub duration_s: f64,
+    /// Correct replies received in the interval.
+    pub messages: u64,
+    /// `messages / duration_s`.
+    pub msgs_per_s: f64,
+    /// Round-trip latency of those replies.
+    pub latency_us: IntervalLatency,
+    /// Errors noticed in the interval (every failing kind together).
+    pub errors: u64,
+    /// Connections open at the end of the interval.
+    pub connections_open: u64,
+}
+
+/// The few latency figures an interval carries, in microseconds (0 when it had no replies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalLatency {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl IntervalLatency {
+    pub fn from_histogram(h: &Histogram<u64>) -> IntervalLatency {
+        if h.is_empty() {
+            return IntervalLatency::default();
+        }
+        let us = |ns: u64| round3(ns as f64 / 1000.0);
+        IntervalLatency {
+            p50: us(h.value_at_quantile(0.50)),
+            p99: us(h.value_at_quantile(0.99)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// A threshold's verdict on one report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The condition as written.
+    pub threshold: String,
+    /// The figure it was checked against, in `unit`.
+    pub actual: f64,
+    /// The limit, in `unit`.
+    pub limit: f64,
+    /// `us`, `msgs/s`, `count` or `us/msg`.
+    pub unit: String,
+    pub passed: bool,
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -312,13 +364,15 @@ pub(crate) fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-/// Seconds since the epoch, with millisecond resolution.
+/// `t` to the nearest millisecond.
+pub(crate) fn round_to_millis(t: Duration) -> Duration {
+    Duration::from_millis(((t.as_nanos() + 500_000) / 1_000_000) as u64)
+}
+
+/// Seconds since the epoch, to the millisecond (as the histogram log's StartTime).
 pub fn unix_seconds(t: SystemTime) -> f64 {
-    round3(
-        t.duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64(),
-    )
+    let since = round_to_millis(t.duration_since(UNIX_EPOCH).unwrap_or_default());
+    since.as_millis() as f64 / 1e3
 }
 
 /// What a report read back from an older log says of a field it lacks.

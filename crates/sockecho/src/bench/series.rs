@@ -11,12 +11,18 @@
 
 use std::time::Duration;
 
+use super::report::{Interval, IntervalLatency, round3};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
-use serde::{Deserialize, Serialize};
 
-use super::recorder::new_histogram;
-use super::report::round3;
+/// Longest latency a histogram holds, in nanoseconds (an hour); longer values are clamped.
+const HIST_MAX_NS: u64 = 3_600_000_000_000;
+
+/// A histogram of nanosecond values, 3 significant digits, 1 ns to an hour.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that `new_with_bounds` accepts (low >= 1, high >= 2 * low).
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
+}
 
 /// A histogram in HdrHistogram's V2 encoding: a few bytes per distinct value, where a
 /// histogram of our bounds takes a quarter of a megabyte in memory.
@@ -41,47 +47,6 @@ impl PackedHistogram {
             .expect("a packed histogram decodes");
         h.add(&decoded).expect("histograms of equal bounds add");
         h
-    }
-}
-
-/// One interval of a run, as the report gives it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    /// Seconds from the start of the measured period to the start of this interval.
-    pub start_s: f64,
-    /// Its length in seconds (the last one may be shorter than `--interval`).
-    pub duration_s: f64,
-    /// Correct replies received in the interval.
-    pub messages: u64,
-    /// `messages / duration_s`.
-    pub msgs_per_s: f64,
-    /// Round-trip latency of those replies.
-    pub latency_us: IntervalLatency,
-    /// Errors noticed in the interval (every failing kind together).
-    pub errors: u64,
-    /// Connections open at the end of the interval.
-    pub connections_open: u64,
-}
-
-/// The few latency figures an interval carries, in microseconds (0 when it had no replies).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct IntervalLatency {
-    pub p50: f64,
-    pub p99: f64,
-    pub max: f64,
-}
-
-impl IntervalLatency {
-    pub fn from_histogram(h: &Histogram<u64>) -> IntervalLatency {
-        if h.is_empty() {
-            return IntervalLatency::default();
-        }
-        let us = |ns: u64| round3(ns as f64 / 1000.0);
-        IntervalLatency {
-            p50: us(h.value_at_quantile(0.50)),
-            p99: us(h.value_at_quantile(0.99)),
-            max: us(h.max()),
-        }
     }
 }
 

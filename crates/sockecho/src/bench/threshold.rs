@@ -14,9 +14,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
-use super::report::{ErrorCounts, LatencySummary, Report, round3};
+use super::report::{ErrorCounts, LatencySummary, Report, ThresholdResult, round3};
 
 /// One condition, as parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,20 +78,6 @@ const ERROR_KINDS: [&str; 10] = [
 pub struct ThresholdError {
     pub text: String,
     pub problem: String,
-}
-
-/// A threshold's verdict on one report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ThresholdResult {
-    /// The condition as written.
-    pub threshold: String,
-    /// The figure it was checked against, in `unit`.
-    pub actual: f64,
-    /// The limit, in `unit`.
-    pub limit: f64,
-    /// `us`, `msgs/s`, `count` or `us/msg`.
-    pub unit: String,
-    pub passed: bool,
 }
 
 impl Threshold {

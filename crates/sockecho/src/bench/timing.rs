@@ -8,23 +8,31 @@
 //! 11 ms, and open-loop latency, measured from the due time, would carry that delay as if the
 //! server had caused it. A timerfd wakes within microseconds of the due time. A thread's own
 //! loops (`reactor`, `uring`) keep their send times in a heap ([`SendTimes`]) that sets their
-//! wait; its tokio tasks share one [`SendTimer`].
+//! wait; its tokio tasks share one [`SendTimer`]. timerfd is Linux's: elsewhere the send timer
+//! falls back to tokio's timer (already one shared wheel per runtime), and open-loop latency there
+//! carries up to a millisecond of that rounding.
 
+#[cfg(target_os = "linux")]
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+#[cfg(target_os = "linux")]
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+#[cfg(target_os = "linux")]
 use std::rc::Rc;
+#[cfg(target_os = "linux")]
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use rustix::time::{
-    ClockId, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_create,
-    timerfd_settime,
-};
+#[cfg(target_os = "linux")]
 use tokio::io::Interest;
+#[cfg(target_os = "linux")]
 use tokio::io::unix::AsyncFd;
+
+use crate::sys::clock;
+#[cfg(target_os = "linux")]
+use crate::sys::timer::TimerFd;
 
 /// The run's clock: nanoseconds since a base instant.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +40,7 @@ pub struct Clock {
     base: Instant,
     /// `CLOCK_MONOTONIC` at `base`, in nanoseconds, to turn clock times into timerfd deadlines.
     /// `Instant` reads the same clock on Linux, so this is exact up to the gap between two reads.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     base_monotonic: u64,
 }
 
@@ -45,10 +54,9 @@ impl Clock {
     /// A clock whose zero is now.
     pub fn new() -> Clock {
         let base = Instant::now();
-        let ts = rustix::time::clock_gettime(ClockId::Monotonic);
         Clock {
             base,
-            base_monotonic: timespec_nanos(ts),
+            base_monotonic: clock::monotonic_ns(),
         }
     }
 
@@ -68,46 +76,36 @@ impl Clock {
         tokio::time::Instant::from_std(self.instant(at))
     }
 
-    fn monotonic(&self, at: u64) -> Timespec {
-        let total = self.base_monotonic + at;
-        Timespec {
-            tv_sec: (total / 1_000_000_000) as i64,
-            tv_nsec: (total % 1_000_000_000) as i64,
-        }
+    /// `CLOCK_MONOTONIC` nanoseconds at `at`.
+    #[cfg(target_os = "linux")]
+    fn monotonic(&self, at: u64) -> u64 {
+        self.base_monotonic + at
     }
-}
-
-fn timespec_nanos(ts: Timespec) -> u64 {
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// CPU time (user and system) this process has used so far, all threads together.
 pub fn process_cpu_time() -> Duration {
-    Duration::from_nanos(timespec_nanos(rustix::time::clock_gettime(
-        ClockId::ProcessCPUTime,
-    )))
+    Duration::from_nanos(clock::process_cpu_ns())
 }
 
 /// A one-shot timer with microsecond precision (a `timerfd`): readable once its deadline has
-/// passed. [`Pacer`] waits on it through tokio; the plain-socket loop (`reactor`) through its
+/// passed. [`SendTimer`] waits on it through tokio; the plain-socket loop (`reactor`) through its
 /// own epoll set.
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub struct Timer {
-    fd: OwnedFd,
+    fd: TimerFd,
     clock: Clock,
     /// The deadline it is set for, if any.
     armed: Cell<Option<u64>>,
 }
 
+#[cfg(target_os = "linux")]
 impl Timer {
     /// A disarmed, non-blocking timer on `clock`.
     pub fn new(clock: Clock) -> io::Result<Timer> {
-        let fd = timerfd_create(
-            TimerfdClockId::Monotonic,
-            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-        )?;
         Ok(Timer {
-            fd,
+            fd: TimerFd::new()?,
             clock,
             armed: Cell::new(None),
         })
@@ -124,19 +122,7 @@ impl Timer {
         if self.armed.get() == Some(at) {
             return Ok(());
         }
-        let mut value = self.clock.monotonic(at);
-        if value.tv_sec == 0 && value.tv_nsec == 0 {
-            // All zeros would disarm the timer instead.
-            value.tv_nsec = 1;
-        }
-        let spec = Itimerspec {
-            it_interval: Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: value,
-        };
-        timerfd_settime(&self.fd, TimerfdTimerFlags::ABSTIME, &spec)?;
+        self.fd.set(self.clock.monotonic(at))?;
         self.armed.set(Some(at));
         Ok(())
     }
@@ -144,24 +130,22 @@ impl Timer {
     /// Consumes an expiry: `Ok(true)` if the deadline had passed (the timer is now disarmed),
     /// `Ok(false)` if it had not fired.
     pub fn take_expiry(&self) -> io::Result<bool> {
-        let mut count = [0u8; 8];
-        match rustix::io::read(&self.fd, &mut count) {
-            Ok(_) => {
-                self.armed.set(None);
-                Ok(true)
-            }
-            Err(rustix::io::Errno::AGAIN) => Ok(false),
-            Err(e) => Err(e.into()),
+        let fired = self.fd.take_expiry()?;
+        if fired {
+            self.armed.set(None);
         }
+        Ok(fired)
     }
 }
 
+#[cfg(target_os = "linux")]
 impl AsFd for Timer {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 }
 
+#[cfg(target_os = "linux")]
 impl AsRawFd for Timer {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -173,11 +157,13 @@ impl AsRawFd for Timer {
 /// of those times, and a small task that wakes each waiting task when its time has come. So a
 /// thread needs one descriptor for its timers however many connections it paces, and each send
 /// keeps the timerfd's microsecond precision.
+#[cfg(target_os = "linux")]
 #[derive(Clone)]
 pub struct SendTimer {
     shared: Rc<Shared>,
 }
 
+#[cfg(target_os = "linux")]
 struct Shared {
     timer: AsyncFd<Timer>,
     clock: Clock,
@@ -188,6 +174,7 @@ struct Shared {
     pacers: RefCell<Vec<(Option<u64>, Option<Waker>)>>,
 }
 
+#[cfg(target_os = "linux")]
 impl SendTimer {
     /// A thread's send timer on `clock`, with the task that fires it. Needs a tokio runtime with
     /// I/O enabled, inside a `LocalSet`.
@@ -222,6 +209,7 @@ impl SendTimer {
 
 /// The task behind a [`SendTimer`]: each time the timer fires, wakes the pacers whose time has
 /// come and sets the timer for the next. Ends when the timer is gone.
+#[cfg(target_os = "linux")]
 async fn fire_due(shared: std::rc::Weak<Shared>) {
     loop {
         let Some(s) = shared.upgrade() else {
@@ -252,6 +240,7 @@ async fn fire_due(shared: std::rc::Weak<Shared>) {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Shared {
     /// Wakes every pacer whose time has come by `now`, then sets the timer for the next one.
     fn wake_due(&self, now: u64) {
@@ -278,11 +267,13 @@ impl Shared {
 }
 
 /// One task's handle on its thread's [`SendTimer`], for pacing its open-loop sends.
+#[cfg(target_os = "linux")]
 pub struct Pacer {
     shared: Rc<Shared>,
     id: usize,
 }
 
+#[cfg(target_os = "linux")]
 impl std::fmt::Debug for Pacer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pacer")
@@ -292,6 +283,7 @@ impl std::fmt::Debug for Pacer {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl std::fmt::Debug for SendTimer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SendTimer")
@@ -300,6 +292,7 @@ impl std::fmt::Debug for SendTimer {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Pacer {
     fn due(&self) -> Option<u64> {
         self.shared.pacers.borrow()[self.id].0
@@ -348,12 +341,72 @@ impl Pacer {
     }
 }
 
+/// The open-loop send timer of a load thread's tokio tasks where there is no timerfd: tokio's
+/// own timer, whose wheel every task of the runtime already shares, so it costs no descriptor.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug, Clone)]
+pub struct SendTimer {
+    clock: Clock,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl SendTimer {
+    /// A thread's send timer on `clock`.
+    pub fn new(clock: Clock) -> io::Result<SendTimer> {
+        Ok(SendTimer { clock })
+    }
+
+    /// A disarmed pacer for one more task.
+    pub fn pacer(&self) -> Pacer {
+        Pacer {
+            clock: self.clock,
+            armed: None,
+        }
+    }
+}
+
+/// One task's pacer on tokio's timer, where there is no timerfd.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+pub struct Pacer {
+    clock: Clock,
+    /// The deadline it is set for, if any.
+    armed: Option<u64>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Pacer {
+    /// Whether a deadline is set.
+    pub fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// Sets the pacer to fire at `at` (clock nanoseconds); a time already past fires at once.
+    pub fn arm(&mut self, at: u64) -> io::Result<()> {
+        self.armed = Some(at);
+        Ok(())
+    }
+
+    /// Waits until the deadline passes, then leaves the pacer disarmed. Pending forever while
+    /// disarmed. Dropped before the deadline, it stays armed.
+    pub async fn fired(&mut self) -> io::Result<()> {
+        let Some(at) = self.armed else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(self.clock.tokio_instant(at)).await;
+        self.armed = None;
+        Ok(())
+    }
+}
+
 /// Open-loop send times of the connections of a thread's own loop, earliest first. An entry
 /// goes stale when its connection is given another time; the loop tells by comparing with the
 /// time it keeps for that connection.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Default)]
 pub struct SendTimes(BinaryHeap<Reverse<(u64, usize)>>);
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 impl SendTimes {
     /// Connection `conn` sends next at `at`.
     pub fn push(&mut self, at: u64, conn: usize) {

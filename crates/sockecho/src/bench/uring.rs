@@ -8,7 +8,7 @@
 //! out even. Here a whole turn is one `io_uring_enter`:
 //!
 //! - Each connection keeps one multishot receive armed, drawing on the ring's shared receive
-//!   pool (`crate::ring`), which the kernel consumes incrementally: the bytes of many replies
+//!   pool (`crate::sys::uring`), which the kernel consumes incrementally: the bytes of many replies
 //!   share one buffer, are checked where they landed, and the buffer goes back as soon as the
 //!   kernel is done with it.
 //! - Sends are requests too, submitted with the turn's wait. Each connection has at most one
@@ -35,7 +35,7 @@ use super::plan::{ConnPlan, STOP_POLL, ThreadCtx};
 use super::stream::{StreamConn, WRITE_BATCH, message_slices};
 use super::timing::SendTimes;
 use crate::payload::{HEADER_LEN, header};
-use crate::ring::{
+use crate::sys::uring::{
     AbortOnPanic, BUF_GROUP, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
     take_completions, transient,
 };

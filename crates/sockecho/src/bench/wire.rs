@@ -4,7 +4,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::IpAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
 use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UnixStream};
@@ -88,7 +88,8 @@ impl StreamSocket {
     }
 
     /// Takes the socket out of tokio, for the thread's own event loop. It stays non-blocking.
-    pub fn into_fd(self) -> io::Result<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    pub fn into_fd(self) -> io::Result<std::os::fd::OwnedFd> {
         Ok(match self {
             StreamSocket::Tcp(s) => s.into_std()?.into(),
             StreamSocket::Unix(s) => s.into_std()?.into(),
@@ -108,13 +109,13 @@ impl StreamSocket {
 }
 
 pub(super) fn send_once(fd: impl AsFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
-    // NOSIGNAL: a peer that closed gives an error here, not a SIGPIPE.
+    use rustix::net::{SendAncillaryBuffer, sendmsg};
+    // A peer that closed gives an error here, not a SIGPIPE.
     Ok(sendmsg(
         fd,
         bufs,
         &mut SendAncillaryBuffer::default(),
-        SendFlags::NOSIGNAL,
+        crate::sys::socket::NO_SIGPIPE,
     )?)
 }
 

@@ -5,8 +5,8 @@
 //! A thread first opens its connections and reports how many opened, then waits for the
 //! coordinator's go (the common schedule, or nothing if the run is called off), runs its
 //! connections, and hands back its results: plain TCP and Unix connections in the thread's own
-//! loop (io_uring, [`uring`], or epoll, [`reactor`]), TLS
-//! connections and datagram sockets as one tokio task each.
+//! loop (io_uring, `uring`, or epoll, `reactor`), TLS connections and datagram sockets as one
+//! tokio task each. Off Linux, which has neither loop, plain connections are tokio tasks too.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -17,15 +17,19 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use super::churn::task::TlsTarget;
-use super::churn::{Dialer, Starts};
+#[cfg(target_os = "linux")]
+use super::churn::Dialer;
+use super::churn::Starts;
+use super::churn::task::{Server, SlotTarget};
 use super::options::{Churn, Close};
 use super::plan::{ChurnPlan, ConnPlan, Pacing, Schedule, ThreadCtx};
 use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult};
 use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::wire::StreamSocket;
-use super::{churn, datagram, reactor, stream, uring};
+use super::{churn, datagram, stream};
+#[cfg(target_os = "linux")]
+use super::{reactor, uring};
 use crate::connect::{DatagramSocket, Peer, connect_tcp, send_proxy_header};
 use crate::net_error::describe_connect_error;
 use crate::payload::Pattern;
@@ -50,7 +54,9 @@ pub struct WorkerSpec {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub rate: Option<f64>,
-    /// Plain stream connections run in an io_uring loop (else in an epoll loop).
+    /// Plain stream connections run in an io_uring loop (else in an epoll loop; off Linux, as
+    /// tokio tasks).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub uring: bool,
     /// UDP sockets send and receive several datagrams per system call where they can.
     pub udp_offload: bool,
@@ -175,6 +181,7 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
 
 /// Runs connections opened before the run, which stay open to its end.
 async fn run_steady(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, sockets: Vec<(u32, Socket)>) {
+    #[cfg(target_os = "linux")]
     let mut plain = Vec::new();
     let mut tasks = Vec::new();
     for (local_rank, (id, socket)) in sockets.into_iter().enumerate() {
@@ -190,6 +197,9 @@ async fn run_steady(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, sockets: Ve
         let plan = ConnPlan { id, pacing };
         let ctx = ctx.clone();
         match socket {
+            #[cfg(not(target_os = "linux"))]
+            Socket::Stream(s) => tasks.push(tokio::task::spawn_local(stream::run(ctx, s, plan))),
+            #[cfg(target_os = "linux")]
             Socket::Stream(s) => match s.into_fd() {
                 Ok(fd) => plain.push((plan, fd)),
                 Err(e) => {
@@ -205,6 +215,7 @@ async fn run_steady(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, sockets: Ve
             }
         }
     }
+    #[cfg(target_os = "linux")]
     if !plain.is_empty() {
         match spec.uring.then(uring::Loop::new) {
             Some(Ok(ring)) => ring.run(ctx, plain),
@@ -219,8 +230,8 @@ async fn run_steady(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, sockets: Ve
     join(tasks).await;
 }
 
-/// Runs churn slots: plain TCP and Unix ones in the thread's own epoll loop, TLS ones as a
-/// task each.
+/// Runs churn slots: plain TCP and Unix ones in the thread's own loop (io_uring or epoll), TLS
+/// ones as a task each. Off Linux, which has neither loop, every slot is a task.
 async fn run_churn(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, churn: Churn) {
     let plans: Vec<ConnPlan> = spec
         .ids
@@ -230,25 +241,46 @@ async fn run_churn(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, churn: Churn
     let starts = churn
         .conn_rate
         .map(|rate| Starts::new(go.schedule.start, rate, spec.index, spec.threads));
-    if let Peer::Tls(addr, client) = &spec.peer {
-        let target = TlsTarget {
-            client: client.with_resumption(churn.tls_resume),
-            addr: *addr,
-            sources: spec.sources.clone().into(),
-            connect_timeout: spec.connect_timeout,
-            send_proxy: spec.send_proxy,
-        };
-        let starts = starts.map(Rc::new);
-        let tasks = plans
-            .into_iter()
-            .map(|plan| {
-                let run = churn::task::run(ctx.clone(), target.clone(), plan, starts.clone());
-                tokio::task::spawn_local(run)
-            })
-            .collect();
-        join(tasks).await;
+    let server = match &spec.peer {
+        Peer::Tls(addr, client) => {
+            Some(Server::Tls(client.with_resumption(churn.tls_resume), *addr))
+        }
+        #[cfg(not(target_os = "linux"))]
+        peer => Some(Server::Plain(peer.clone())),
+        #[cfg(target_os = "linux")]
+        _ => None,
+    };
+    let Some(server) = server else {
+        #[cfg(target_os = "linux")]
+        run_churn_loop(spec, ctx, plans, starts, churn);
         return;
-    }
+    };
+    let target = SlotTarget {
+        server,
+        sources: spec.sources.clone().into(),
+        connect_timeout: spec.connect_timeout,
+        send_proxy: spec.send_proxy,
+    };
+    let starts = starts.map(Rc::new);
+    let tasks = plans
+        .into_iter()
+        .map(|plan| {
+            let run = churn::task::run(ctx.clone(), target.clone(), plan, starts.clone());
+            tokio::task::spawn_local(run)
+        })
+        .collect();
+    join(tasks).await;
+}
+
+/// Runs plain TCP and Unix churn slots in the thread's own io_uring or epoll loop.
+#[cfg(target_os = "linux")]
+fn run_churn_loop(
+    spec: &WorkerSpec,
+    ctx: &Rc<ThreadCtx>,
+    plans: Vec<ConnPlan>,
+    starts: Option<Starts>,
+    churn: Churn,
+) {
     // The first write of a connection never waits for an ACK, so Nagle's algorithm only
     // matters when a connection sends more than one message.
     let nodelay = churn.messages_per_conn != Some(1);

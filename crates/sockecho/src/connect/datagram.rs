@@ -1,12 +1,11 @@
 //! Connected datagram sockets (UDP, Unix datagram) for every tool: opened toward a [`Peer`],
 //! bound to a source address if asked, with kernel buffers sized for a pipeline of replies. A
 //! Unix datagram socket binds a unique abstract name, so the server has somewhere to reply and
-//! no file is left behind. UDP sockets can also send and receive in segments (GSO/GRO).
+//! no file is left behind. UDP sockets can also send and receive in segments (GSO/GRO) on Linux.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
-use std::os::linux::net::SocketAddrExt;
 
 use tokio::io::{Interest, Ready};
 use tokio::net::{UdpSocket, UnixDatagram};
@@ -44,7 +43,9 @@ impl DatagramSocket {
                 Ok(DatagramSocket::Udp(UdpSocket::from_std(socket)?))
             }
             Peer::UnixGram(path) => {
-                let socket = std::os::unix::net::UnixDatagram::bind_addr(&abstract_address()?)?;
+                let socket = std::os::unix::net::UnixDatagram::bind_addr(
+                    &crate::sys::unix_addr::client_address()?,
+                )?;
                 super::unix::connect_unix_datagram(&socket, path)?;
                 socket.set_nonblocking(true)?;
                 grow_buffers(&socket, buffer);
@@ -73,34 +74,37 @@ impl DatagramSocket {
     /// [`try_recv_segmented`](Self::try_recv_segmented)). The receiver gets the same datagrams
     /// either way, but not the same way: on loopback a burst reaches the receiving socket as one
     /// packet, and is split there unless that socket also takes coalesced buffers. Returns
-    /// whether sends may be segmented (false for Unix datagram sockets).
+    /// whether sends may be segmented (false for Unix datagram sockets, and off Linux).
     pub fn enable_udp_offload(&self) -> bool {
         let DatagramSocket::Udp(s) = self else {
             return false;
         };
-        // Without it (kernels before 5.0) replies simply come one by one.
-        let _ = crate::udp_gro::enable(s);
-        true
+        #[cfg(target_os = "linux")]
+        {
+            // Without it (kernels before 5.0) replies simply come one by one.
+            let _ = crate::sys::udp::enable_gro(s);
+            true
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = s;
+            false
+        }
     }
 
     /// Sends `buf` as datagrams of `segment` bytes each (the last may be shorter), in one
     /// system call. Only after [`enable_udp_offload`](Self::enable_udp_offload) said yes.
     pub fn try_send_segmented(&self, buf: &[u8], segment: u16) -> io::Result<usize> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
-        use std::os::fd::AsRawFd;
-        let DatagramSocket::Udp(s) = self else {
-            return Err(io::ErrorKind::Unsupported.into());
-        };
-        s.try_io(Interest::WRITABLE, || {
-            sendmsg::<UnixAddr>(
-                s.as_raw_fd(),
-                &[io::IoSlice::new(buf)],
-                &[ControlMessage::UdpGsoSegments(&segment)],
-                MsgFlags::MSG_DONTWAIT,
-                None,
-            )
-            .map_err(io::Error::from)
-        })
+        #[cfg(target_os = "linux")]
+        if let DatagramSocket::Udp(s) = self {
+            use crate::sys::udp::{MsgFlags, send_segmented};
+            return s.try_io(Interest::WRITABLE, || {
+                send_segmented(s, buf, segment, None, MsgFlags::MSG_DONTWAIT)
+                    .map_err(io::Error::from)
+            });
+        }
+        let _ = (buf, segment);
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     /// Receives one datagram, or on UDP with offload on, several from the server handed over
@@ -111,20 +115,14 @@ impl DatagramSocket {
         buf: &mut [u8],
         cmsg: &mut [u8],
     ) -> io::Result<(usize, usize)> {
-        use nix::sys::socket::{MsgFlags, UnixAddr, recvmsg};
-        use std::os::fd::AsRawFd;
-        let DatagramSocket::Udp(s) = self else {
-            return self.try_recv(buf).map(|n| (n, n));
-        };
-        s.try_io(Interest::READABLE, || {
-            let mut iov = [io::IoSliceMut::new(buf)];
-            let msg =
-                recvmsg::<UnixAddr>(s.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::MSG_DONTWAIT)
-                    .map_err(io::Error::from)?;
-            let segment =
-                crate::udp_gro::segment_size(msg.cmsgs().into_iter().flatten(), msg.bytes);
-            Ok((msg.bytes, segment))
-        })
+        #[cfg(target_os = "linux")]
+        if let DatagramSocket::Udp(s) = self {
+            return s.try_io(Interest::READABLE, || {
+                crate::sys::udp::recv_segmented(s, buf, cmsg)
+            });
+        }
+        let _ = cmsg;
+        self.try_recv(buf).map(|n| (n, n))
     }
 
     pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
@@ -151,14 +149,17 @@ impl DatagramSocket {
 
 /// Whether this kernel knows `UDP_SEGMENT` for sockets like those that will load `peer`. One
 /// that does not would not refuse the option in a send but ignore it, and send a burst as one
-/// large datagram.
+/// large datagram. Always false off Linux.
 pub fn udp_segmentation_supported(peer: SocketAddr) -> bool {
-    use nix::sys::socket::{getsockopt, sockopt};
-    let any: SocketAddr = match peer {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    std::net::UdpSocket::bind(any).is_ok_and(|s| getsockopt(&s, sockopt::UdpGsoSegment).is_ok())
+    #[cfg(target_os = "linux")]
+    {
+        crate::sys::udp::gso_supported(peer)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = peer;
+        false
+    }
 }
 
 /// Raises the socket's buffers to `bytes` if they are smaller; a refusal only means datagrams
@@ -171,21 +172,4 @@ fn grow_buffers(socket: &impl AsFd, bytes: usize) {
     if sock.send_buffer_size().is_ok_and(|n| n < bytes) {
         let _ = sock.set_send_buffer_size(bytes);
     }
-}
-
-/// A unique abstract-namespace address for one client datagram socket. The clock's nanoseconds
-/// keep apart processes of other PID namespaces that share this network namespace and may have
-/// the same process id.
-fn abstract_address() -> io::Result<std::os::unix::net::SocketAddr> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let name = format!(
-        "sockecho-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
 }

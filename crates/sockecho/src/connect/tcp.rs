@@ -10,7 +10,6 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use nix::sys::socket::sockopt::IpBindAddressNoPort;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::error::ConnectError;
@@ -26,8 +25,10 @@ pub async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result
         TcpSocket::new_v6()?
     };
     if let Some(ip) = source {
-        // Best effort: without it (kernels before 4.2) the bind still works, reserving a port.
-        if let Err(e) = nix::sys::socket::setsockopt(&socket, IpBindAddressNoPort, &true) {
+        // Best effort: without it (kernels before 4.2, other systems) the bind still works,
+        // reserving a port.
+        #[cfg(target_os = "linux")]
+        if let Err(e) = crate::sys::sockopt::set_bind_address_no_port(&socket) {
             tracing::debug!("IP_BIND_ADDRESS_NO_PORT: {e}");
         }
         socket.bind(SocketAddr::new(ip, 0))?;
@@ -96,9 +97,11 @@ mod tests {
         let local = stream.local_addr().expect("local address");
         assert_eq!(local.ip(), source);
         assert_ne!(local.port(), 0);
-        let deferred =
-            nix::sys::socket::getsockopt(&stream, IpBindAddressNoPort).expect("getsockopt");
-        assert!(deferred, "IP_BIND_ADDRESS_NO_PORT is set before the bind");
+        #[cfg(target_os = "linux")]
+        {
+            let deferred = crate::sys::sockopt::bind_address_no_port(&stream).expect("getsockopt");
+            assert!(deferred, "IP_BIND_ADDRESS_NO_PORT is set before the bind");
+        }
         let (_, peer) = listener.accept().await.expect("accept");
         assert_eq!(peer, local);
     }

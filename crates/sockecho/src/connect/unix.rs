@@ -35,8 +35,7 @@ pub(crate) fn connect_unix_datagram(
 }
 
 fn abstract_address(path: &Path) -> io::Result<Option<std::os::unix::net::SocketAddr>> {
-    use std::os::linux::net::SocketAddrExt;
     abstract_unix_name(path)
-        .map(std::os::unix::net::SocketAddr::from_abstract_name)
+        .map(crate::sys::unix_addr::abstract_address)
         .transpose()
 }

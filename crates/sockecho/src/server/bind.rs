@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+use socket2::{Domain, Protocol, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
 use crate::endpoint::{Endpoint, Host, Transport, abstract_unix_name};
@@ -191,13 +191,13 @@ impl InheritedSocket {
             ),
         };
         let not_socket = |e: rustix::io::Errno| format!("not a socket ({e})");
-        let family = sockopt::socket_domain(fd).map_err(not_socket)?;
+        let family = crate::sys::socket::family(fd).map_err(not_socket)?;
         let actual = sockopt::socket_type(fd).map_err(not_socket)?;
         if !families.contains(&family) || actual != ty {
             return Err(format!("not {kind}"));
         }
         if ty == SocketType::STREAM
-            && !sockopt::socket_acceptconn(fd).map_err(|e| format!("cannot query it: {e}"))?
+            && !crate::sys::socket::is_listening(fd).map_err(|e| format!("cannot query it: {e}"))?
         {
             return Err(format!(
                 "{kind} that is not listening (bound without listen(), or connected); pass a \
@@ -264,12 +264,11 @@ fn register_inherited(socket: InheritedSocket) -> io::Result<Listener> {
 
 /// How an inherited Unix socket's address is shown: its path, or `@NAME` for an abstract name.
 fn unix_path(addr: &std::os::unix::net::SocketAddr) -> PathBuf {
-    use std::os::linux::net::SocketAddrExt;
     use std::os::unix::ffi::OsStrExt;
     if let Some(path) = addr.as_pathname() {
         return path.to_owned();
     }
-    match addr.as_abstract_name() {
+    match crate::sys::unix_addr::abstract_name(addr) {
         Some(name) => PathBuf::from(std::ffi::OsStr::from_bytes(&[b"@", name].concat())),
         None => PathBuf::from("(unnamed)"),
     }
@@ -372,7 +371,6 @@ fn abstract_address(
     endpoint: &Endpoint,
     path: &Path,
 ) -> Result<std::os::unix::net::SocketAddr, ServeError> {
-    use std::os::linux::net::SocketAddrExt;
     let name = abstract_unix_name(path).unwrap_or_default();
     if name.is_empty() {
         return Err(ServeError::other(
@@ -380,8 +378,7 @@ fn abstract_address(
             "an abstract socket name needs at least one character after @",
         ));
     }
-    std::os::unix::net::SocketAddr::from_abstract_name(name)
-        .map_err(|e| ServeError::io(endpoint, e))
+    crate::sys::unix_addr::abstract_address(name).map_err(|e| ServeError::io(endpoint, e))
 }
 
 /// All interfaces: one dual-stack IPv6 socket that also takes IPv4, or IPv4 alone where the
@@ -422,7 +419,7 @@ fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Re
         Transport::Udp => (Type::DGRAM, Protocol::UDP),
         _ => (Type::STREAM, Protocol::TCP),
     };
-    let socket = RawSocket::new(domain, ty.nonblocking().cloexec(), Some(proto))?;
+    let socket = crate::sys::socket::nonblocking(domain, ty, proto)?;
     if addr.is_ipv6() {
         socket.set_only_v6(!dual_stack)?;
     }

@@ -1,5 +1,5 @@
 //! What the server is told to do: [`ServerConfig`], filled by the CLI from its flags, and the
-//! choices it holds: the stream I/O path ([`IoBackend`]) and how PROXY protocol headers are
+//! choices it holds: the stream I/O path ([`IoMode`]) and how PROXY protocol headers are
 //! taken ([`ProxyProtocol`]).
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -9,6 +9,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::access::AccessPolicy;
 use super::fault::FaultPlan;
+use crate::io::IoMode;
 use crate::tls::ServerTls;
 
 /// How the server behaves; the CLI fills it from its flags.
@@ -54,43 +55,21 @@ pub struct ServerConfig {
     /// How worker threads do stream I/O. TLS connections and serving without worker threads
     /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
     /// tokio and UDP sockets by a blocking loop each.
-    pub io: IoBackend,
+    pub io: IoMode,
     /// Faults to inject (`--fault`), on every listener. With stream faults, every stream
     /// connection is served on the tokio (epoll) path, whatever `io` says.
     pub faults: Option<FaultPlan>,
 }
 
-/// The I/O path for plain TCP and Unix stream connections.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum IoBackend {
-    /// io_uring where the kernel allows it, else epoll.
-    #[default]
-    Auto,
-    /// io_uring; binding fails if it is not available.
-    IoUring,
-    /// epoll, through tokio.
-    Epoll,
-}
-
-impl std::fmt::Display for IoBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            IoBackend::Auto => "auto",
-            IoBackend::IoUring => "io_uring",
-            IoBackend::Epoll => "epoll",
-        })
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            max_conns: crate::limits::default_max_conns(),
+            max_conns: crate::sys::rlimit::default_max_conns(),
             idle_timeout: None,
             grace: Duration::from_secs(5),
             log_data: false,
             threads: 0,
-            io: IoBackend::Auto,
+            io: IoMode::Auto,
             access: AccessPolicy::default(),
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),

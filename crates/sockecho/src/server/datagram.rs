@@ -11,18 +11,21 @@
 //! segmented send (UDP GSO), split into the same datagrams again on the way: by the NIC, or on
 //! loopback by the client's socket unless it takes coalesced buffers too. Every rule that applies
 //! per datagram (access lists, `--udp-rate`, the data log, the counters) still counts each one.
+//!
+//! The batched calls and the offloads are Linux's; elsewhere a UDP socket is served on tokio,
+//! one datagram per call, like a Unix datagram socket.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
+#[cfg(target_os = "linux")]
 use std::cell::RefCell;
+#[cfg(target_os = "linux")]
 use std::io::{IoSlice, IoSliceMut};
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{
-    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendmsg,
-};
 use tokio::net::{UdpSocket, UnixDatagram};
 
 use super::shared::Shared;
@@ -32,6 +35,8 @@ use std::net::SocketAddr;
 use super::access::is_reflection_risk;
 use super::fault::datagram::DatagramFaults;
 use crate::stats::TransportCounters;
+#[cfg(target_os = "linux")]
+use crate::sys::udp::{self, Errno, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 
 /// Larger than any UDP payload (65 507 over IPv4, 65 527 over IPv6).
 const UDP_BUF: usize = 65_536;
@@ -42,9 +47,11 @@ const UNIXGRAM_BUF: usize = 256 * 1024;
 /// A drain normally wakes the loop at once (see [`wake`]); this bounds the wait when that
 /// datagram cannot be sent, or when the server is dropped without draining (the loop may then
 /// outlive it by this much).
+#[cfg(target_os = "linux")]
 const DRAIN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a reply may wait for room in a full socket buffer before it, and the rest of its
 /// batch, are dropped.
+#[cfg(target_os = "linux")]
 const SEND_STALL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Serves one UDP socket on a thread of its own (from the runtime's blocking pool) until the
@@ -54,6 +61,7 @@ const SEND_STALL: std::time::Duration = std::time::Duration::from_millis(100);
 /// takes whatever else has queued, up to [`BATCH`] buffers, and answers the batch. For
 /// datagrams one by one that is two system calls per batch (receive, send), where an event loop
 /// spends a third on waiting for readiness; a buffer of coalesced datagrams adds one send.
+#[cfg(target_os = "linux")]
 pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc<Shared>) {
     let socket = match socket.into_std().and_then(|s| {
         s.set_nonblocking(false)?;
@@ -88,6 +96,7 @@ pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc
 
 /// Wakes a loop blocked in its receive by sending its socket an empty datagram from loopback
 /// (or from the address it is bound to). The loop sees the drain before it answers anything.
+#[cfg(target_os = "linux")]
 fn wake(local: SocketAddr) {
     let ip = match local.ip() {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -107,16 +116,71 @@ fn wake(local: SocketAddr) {
     }
 }
 
+/// Serves one UDP socket on tokio, one datagram per call: the portable path, for systems
+/// without the batched calls and the offloads.
+#[cfg(not(target_os = "linux"))]
+pub(crate) async fn serve_udp(socket: UdpSocket, endpoint: Endpoint, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; UDP_BUF];
+    let counters = shared.counters.transport(endpoint.transport());
+    let mut faults = shared
+        .config
+        .faults
+        .as_ref()
+        .and_then(|plan| udp_faults(plan, &socket, &endpoint, &shared));
+    loop {
+        let (len, sender) = tokio::select! {
+            biased;
+            () = shared.drain.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("receive on {endpoint}: {e}");
+                    continue;
+                }
+            },
+        };
+        let data = &buf[..len];
+        if !admit_datagram(&shared, counters, Some(sender), std::time::Instant::now()) {
+            continue;
+        }
+        log_datagram(&shared, SenderLabel(Some(sender)), data);
+        if let Some(faults) = &mut faults {
+            // Replies are sent without waiting: one the socket cannot take at once is dropped.
+            let answered = faults.answer(data, &sender, |reply, to| {
+                socket.try_send_to(reply, *to).is_ok()
+            });
+            TransportCounters::add(&counters.datagrams, answered.datagrams);
+            TransportCounters::add(&counters.datagram_bytes, answered.bytes);
+            TransportCounters::add(&counters.datagrams_dropped, answered.failed);
+            continue;
+        }
+        match socket.send_to(data, sender).await {
+            Ok(_) => count_echo(counters, len),
+            Err(e) => {
+                TransportCounters::add(&counters.datagrams_dropped, 1);
+                tracing::debug!("reply to {sender} on {endpoint} failed: {e}");
+            }
+        }
+    }
+    tracing::debug!("stopped serving {endpoint}");
+}
+
 /// Lets the kernel hand over a sender's consecutive datagrams of one size as one buffer (UDP
 /// GRO), which the loop echoes with one segmented send. Set when the socket is bound, before
 /// anything can arrive: a datagram queued before it is set is never coalesced. Kernels before
 /// 5.0 lack the option, and datagrams then come one by one.
+#[cfg(target_os = "linux")]
 pub(super) fn receive_coalesced(socket: &impl AsFd) {
-    if let Err(e) = crate::udp_gro::enable(socket) {
+    if let Err(e) = udp::enable_gro(socket) {
         tracing::debug!("UDP_GRO: {e}; datagrams are received one by one");
     }
 }
 
+/// Other systems have no UDP GRO: datagrams come one by one.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn receive_coalesced(_socket: &impl AsFd) {}
+
+#[cfg(target_os = "linux")]
 fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared: &Shared) {
     let mut batch = UdpBatch::new();
     let counters = shared.counters.transport(endpoint.transport());
@@ -174,15 +238,15 @@ fn serve_udp_blocking(socket: &std::net::UdpSocket, endpoint: &Endpoint, shared:
 /// second handle of the socket, from the delay thread.
 fn udp_faults(
     plan: &super::fault::FaultPlan,
-    socket: &std::net::UdpSocket,
+    socket: &impl AsFd,
     endpoint: &Endpoint,
     shared: &Shared,
 ) -> Option<DatagramFaults<SocketAddr>> {
     if !plan.has_datagram_faults() {
         return None;
     }
-    let later = match socket.try_clone() {
-        Ok(later) => later,
+    let later = match socket.as_fd().try_clone_to_owned() {
+        Ok(later) => std::net::UdpSocket::from(later),
         Err(e) => {
             tracing::error!("cannot inject faults on {endpoint}: {e}");
             return None;
@@ -197,6 +261,7 @@ fn udp_faults(
 
 /// One received datagram of a batch, or several from one sender that the kernel handed over
 /// as one buffer (UDP GRO).
+#[cfg(target_os = "linux")]
 struct Datagram {
     /// Index of the buffer holding it.
     buf: usize,
@@ -207,6 +272,7 @@ struct Datagram {
     sender: SockaddrStorage,
 }
 
+#[cfg(target_os = "linux")]
 impl Datagram {
     /// How many datagrams the buffer holds.
     fn count(&self) -> usize {
@@ -225,6 +291,7 @@ impl Datagram {
 
 /// The sender of a UDP datagram as a standard address (`None` if it is not IPv4 or IPv6,
 /// which a UDP socket never reports).
+#[cfg(target_os = "linux")]
 fn sender_address(addr: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
         return Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)));
@@ -284,29 +351,35 @@ fn admit_datagram(
 }
 
 /// Datagrams received or replied to per system call.
+#[cfg(target_os = "linux")]
 const BATCH: usize = 16;
 /// Room for each received datagram's control messages: the GRO segment size, and whatever else
 /// an inherited socket may have been set to report (packet info, timestamps).
+#[cfg(target_os = "linux")]
 const CMSG_ROOM: usize = 256;
 
 /// Message headers for `sendmmsg`, made once per thread (each send sets every field it uses).
 /// They hold raw pointers,
 /// which keeps them out of a task that may move between threads; each call borrows its thread's
 /// set only inside one synchronous system call, never across an `.await`.
+#[cfg(target_os = "linux")]
 struct Headers(MultiHeaders<SockaddrStorage>);
 
+#[cfg(target_os = "linux")]
 impl Default for Headers {
     fn default() -> Self {
         Headers(MultiHeaders::preallocate(BATCH, None))
     }
 }
 
+#[cfg(target_os = "linux")]
 thread_local! {
     static SEND_HEADERS: RefCell<Headers> = RefCell::default();
 }
 
 /// Buffers and headers for moving up to [`BATCH`] datagrams per `recvmmsg`/`sendmmsg`, reused
 /// for the life of the socket.
+#[cfg(target_os = "linux")]
 struct UdpBatch {
     /// Full-size buffers, one per datagram, so none is truncated. They are allocated zeroed,
     /// so the kernel backs only the pages that large datagrams touch.
@@ -319,6 +392,7 @@ struct UdpBatch {
 }
 
 /// What one batch's replies came to.
+#[cfg(target_os = "linux")]
 #[derive(Default)]
 struct Replied {
     datagrams: u64,
@@ -328,6 +402,7 @@ struct Replied {
     stalled: bool,
 }
 
+#[cfg(target_os = "linux")]
 impl UdpBatch {
     fn new() -> Self {
         UdpBatch {
@@ -373,7 +448,7 @@ impl UdpBatch {
                     *dropped += 1;
                     continue;
                 };
-                let segment = crate::udp_gro::segment_size(cmsgs, message.bytes);
+                let segment = udp::segment_size(cmsgs, message.bytes);
                 if let Some(sender) = message.address {
                     got.push(Datagram {
                         buf,
@@ -433,14 +508,14 @@ impl UdpBatch {
                 let data = &self.bufs[d.buf][..d.len];
                 let segment = u16::try_from(d.segment).unwrap_or(u16::MAX);
                 let sent = loop {
-                    let sent = sendmsg(
-                        socket.as_raw_fd(),
-                        &[IoSlice::new(data)],
-                        &[ControlMessage::UdpGsoSegments(&segment)],
-                        MsgFlags::empty(),
+                    let sent = udp::send_segmented(
+                        socket,
+                        data,
+                        segment,
                         Some(&d.sender),
+                        MsgFlags::empty(),
                     );
-                    if sent != Err(nix::errno::Errno::EINTR) {
+                    if sent != Err(Errno::EINTR) {
                         break sent;
                     }
                 };
@@ -449,7 +524,7 @@ impl UdpBatch {
                         replied.datagrams += d.count() as u64;
                         replied.bytes += d.len as u64;
                     }
-                    Err(nix::errno::Errno::EAGAIN) => {
+                    Err(Errno::EAGAIN) => {
                         // Counted with the rest at the top of the loop.
                         replied.stalled = true;
                         continue;
@@ -484,6 +559,7 @@ impl UdpBatch {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl UdpBatch {
     /// Answers every datagram of the batch one by one, with the faults that hit it.
     fn reply_with_faults(
@@ -514,6 +590,7 @@ impl UdpBatch {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Replied {
     fn add(&mut self, other: Replied) {
         self.datagrams += other.datagrams;
@@ -527,19 +604,19 @@ impl Replied {
 /// separate datagrams, [`BATCH`] per `sendmmsg` (one alone with `sendto`, which skips the
 /// message-header copy). A datagram the kernel refuses (e.g. no route back) is dropped and the
 /// rest go on; if the socket buffer stays full for [`DRAIN_POLL`], all the rest are dropped.
+#[cfg(target_os = "linux")]
 fn send_each<'a>(
     socket: &std::net::UdpSocket,
     count: usize,
     piece: impl Fn(usize) -> (&'a [u8], SockaddrStorage),
 ) -> Replied {
-    use nix::errno::Errno;
     let mut replied = Replied::default();
     let mut next = 0;
     while next < count {
         let n = (count - next).min(BATCH);
         let sent = if n == 1 {
             let (data, to) = piece(next);
-            nix::sys::socket::sendto(socket.as_raw_fd(), data, &to, MsgFlags::empty()).map(|_| 1)
+            udp::send_to(socket, data, &to).map(|_| 1)
         } else {
             let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| {
                 [IoSlice::new(if i < n { piece(next + i).0 } else { &[] })]
@@ -612,7 +689,7 @@ pub(crate) async fn serve_unixgram(socket: UnixDatagram, endpoint: Endpoint, sha
         };
         let data = &buf[..len];
         let std_peer: std::os::unix::net::SocketAddr = peer.into();
-        let Some(reply_to) = reply_address(&std_peer) else {
+        let Some(reply_to) = crate::sys::unix_addr::reply_address(&std_peer) else {
             TransportCounters::add(&counters.datagrams_dropped, 1);
             tracing::debug!(
                 "datagram from an unbound Unix socket on {endpoint}: no address to reply to"
@@ -694,16 +771,6 @@ fn is_socket_broken(err: &io::Error) -> bool {
     )
 }
 
-/// Where to send a reply: the sender's path or abstract name. An unbound sender has neither.
-fn reply_address(peer: &std::os::unix::net::SocketAddr) -> Option<rustix::net::SocketAddrUnix> {
-    use std::os::linux::net::SocketAddrExt;
-    if let Some(path) = peer.as_pathname() {
-        return rustix::net::SocketAddrUnix::new(path).ok();
-    }
-    peer.as_abstract_name()
-        .and_then(|name| rustix::net::SocketAddrUnix::new_abstract_name(name).ok())
-}
-
 /// A Unix datagram peer as logged: its path, or `@` and its abstract name, escaped (the peer
 /// chose it).
 struct UnixPeer<'a>(&'a rustix::net::SocketAddrUnix);
@@ -712,12 +779,13 @@ impl std::fmt::Display for UnixPeer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use super::peer_text::escaped_whole;
         if let Some(path) = self.0.path_bytes() {
-            write!(f, "{}", escaped_whole(path))
-        } else if let Some(name) = self.0.abstract_name() {
-            write!(f, "@{}", escaped_whole(name))
-        } else {
-            f.write_str("(unnamed)")
+            return write!(f, "{}", escaped_whole(path));
         }
+        #[cfg(target_os = "linux")]
+        if let Some(name) = self.0.abstract_name() {
+            return write!(f, "@{}", escaped_whole(name));
+        }
+        f.write_str("(unnamed)")
     }
 }
 

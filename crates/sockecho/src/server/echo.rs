@@ -23,10 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustix::net::{RecvFlags, SendFlags};
+use rustix::net::RecvFlags;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::sys::socket::NO_SIGPIPE;
 
 /// Most bytes read per system call: whatever has arrived, up to this. Large enough that a
 /// 1 MiB message takes four reads; there is one such buffer per worker thread, not per
@@ -270,7 +272,7 @@ macro_rules! socket_echo_io {
                     // send, not write, for the same reason as recv above; NOSIGNAL so a peer
                     // that is gone is an EPIPE error, never a signal.
                     match sock.try_io(Interest::WRITABLE, || {
-                        Ok(rustix::net::send(sock, buf, SendFlags::NOSIGNAL)?)
+                        Ok(rustix::net::send(sock, buf, NO_SIGPIPE)?)
                     }) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         result => return Poll::Ready(result),

@@ -7,7 +7,8 @@
 //!   connections echo what has already arrived and close, and whatever is still open after the
 //!   grace period is cut.
 //!
-//! The files form layers, each using only files below it (a test in `layering` checks this):
+//! The files form layers, each using only files below it (the crate's `layering` test checks
+//! this):
 //!
 //! - this file, the public face ([`Server`], [`ServerConfig`]);
 //! - `workers`: worker threads, and the loops each one runs;
@@ -27,8 +28,6 @@ mod conn;
 mod datagram;
 pub mod echo;
 pub mod fault;
-#[cfg(test)]
-mod layering;
 mod log_budget;
 pub mod peer_text;
 mod proxied;
@@ -46,6 +45,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::io::IoMode;
 use crate::stats::{Counters, Stats};
 use crate::tls::ServerTls;
 use crate::{Endpoint, Transport};
@@ -53,7 +53,7 @@ use shared::Shared;
 
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
-pub use config::{IoBackend, ProxyProtocol, ServerConfig};
+pub use config::{ProxyProtocol, ServerConfig};
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
 
 /// A bound server, ready to [`run`](Server::run).
@@ -109,9 +109,9 @@ impl Server {
             .as_ref()
             .is_some_and(|f| f.has_stream_faults());
         config.io = if config.threads == 0 || !plain_streams || stream_faults {
-            IoBackend::Epoll
+            IoMode::Epoll
         } else {
-            resolve_io(config.io)?
+            config.io.resolve().map_err(ServeError::IoUring)?
         };
         Ok(Server {
             listeners,
@@ -271,21 +271,6 @@ fn summarize_tls_failures(shared: &Shared) {
             log_budget::WARNINGS_PER_INTERVAL,
             log_budget::INTERVAL.as_secs(),
         );
-    }
-}
-
-/// Settles `Auto` to what this kernel offers; `IoUring` fails if it is not there.
-fn resolve_io(wanted: IoBackend) -> Result<IoBackend, ServeError> {
-    if wanted == IoBackend::Epoll {
-        return Ok(wanted);
-    }
-    match crate::ring::probe() {
-        Ok(()) => Ok(IoBackend::IoUring),
-        Err(e) if wanted == IoBackend::IoUring => Err(ServeError::IoUring(e)),
-        Err(e) => {
-            tracing::info!("io_uring is not available ({e}); stream I/O uses epoll");
-            Ok(IoBackend::Epoll)
-        }
     }
 }
 

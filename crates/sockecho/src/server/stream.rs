@@ -227,6 +227,9 @@ fn accept_failure(err: &std::io::Error) -> AcceptFailure {
     // accept(2): Linux passes pending network errors of the new connection on as accept
     // errors, and they should be treated like EAGAIN.
     match errno {
+        // Linux's alone.
+        #[cfg(target_os = "linux")]
+        Errno::NONET => AcceptFailure::Connection,
         Errno::CONNABORTED
         | Errno::PROTO
         | Errno::PERM
@@ -235,7 +238,6 @@ fn accept_failure(err: &std::io::Error) -> AcceptFailure {
         | Errno::NETDOWN
         | Errno::NOPROTOOPT
         | Errno::HOSTDOWN
-        | Errno::NONET
         | Errno::HOSTUNREACH
         | Errno::OPNOTSUPP
         | Errno::NETUNREACH
@@ -500,7 +502,8 @@ async fn connection<S: EchoIo + Resettable>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::{InheritedSocket, IoBackend, Server, ServerConfig};
+    use crate::io::IoMode;
+    use crate::server::{InheritedSocket, Server, ServerConfig};
 
     #[test]
     fn accept_errors_are_told_apart() {
@@ -524,7 +527,7 @@ mod tests {
         let handle = listener.try_clone().expect("dup");
         let config = ServerConfig {
             threads: 1,
-            io: IoBackend::Epoll,
+            io: IoMode::Epoll,
             ..ServerConfig::default()
         };
         let server = Server::bind_and_adopt(&[], vec![InheritedSocket::Tcp(listener)], config)

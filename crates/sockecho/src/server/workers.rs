@@ -20,11 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::bind::{Socket, StdSocket};
-use super::config::IoBackend;
 use super::shared::Shared;
 use super::uring::EngineHandle;
 use super::{datagram, stream};
 use crate::Endpoint;
+use crate::io::IoMode;
 
 /// Running worker threads.
 pub(crate) struct WorkerThreads {
@@ -147,7 +147,7 @@ fn worker(
 /// Starts this worker's io_uring engine if the server uses io_uring (it then has a plain stream
 /// listener). If the engine cannot start here, this worker serves with epoll instead.
 fn start_engine(index: usize, shared: &Arc<Shared>) -> Option<Arc<EngineHandle>> {
-    if shared.config.io != IoBackend::IoUring {
+    if shared.config.io != IoMode::Uring {
         return None;
     }
     match EngineHandle::start(index, shared.clone()) {

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sockecho::server::{IoBackend, Server, ServerConfig};
+use sockecho::io::IoMode;
+use sockecho::server::{Server, ServerConfig};
 use sockecho::{Endpoint, Host, Stats};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -26,11 +27,11 @@ pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
 }
 
 /// The stream I/O path the environment asks for, read the way the CLI reads `SOCKECHO_IO`.
-pub fn io_from_env() -> IoBackend {
+pub fn io_from_env() -> IoMode {
     match std::env::var("SOCKECHO_IO").as_deref() {
-        Ok("epoll") => IoBackend::Epoll,
-        Ok("uring") => IoBackend::IoUring,
-        _ => IoBackend::Auto,
+        Ok("epoll") => IoMode::Epoll,
+        Ok("uring") => IoMode::Uring,
+        _ => IoMode::Auto,
     }
 }
 

@@ -51,7 +51,7 @@ fn run_in(
         epoll::run(ctx, plans, dialer, starts, 1_000_000_000);
         return true;
     }
-    if let Err(e) = crate::ring::probe() {
+    if let Err(e) = crate::sys::uring::probe() {
         eprintln!("io_uring is not available here ({e}); nothing to test");
         return false;
     }

@@ -8,32 +8,42 @@
 //! ([`count_failure`]). The loops themselves, for plain TCP and Unix connections with no task or
 //! timer per connection: [`uring`] (connects, sends and receives as io_uring requests) where
 //! the kernel allows it, [`epoll`] elsewhere or with `--io epoll`; for TLS, [`task`] (one tokio
-//! task per slot, which opens connection after connection).
+//! task per slot, which opens connection after connection). Both loops are Linux's: elsewhere
+//! plain slots run as tasks too.
 
+#[cfg(target_os = "linux")]
 pub(super) mod epoll;
 pub(super) mod task;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 pub(super) mod uring;
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod loop_tests;
 
 use std::cell::Cell;
 use std::io;
+#[cfg(target_os = "linux")]
 use std::net::{IpAddr, SocketAddr};
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsFd, OwnedFd};
+#[cfg(target_os = "linux")]
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(target_os = "linux")]
 use std::time::Duration;
 
 use rustix::io::Errno;
+#[cfg(target_os = "linux")]
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use super::plan::Pacing;
 use super::recorder::Totals;
+#[cfg(target_os = "linux")]
 use crate::connect::Peer;
 
 /// Where a thread's churn connections go, and where they come from.
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 pub(super) struct Dialer {
     target: Target,
@@ -48,6 +58,7 @@ pub(super) struct Dialer {
     sockaddr: socket2::SockAddr,
 }
 
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 enum Target {
     Tcp(SocketAddr),
@@ -55,6 +66,7 @@ enum Target {
 }
 
 /// How a connect attempt began.
+#[cfg(target_os = "linux")]
 pub(super) enum Dialed {
     /// The socket is connecting (or connected already, as Unix sockets are); it turns writable
     /// when the outcome is known.
@@ -63,6 +75,7 @@ pub(super) enum Dialed {
     Failed(io::Error),
 }
 
+#[cfg(target_os = "linux")]
 impl Dialer {
     /// A dialer toward a plain TCP or Unix `peer`; `None` for other peers.
     pub fn new(peer: &Peer, sources: &[IpAddr], nodelay: bool) -> io::Result<Option<Dialer>> {
@@ -113,11 +126,7 @@ impl Dialer {
                 if let Some(source) = self.source() {
                     // As in `connect_tcp`: the port is left to `connect`, which only needs the
                     // whole 4-tuple to be unique.
-                    let _ = nix::sys::socket::setsockopt(
-                        &fd,
-                        nix::sys::socket::sockopt::IpBindAddressNoPort,
-                        &true,
-                    );
+                    let _ = crate::sys::sockopt::set_bind_address_no_port(&fd);
                     rustix::net::bind(&fd, &SocketAddr::new(source, 0))?;
                 }
                 if self.nodelay {
@@ -150,6 +159,7 @@ impl Dialer {
 }
 
 /// A non-blocking connect under way is not a failure.
+#[cfg(target_os = "linux")]
 fn connecting(result: rustix::io::Result<()>) -> io::Result<()> {
     match result {
         Ok(()) | Err(Errno::INPROGRESS) => Ok(()),
@@ -159,15 +169,11 @@ fn connecting(result: rustix::io::Result<()>) -> io::Result<()> {
 
 /// A Unix peer's address for `connect` and for io_uring: a socket file's path, or `@NAME` for
 /// a name in the abstract namespace (`crate::endpoint::abstract_unix_name`).
+#[cfg(target_os = "linux")]
 fn unix_addresses(path: &Path) -> io::Result<(Target, socket2::SockAddr)> {
-    use std::os::unix::ffi::OsStrExt;
     match crate::endpoint::abstract_unix_name(path) {
         Some(name) => {
-            // socket2 takes an abstract name as a path whose first byte is NUL.
-            let mut raw = vec![0u8];
-            raw.extend_from_slice(name);
-            let sockaddr = socket2::SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
-            let target = rustix::net::SocketAddrUnix::new_abstract_name(name)?;
+            let (target, sockaddr) = crate::sys::unix_addr::abstract_connect_addresses(name)?;
             Ok((Target::Unix(target), sockaddr))
         }
         None => Ok((
@@ -178,6 +184,7 @@ fn unix_addresses(path: &Path) -> io::Result<(Target, socket2::SockAddr)> {
 }
 
 /// The outcome of a connect that has turned writable: `Ok` if it is open.
+#[cfg(target_os = "linux")]
 pub(super) fn connect_outcome(fd: impl AsFd) -> io::Result<()> {
     match rustix::net::sockopt::socket_error(fd)? {
         Ok(()) => Ok(()),
@@ -187,6 +194,7 @@ pub(super) fn connect_outcome(fd: impl AsFd) -> io::Result<()> {
 
 /// Whether a connect's error says the connection was made and then reset (the server accepted
 /// it and closed it at once), rather than never made.
+#[cfg(target_os = "linux")]
 pub(super) fn was_established(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error().map(Errno::from_raw_os_error),
@@ -197,6 +205,7 @@ pub(super) fn was_established(e: &io::Error) -> bool {
 /// Closes a churn connection: with a FIN (the client closes first, so TIME_WAIT, and the
 /// source port it holds, stays on the client), or with a reset if `rst`, which leaves no
 /// TIME_WAIT behind.
+#[cfg(target_os = "linux")]
 pub(super) fn close(fd: OwnedFd, rst: bool) {
     if rst {
         // Failure only means an orderly close instead.

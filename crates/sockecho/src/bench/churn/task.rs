@@ -1,6 +1,7 @@
 //! The churn loop for TLS: one tokio task per slot, which opens connection after connection
 //! (TCP connect and handshake, counted together as the connect time), exchanges its messages
-//! through the same [`StreamConn`] as the long-lived TLS connections, and closes it.
+//! through the same [`StreamConn`] as the long-lived TLS connections, and closes it. Off Linux,
+//! which has neither the io_uring nor the epoll loop, plain TCP and Unix slots run here too.
 //!
 //! Open-loop starts wait on tokio's timer, whose granularity is a millisecond: a start may go
 //! out up to a millisecond after it was due, and its connect time, counted from when it was
@@ -17,19 +18,73 @@ use crate::bench::plan::{ConnPlan, ThreadCtx};
 use crate::bench::stream::StreamConn;
 use crate::bench::tls::TlsSocket;
 use crate::bench::wire::AsyncWire;
+#[cfg(not(target_os = "linux"))]
+use crate::bench::wire::StreamSocket;
+#[cfg(not(target_os = "linux"))]
+use crate::connect::Peer;
 use crate::connect::{TlsClient, connect_tcp, send_proxy_header};
 use crate::proxy_protocol::SendProxy;
 
-/// What a TLS slot connects to.
+/// What a slot connects to.
 #[derive(Debug, Clone)]
-pub(crate) struct TlsTarget {
-    pub client: TlsClient,
-    pub addr: SocketAddr,
+pub(crate) struct SlotTarget {
+    pub server: Server,
     /// Local addresses to connect from, in turn; empty lets the kernel choose.
     pub sources: Rc<[IpAddr]>,
     pub connect_timeout: Duration,
     /// A PROXY protocol header to send before the handshake (`--send-proxy`).
     pub send_proxy: Option<SendProxy>,
+}
+
+/// The server a slot connects to, and how.
+#[derive(Debug, Clone)]
+pub(crate) enum Server {
+    /// TLS over TCP.
+    Tls(TlsClient, SocketAddr),
+    /// Plain TCP or Unix, off Linux.
+    #[cfg(not(target_os = "linux"))]
+    Plain(Peer),
+}
+
+/// A slot's open connection.
+enum Opened {
+    Tls(TlsSocket),
+    #[cfg(not(target_os = "linux"))]
+    Plain(StreamSocket),
+}
+
+impl SlotTarget {
+    /// Opens a connection (for TLS, up to the end of the handshake) from `source`.
+    async fn open(&self, source: Option<IpAddr>) -> io::Result<Opened> {
+        match &self.server {
+            Server::Tls(client, addr) => {
+                let mut tcp = connect_tcp(*addr, source).await?;
+                send_proxy_header(&mut tcp, self.send_proxy.as_ref())
+                    .await
+                    .map_err(io::Error::other)?;
+                let tls = client.handshake(tcp).await.map_err(io::Error::other)?;
+                Ok(Opened::Tls(TlsSocket::new(tls)))
+            }
+            #[cfg(not(target_os = "linux"))]
+            Server::Plain(peer) => Ok(Opened::Plain(StreamSocket::connect(peer, source).await?)),
+        }
+    }
+}
+
+impl Opened {
+    /// Makes the coming close a reset (`SO_LINGER` 0). Failure only means an orderly close.
+    fn linger_zero(&self) {
+        let _ = match self {
+            Opened::Tls(s) => socket2::SockRef::from(s.tcp()).set_linger(Some(Duration::ZERO)),
+            #[cfg(not(target_os = "linux"))]
+            Opened::Plain(StreamSocket::Tcp(s)) => {
+                socket2::SockRef::from(s).set_linger(Some(Duration::ZERO))
+            }
+            // A Unix stream has no TIME_WAIT to spare.
+            #[cfg(not(target_os = "linux"))]
+            Opened::Plain(StreamSocket::Unix(_)) => Ok(()),
+        };
+    }
 }
 
 /// How one connection's exchange ended.
@@ -45,7 +100,7 @@ enum Exchange {
 /// Runs one slot until the run ends, then adds its counts to the thread's totals.
 pub(crate) async fn run(
     ctx: Rc<ThreadCtx>,
-    target: TlsTarget,
+    target: SlotTarget,
     plan: ConnPlan,
     starts: Option<Rc<Starts>>,
 ) {
@@ -77,29 +132,26 @@ pub(crate) async fn run(
         let source =
             (!target.sources.is_empty()).then(|| target.sources[attempt % target.sources.len()]);
         attempt = attempt.wrapping_add(1);
-        let opened = tokio::time::timeout(target.connect_timeout, async {
-            let mut tcp = connect_tcp(target.addr, source).await?;
-            send_proxy_header(&mut tcp, target.send_proxy.as_ref())
-                .await
-                .map_err(io::Error::other)?;
-            target.client.handshake(tcp).await.map_err(io::Error::other)
-        })
-        .await
-        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
-        let tls = match opened {
-            Ok(tls) => tls,
+        let opened = tokio::time::timeout(target.connect_timeout, target.open(source))
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+        let mut socket = match opened {
+            Ok(socket) => socket,
             Err(e) => {
                 count_failure(&mut conn.flow.totals, &e, measured);
                 continue;
             }
         };
-        let mut socket = TlsSocket::new(tls);
         conn.restart(began, clock.now());
-        match exchange(&ctx, &mut conn, &mut socket).await {
+        let outcome = match &mut socket {
+            Opened::Tls(s) => exchange(&ctx, &mut conn, s).await,
+            #[cfg(not(target_os = "linux"))]
+            Opened::Plain(s) => exchange(&ctx, &mut conn, s).await,
+        };
+        match outcome {
             Exchange::Done => {
                 if rst {
-                    // Failure only means an orderly close instead.
-                    let _ = socket2::SockRef::from(socket.tcp()).set_linger(Some(Duration::ZERO));
+                    socket.linger_zero();
                 }
             }
             Exchange::Broken(e) => conn.broken(&e),
@@ -113,7 +165,11 @@ pub(crate) async fn run(
 }
 
 /// Exchanges the connection's messages, until done, broken or out of time.
-async fn exchange(ctx: &ThreadCtx, conn: &mut StreamConn<'_>, socket: &mut TlsSocket) -> Exchange {
+async fn exchange(
+    ctx: &ThreadCtx,
+    conn: &mut StreamConn<'_>,
+    socket: &mut impl AsyncWire,
+) -> Exchange {
     let clock = ctx.clock;
     let out_of_time = tokio::time::sleep_until(clock.tokio_instant(ctx.phase_deadline(true)));
     tokio::pin!(out_of_time);

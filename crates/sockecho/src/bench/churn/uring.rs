@@ -6,7 +6,7 @@
 //! - A slot's connect is an `IORING_OP_CONNECT` on a fresh socket, toward the one peer address
 //!   the loop keeps for all of them.
 //! - Once open, the slot keeps one single-shot receive armed, drawing on the ring's shared pool
-//!   (`crate::ring`), and sends as the stream loop does (`bench::uring`). A single-shot receive,
+//!   (`crate::sys::uring`), and sends as the stream loop does (`bench::uring`). A single-shot receive,
 //!   not a multishot one: when the last reply is in, nothing is left in the kernel, so the
 //!   socket closes and the next connect goes out in the same turn, with no cancel to wait for.
 //! - A slot whose exchange is over, or whose connect timed out, has what it still has in the
@@ -28,7 +28,7 @@ use crate::bench::plan::{ConnPlan, STOP_POLL, ThreadCtx};
 use crate::bench::stream::StreamConn;
 use crate::bench::timing::SendTimes;
 use crate::bench::uring::{SendSlot, send_request, timed_out};
-use crate::ring::{
+use crate::sys::uring::{
     AbortOnPanic, BUF_GROUP, BUF_SIZE, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
     take_completions, transient,
 };

@@ -8,8 +8,8 @@ use io_uring::{opcode, squeue, types};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::state::ConnState;
-use crate::ring::{BUF_GROUP, Pool};
 use crate::server::conn::{Admitted, ConnLog};
+use crate::sys::uring::{BUF_GROUP, Pool};
 
 /// Chunks one send gathers at most.
 pub(super) const GATHER: usize = 16;

@@ -14,13 +14,13 @@ use io_uring::{IoUring, cqueue, opcode, types};
 use super::conn::{Chunk, UringConn};
 use super::inbox::{Arrival, Inbox};
 use super::state::{Action, ConnState, Keep, Sent, Tick};
-use crate::ring::{
-    BUF_COUNT, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, take_completions, transient,
-};
 use crate::server::conn::ConnLog;
 use crate::server::echo::DRAIN_SETTLE;
 use crate::server::shared::Shared;
 use crate::stats::TransportCounters;
+use crate::sys::uring::{
+    BUF_COUNT, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, take_completions, transient,
+};
 
 /// What a completion is for, kept in the low byte of its `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

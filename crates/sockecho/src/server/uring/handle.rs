@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 
 use super::engine::UringEngine;
 use super::inbox::{Arrival, Inbox};
-use crate::ring::AbortOnPanic;
 use crate::server::shared::Shared;
+use crate::sys::uring::AbortOnPanic;
 
 /// The accepting side's handle on one engine thread.
 pub(crate) struct EngineHandle {

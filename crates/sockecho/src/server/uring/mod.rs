@@ -43,11 +43,26 @@
 //! reads and writes memory that the ring's requests point to, so the engine must keep that
 //! memory alive and untouched until each request completes. Every block says why it holds.
 
+//!
+//! The engine exists on Linux only; elsewhere `elsewhere` stands in with the same names and an
+//! engine that never starts.
+
+#[cfg(target_os = "linux")]
 mod conn;
+#[cfg(not(target_os = "linux"))]
+mod elsewhere;
+#[cfg(target_os = "linux")]
 mod engine;
+#[cfg(target_os = "linux")]
 mod handle;
+#[cfg(target_os = "linux")]
 mod inbox;
+#[cfg(target_os = "linux")]
 mod state;
 
+#[cfg(not(target_os = "linux"))]
+pub(crate) use elsewhere::{Arrival, EngineHandle};
+#[cfg(target_os = "linux")]
 pub(crate) use handle::EngineHandle;
+#[cfg(target_os = "linux")]
 pub(crate) use inbox::Arrival;

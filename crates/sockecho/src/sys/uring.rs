@@ -52,7 +52,7 @@ pub(crate) fn new_ring() -> io::Result<IoUring> {
 
 pub(crate) fn register_pool(ring: &IoUring, pool: &Pool) -> io::Result<()> {
     // SAFETY: the descriptor ring is page-aligned and holds `pool.count` entries. Callers keep
-    // `pool` alive until `ring` is dropped (`Ring`'s field order; in `probe` the ring, made
+    // `pool` alive until `ring` is dropped (their engines' field order; in `probe` the ring, made
     // last, drops first).
     unsafe {
         ring.submitter().register_buf_ring_with_flags(
@@ -241,7 +241,7 @@ impl Drop for Pool {
         // user frees its pool only after reaping every request that could (the server engine's
         // `quiesce`, the load loop's final reap), or leaks it (`leak`); `probe` never submits
         // anything. And the io_uring, which holds the registration, is dropped before the pool
-        // (field order in `server::uring::Ring` and `bench::uring::Loop`).
+        // (field order in `server::uring::engine::UringEngine` and `bench::uring::Loop`).
         unsafe {
             std::alloc::dealloc(self.memory, Pool::memory_layout(self.count));
             std::alloc::dealloc(self.entries.cast(), Pool::entries_layout(self.count));
