@@ -56,7 +56,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Serve(opts) => serve::main(opts),
         Command::Client(opts) => client::main(opts),
-        Command::Bench(opts) => bench::main(opts),
+        Command::Bench(opts) => bench::main(*opts),
         Command::Ping(opts) => ping::main(opts),
         Command::Completions(opts) => completions::main(opts),
         Command::Man(opts) => man::main(opts),
