@@ -4,8 +4,8 @@
 //! `sockecho bench merge` combines histogram logs saved with `--save-hist` into one report;
 //! `sockecho bench report` (and `--html`) draws runs as an HTML page.
 //!
-//! This file runs the load; the flags' meaning is in `options`, the progress line in
-//! `progress`, signals in `stop`, histogram files in `histlog`, and the report's formats in
+//! This file runs the load; the flags' meaning is in `options`, one run on its runtime in
+//! `run`, the progress line in `progress`, signals in `stop`, histogram files in `histlog`, and the report's formats in
 //! `crate::output`.
 
 mod histlog;
@@ -13,6 +13,7 @@ mod html;
 mod merge;
 mod options;
 mod progress;
+mod run;
 mod stop;
 mod sweep;
 mod verdict;
@@ -20,13 +21,13 @@ mod verdict;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sockecho::bench::{self, BenchConfig, BenchError, Outcome, Progress, threshold};
+use sockecho::bench::threshold;
 
 use crate::cli::bench::{BenchCommand, BenchOpts};
 use crate::logging;
 use crate::output::{self, Format};
-use crate::usage::UsageError;
 use histlog::HistFiles;
+use run::{bench_error, run_once, runtime};
 
 pub fn main(mut opts: BenchOpts) -> anyhow::Result<ExitCode> {
     if let Some(BenchCommand::Sweep(sweep_opts)) = opts.command {
@@ -81,39 +82,5 @@ pub fn main(mut opts: BenchOpts) -> anyhow::Result<ExitCode> {
     match finished {
         Ok(written) => written.context("writing the report failed")?,
         Err(e) => bench_error(e),
-    }
-}
-
-/// The runtime the coordinator waits on.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// One run, with the progress line and the first Ctrl-C ending it early.
-async fn run_once(config: &BenchConfig, show_progress: bool) -> Result<Outcome, BenchError> {
-    let progress = Progress::new();
-    let display = show_progress.then(|| tokio::spawn(progress::show(progress.clone())));
-    let signals = tokio::spawn(stop::stop_on_signal(progress.clone(), config.timeout));
-    let outcome = bench::run(config, &progress).await;
-    signals.abort();
-    if let Some(display) = display {
-        display.abort();
-        let _ = display.await;
-    }
-    outcome
-}
-
-/// How a run that produced no report ends the process.
-fn bench_error(e: BenchError) -> anyhow::Result<ExitCode> {
-    match e {
-        BenchError::Invalid(problem) => Err(UsageError(problem).into()),
-        BenchError::Interrupted => {
-            eprintln!("bench: stopped before the measured period began; nothing to report");
-            Ok(ExitCode::from(130))
-        }
-        e => Err(e.into()),
     }
 }

@@ -10,7 +10,8 @@ use anyhow::Context;
 use sockecho::bench::sweep::{FindMax, SweepPlan, Sweeper};
 use sockecho::bench::{BenchConfig, BenchError, threshold};
 
-use super::{bench_error, progress, run_once, runtime, verdict};
+use super::run::{bench_error, run_once, runtime};
+use super::{progress, verdict};
 use crate::cli::bench::{BenchOpts, SweepOpts};
 use crate::cli::{Cli, Command};
 use crate::format::group;
