@@ -140,13 +140,23 @@ warmup = reports[0]["warmup_s"]
 for i, s in enumerate(starts):
     check(-0.002 <= s - (begin + warmup) < 0.05, f"shard {i} began {s - begin - warmup:.3f} s late")
 check(abs(merged["duration_s"] - duration) < 0.05, f"merged period {merged['duration_s']} s")
-# Intervals, where reports have them: the shards' line up on the wall clock.
+# Intervals: every shard has them, they line up on the wall clock, and the merge keeps them
+# aligned (one merged interval per shard interval, its messages the shards' added together).
 lists = [r.get("intervals") or [] for r in reports]
+check(all(lists), f"a shard report without intervals: {[len(l) for l in lists]}")
 if all(lists):
     check(len({len(l) for l in lists}) == 1, f"interval counts {[len(l) for l in lists]}")
     for k in range(min(len(l) for l in lists)):
         at = [r["start_unix_s"] + l[k]["start_s"] for r, l in zip(reports, lists)]
         check(max(at) - min(at) < 0.05, f"interval {k} begins at {at}")
+    merged_list = merged.get("intervals") or []
+    check(len(merged_list) == len(lists[0]),
+          f"{len(merged_list)} merged intervals, the shards have {len(lists[0])}")
+    for k, m in enumerate(merged_list[:min(len(l) for l in lists)]):
+        total = sum(l[k]["messages"] for l in lists)
+        check(m["messages"] == total, f"merged interval {k}: {m['messages']} messages != {total}")
+    check(sum(m["messages"] for m in merged_list) == merged["messages_received"],
+          "the merged intervals do not add up to messages_received")
 
 if problems:
     sys.exit(f"netns {scheme}: " + "; ".join(problems))

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::Transport;
+use crate::endpoint::Transport;
 use crate::proxy_protocol::recent::{Received, RecentHeaders};
 use crate::server::fault::FaultKind;
 

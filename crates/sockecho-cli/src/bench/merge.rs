@@ -1,4 +1,5 @@
 //! `sockecho bench merge`: combine histogram logs saved with `--save-hist` into one report,
+//! interval by interval on wall-clock time, with the same thresholds and formats as a run,
 //! warning when the logs are the shards of a split run and one is missing or repeated.
 //!
 //! A file (or stdin, `-`) may hold several sockecho logs one after another, as `kubectl logs`
@@ -10,9 +11,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sockecho::bench::{Outcome, hlog, merge, shard};
+use sockecho::bench::{Outcome, hlog, merge, shard, threshold};
 
-use crate::bench::histlog;
+use crate::bench::histlog::HistFiles;
 use crate::bench::verdict::verdict;
 use crate::cli::bench::MergeOpts;
 use crate::output::{self, Format};
@@ -21,7 +22,7 @@ use crate::output::{self, Format};
 const SOCKECHO_HEADER: &str = "#[Logged with sockecho";
 
 pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
-    let save_hist = opts.save_hist.as_deref().map(histlog::open).transpose()?;
+    let files = HistFiles::open(opts.save_hist.as_deref(), opts.save_hgrm.as_deref())?;
     let mut runs = Vec::with_capacity(opts.files.len());
     for path in &opts.files {
         let name = if path == Path::new("-") {
@@ -53,27 +54,28 @@ pub fn main(opts: MergeOpts) -> anyhow::Result<ExitCode> {
     if let Some(problem) = shard::coverage_problem(&shards) {
         tracing::warn!("{problem}");
     }
-    let merged = merge::merge(&runs);
-    let hist_on_stdout = save_hist.as_ref().is_some_and(histlog::HistOut::on_stdout);
-    if let Some(out) = save_hist {
-        let start = runs
-            .iter()
-            .map(|r| r.start)
-            .min()
-            .unwrap_or(std::time::UNIX_EPOCH);
-        let outcome = Outcome {
-            report: merged.report.clone(),
-            latency: merged.latency.clone(),
-            connect: merged.connect.clone(),
-            measured_from: start,
-        };
-        out.save(&outcome)?;
+    let mut merged = merge::merge(&runs);
+    if merged.report.periods_overlap == Some(false) {
+        eprintln!(
+            "warning: the runs' measured periods do not overlap in time, so the merged rates \
+             average over the gaps between them"
+        );
     }
+    merged.report.thresholds = threshold::check_all(&opts.threshold, &merged.report);
+    let outcome = Outcome {
+        report: merged.report,
+        latency: merged.latency,
+        connect: merged.connect,
+        measured_from: merged.start,
+        intervals: merged.intervals,
+    };
+    let hist_on_stdout = files.on_stdout();
+    files.write(&outcome)?;
     // A log on stdout carries the report; anything more would make it unreadable.
     if !hist_on_stdout {
-        output::print_report(&merged.report, Format::from_json_flag(opts.json))?;
+        output::print_report(&outcome.report, Format::from_flags(opts.json, opts.export))?;
     }
-    Ok(verdict(&merged.report))
+    Ok(verdict(&outcome.report))
 }
 
 /// The file at `path`, or stdin for `-`.

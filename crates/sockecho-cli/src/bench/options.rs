@@ -35,6 +35,7 @@ fn config_with_index(opts: &BenchOpts, job_index: Option<&str>) -> anyhow::Resul
         sources: opts.source.clone().map(|s| s.0).unwrap_or_default(),
         io: opts.io.into(),
         udp_offload: opts.udp_offload,
+        interval: opts.interval,
         churn: opts.churn.then(|| churn(opts)),
     };
     match config.validate() {
@@ -107,7 +108,7 @@ mod tests {
             .expect("the arguments parse")
             .command
         {
-            Command::Bench(opts) => opts,
+            Command::Bench(opts) => *opts,
             other => panic!("parsed as {other:?}"),
         }
     }

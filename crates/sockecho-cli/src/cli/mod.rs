@@ -35,7 +35,8 @@ pub enum Command {
     /// Connect to an echo server: interactive on a terminal, a pipe tool otherwise.
     Client(client::ClientOpts),
     /// Load an echo server: throughput, latency percentiles and verification of every echo.
-    Bench(bench::BenchOpts),
+    // Boxed: its many flags make it by far the largest variant.
+    Bench(Box<bench::BenchOpts>),
     /// Send one message per interval to an echo server and time each reply, like ping.
     Ping(ping::PingOpts),
     /// Print a shell completion script for sockecho on stdout.

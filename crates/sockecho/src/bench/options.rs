@@ -85,6 +85,8 @@ pub struct BenchConfig {
     /// datagrams, but a burst reaches it at once, as one packet on loopback, which a server
     /// with UDP GRO takes in one receive: this measures clients that batch, as QUIC stacks do.
     pub udp_offload: bool,
+    /// Length of the report's intervals (its time series and the interval log).
+    pub interval: Duration,
     /// Connection churn: each connection exchanges a few messages, closes and is replaced,
     /// which measures a server's accept path rather than its echo loop. `None`: connections
     /// stay open for the whole run.
@@ -155,6 +157,7 @@ impl BenchConfig {
             sources: Vec::new(),
             io: IoMode::Auto,
             udp_offload: false,
+            interval: Duration::from_secs(1),
             churn: None,
         }
     }
@@ -190,6 +193,9 @@ impl BenchConfig {
         let transport = self.endpoint.transport();
         if self.connections == 0 {
             return invalid("at least one connection is needed".into());
+        }
+        if self.interval < Duration::from_millis(1) {
+            return invalid("the interval must be at least 1ms".into());
         }
         if self.size == 0 {
             return invalid("the message size must be at least 1 byte".into());

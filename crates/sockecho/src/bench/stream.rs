@@ -395,18 +395,16 @@ impl<'a> StreamConn<'a> {
             }
             ReplyTo::Pending(seq) => {
                 if let Some(sent) = self.flow.window.fail(seq) {
-                    self.flow.totals.fault(Fault::Mismatched, sent.measured);
+                    self.flow.fault(Fault::Mismatched, sent.measured);
                     freed = true;
                 }
             }
             ReplyTo::Duplicate(seq) if !corrupt => match self.flow.window.answer(seq) {
-                Match::Duplicate { measured } => {
-                    self.flow.totals.fault(Fault::Duplicated, measured)
-                }
+                Match::Duplicate { measured } => self.flow.fault(Fault::Duplicated, measured),
                 _ => self.flow.totals.errors.late += 1,
             },
             ReplyTo::Duplicate(_) | ReplyTo::Stray | ReplyTo::Undecided => {
-                self.flow.totals.fault(Fault::Mismatched, in_measured);
+                self.flow.fault(Fault::Mismatched, in_measured);
             }
         }
         if freed
@@ -427,7 +425,7 @@ impl<'a> StreamConn<'a> {
             match self.incoming.reply_to {
                 ReplyTo::Pending(seq) => {
                     if let Some(sent) = self.flow.window.fail(seq) {
-                        self.flow.totals.fault(Fault::Truncated, sent.measured);
+                        self.flow.fault(Fault::Truncated, sent.measured);
                     }
                 }
                 _ => {
@@ -435,7 +433,7 @@ impl<'a> StreamConn<'a> {
                         Some(seq) => self.flow.window.fail(seq).is_some_and(|s| s.measured),
                         None => self.flow.ctx.schedule().is_measured(now),
                     };
-                    self.flow.totals.fault(Fault::Truncated, measured);
+                    self.flow.fault(Fault::Truncated, measured);
                 }
             }
         }

@@ -23,7 +23,7 @@ use super::churn::Starts;
 use super::churn::task::{Server, SlotTarget};
 use super::options::{Churn, Close};
 use super::plan::{ChurnPlan, ConnPlan, Lanes, Schedule, ThreadCtx};
-use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult, new_histogram};
+use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult};
 use super::shard::Shard;
 use super::timing::Clock;
 use super::tls::TlsSocket;
@@ -97,6 +97,8 @@ pub struct Go {
     pub rank_offset: usize,
     /// Connections established over all threads.
     pub established: usize,
+    /// Length of the report's intervals.
+    pub interval: Duration,
 }
 
 /// The channels a thread talks to the coordinator through.
@@ -151,9 +153,14 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
     let _ = handoff.connected.send(connected);
     let go = handoff.go.await.ok().flatten();
     let Some(go) = go else {
-        let _ = handoff.done.send(recorder.into_result());
+        let _ = handoff.done.send(recorder.take_result());
         return;
     };
+    recorder.series.borrow_mut().begin(
+        go.schedule.warm_end,
+        Duration::from_nanos(go.schedule.end - go.schedule.warm_end),
+        go.interval,
+    );
 
     let size = spec.pattern.size();
     let ctx = Rc::new(ThreadCtx {
@@ -180,16 +187,7 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         Some(churn) => run_churn(&spec, &ctx, &go, churn).await,
         None => run_steady(&spec, &ctx, &go, sockets).await,
     }
-    let result = match Rc::try_unwrap(ctx) {
-        Ok(ctx) => ctx.recorder.into_result(),
-        Err(ctx) => ThreadResult {
-            latency: ctx.recorder.latency.replace(new_histogram()),
-            connect: ctx.recorder.connect.replace(new_histogram()),
-            first_echo: ctx.recorder.first_echo.replace(new_histogram()),
-            totals: *ctx.recorder.totals.borrow(),
-        },
-    };
-    let _ = handoff.done.send(result);
+    let _ = handoff.done.send(ctx.recorder.take_result());
 }
 
 /// Runs connections opened before the run, which stay open to its end.

@@ -1,21 +1,13 @@
 //! A stream endpoint of any transport (TCP, TLS, WebSocket, Unix) as one connected
 //! [`BoxStream`], for the tools that read and write through tokio's traits (the clients, ping).
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
+use super::boxed::BoxStream;
 use super::error::ConnectError;
 use super::resolve::resolve;
 use super::tcp::{connect_failed, connect_first, send_proxy_header};
 use super::tls::{ConnectOptions, TlsClient};
 use super::ws::{WsClient, WsStream};
 use crate::{Endpoint, Transport};
-
-/// A connected byte stream of any transport.
-pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
-
-/// A connected stream socket, boxed so every transport looks the same to the code using it.
-pub type BoxStream = Box<dyn ByteStream>;
 
 /// Connects to a stream endpoint (TCP, TLS or Unix) with default options.
 pub async fn connect_stream(endpoint: &Endpoint) -> Result<(BoxStream, Endpoint), ConnectError> {

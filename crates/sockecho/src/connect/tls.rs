@@ -15,8 +15,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::error::ConnectError;
+use super::framing::Framing;
 use super::tcp::{connect_first, connect_tcp, send_proxy_header};
-use super::ws::Framing;
 use crate::net_error::describe_connect_error;
 use crate::proxy_protocol::SendProxy;
 use crate::tls::{

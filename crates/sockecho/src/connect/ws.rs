@@ -19,8 +19,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
+use super::boxed::BoxStream;
 use super::error::ConnectError;
-use super::stream::BoxStream;
+use super::framing::Framing;
 use super::tcp::{connect_first, connect_tcp, send_proxy_header};
 use super::tls::{ConnectOptions, TlsClient};
 use crate::net_error::describe_connect_error;
@@ -137,17 +138,6 @@ impl fmt::Debug for WsClient {
 
 fn request_uri(target: &WsTarget) -> String {
     format!("ws://{}{}", target.addr, target.path)
-}
-
-/// How a [`WsStream`] cuts the bytes written to it into messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Every write is one binary message (ping, and anything writing whole messages).
-    Writes,
-    /// Every line is one message without its newline: text if it is UTF-8, else binary. The
-    /// newline is given back after the echo of each message that had one, so the bytes read
-    /// back equal the bytes written (the line clients).
-    Lines,
 }
 
 /// A WebSocket read and written as a byte stream: what is written goes out as messages (cut
