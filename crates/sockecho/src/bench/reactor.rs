@@ -333,7 +333,6 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
     use crate::bench::plan::Schedule;
@@ -343,6 +342,8 @@ mod tests {
 
     const SIZE: usize = 64 * 1024;
     const PIPELINE: usize = 16;
+    /// The measured period of the runs below, in milliseconds.
+    const RUN_MS: u64 = 1_000;
 
     fn ctx(clock: Clock, run_ms: u64) -> ThreadCtx {
         let start = clock.now() + 20_000_000;
@@ -356,7 +357,9 @@ mod tests {
             }),
             end: tokio::sync::watch::channel(u64::MAX).1,
             pipeline: PIPELINE,
-            timeout_ns: 2_000_000_000,
+            // The peer answers the last messages only once it wakes after the end; a
+            // generous wait keeps a late wake-up from counting them lost.
+            timeout_ns: 10_000_000_000,
             udp_offload: false,
             recorder: ThreadRecorder::default(),
             live: Arc::default(),
@@ -369,9 +372,10 @@ mod tests {
 
     /// The replies to a whole pipeline are queued before the run starts, so the epoll loop's
     /// first wake-up finds 1 MiB waiting: more than one turn's reads take (8 × 64 KiB). The
-    /// peer then stays silent past the end of the measured period, so no new edge comes: only
+    /// peer then stays silent until the measured period is over, so no new edge comes: only
     /// reading the connection again on the next turn gets the rest of the replies in time to
-    /// send a second pipeline of messages before the end.
+    /// send a second pipeline of messages before the end. The period is long enough (a
+    /// second) that a loop starting late on a busy machine still sends within it.
     #[test]
     fn a_connection_with_more_than_one_turn_of_bytes_is_read_again() {
         replies_waiting_at_the_start(run);
@@ -408,9 +412,13 @@ mod tests {
         peer.write_all(&replies).unwrap();
 
         // After the run's end, the peer swallows the first pipeline of messages (answered
-        // above) and echoes the rest until the bench side closes.
+        // above) and echoes the rest until the bench side closes. Reading any earlier would
+        // free send room and so hand the loop a fresh edge.
+        let clock = Clock::new();
+        let ctx = ctx(clock, RUN_MS);
+        let end = clock.instant(ctx.schedule().end);
         let echo = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
+            std::thread::sleep(end.saturating_duration_since(std::time::Instant::now()));
             let mut buf = vec![0u8; SIZE * PIPELINE];
             peer.read_exact(&mut buf).unwrap();
             let mut echoed = 0u64;
@@ -427,7 +435,6 @@ mod tests {
             }
         });
 
-        let ctx = ctx(Clock::new(), 100);
         let plan = ConnPlan {
             id: 7,
             pacing: None,
