@@ -4,7 +4,8 @@
 # echo (user + system from /proc/PID/stat over the whole run, warm-up included).
 # Usage: bash bench/ab.sh BIN_A BIN_B [ROUNDS] [BENCH ARGS...]
 #   e.g. bash bench/ab.sh target/release/sockecho /tmp/other/release/sockecho 3 -c 10 -s 1MiB
-# The load generator is target/release/sockecho, or $BENCH if set.
+# The load generator is target/release/sockecho, or $BENCH if set. The transport is TCP, or
+# $AB_TRANSPORT (tcp or udp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 rounds=${3:-3}
@@ -12,6 +13,8 @@ shift $(( $# < 3 ? $# : 3 ))
 load=("$@")
 [ ${#load[@]} -gt 0 ] || load=(-c 50 -s 64)
 bench=${BENCH:-./target/release/sockecho}
+transport=${AB_TRANSPORT:-tcp}
+case $transport in tcp|udp) ;; *) echo "AB_TRANSPORT must be tcp or udp" >&2; exit 2 ;; esac
 dir=$(mktemp -d)
 server=
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
@@ -19,10 +22,10 @@ ticks=$(getconf CLK_TCK)
 for round in $(seq "$rounds"); do
   for name in A B; do
     if [ "$name" = A ]; then bin=$a; else bin=$b; fi
-    taskset -c 0 "$bin" serve tcp://127.0.0.1:0 --threads 1 -q 2>"$dir/log" &
+    taskset -c 0 "$bin" serve "$transport://127.0.0.1:0" --threads 1 -q 2>"$dir/log" &
     server=$!
     for _ in $(seq 100); do grep -q "listening on" "$dir/log" && break; sleep 0.1; done
-    endpoint=$(grep -o "tcp://127.0.0.1:[0-9]*" "$dir/log" | head -1)
+    endpoint=$(grep -o "$transport://127.0.0.1:[0-9]*" "$dir/log" | head -1)
     before=$(awk '{print $14 + $15}' "/proc/$server/stat")
     taskset -c 1 "$bench" bench "$endpoint" -d 3s --warmup 500ms --json "${load[@]}" >"$dir/out"
     after=$(awk '{print $14 + $15}' "/proc/$server/stat")
