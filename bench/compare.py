@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of `sockecho serve` against a C epoll yardstick and plain tokio.
+"""Side-by-side benchmark of `sockecho serve` against a C epoll yardstick and plain tokio (and,
+for WebSocket, a reference server written with Python's `websockets`, bench/ws_echo.py).
 
 Builds everything, then runs each case's servers in alternating rounds (A, B, C, A, B, C, ...)
 with the server pinned to one CPU and the load generator to another, and prints markdown tables
@@ -53,7 +54,11 @@ MEM_PAYLOAD = 16 * 1024
 # source port for a minute in TIME_WAIT, and one address has ~28 000 ports toward the server.
 CHURN_SOURCES = "127.0.0.2-127.0.0.65"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-READY_LINE = re.compile(r"listening on (tcp|udp)://(\d+\.\d+\.\d+\.\d+):(\d+)")
+READY_LINE = re.compile(r"listening on (tcp|udp|ws)://(\d+\.\d+\.\d+\.\d+):(\d+)")
+# The WebSocket reference server, written with Python's `websockets`, and where that package is
+# looked for first (the venv .ci/interop.sh makes).
+WS_REFERENCE = ROOT / "bench" / "ws_echo.py"
+WS_VENV_PYTHON = ROOT / "target" / "interop" / "venv" / "bin" / "python"
 
 
 class HarnessError(Exception):
@@ -111,6 +116,9 @@ def all_cases(mem_conns: int) -> list[Case]:
     # arrives at once, and a server with UDP GRO takes and echoes it as one buffer.
     cases.append(Case("udp-50x64-p16", "load", "udp", 50, 64, 16))
     cases.append(Case("udp-50x64-p16-gso", "load", "udp", 50, 64, 16, ("--udp-offload",)))
+    # WebSocket: every message one binary frame, against a server written with a popular
+    # library (Python's websockets) as the reference; its ratios are against that server.
+    cases.append(Case("ws-50x64", "load", "ws", 50, 64))
     cases.append(Case("loadgen-50x64", "loadgen", "tcp", 50, 64))
     # The tutorial's accept-echo-close cycle: slots x messages per connection x bytes.
     for slots in (50, 1000):
@@ -152,6 +160,9 @@ SERVERS = [
     Server("tokio", "tcp", False),
     Server("sockecho", "udp", False),
     Server("c-udp", "udp", True),
+    Server("sockecho", "ws", False),
+    # Not C, but the reference the ws case is measured against.
+    Server("py-websockets", "ws", True),
 ]
 
 
@@ -180,6 +191,8 @@ class Context:
             )
         if server.name == "tokio":
             return [str(self.bins["tokio_echo"]), "127.0.0.1:0"]
+        if server.name == "py-websockets":
+            return [str(ws_python()), str(WS_REFERENCE), "127.0.0.1", "0"]
         return [str(self.bins["epoll_echo" if server.transport == "tcp" else "udp_echo"]), "0"]
 
 
@@ -799,7 +812,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Benchmark `sockecho serve` against a C epoll yardstick and plain tokio.",
         epilog="Cases: " + " ".join(c.name for c in all_cases(9000)) + ". Select by name or "
-        "group (tcp, udp, loadgen, churn, mem). Method and columns: docs/benchmarks.md.",
+        "group (tcp, udp, ws, loadgen, churn, mem). Method and columns: docs/benchmarks.md.",
     )
     p.add_argument("--rounds", type=int, help="rounds per case (default 5; --quick 2)")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 5; --quick 1)")
@@ -810,8 +823,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--servers",
         nargs="+",
         metavar="NAME",
-        help="servers to run: sockecho sockecho-epoll tokio (the C yardstick always runs, "
-        "for the ratios)",
+        help="servers to run: sockecho sockecho-epoll tokio (the C yardstick, and for ws the "
+        "Python websockets reference, always run, for the ratios)",
     )
     p.add_argument(
         "--load",
@@ -929,6 +942,16 @@ def run(opts) -> int:
     return 1 if problems else 0
 
 
+def ws_python() -> Path | None:
+    """A Python interpreter that has the `websockets` package, or None."""
+    for python in (WS_VENV_PYTHON, Path(sys.executable)):
+        if python.exists() and subprocess.run(
+            [str(python), "-c", "import websockets"], capture_output=True, timeout=60
+        ).returncode == 0:
+            return python
+    return None
+
+
 def plan_case(case: Case, opts, bench_ok: bool, notes: list[str]) -> list:
     """The (server, load generator) pairs one round of a case runs, in order."""
     if case.kind == "loadgen":
@@ -938,6 +961,12 @@ def plan_case(case: Case, opts, bench_ok: bool, notes: list[str]) -> list:
         c_server = server_named("c-epoll", "tcp")
         return [(c_server, "epoll_load"), (c_server, "sockecho"), (c_server, "sockecho-epoll")]
     servers = [s for s in SERVERS if s.transport == case.transport]
+    if case.transport == "ws" and ws_python() is None:
+        notes.append(
+            f"{case.name}: skipped, no Python with the `websockets` package "
+            "(bash .ci/interop.sh makes one in target/interop/venv)"
+        )
+        return []
     if opts.servers:
         servers = [s for s in servers if s.name in opts.servers or s.yardstick]
     if case.kind == "mem":

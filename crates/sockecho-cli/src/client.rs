@@ -10,7 +10,7 @@ use sockecho::client::datagram::{
 };
 use sockecho::client::interactive::{LineSource, interactive};
 use sockecho::client::pipe::pipe;
-use sockecho::connect::connect_stream_with;
+use sockecho::connect::{ConnectOptions, Framing, connect_stream_with};
 
 use crate::cli::client::ClientOpts;
 use crate::connect::connect_options;
@@ -66,8 +66,12 @@ async fn run(opts: ClientOpts) -> anyhow::Result<ExitCode> {
         };
         return Ok(datagram_exit(&summary, opts.timeout));
     }
-    let (stream, reached) =
-        connect_stream_with(endpoint, &connect_options(&opts.tls, &opts.send_proxy)).await?;
+    let options = ConnectOptions {
+        // Each line one message, as users of WebSocket echo expect.
+        ws_framing: Framing::Lines,
+        ..connect_options(&opts.tls, &opts.send_proxy)
+    };
+    let (stream, reached) = connect_stream_with(endpoint, &options).await?;
     tracing::debug!("connected to {reached}");
     if on_terminal {
         let mut editor = Editor::new()?;

@@ -24,7 +24,9 @@ mod serve;
 mod signals;
 mod usage;
 
+// The library's check that files form layers, run here on this crate's own files.
 #[cfg(test)]
+#[path = "../../sockecho/src/layering.rs"]
 mod layering;
 
 use std::process::ExitCode;
@@ -54,7 +56,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Serve(opts) => serve::main(opts),
         Command::Client(opts) => client::main(opts),
-        Command::Bench(opts) => bench::main(opts),
+        Command::Bench(opts) => bench::main(*opts),
         Command::Ping(opts) => ping::main(opts),
         Command::Completions(opts) => completions::main(opts),
         Command::Man(opts) => man::main(opts),

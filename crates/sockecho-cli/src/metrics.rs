@@ -317,8 +317,13 @@ fn encode(state: &State) -> Result<String, std::fmt::Error> {
             tls_failures
                 .get_or_create(&with(None))
                 .inc_by(stats.tls_handshake_failures);
-            // PROXY headers come on TCP only (TLS included).
-            let proxied = [sockecho::Transport::Tcp, sockecho::Transport::Tls].contains(&transport);
+            // PROXY headers come on TCP only (TLS and WebSocket included).
+            let proxied = !matches!(
+                transport,
+                sockecho::Transport::Udp
+                    | sockecho::Transport::Unix
+                    | sockecho::Transport::UnixGram
+            );
             if proxied {
                 for (kind, n) in [
                     ("v1", stats.proxy_headers_v1),

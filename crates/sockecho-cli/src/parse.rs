@@ -73,6 +73,14 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     sockecho::bench::parse_size(text)
 }
 
+/// Parses the largest WebSocket message (`serve --ws-max-message`): a size of at least one byte.
+pub fn parse_ws_max_message(text: &str) -> Result<usize, String> {
+    match parse_size(text)? {
+        0 => Err("the largest WebSocket message must be at least 1 byte".into()),
+        size => Ok(size),
+    }
+}
+
 /// Parses a fault spec (`serve --fault`): `delay=10ms±5ms`, `drop=1%`, `reset-after=64KiB@5%`.
 pub fn parse_fault(text: &str) -> Result<sockecho::server::fault::Fault, String> {
     text.parse()
@@ -214,6 +222,12 @@ mod tests {
     #[test]
     fn sizes_and_sources() {
         assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_ws_max_message("64KiB"), Ok(65536));
+        assert!(
+            parse_ws_max_message("0")
+                .unwrap_err()
+                .contains("at least 1 byte")
+        );
         assert_eq!(parse_sources("127.0.0.1,127.0.0.2").unwrap().0.len(), 2);
     }
 }

@@ -3,6 +3,8 @@
 //! Accepted forms:
 //! - `tcp://HOST:PORT`, `udp://HOST:PORT` (IPv6 hosts in brackets: `tcp://[::1]:7`)
 //! - `tls://HOST:PORT` (TCP with TLS)
+//! - `ws://HOST:PORT[/PATH]` and `wss://HOST:PORT[/PATH]` (WebSocket, `wss` over TLS; the path
+//!   defaults to `/`)
 //! - `unix:PATH` (stream) and `unixgram:PATH` (datagram)
 //! - `HOST:PORT` (TCP) and a bare `PORT` (TCP on all interfaces)
 //!
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The accepted forms, shown in every parse error so a user can fix the typo at once.
-pub const ACCEPTED_FORMS: &str = "tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, unix:PATH, unixgram:PATH, \
+pub const ACCEPTED_FORMS: &str = "tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, \
+ws://HOST:PORT[/PATH], wss://HOST:PORT[/PATH], unix:PATH, unixgram:PATH, \
 HOST:PORT (tcp) or PORT (tcp on all interfaces); IPv6 hosts go in brackets, e.g. tcp://[::1]:7";
 
 /// Longest path the kernel accepts in `sockaddr_un.sun_path`, leaving room for the NUL.
@@ -30,6 +33,10 @@ pub enum Endpoint {
     Udp(HostPort),
     /// TLS over TCP.
     Tls(HostPort),
+    /// WebSocket over TCP. Boxed: the path would make every endpoint larger.
+    Ws(Box<WsTarget>),
+    /// WebSocket over TLS.
+    Wss(Box<WsTarget>),
     /// Unix-domain stream socket at a filesystem path.
     Unix(PathBuf),
     /// Unix-domain datagram socket at a filesystem path.
@@ -43,17 +50,22 @@ pub enum Transport {
     Tcp,
     Udp,
     Tls,
+    Ws,
+    Wss,
     Unix,
     UnixGram,
 }
 
 impl Transport {
-    /// The scheme name as written in endpoints (`tcp`, `udp`, `unix`, `unixgram`).
+    /// The scheme name as written in endpoints (`tcp`, `udp`, `tls`, `ws`, `wss`, `unix`,
+    /// `unixgram`).
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
             Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
             Transport::Unix => "unix",
             Transport::UnixGram => "unixgram",
         }
@@ -62,6 +74,16 @@ impl Transport {
     /// Whether messages keep their boundaries (UDP, unixgram) rather than forming a byte stream.
     pub fn is_datagram(self) -> bool {
         matches!(self, Transport::Udp | Transport::UnixGram)
+    }
+
+    /// Whether connections start with a TLS handshake (`tls`, `wss`).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    /// Whether connections carry WebSocket messages (`ws`, `wss`).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
     }
 }
 
@@ -77,6 +99,14 @@ pub struct HostPort {
     pub host: Host,
     /// Port 0 asks the kernel for a free port when binding.
     pub port: u16,
+}
+
+/// Where a WebSocket endpoint is: the host and port, and the HTTP path of the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WsTarget {
+    pub addr: HostPort,
+    /// Starts with `/`; `/` when the endpoint names none.
+    pub path: String,
 }
 
 /// The host part of an Internet endpoint.
@@ -116,6 +146,8 @@ impl Endpoint {
             Endpoint::Tcp(_) => Transport::Tcp,
             Endpoint::Udp(_) => Transport::Udp,
             Endpoint::Tls(_) => Transport::Tls,
+            Endpoint::Ws(_) => Transport::Ws,
+            Endpoint::Wss(_) => Transport::Wss,
             Endpoint::Unix(_) => Transport::Unix,
             Endpoint::UnixGram(_) => Transport::UnixGram,
         }
@@ -130,7 +162,35 @@ impl Endpoint {
         match transport {
             Transport::Udp => Endpoint::Udp(hp),
             Transport::Tls => Endpoint::Tls(hp),
+            Transport::Ws | Transport::Wss => {
+                let target = Box::new(WsTarget {
+                    addr: hp,
+                    path: "/".into(),
+                });
+                if transport == Transport::Ws {
+                    Endpoint::Ws(target)
+                } else {
+                    Endpoint::Wss(target)
+                }
+            }
             _ => Endpoint::Tcp(hp),
+        }
+    }
+
+    /// This endpoint moved to `addr` (a resolved or bound address), keeping its transport and,
+    /// for WebSocket, its path.
+    pub fn at(&self, addr: SocketAddr) -> Endpoint {
+        let moved = Endpoint::inet(self.transport(), addr);
+        match (self, moved) {
+            (Endpoint::Ws(old), Endpoint::Ws(mut new)) => {
+                new.path.clone_from(&old.path);
+                Endpoint::Ws(new)
+            }
+            (Endpoint::Wss(old), Endpoint::Wss(mut new)) => {
+                new.path.clone_from(&old.path);
+                Endpoint::Wss(new)
+            }
+            (_, moved) => moved,
         }
     }
 
@@ -138,6 +198,7 @@ impl Endpoint {
     pub fn host_port(&self) -> Option<&HostPort> {
         match self {
             Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => Some(hp),
+            Endpoint::Ws(target) | Endpoint::Wss(target) => Some(&target.addr),
             Endpoint::Unix(_) | Endpoint::UnixGram(_) => None,
         }
     }
@@ -195,6 +256,8 @@ impl fmt::Display for Endpoint {
             Endpoint::Tcp(hp) => write!(f, "tcp://{hp}"),
             Endpoint::Udp(hp) => write!(f, "udp://{hp}"),
             Endpoint::Tls(hp) => write!(f, "tls://{hp}"),
+            Endpoint::Ws(t) => write!(f, "ws://{}{}", t.addr, t.path),
+            Endpoint::Wss(t) => write!(f, "wss://{}{}", t.addr, t.path),
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
             Endpoint::UnixGram(path) => write!(f, "unixgram:{}", path.display()),
         }
@@ -227,6 +290,16 @@ impl FromStr for Endpoint {
         if let Some(rest) = input.strip_prefix("tls://") {
             return parse_host_port(rest).map(Endpoint::Tls).map_err(fail);
         }
+        if let Some(rest) = input.strip_prefix("ws://") {
+            return parse_ws(rest)
+                .map(|t| Endpoint::Ws(Box::new(t)))
+                .map_err(fail);
+        }
+        if let Some(rest) = input.strip_prefix("wss://") {
+            return parse_ws(rest)
+                .map(|t| Endpoint::Wss(Box::new(t)))
+                .map_err(fail);
+        }
         if let Some((scheme, _)) = input.split_once("://") {
             return Err(fail(format!("unknown scheme {scheme:?}")));
         }
@@ -254,6 +327,29 @@ fn parse_path(path: &str) -> Result<PathBuf, String> {
         return Err("the socket path contains a NUL byte".into());
     }
     Ok(PathBuf::from(path))
+}
+
+/// `HOST:PORT` then an optional path. The path is sent in the upgrade request as written, so
+/// it must be printable ASCII without spaces; a query string is kept as part of it.
+fn parse_ws(text: &str) -> Result<WsTarget, String> {
+    let (addr, path) = match text.find('/') {
+        Some(at) => text.split_at(at),
+        None => (text, "/"),
+    };
+    if let Some(bad) = path.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "the path {path:?} contains {bad:?}; write it percent-encoded"
+        ));
+    }
+    if path.contains('#') {
+        return Err(format!(
+            "the path {path:?} has a fragment ('#'), which is never sent"
+        ));
+    }
+    Ok(WsTarget {
+        addr: parse_host_port(addr)?,
+        path: path.to_owned(),
+    })
 }
 
 fn parse_host_port(text: &str) -> Result<HostPort, String> {
@@ -384,6 +480,9 @@ mod tests {
             "tcp://*:54000",
             "unix:/tmp/x.sock",
             "unixgram:./y",
+            "ws://127.0.0.1:80/",
+            "ws://localhost:8080/echo?x=1",
+            "wss://[::1]:443/a/b",
         ] {
             assert_eq!(ok(text).to_string(), text);
             assert_eq!(ok(&ok(text).to_string()), ok(text));
@@ -407,6 +506,33 @@ mod tests {
         assert!(err("").contains("empty"));
         assert!(err("bad host:1").contains("not a valid host name"));
         assert!(err("99999").contains("out of range"));
+    }
+
+    #[test]
+    fn websocket_endpoints() {
+        assert_eq!(
+            ok("ws://localhost:8080"),
+            Endpoint::Ws(Box::new(WsTarget {
+                addr: HostPort {
+                    host: Host::Name("localhost".into()),
+                    port: 8080
+                },
+                path: "/".into()
+            }))
+        );
+        assert_eq!(ok("ws://h:1").to_string(), "ws://h:1/");
+        let Endpoint::Wss(target) = ok("wss://[::1]:9/echo") else {
+            panic!("wss:// parses as Wss");
+        };
+        assert_eq!(target.path, "/echo");
+        assert_eq!(ok("wss://h:1/x").transport(), Transport::Wss);
+        assert!(ok("wss://h:1/x").transport().is_tls());
+        assert!(ok("ws://h:1/x").transport().is_websocket());
+        assert!(err("ws://h:1/a b").contains("percent-encoded"));
+        assert!(err("ws://h:1/a#b").contains("fragment"));
+        assert!(err("ws://h/x").contains("port is missing"));
+        let moved = ok("ws://localhost:0/echo").at("127.0.0.1:9".parse().unwrap());
+        assert_eq!(moved.to_string(), "ws://127.0.0.1:9/echo");
     }
 
     #[test]

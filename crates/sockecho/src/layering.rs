@@ -1,324 +1,521 @@
-//! A check that the library's files form layers: reading each file's `use` statements (and
-//! the module paths written out in its code), no two files depend on each other, directly or
-//! around a loop. Tests inside a file (`mod tests`) are left out. The crate root (`lib.rs`) only
-//! declares modules and re-exports names; a path through one of its re-exports
-//! (`crate::Endpoint`) counts as a use of the file the name comes from. Likewise a folder's
-//! `mod.rs` re-exporting its files' names (`pub use parse::parse;`) is the folder's public face,
-//! not a use: a file of the folder may take shared types from its `mod.rs`.
+//! The check that a crate's files form layers: reading each file's `use` lines and the module
+//! paths written out in its code (`crate::`, `super::`, `self::` and a child module's name), no
+//! two files depend on each other, directly or around a loop, so every folder reads bottom-up.
+//!
+//! One implementation serves both crates: the library declares this file as a test module, and
+//! the binary includes the same file with `#[path]`. Each runs it on its own `src/`.
+//!
+//! What counts as a dependency: a path that lands in another file (the longest prefix of the
+//! path that is a file's module). A `mod` declaration alone is not one (declaring is not using),
+//! but a `pub use child::Item` re-export is. Code under `#[cfg(test)]` modules is left out:
+//! tests may reach anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Module path (`server::uring::engine`) → file text, for every file of `src/` but `lib.rs`.
-fn library_files() -> BTreeMap<String, String> {
-    fn walk(dir: &Path, module: &str, into: &mut BTreeMap<String, String>) {
-        let entries = std::fs::read_dir(dir).expect("src/ is readable");
+/// A module, as the segments of its path from the crate root (`["server", "uring", "engine"]`).
+type Module = Vec<String>;
+
+/// Dependencies known to close a loop, each with the reason it stays. Written as
+/// `("crate-name", "from::module", "to::module")`; empty when every folder is layered.
+const ALLOWED: &[(&str, &str, &str)] = &[];
+
+/// Every `.rs` file under `root`, by module path, with its text.
+fn sources(root: &Path) -> BTreeMap<Module, String> {
+    let mut found = BTreeMap::new();
+    let mut dirs = vec![PathBuf::new()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(root.join(&dir)).expect("the source folder is readable");
         for entry in entries {
-            let path = entry.expect("src/ is readable").path();
-            let name = path
-                .file_stem()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if path.is_dir() {
-                walk(&path, &join(module, name), into);
-            } else if path.extension().is_some_and(|e| e == "rs")
-                && !(module.is_empty() && name == "lib")
-            {
-                let module = if name == "mod" {
-                    module.to_owned()
-                } else {
-                    join(module, name)
-                };
-                let text = std::fs::read_to_string(&path).expect("a source file is readable");
-                into.insert(module, text);
+            let entry = entry.expect("the source folder is readable");
+            let relative = dir.join(entry.file_name());
+            if entry.path().is_dir() {
+                dirs.push(relative);
+                continue;
             }
-        }
-    }
-    let mut files = BTreeMap::new();
-    walk(&src(), "", &mut files);
-    files
-}
-
-fn src() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
-}
-
-fn join(module: &str, name: &str) -> String {
-    if module.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{module}::{name}")
-    }
-}
-
-/// Per folder (`server`; `""` for the crate root): the names its `mod.rs` (or `lib.rs`)
-/// re-exports, each with the absolute path of what it re-exports.
-type Reexports = BTreeMap<String, BTreeMap<String, Vec<String>>>;
-
-fn reexports(files: &BTreeMap<String, String>) -> Reexports {
-    let lib = std::fs::read_to_string(src().join("lib.rs")).expect("lib.rs is readable");
-    let folders = files
-        .iter()
-        .filter(|(m, _)| is_folder(m, files))
-        .map(|(m, text)| (m.as_str(), text.as_str()));
-    let mut all = Reexports::new();
-    for (folder, text) in std::iter::once(("", lib.as_str())).chain(folders) {
-        let (statements, _) = split_reexports(text);
-        let mut paths = Vec::new();
-        for statement in statements {
-            expand(&statement, &[], &mut paths);
-        }
-        let names = all.entry(folder.to_owned()).or_default();
-        for path in paths {
-            if let (Some(name), Some(absolute)) = (path.last(), absolute_path(folder, &path, files))
-            {
-                names.insert(name.clone(), absolute);
-            }
-        }
-    }
-    all
-}
-
-/// Whether `module` is a folder's `mod.rs`.
-fn is_folder(module: &str, files: &BTreeMap<String, String>) -> bool {
-    let inside = format!("{module}::");
-    files.keys().any(|m| m.starts_with(&inside))
-}
-
-/// Every path a `use` tree names, as segments: `a::{b, c::d}` gives `a::b` and `a::c::d`.
-fn expand(tree: &str, prefix: &[String], into: &mut Vec<Vec<String>>) {
-    let tree = tree.trim();
-    if let Some(open) = tree.find('{') {
-        let mut path = prefix.to_vec();
-        path.extend(segments(&tree[..open]));
-        let inner = &tree[open + 1..tree.rfind('}').expect("a `use` group closes")];
-        // Split the group at its top-level commas.
-        let (mut depth, mut start) = (0, 0);
-        for (i, c) in inner.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    expand(&inner[start..i], &path, into);
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        expand(&inner[start..], &path, into);
-    } else if !tree.is_empty() {
-        let mut path = prefix.to_vec();
-        let name = tree.split(" as ").next().unwrap_or(tree);
-        path.extend(segments(name).filter(|s| s != "self"));
-        into.push(path);
-    }
-}
-
-fn segments(path: &str) -> impl Iterator<Item = String> + '_ {
-    path.split("::")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-/// The paths file `text` refers to: its `use` statements, and the paths written out in its
-/// code (`super::x::f()`, `bind::Socket`).
-fn referenced_paths(text: &str) -> Vec<Vec<String>> {
-    let mut paths = Vec::new();
-    let mut statement: Option<String> = None;
-    for line in text.lines() {
-        if line.trim_start().starts_with("mod tests") {
-            break;
-        }
-        let code = line.split("//").next().unwrap_or_default().trim();
-        if let Some(open) = statement.as_mut() {
-            open.push_str(code);
-        } else if let Some(at) = code.find("use ").filter(|&at| {
-            let before = &code[..at];
-            before.is_empty() || before.starts_with("pub")
-        }) {
-            statement = Some(code[at + 4..].to_owned());
-        } else {
-            paths.extend(code_paths(code));
-        }
-        if let Some(done) = statement.take_if(|s| s.ends_with(';')) {
-            expand(done.trim_end_matches(';'), &[], &mut paths);
-        }
-    }
-    paths
-}
-
-/// `text`'s re-exports (`pub use` and `pub(crate) use` statements, without `pub use` and `;`),
-/// and the rest of it.
-fn split_reexports(text: &str) -> (Vec<String>, String) {
-    let mut statements: Vec<String> = Vec::new();
-    let mut kept = String::with_capacity(text.len());
-    let mut in_reexport = false;
-    for line in text.lines() {
-        let code = line.trim_start();
-        if !in_reexport
-            && code.starts_with("pub")
-            && code
-                .split_once(" use ")
-                .is_some_and(|(visibility, _)| !visibility.contains(' '))
-        {
-            in_reexport = true;
-            let tree = code.split_once(" use ").map_or("", |(_, tree)| tree);
-            statements.push(String::new());
-            statements.last_mut().expect("just pushed").push_str(tree);
-        } else if in_reexport {
-            statements.last_mut().expect("inside one").push_str(code);
-        }
-        if in_reexport {
-            in_reexport = !code.trim_end().ends_with(';');
-            if !in_reexport {
-                let done = statements.last_mut().expect("inside one");
-                *done = done.trim_end().trim_end_matches(';').to_owned();
-            }
-        } else {
-            kept.push_str(line);
-            kept.push('\n');
-        }
-    }
-    (statements, kept)
-}
-
-/// The `a::b::c` chains in a line of code.
-fn code_paths(code: &str) -> Vec<Vec<String>> {
-    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
-    let mut paths = Vec::new();
-    let mut previous = ' ';
-    let mut rest = code;
-    while let Some(c) = rest.chars().next() {
-        if is_ident(c) && !is_ident(previous) && previous != ':' {
-            let chain: String = rest
-                .chars()
-                .take_while(|&c| is_ident(c) || c == ':')
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".rs") else {
+                continue;
+            };
+            let mut module: Module = dir
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect();
-            if chain.contains("::") {
-                paths.push(segments(&chain).collect());
+            let crate_root = dir.as_os_str().is_empty() && (stem == "lib" || stem == "main");
+            if stem != "mod" && !crate_root {
+                module.push(stem.to_owned());
             }
-            previous = chain.chars().last().unwrap_or(c);
-            rest = &rest[chain.len()..];
+            // This file names paths as data, and nothing uses it.
+            if module == ["layering"] {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).expect("a source file is readable");
+            found.insert(module, text);
+        }
+    }
+    // Files that only tests declare (`#[cfg(test)] mod loop_tests;`) are tests too.
+    let tests: Vec<Module> = found
+        .iter()
+        .flat_map(|(module, text)| {
+            test_files(text).into_iter().map(move |name| {
+                let mut child = module.clone();
+                child.push(name);
+                child
+            })
+        })
+        .collect();
+    for module in tests {
+        found.remove(&module);
+    }
+    found
+}
+
+/// The code of `text`: comments, string and character literals blanked (paths there are only
+/// named), and modules under `#[cfg(test)]` cut out. The result is ASCII, so a byte offset is a
+/// character offset.
+fn code(text: &str) -> String {
+    cut_test_modules(literals_blanked(text))
+}
+
+/// `text` with comments, string and character literals blanked.
+fn literals_blanked(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(chars.len());
+    let mut at = 0;
+    while at < chars.len() {
+        let c = chars[at];
+        let next = chars.get(at + 1).copied();
+        if c == '/' && next == Some('/') {
+            while at < chars.len() && chars[at] != '\n' {
+                at += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while at < chars.len() {
+                match (chars[at], chars.get(at + 1)) {
+                    ('/', Some('*')) => (depth, at) = (depth + 1, at + 2),
+                    ('*', Some('/')) => (depth, at) = (depth - 1, at + 2),
+                    _ => at += 1,
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            out.push(' ');
+        } else if c == 'r' && matches!(next, Some('"' | '#')) && !ident_before(&chars, at) {
+            // A raw string: r"..." or r#"..."#, closed by a quote and as many hashes.
+            let hashes = chars[at + 1..].iter().take_while(|&&c| c == '#').count();
+            if chars.get(at + 1 + hashes) != Some(&'"') {
+                out.push(c);
+                at += 1;
+                continue;
+            }
+            at += 2 + hashes;
+            while at < chars.len()
+                && !(chars[at] == '"' && chars[at + 1..].iter().take(hashes).all(|&c| c == '#'))
+            {
+                at += 1;
+            }
+            at += 1 + hashes;
+            out.push_str("\"\"");
+        } else if c == '"' {
+            at += 1;
+            while at < chars.len() && chars[at] != '"' {
+                at += if chars[at] == '\\' { 2 } else { 1 };
+            }
+            at += 1;
+            out.push_str("\"\"");
+        } else if c == '\'' && (next == Some('\\') || chars.get(at + 2) == Some(&'\'')) {
+            // A character literal ('x', '\n', '\u{..}'); a lifetime has no closing quote.
+            at += 2;
+            while at < chars.len() && chars[at] != '\'' {
+                at += 1;
+            }
+            at += 1;
+            out.push_str("' '");
         } else {
-            previous = c;
-            rest = &rest[c.len_utf8()..];
+            out.push(if c.is_ascii() { c } else { ' ' });
+            at += 1;
         }
     }
-    paths
+    out
 }
 
-/// The absolute module path `path` names from the file of module `from`; `None` for a path
-/// into another crate.
-fn absolute_path(
-    from: &str,
-    path: &[String],
-    files: &BTreeMap<String, String>,
-) -> Option<Vec<String>> {
-    let mut absolute: Vec<String> = segments(from).collect();
-    let mut rest = path;
-    match path.first().map(String::as_str) {
-        Some("crate") => {
-            absolute.clear();
-            rest = &path[1..];
+fn ident_before(chars: &[char], at: usize) -> bool {
+    at > 0 && is_ident(chars[at - 1])
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// `code` without the modules declared under `#[cfg(test)]`: an inline `mod x { .. }` goes up to
+/// its closing brace, a `mod x;` up to its semicolon.
+fn cut_test_modules(code: String) -> String {
+    cut_and_name_test_modules(code).0
+}
+
+/// The names of the test modules `text` declares in files of their own (`#[cfg(test)] mod x;`).
+fn test_files(text: &str) -> Vec<String> {
+    cut_and_name_test_modules(literals_blanked(text)).1
+}
+
+fn cut_and_name_test_modules(mut code: String) -> (String, Vec<String>) {
+    const MARK: &str = "#[cfg(test)]";
+    let mut files = Vec::new();
+    let mut from = 0;
+    while let Some(found) = code[from..].find(MARK) {
+        let start = from + found;
+        let mut at = start + MARK.len();
+        // Skip further attributes, then see whether the item is a module.
+        loop {
+            at += code[at..].len() - code[at..].trim_start().len();
+            if code[at..].starts_with("#[") {
+                at += code[at..].find(']').map_or(code.len() - at, |end| end + 1);
+            } else {
+                break;
+            }
         }
+        let item = code[at..]
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub ");
+        if !item.starts_with("mod ") {
+            from = start + MARK.len();
+            continue;
+        }
+        let end = match (code[at..].find(';'), code[at..].find('{')) {
+            (Some(semi), open) if open.is_none_or(|open| semi < open) => {
+                let name = item["mod ".len()..].split(';').next().unwrap_or("");
+                files.push(name.trim().to_owned());
+                at + semi + 1
+            }
+            (_, Some(open)) => {
+                let mut depth = 0;
+                let mut end = code.len();
+                for (i, c) in code[at + open..].char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        end = at + open + i + 1;
+                        break;
+                    }
+                }
+                end
+            }
+            _ => code.len(),
+        };
+        code.replace_range(start..end, " ");
+        from = start;
+    }
+    (code, files)
+}
+
+/// Every module path written in `code`, groups expanded (`crate::{a::{b, self}, c}` gives
+/// `crate::a::b`, `crate::a` and `crate::c`). Only chains of at least two segments, or a group,
+/// are paths; a bare name is not.
+fn paths(code: &str) -> Vec<Vec<String>> {
+    fn ident(chars: &[char], at: &mut usize) -> String {
+        let start = *at;
+        while chars.get(*at).is_some_and(|&c| is_ident(c)) {
+            *at += 1;
+        }
+        chars[start..*at].iter().collect()
+    }
+    fn skip_space(chars: &[char], at: &mut usize) {
+        while chars.get(*at).is_some_and(|c| c.is_whitespace()) {
+            *at += 1;
+        }
+    }
+    fn colons(chars: &[char], at: &mut usize) -> bool {
+        skip_space(chars, at);
+        let found = chars.get(*at) == Some(&':') && chars.get(*at + 1) == Some(&':');
+        if found {
+            *at += 2;
+            skip_space(chars, at);
+        }
+        found
+    }
+    /// One use tree after `prefix::`: a name (maybe with more segments), `*`, or a `{..}` group.
+    fn tree(chars: &[char], at: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        match chars.get(*at) {
+            Some('{') => {
+                *at += 1;
+                loop {
+                    skip_space(chars, at);
+                    match chars.get(*at) {
+                        None => return,
+                        Some('}') => {
+                            *at += 1;
+                            return;
+                        }
+                        Some(',') => *at += 1,
+                        Some(&c) if is_ident(c) || c == '{' || c == '*' => {
+                            tree(chars, at, prefix, out);
+                            // `name as alias`: the alias is not a path.
+                            skip_space(chars, at);
+                            let mut look = *at;
+                            if ident(chars, &mut look) == "as" {
+                                skip_space(chars, &mut look);
+                                ident(chars, &mut look);
+                                *at = look;
+                            }
+                        }
+                        // Anything else cannot be in a use group; step over it rather than stall.
+                        Some(_) => *at += 1,
+                    }
+                }
+            }
+            Some('*') => {
+                *at += 1;
+                out.push(prefix.to_vec());
+            }
+            Some(&c) if is_ident(c) => {
+                let name = ident(chars, at);
+                let mut path = prefix.to_vec();
+                if name != "self" {
+                    path.push(name);
+                }
+                let mut look = *at;
+                if colons(chars, &mut look)
+                    && matches!(chars.get(look), Some(&c) if is_ident(c) || c == '{' || c == '*')
+                {
+                    *at = look;
+                    tree(chars, at, &path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+            _ => out.push(prefix.to_vec()),
+        }
+    }
+    let chars: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < chars.len() {
+        let starts_path =
+            is_ident(chars[at]) && !ident_before(&chars, at) && (at == 0 || chars[at - 1] != ':');
+        if !starts_path {
+            at += 1;
+            continue;
+        }
+        let head = ident(&chars, &mut at);
+        let mut look = at;
+        if head.chars().next().is_some_and(|c| c.is_ascii_digit()) || !colons(&chars, &mut look) {
+            continue;
+        }
+        if !matches!(chars.get(look), Some(&c) if is_ident(c) || c == '{' || c == '*') {
+            continue;
+        }
+        at = look;
+        tree(&chars, &mut at, &[head], &mut out);
+    }
+    out
+}
+
+/// The file a path written in module `from` lands in, if it is a file of this crate other than
+/// `from`: the longest prefix of the absolute path that is a module.
+fn target<'a>(modules: &'a BTreeSet<Module>, from: &Module, path: &[String]) -> Option<&'a Module> {
+    let (mut absolute, rest): (Module, &[String]) = match path.first().map(String::as_str) {
+        Some("crate") => (Vec::new(), &path[1..]),
+        Some("self") => (from.clone(), &path[1..]),
         Some("super") => {
-            while rest.first().is_some_and(|s| s == "super") {
-                absolute.pop();
-                rest = &rest[1..];
-            }
+            let ups = path.iter().take_while(|s| *s == "super").count();
+            let keep = from.len().checked_sub(ups)?;
+            (from[..keep].to_vec(), &path[ups..])
         }
-        Some("self") => rest = &path[1..],
-        // A path from a module declared in this file (`use stream::x`) or an outside crate.
-        Some(first) if files.contains_key(&join(from, first)) => {}
-        _ => return None,
-    }
+        // `child::item`, for a module declared in this file; any other head is another crate,
+        // a type or an enum.
+        Some(head) => {
+            let mut child = from.clone();
+            child.push(head.to_owned());
+            if !modules.contains(&child) {
+                return None;
+            }
+            (from.clone(), path)
+        }
+        None => return None,
+    };
     absolute.extend(rest.iter().cloned());
-    Some(absolute)
+    (0..=absolute.len())
+        .rev()
+        .find_map(|n| modules.get(&absolute[..n]))
+        .filter(|&to| to != from)
 }
 
-/// The library file an absolute path leads into: the longest prefix that is a file, followed
-/// through the re-exports of folders (`crate::connect::Peer` is in `connect::peer`).
-fn file_of(
-    mut absolute: Vec<String>,
-    files: &BTreeMap<String, String>,
-    reexports: &Reexports,
-) -> Option<String> {
-    // Re-exports of re-exports are followed a few levels deep.
-    for _ in 0..8 {
-        let (n, module) = (0..=absolute.len())
-            .rev()
-            .map(|n| (n, absolute[..n].join("::")))
-            .find(|(n, module)| *n == 0 || files.contains_key(module))?;
-        let next = absolute
-            .get(n)
-            .and_then(|name| reexports.get(&module)?.get(name));
-        match next {
-            Some(reexported) => {
-                let mut followed = reexported.clone();
-                followed.extend(absolute[n + 1..].iter().cloned());
-                absolute = followed;
-            }
-            None if n == 0 => return None,
-            None => return Some(module),
-        }
+/// Which file depends on which, from the texts of a crate's files.
+fn edges(files: &BTreeMap<Module, String>) -> BTreeMap<Module, BTreeSet<Module>> {
+    let modules: BTreeSet<Module> = files.keys().cloned().collect();
+    files
+        .iter()
+        .map(|(module, text)| {
+            let targets = paths(&code(text))
+                .iter()
+                .filter_map(|path| target(&modules, module, path))
+                .cloned()
+                .collect();
+            (module.clone(), targets)
+        })
+        .collect()
+}
+
+fn name(module: &Module) -> String {
+    if module.is_empty() {
+        "crate".to_owned()
+    } else {
+        format!("crate::{}", module.join("::"))
     }
-    None
+}
+
+/// The loops in `edges`: each group of modules that all reach one another (a strongly connected
+/// component of more than one module), shown as one path around it.
+fn loops(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<String> {
+    let reach = |from: &Module| {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from];
+        while let Some(module) = todo.pop() {
+            for next in edges.get(module).into_iter().flatten() {
+                if seen.insert(next) {
+                    todo.push(next);
+                }
+            }
+        }
+        seen
+    };
+    let reaches: BTreeMap<&Module, BTreeSet<&Module>> =
+        edges.keys().map(|m| (m, reach(m))).collect();
+    let mut placed = BTreeSet::new();
+    let mut found = Vec::new();
+    for (module, reached) in &reaches {
+        if placed.contains(module) || !reached.contains(module) {
+            continue;
+        }
+        let group: BTreeSet<&Module> = reached
+            .iter()
+            .filter(|other| reaches[*other].contains(module))
+            .copied()
+            .collect();
+        placed.extend(group.iter().copied());
+        // Walk from `module` back to itself inside the group, by the shortest steps.
+        let mut came_from: BTreeMap<&Module, &Module> = BTreeMap::new();
+        let mut frontier = vec![*module];
+        'search: while !frontier.is_empty() {
+            let mut next_frontier = Vec::new();
+            for at in frontier {
+                for next in edges[at].iter().filter(|n| group.contains(n)) {
+                    if came_from.contains_key(next) {
+                        continue;
+                    }
+                    came_from.insert(next, at);
+                    if next == *module {
+                        break 'search;
+                    }
+                    next_frontier.push(next);
+                }
+            }
+            frontier = next_frontier;
+        }
+        let mut cycle = vec![*module];
+        let mut at = came_from[module];
+        while at != *module {
+            cycle.push(at);
+            at = came_from[at];
+        }
+        cycle.push(module);
+        cycle.reverse();
+        let path: Vec<String> = cycle.iter().map(|m| name(m)).collect();
+        found.push(format!(
+            "{} (the loop's files: {})",
+            path.join(" -> "),
+            group.iter().map(|m| name(m)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    found
 }
 
 #[test]
-fn no_two_library_files_depend_on_each_other() {
-    let files = library_files();
-    let reexports = reexports(&files);
-    assert!(files.contains_key("server::stream") && files.contains_key("server::uring::engine"));
-    assert!(files.contains_key("sys::uring") && files.contains_key("bench::worker"));
-    assert_eq!(reexports[""]["Endpoint"], ["endpoint", "Endpoint"]);
-    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    // This check's own text names paths only as data.
-    for (module, text) in files.iter().filter(|(m, _)| *m != "layering") {
-        let targets = edges.entry(module.clone()).or_default();
-        // A folder's re-exports are its public face, not a use (see the top of this file).
-        let (_, text) = split_reexports(text);
-        for path in referenced_paths(&text) {
-            if let Some(to) =
-                absolute_path(module, &path, &files).and_then(|p| file_of(p, &files, &reexports))
-                && &to != module
-            {
-                targets.insert(to);
-            }
-        }
-    }
+fn no_two_files_depend_on_each_other() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let crate_name = env!("CARGO_PKG_NAME");
+    let files = sources(&root);
+    let mut edges = edges(&files);
+    let count: usize = edges.values().map(BTreeSet::len).sum();
+    // A scan that reads nothing would pass; every crate here has far more links than files.
     assert!(
-        edges["server::stream"].contains("server::uring::handle")
-            && edges["server::datagram"].contains("endpoint")
-            && edges["bench::worker"].contains("connect::peer"),
-        "the scan sees imports: {edges:#?}"
+        count >= files.len(),
+        "the scan found {count} links between {} files: {edges:#?}",
+        files.len()
     );
-    // Depth-first search for a loop, reporting the first found.
-    fn visit(
-        module: &str,
-        edges: &BTreeMap<String, BTreeSet<String>>,
-        stack: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) {
-        if let Some(at) = stack.iter().position(|m| m == module) {
-            panic!(
-                "library files import each other: {} -> {module}",
-                stack[at..].join(" -> ")
-            );
-        }
-        if done.contains(module) {
-            return;
-        }
-        stack.push(module.to_owned());
-        for next in edges.get(module).into_iter().flatten() {
-            visit(next, edges, stack, done);
-        }
-        stack.pop();
-        done.insert(module.to_owned());
+    for (krate, from, to) in ALLOWED.iter().filter(|(k, _, _)| *k == crate_name) {
+        let module = |text: &str| -> Module { text.split("::").map(str::to_owned).collect() };
+        let removed = edges
+            .get_mut(&module(from))
+            .is_some_and(|targets| targets.remove(&module(to)));
+        assert!(
+            removed,
+            "{krate}: the allowed link {from} -> {to} is gone; drop it from ALLOWED"
+        );
     }
-    let mut done = BTreeSet::new();
-    for module in edges.keys() {
-        visit(module, &edges, &mut Vec::new(), &mut done);
-    }
+    let found = loops(&edges);
+    assert!(
+        found.is_empty(),
+        "{crate_name}: files import each other:\n  {}",
+        found.join("\n  ")
+    );
+}
+
+#[test]
+fn use_trees_and_written_paths_are_read() {
+    let text = r#"
+        use crate::{
+            a::{b, self, c as d},
+            e::*,
+        };
+        use super::f::G;
+        pub use child::H;
+        let x = crate::i::j(1); // crate::in_comment
+        let s = "crate::in_string";
+        let v = Vec::<u8>::new();
+        #[cfg(test)]
+        mod tests {
+            use crate::in_test;
+        }
+    "#;
+    let names: Vec<String> = paths(&code(text)).iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        names,
+        [
+            "crate::a::b",
+            "crate::a",
+            "crate::a::c",
+            "crate::e",
+            "super::f::G",
+            "child::H",
+            "crate::i::j",
+        ]
+    );
+    let declares =
+        "mod a;\n#[cfg(test)]\n#[path = \"t.rs\"]\nmod loop_tests;\n#[cfg(test)]\nmod tests {}";
+    assert_eq!(test_files(declares), ["loop_tests"]);
+}
+
+#[test]
+fn a_loop_is_found_and_named() {
+    let files: BTreeMap<Module, String> = [
+        (vec![], "mod a; mod b; mod c;"),
+        (vec!["a".into()], "use crate::b::X;"),
+        (vec!["b".into()], "pub struct X; use super::c::Y;"),
+        (vec!["c".into()], "pub struct Y; fn f() { crate::a::g() }"),
+    ]
+    .into_iter()
+    .map(|(m, t)| (m, t.to_owned()))
+    .collect();
+    let found = loops(&edges(&files));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("crate::a -> crate::b -> crate::c -> crate::a"),
+        "{found:?}"
+    );
 }

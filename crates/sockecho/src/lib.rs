@@ -47,5 +47,5 @@ pub const CONN_LOG: &str = "sockecho::conn";
 /// Log target of payloads logged with `--log-data`.
 pub const DATA_LOG: &str = "sockecho::data";
 
-pub use endpoint::{Endpoint, Host, HostPort, ParseEndpointError, Transport};
+pub use endpoint::{Endpoint, Host, HostPort, ParseEndpointError, Transport, WsTarget};
 pub use stats::{Counters, Stats};

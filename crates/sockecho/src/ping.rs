@@ -226,10 +226,13 @@ pub async fn ping(
         )));
     }
     if config.connect.send_proxy.is_some()
-        && !matches!(config.endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_))
+        && !matches!(
+            config.endpoint,
+            Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Ws(_) | Endpoint::Wss(_)
+        )
     {
         return Err(PingError::Invalid(
-            "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+            "a PROXY header (--send-proxy) goes on ws, wss, tcp and tls endpoints only".into(),
         ));
     }
     tokio::pin!(stop);
@@ -273,7 +276,11 @@ async fn open(config: &PingConfig) -> Result<(Link, Endpoint, Option<Duration>),
     // `Unreachable` names the endpoint itself, so only the problem text is kept.
     let from_connect = |e: ConnectError| unreachable(e.problem);
     match endpoint {
-        Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Unix(_) => {
+        Endpoint::Tcp(_)
+        | Endpoint::Tls(_)
+        | Endpoint::Ws(_)
+        | Endpoint::Wss(_)
+        | Endpoint::Unix(_) => {
             let began = Instant::now();
             let (stream, reached) = connect_stream_with(endpoint, &config.connect)
                 .await

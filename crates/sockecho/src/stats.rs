@@ -6,15 +6,17 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::Transport;
+use crate::endpoint::Transport;
 use crate::proxy_protocol::recent::{Received, RecentHeaders};
 use crate::server::fault::FaultKind;
 
 /// Every transport a server counts separately, in a fixed order.
-pub const TRANSPORTS: [Transport; 5] = [
+pub const TRANSPORTS: [Transport; 7] = [
     Transport::Tcp,
     Transport::Udp,
     Transport::Tls,
+    Transport::Ws,
+    Transport::Wss,
     Transport::Unix,
     Transport::UnixGram,
 ];

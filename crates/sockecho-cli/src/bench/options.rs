@@ -25,6 +25,7 @@ pub fn config(opts: &BenchOpts) -> anyhow::Result<BenchConfig> {
         sources: opts.source.clone().map(|s| s.0).unwrap_or_default(),
         io: opts.io.into(),
         udp_offload: opts.udp_offload,
+        interval: opts.interval,
         churn: opts.churn.then(|| churn(opts)),
     };
     match config.validate() {
@@ -65,7 +66,7 @@ mod tests {
             .expect("the arguments parse")
             .command
         {
-            Command::Bench(opts) => opts,
+            Command::Bench(opts) => *opts,
             other => panic!("parsed as {other:?}"),
         }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use sockecho::Endpoint;
+use sockecho::bench::{Threshold, sweep};
 
 use crate::cli::common::{IoChoice, SendProxyArgs, TlsClientArgs, Verbosity, boolish};
 use crate::parse::{
@@ -19,6 +20,9 @@ use crate::parse::{
 /// Closed loop by default (each connection sends its next message when an echo comes back);
 /// `--rate` switches to open loop, where messages go out on a schedule and latency counts from
 /// the scheduled time.
+///
+/// `--rates` runs a capacity sweep instead: one open-loop run per rate, stopping once the server
+/// falls behind; `--find-max` searches for the highest rate that meets a latency target.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchOpts {
@@ -74,7 +78,7 @@ pub struct BenchOpts {
     pub source: Option<Sources>,
     /// Event loop for plain TCP and Unix connections: io_uring (one system call per turn for
     /// all connections, receives into shared buffers), epoll, or auto (io_uring if the kernel
-    /// allows it). TLS and datagrams always run on tokio.
+    /// allows it). TLS, WebSocket and datagrams always run on tokio.
     #[arg(long, value_enum, value_name = "LOOP", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
     pub io: IoChoice,
     /// UDP: a socket with several messages queued sends them in one call (UDP GSO), and
@@ -114,9 +118,63 @@ pub struct BenchOpts {
     /// Print the report as one JSON object (fields: docs/bench-json.md).
     #[arg(long, env = "SOCKECHO_JSON", value_parser = boolish())]
     pub json: bool,
-    /// Also write the latency histogram to FILE as an HdrHistogram log.
+    /// Also write the latencies to FILE as an HdrHistogram interval log (one histogram per
+    /// --interval, connection times tagged `connect`), which `bench merge` and HdrHistogram's
+    /// tools read.
     #[arg(long, value_name = "FILE", env = "SOCKECHO_SAVE_HIST")]
     pub save_hist: Option<PathBuf>,
+    /// Also write the latency percentile distribution to FILE in HdrHistogram's `.hgrm` text
+    /// form (values in milliseconds), which HdrHistogram's plotter draws.
+    #[arg(long, value_name = "FILE", env = "SOCKECHO_SAVE_HGRM")]
+    pub save_hgrm: Option<PathBuf>,
+    /// Length of the report's intervals: the `intervals` time series of --json, and each
+    /// histogram of --save-hist.
+    #[arg(long, value_name = "DURATION", env = "SOCKECHO_INTERVAL", default_value = "1s",
+          value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Pass/fail condition, repeatable: METRIC OP VALUE, e.g. 'p99<2ms', 'errors==0',
+    /// 'rate>=50k'. Metrics: p50 p90 p99 p999 p9999 min mean max (latency; units ns us ms s),
+    /// connect_p99 and the like, rate (msg/s), errors (every failing kind), errors.KIND (e.g.
+    /// errors.lost), cpu_us_per_msg; OP: < <= > >= ==. Any that fails makes the exit code 1.
+    #[arg(long, value_name = "COND", env = "SOCKECHO_THRESHOLD", value_parser = parse_threshold,
+          value_delimiter = ',')]
+    pub threshold: Vec<Threshold>,
+    /// Print the summary as csv or markdown (one row per run, or per sweep step) instead of
+    /// the table.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        env = "SOCKECHO_EXPORT",
+        conflicts_with = "json"
+    )]
+    pub export: Option<ExportFormat>,
+    /// Capacity sweep: one open-loop run per rate, FROM:TO:STEP (10k:200k:10k) or a list
+    /// (10k,20k,50k), each with its warm-up and measured period; stops once the server falls
+    /// behind (see --margin) or errors appear. With --find-max: the first rate is where the
+    /// search starts, the last the highest it tries.
+    #[arg(long, value_name = "RATES", env = "SOCKECHO_RATES", value_parser = parse_rates,
+          conflicts_with = "rate")]
+    pub rates: Option<Rates>,
+    /// Search for the highest rate that meets a target, e.g. 'p99<1ms' (threshold syntax):
+    /// doubles from the start rate (the first of --rates, else 1000) while steps keep up, then
+    /// bisects to within --precision.
+    #[arg(long, value_name = "COND", env = "SOCKECHO_FIND_MAX", value_parser = parse_threshold,
+          conflicts_with = "rate")]
+    pub find_max: Option<Threshold>,
+    /// Sweeps: how far below the offered rate the achieved rate may fall before a step counts
+    /// as falling behind (5% or 0.05).
+    #[arg(long, value_name = "FRACTION", env = "SOCKECHO_MARGIN", default_value = "5%",
+          value_parser = parse_fraction)]
+    pub margin: f64,
+    /// --find-max: the search ends when the last good and first bad rates are this close.
+    #[arg(long, value_name = "FRACTION", env = "SOCKECHO_PRECISION", default_value = "5%",
+          value_parser = parse_fraction)]
+    pub precision: f64,
+    /// --find-max: the most steps the search runs.
+    #[arg(long, value_name = "N", env = "SOCKECHO_MAX_STEPS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_steps: u32,
     /// Also write the report as a self-contained HTML page to FILE, with the whole latency
     /// distribution (see `bench report`).
     #[arg(long, value_name = "FILE", env = "SOCKECHO_HTML")]
@@ -142,6 +200,25 @@ pub enum BenchCommand {
     Merge(MergeOpts),
     /// Draw run reports, sweeps and histogram logs as one self-contained HTML page.
     Report(ReportOpts),
+    /// Capacity sweep: `bench sweep ENDPOINT --rates 10k:200k:10k` (or `--find-max 'p99<1ms'`)
+    /// is `bench ENDPOINT --rates ...`, with every flag of `sockecho bench`.
+    #[command(
+        after_help = "Takes the endpoint and every flag of `sockecho bench` (see `sockecho \
+                            bench --help`); --rates or --find-max is required."
+    )]
+    Sweep(SweepOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepOpts {
+    /// The endpoint and `sockecho bench` flags, with --rates or --find-max.
+    #[arg(
+        value_name = "ARGS",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -152,9 +229,56 @@ pub struct MergeOpts {
     /// Print the merged report as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Also write the merged histograms to FILE as an HdrHistogram log.
+    /// Also write the merged histograms to FILE as an HdrHistogram interval log.
     #[arg(long, value_name = "FILE")]
     pub save_hist: Option<PathBuf>,
+    /// Also write the merged latency percentile distribution to FILE (`.hgrm` text).
+    #[arg(long, value_name = "FILE")]
+    pub save_hgrm: Option<PathBuf>,
+    /// Pass/fail condition on the merged report, repeatable (as for `bench`).
+    #[arg(long, value_name = "COND", value_parser = parse_threshold, value_delimiter = ',')]
+    pub threshold: Vec<Threshold>,
+    /// Print the summary as csv or markdown instead of the table.
+    #[arg(long, value_enum, value_name = "FORMAT", conflicts_with = "json")]
+    pub export: Option<ExportFormat>,
+}
+
+/// Summary formats for `--export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// A GitHub-flavoured markdown table.
+    Markdown,
+}
+
+/// The parsed `--rates`: a newtype, so that clap takes the whole list as one value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rates(pub Vec<f64>);
+
+fn parse_rates(text: &str) -> Result<Rates, String> {
+    sweep::parse_rates(text)
+        .map(Rates)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_threshold(text: &str) -> Result<Threshold, String> {
+    Threshold::parse(text).map_err(|e| e.problem)
+}
+
+/// Parses `5%` or `0.05`: a fraction from 0 to 1.
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let value = match t.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match value {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "{text:?} is not a fraction below 1, such as 5% or 0.05"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

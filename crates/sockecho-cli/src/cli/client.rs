@@ -10,7 +10,8 @@ use crate::parse::parse_nonzero_duration;
 
 #[derive(Debug, Args)]
 pub struct ClientOpts {
-    /// Server to connect to.
+    /// Server to connect to. On ws:// and wss:// each input line is one message, without its
+    /// newline (text if it is UTF-8, binary if not), and each reply is printed as a line.
     #[arg(
         value_name = "ENDPOINT",
         env = "SOCKECHO_ENDPOINT",

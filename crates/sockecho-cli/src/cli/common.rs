@@ -9,7 +9,7 @@ use sockecho::io::IoMode;
 
 use crate::parse::parse_fingerprint;
 
-/// Which server certificates a client accepts on `tls://` endpoints.
+/// Which server certificates a client accepts on `tls://` and `wss://` endpoints.
 #[derive(Debug, Clone, Args)]
 pub struct TlsClientArgs {
     /// Trust the CA certificate(s) in this PEM file instead of the system's roots.

@@ -15,10 +15,10 @@ pub mod tools;
 
 use clap::{Parser, Subcommand};
 
-/// Echo server, client and load generator for TCP, UDP and Unix sockets.
+/// Echo server, client and load generator for TCP, UDP, TLS, WebSocket and Unix sockets.
 ///
-/// Endpoints: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, unix:PATH, unixgram:PATH,
-/// HOST:PORT (tcp),
+/// Endpoints: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT[/PATH],
+/// wss://HOST:PORT[/PATH], unix:PATH, unixgram:PATH, HOST:PORT (tcp),
 /// PORT (tcp on all interfaces). IPv6 hosts go in brackets: tcp://[::1]:7. Port 0 picks a free
 /// port.
 #[derive(Debug, Parser)]
@@ -35,7 +35,8 @@ pub enum Command {
     /// Connect to an echo server: interactive on a terminal, a pipe tool otherwise.
     Client(client::ClientOpts),
     /// Load an echo server: throughput, latency percentiles and verification of every echo.
-    Bench(bench::BenchOpts),
+    // Boxed: its many flags make it by far the largest variant.
+    Bench(Box<bench::BenchOpts>),
     /// Send one message per interval to an echo server and time each reply, like ping.
     Ping(ping::PingOpts),
     /// Print a shell completion script for sockecho on stdout.

@@ -9,7 +9,7 @@ use sockecho::Endpoint;
 use crate::cli::common::{IoChoice, LogFormat, Verbosity, boolish};
 use crate::parse::{
     parse_duration, parse_fault, parse_identity, parse_listen_addr, parse_net,
-    parse_nonzero_duration, parse_rate,
+    parse_nonzero_duration, parse_rate, parse_ws_max_message,
 };
 
 #[derive(Debug, Args)]
@@ -64,18 +64,22 @@ pub struct ServeOpts {
     /// cannot be made to bounce datagrams between them forever.
     #[arg(long, env = "SOCKECHO_NO_REFLECTION_GUARD", value_parser = boolish())]
     pub no_reflection_guard: bool,
-    /// TLS certificate chain (PEM) for tls:// endpoints. Without --cert/--key a self-signed
+    /// TLS certificate chain (PEM) for tls:// and wss:// endpoints. Without --cert/--key a self-signed
     /// certificate is made for the run and its SHA-256 fingerprint logged.
     #[arg(long, value_name = "FILE", env = "SOCKECHO_CERT", requires = "key")]
     pub cert: Option<PathBuf>,
     /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) matching --cert.
     #[arg(long, value_name = "FILE", env = "SOCKECHO_KEY", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// How long a client may take to finish the TLS handshake before it is dropped.
-    /// Must be longer than zero.
+    /// How long a client may take to finish the TLS handshake (and, on ws:// and wss://, to
+    /// send its WebSocket upgrade request) before it is dropped. Must be longer than zero.
     #[arg(long, value_name = "DURATION", env = "SOCKECHO_TLS_HANDSHAKE_TIMEOUT",
           value_parser = parse_nonzero_duration, default_value = "10s")]
     pub tls_handshake_timeout: Duration,
+    /// Largest WebSocket message taken on ws:// and wss:// endpoints (fragments added up, e.g.
+    /// 64KiB, 16MiB); a larger one closes the connection with code 1009 (message too big).
+    #[arg(long, value_name = "SIZE", env = "SOCKECHO_WS_MAX_MESSAGE", value_parser = parse_ws_max_message, default_value = "16MiB")]
+    pub ws_max_message: usize,
     /// Expect a PROXY protocol header (v1 text or v2 binary, told apart by their signatures) at
     /// the start of TCP and TLS connections from --proxy-from peers, before any TLS handshake.
     /// Each connection is then served as the client the header names: --allow/--deny,

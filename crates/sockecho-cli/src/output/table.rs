@@ -89,6 +89,9 @@ pub fn render(r: &Report) -> String {
         .client_cpu_us_per_msg
         .map_or(String::new(), |us| format!(", {us:.2} µs per message"));
     let _ = writeln!(out, "  client CPU   {:.3} s{per_msg}", r.client_cpu_s);
+    if let Some(line) = over_time(r) {
+        let _ = writeln!(out, "  over time    {line}");
+    }
     let _ = writeln!(
         out,
         "\n  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -112,6 +115,34 @@ pub fn render(r: &Report) -> String {
         if r.passed() { "OK" } else { "FAILED" }
     );
     out
+}
+
+/// The spread of the intervals: the slowest and fastest throughput and the best and worst p99,
+/// so a stall or a warm-up effect shows without reading the JSON.
+fn over_time(r: &Report) -> Option<String> {
+    let full: Vec<_> = r.intervals.iter().filter(|i| i.messages > 0).collect();
+    if r.intervals.len() < 2 || full.is_empty() {
+        return None;
+    }
+    let rates = full.iter().map(|i| i.msgs_per_s);
+    let p99s = full.iter().map(|i| i.latency_us.p99);
+    let (lo, hi) = (
+        rates.clone().fold(f64::MAX, f64::min),
+        rates.fold(0.0, f64::max),
+    );
+    let (best, worst) = (
+        p99s.clone().fold(f64::MAX, f64::min),
+        p99s.fold(0.0, f64::max),
+    );
+    Some(format!(
+        "{} intervals of {:.3} s: {} to {} msg/s, p99 {} to {}",
+        r.intervals.len(),
+        r.intervals[0].duration_s,
+        group(lo.round() as u64),
+        group(hi.round() as u64),
+        micros(best),
+        micros(worst),
+    ))
 }
 
 /// Connect failures by reason, e.g. "3 refused, 1 timed out"; "none" if there were none.

@@ -106,6 +106,7 @@ pub fn config(opts: &ServeOpts, identity: Option<String>) -> anyhow::Result<Serv
         }
     }
     config.tls_handshake_timeout = opts.tls_handshake_timeout;
+    config.ws_max_message = opts.ws_max_message;
     if opts.proxy_protocol {
         let mut proxy = ProxyProtocol {
             header_timeout: opts.proxy_header_timeout,

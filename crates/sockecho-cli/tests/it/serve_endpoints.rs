@@ -51,6 +51,7 @@ fn one_process_serves_every_kind_of_endpoint_at_once() {
                 let n = peer.recv(&mut buf).expect("reply");
                 assert_eq!(&buf[..n], msg.as_bytes());
             }
+            Ep::Ws(..) => panic!("no WebSocket endpoint was asked for: {endpoint:?}"),
         }
         kinds.insert(endpoint.arg().split(':').next().map(str::to_owned));
     }

@@ -52,7 +52,7 @@ pub(crate) async fn run(ctx: Rc<ThreadCtx>, socket: DatagramSocket, plan: ConnPl
     let size = ctx.pattern.size();
     let offload = ctx.udp_offload && socket.enable_udp_offload();
     let mut conn = DatagramConn {
-        flow: Flow::new(&ctx, plan),
+        flow: Flow::new(&ctx, plan).for_datagrams(),
         next_send: 0,
         burst: if offload {
             (GSO_BYTES / size.max(1)).clamp(1, GSO_SEGMENTS)
@@ -189,7 +189,7 @@ impl DatagramConn<'_> {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     // An ICMP "port unreachable" for an earlier datagram; this one may still
                     // arrive if the server comes back, and times out otherwise.
-                    self.flow.totals.errors.refused += 1;
+                    self.flow.refused();
                 }
                 Err(e) => return Err(e),
             }
@@ -225,7 +225,7 @@ impl DatagramConn<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    self.flow.totals.errors.refused += 1;
+                    self.flow.refused();
                 }
                 Err(e) => return Err(e),
             }
@@ -241,7 +241,7 @@ impl DatagramConn<'_> {
         let id = self.flow.plan.id;
         let in_measured = self.flow.ctx.schedule().is_measured(now);
         if reply.is_empty() {
-            self.flow.totals.fault(Fault::Truncated, in_measured);
+            self.flow.fault(Fault::Truncated, in_measured);
             return;
         }
         let candidate = if size >= HEADER_LEN && reply.len() >= HEADER_LEN {
@@ -253,7 +253,7 @@ impl DatagramConn<'_> {
             self.flow.window.unwrap_seq(low, bits)
         };
         let Some(seq) = candidate else {
-            self.flow.totals.fault(Fault::Mismatched, in_measured);
+            self.flow.fault(Fault::Mismatched, in_measured);
             return;
         };
         let compared = reply.len().min(size);
@@ -267,10 +267,10 @@ impl DatagramConn<'_> {
         if let Some(fault) = fault {
             match self.flow.window.fail(seq) {
                 Some(sent) => {
-                    self.flow.totals.fault(fault, sent.measured);
+                    self.flow.fault(fault, sent.measured);
                     self.refill(now);
                 }
-                None => self.flow.totals.fault(fault, in_measured),
+                None => self.flow.fault(fault, in_measured),
             }
             return;
         }
@@ -279,19 +279,16 @@ impl DatagramConn<'_> {
                 self.flow.answered(sent, reordered, now);
                 self.refill(now);
             }
-            Match::Duplicate { measured } => self.flow.totals.fault(Fault::Duplicated, measured),
+            Match::Duplicate { measured } => self.flow.fault(Fault::Duplicated, measured),
             Match::Late => self.flow.totals.errors.late += 1,
-            Match::Unknown => self.flow.totals.fault(Fault::Mismatched, in_measured),
+            Match::Unknown => self.flow.fault(Fault::Mismatched, in_measured),
         }
     }
 
     /// Counts as lost every message whose reply is overdue at `now`.
     fn expire(&mut self, now: u64) {
         let cutoff = now.saturating_sub(self.flow.ctx.timeout_ns);
-        let totals = &mut self.flow.totals;
-        self.flow
-            .window
-            .expire(cutoff, |m| totals.fault(Fault::Lost, m));
+        self.flow.expire(cutoff);
         self.refill(now);
     }
 }

@@ -32,6 +32,8 @@ pub(super) struct Flow<'a> {
     pub totals: Totals,
     /// No new messages: the measured period is over.
     pub draining: bool,
+    /// Replies out of order are a failure (byte streams), not merely counted (datagrams).
+    reorder_fails: bool,
     /// Churn: the term of the connection now open in this slot.
     pub term: Option<Term>,
 }
@@ -59,6 +61,46 @@ impl<'a> Flow<'a> {
             totals: Totals::default(),
             draining: false,
             term: None,
+            reorder_fails: true,
+        }
+    }
+
+    /// A flow of datagrams, which may arrive out of order without failing the run.
+    pub fn for_datagrams(mut self) -> Flow<'a> {
+        self.reorder_fails = false;
+        self
+    }
+
+    /// Counts a verification fault. One of the measured period that fails the run also
+    /// counts in the interval it is noticed in.
+    pub fn fault(&mut self, fault: Fault, measured: bool) {
+        self.totals.fault(fault, measured);
+        if measured && (fault != Fault::Reordered || self.reorder_fails) {
+            self.ctx.recorder.errors_at(self.ctx.clock.now(), 1);
+        }
+    }
+
+    /// A datagram was refused by the server's host (ICMP port unreachable).
+    pub fn refused(&mut self) {
+        self.totals.errors.refused += 1;
+        self.ctx.recorder.errors_at(self.ctx.clock.now(), 1);
+    }
+
+    /// Gives up on the messages in flight that went out at or before `cutoff`.
+    pub fn expire(&mut self, cutoff: u64) {
+        let totals = &mut self.totals;
+        let mut measured = 0;
+        self.window.expire(cutoff, |m| {
+            measured += u64::from(m);
+            totals.fault(Fault::Lost, m);
+        });
+        self.lost_in_interval(measured);
+    }
+
+    /// Counts `n` measured messages lost now in the current interval.
+    fn lost_in_interval(&self, n: u64) {
+        if n > 0 {
+            self.ctx.recorder.errors_at(self.ctx.clock.now(), n);
         }
     }
 
@@ -233,15 +275,22 @@ impl<'a> Flow<'a> {
 
     /// Ends the final wait: messages still in flight are lost.
     pub fn give_up(&mut self) {
+        let before = self.totals.errors.lost;
         let totals = &mut self.totals;
         self.window.lose_all(|m| totals.fault(Fault::Lost, m));
+        self.lost_in_interval(self.totals.errors.lost - before);
     }
 
     /// The connection failed: every message in flight is lost.
     pub fn disconnected(&mut self) {
+        let before = self.totals.errors.lost;
         let totals = &mut self.totals;
         self.window.lose_all(|m| totals.fault(Fault::Lost, m));
         self.totals.errors.disconnected += 1;
+        // The lost messages and the disconnection itself.
+        self.lost_in_interval(self.totals.errors.lost - before + 1);
+        let now = self.ctx.clock.now();
+        self.ctx.recorder.series.borrow_mut().disconnect(now);
     }
 
     /// Queues a new message latency counts from `sent_at` (it goes out at `wire_at`).
@@ -306,7 +355,7 @@ impl<'a> Flow<'a> {
     #[inline]
     pub fn answered(&mut self, sent: Sent, reordered: bool, now: u64) {
         if reordered {
-            self.totals.fault(Fault::Reordered, sent.measured);
+            self.fault(Fault::Reordered, sent.measured);
         }
         if let Some(term) = &mut self.term
             && term.awaiting_first
@@ -325,9 +374,9 @@ impl<'a> Flow<'a> {
             self.totals.bytes_received += self.ctx.pattern.size() as u64;
             self.ctx
                 .recorder
-                .latency
+                .series
                 .borrow_mut()
-                .saturating_record(now.saturating_sub(sent.sent_at));
+                .record(now, now.saturating_sub(sent.sent_at));
         }
     }
 }

@@ -5,15 +5,25 @@
 //! The runs are taken to be parts of one load — several bench processes driving one server at
 //! once, from several hosts or source addresses — so rates are totals over the overall period,
 //! from the earliest start to the latest end. Runs made one after another give the average over
-//! their whole span, gaps included.
+//! their whole span, gaps included, and the merge says so (`periods_overlap: false`).
+//!
+//! Intervals are aligned on wall-clock time: the merged series starts with the earliest
+//! interval of any run and steps by the shortest interval length; each run's interval goes to
+//! the step nearest its start, where its histogram is added to the others'. Its errors and
+//! open connections come from the run's report, when the log carries one with intervals.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
 use super::hlog::LoggedRun;
 use super::recorder::new_histogram;
-use super::report::{ChurnReport, ErrorCounts, LatencySummary, Report, round3, round6};
+use super::report::Interval;
+use super::report::{
+    ChurnReport, ErrorCounts, LatencySummary, Report, round3, round6, unix_seconds,
+};
+use super::series::{IntervalHistogram, PackedHistogram, interval_entry};
 
 /// The merged report and histograms.
 #[derive(Debug, Clone)]
@@ -21,6 +31,10 @@ pub struct Merged {
     pub report: Report,
     pub latency: Histogram<u64>,
     pub connect: Histogram<u64>,
+    /// When the earliest run's measured period began.
+    pub start: SystemTime,
+    /// The merged intervals' histograms, from `start`.
+    pub intervals: Vec<IntervalHistogram>,
 }
 
 /// Merges runs read from histogram logs. A log from another tool contributes its latencies;
@@ -39,6 +53,10 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
     }
     let start = runs.iter().map(|r| r.start).min();
     let end = runs.iter().map(|r| r.end).max();
+    let latest_start = runs.iter().map(|r| r.start).max();
+    let earliest_end = runs.iter().map(|r| r.end).min();
+    let periods_overlap = (runs.len() > 1).then(|| latest_start < earliest_end);
+    let (intervals, interval_histograms) = align(runs);
     let duration_s = match (start, end) {
         (Some(s), Some(e)) => e.duration_since(s).unwrap_or_default().as_secs_f64(),
         _ => 0.0,
@@ -107,6 +125,10 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         ok: false,
         interrupted: reports.iter().any(|r| r.interrupted),
         runs: sum(&|r| r.runs),
+        start_unix_s: start.map(unix_seconds),
+        intervals,
+        thresholds: Vec::new(),
+        periods_overlap,
         churn: merge_churn(&reports, &connect),
     };
     report.derive_rates();
@@ -114,7 +136,79 @@ pub fn merge(runs: &[LoggedRun]) -> Merged {
         report,
         latency,
         connect,
+        start: start.unwrap_or(UNIX_EPOCH),
+        intervals: interval_histograms,
     }
+}
+
+/// The runs' intervals on one wall-clock grid (see the module documentation).
+fn align(runs: &[LoggedRun]) -> (Vec<Interval>, Vec<IntervalHistogram>) {
+    let all = runs.iter().flat_map(|r| &r.intervals);
+    let Some(origin) = all.clone().map(|i| i.start).min() else {
+        return (Vec::new(), Vec::new());
+    };
+    let step = all
+        .clone()
+        .map(|i| i.length)
+        .filter(|l| !l.is_zero())
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+    let end = runs.iter().map(|r| r.end).max().unwrap_or(origin);
+    let slot_of = |t: SystemTime| -> usize {
+        let offset = t.duration_since(origin).unwrap_or_default();
+        (offset.as_secs_f64() / step.as_secs_f64()).round() as usize
+    };
+    let mut by_slot: Vec<(usize, &PackedHistogram)> =
+        all.map(|i| (slot_of(i.start), &i.latency)).collect();
+    by_slot.sort_by_key(|(slot, _)| *slot);
+    let n = by_slot.last().map_or(0, |(slot, _)| slot + 1);
+
+    // Errors and open connections from the reports, the last figure of a run in each slot.
+    let mut errors = vec![0u64; n];
+    let mut open: HashMap<(usize, usize), u64> = HashMap::new();
+    for (r, run) in runs.iter().enumerate() {
+        let Some(report) = &run.report else { continue };
+        let Some(began) = report.start_unix_s else {
+            continue;
+        };
+        for i in &report.intervals {
+            let at = UNIX_EPOCH + Duration::from_secs_f64((began + i.start_s).max(0.0));
+            let slot = slot_of(at).min(n.saturating_sub(1));
+            if let Some(e) = errors.get_mut(slot) {
+                *e += i.errors;
+            }
+            open.insert((r, slot), i.connections_open);
+        }
+    }
+
+    let mut intervals = Vec::with_capacity(n);
+    let mut histograms = Vec::with_capacity(n);
+    let mut next = by_slot.into_iter().peekable();
+    for (slot, &slot_errors) in errors.iter().enumerate() {
+        let mut h = new_histogram();
+        while let Some((_, packed)) = next.next_if(|(s, _)| *s == slot) {
+            h.add(packed.unpack())
+                .expect("histograms of equal bounds add");
+        }
+        let from = step * slot as u32;
+        let left = end
+            .duration_since(origin + from)
+            .unwrap_or_default()
+            .min(step);
+        let length = if left.is_zero() { step } else { left };
+        let connections: u64 = open
+            .iter()
+            .filter(|((_, s), _)| *s == slot)
+            .map(|(_, n)| n)
+            .sum();
+        intervals.push(interval_entry(from, length, &h, slot_errors, connections));
+        histograms.push(IntervalHistogram {
+            start: from,
+            length,
+            latency: PackedHistogram::pack(&h),
+        });
+    }
+    (intervals, histograms)
 }
 
 /// The churn figures of several runs: counts add up, and connect times come from the merged
@@ -178,6 +272,10 @@ fn foreign_report(run: &LoggedRun) -> Report {
         ok: true,
         interrupted: false,
         runs: 1,
+        start_unix_s: Some(unix_seconds(run.start)),
+        intervals: Vec::new(),
+        thresholds: Vec::new(),
+        periods_overlap: None,
         churn: None,
     }
 }
@@ -246,5 +344,62 @@ mod tests {
             UNIX_EPOCH + Duration::from_secs(1),
             UNIX_EPOCH + Duration::from_secs_f64(merged.report.duration_s)
         );
+    }
+
+    fn logged_series(per_interval: &[Vec<u64>], start: u64) -> LoggedRun {
+        let run = hlog::tests::series(per_interval, start, 1.0);
+        let mut buf = Vec::new();
+        hlog::write(&mut buf, &run).unwrap();
+        hlog::read(&buf).unwrap()
+    }
+
+    #[test]
+    fn intervals_align_on_wall_clock_time() {
+        // A: 3 intervals from t=1000; B: 3 intervals from t=1001, one interval later.
+        let a = logged_series(&[vec![1_000; 10], vec![2_000; 20], vec![3_000; 30]], 1_000);
+        let b = logged_series(&[vec![4_000; 1], vec![5_000; 2], vec![6_000; 3]], 1_001);
+        let merged = merge(&[a, b]);
+        let counts: Vec<u64> = merged.report.intervals.iter().map(|i| i.messages).collect();
+        assert_eq!(counts, [10, 21, 32, 3]);
+        let starts: Vec<f64> = merged.report.intervals.iter().map(|i| i.start_s).collect();
+        assert_eq!(starts, [0.0, 1.0, 2.0, 3.0]);
+        // The histograms are unions: slot 1 holds A's 2 µs samples and B's 4 µs one.
+        let slot1 = merged.intervals[1].latency.unpack();
+        assert_eq!(slot1.len(), 21);
+        assert_eq!(slot1.max(), slot1.highest_equivalent(4_000));
+        assert_eq!(merged.report.intervals[1].latency_us.max, 4.001);
+        assert_eq!(merged.report.intervals[1].connections_open, 2);
+        assert_eq!(merged.report.intervals[0].connections_open, 1);
+        assert_eq!(merged.report.start_unix_s, Some(1_000.0));
+        assert_eq!(merged.report.periods_overlap, Some(true));
+        assert_eq!(merged.report.duration_s, 4.0);
+    }
+
+    #[test]
+    fn runs_apart_in_time_are_flagged() {
+        let a = logged_series(&[vec![1_000], vec![1_000]], 1_000);
+        let b = logged_series(&[vec![1_000]], 1_005);
+        let merged = merge(&[a, b]);
+        assert_eq!(merged.report.periods_overlap, Some(false));
+        assert_eq!(merged.report.intervals.len(), 6);
+        assert_eq!(merged.report.intervals[5].messages, 1);
+        assert_eq!(merged.report.intervals[3].messages, 0);
+        // One run alone says nothing about overlap.
+        let single = merge(&[logged_series(&[vec![1]], 7)]);
+        assert_eq!(single.report.periods_overlap, None);
+    }
+
+    #[test]
+    fn an_old_single_interval_log_merges_with_a_new_one() {
+        let old = hlog::read(include_bytes!("testdata/single-interval.hlog")).unwrap();
+        let start = 1_765_000_000;
+        let new = logged_series(&[vec![1_000; 4], vec![1_000; 6]], start);
+        let merged = merge(&[old, new]);
+        assert_eq!(merged.latency.len(), 15);
+        assert_eq!(merged.report.messages_received, 15);
+        let counts: Vec<u64> = merged.report.intervals.iter().map(|i| i.messages).collect();
+        // The old log's one 2 s interval goes to the slot of its start.
+        assert_eq!(counts, [9, 6]);
+        assert_eq!(merged.report.periods_overlap, Some(true));
     }
 }

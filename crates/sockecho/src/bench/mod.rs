@@ -8,7 +8,7 @@
 //! - [`plan`]: the run's schedule, each connection's plan and what a thread's connections share
 //!   (private); every loop below builds on it.
 //! - [`wire`]: what the stream loops need from a socket, and the plain socket that offers it;
-//!   [`tls`] offers it for TLS connections (private).
+//!   [`tls`] offers it for TLS connections and [`ws`] for WebSocket ones (private).
 //! - [`stream`] and [`datagram`]: the per-connection state machines and loops (private);
 //!   [`flow`] is the message bookkeeping both share (private).
 //! - [`worker`]: load threads, each an event loop with its own recorder (private); plain TCP
@@ -16,11 +16,18 @@
 //!   (epoll) (private).
 //! - [`churn`]: connection churn, where each connection exchanges a few messages, closes and
 //!   is replaced (private).
+//! - `timing` (one clock read per batch) and `recorder` (results gathered without locks on the
+//!   hot path) sit under all of the loops (private).
+//! - [`report`]: the [`Report`] both the table and `--json` come from.
+//! - [`series`]: the run per interval (`--interval`), recorded per thread without locks.
+//! - [`hlog`] and [`merge`]: HdrHistogram interval logs, and combining several runs;
+//!   [`hgrm`]: HdrHistogram's percentile distribution text.
+//! - [`threshold`]: pass/fail conditions on a report (`--threshold 'p99<2ms'`).
+//! - [`sweep`]: open-loop runs over a range of rates, and the search for the highest rate
+//!   that keeps a latency target.
+//! - [`html`]: the self-contained HTML report of runs and sweeps.
 //!
 //! Messages use the format of [`crate::payload`]; sockets are opened by [`crate::connect`].
-//! - [`report`]: the [`Report`] both the table and `--json` come from.
-//! - [`hlog`] and [`merge`]: HdrHistogram log files, and combining several runs.
-//! - [`html`]: the self-contained HTML report of runs and sweeps.
 //!
 //! [`run`] is the entry point: it checks the endpoint answers, opens the connections on
 //! `threads` load threads, runs warm-up then the measured period on one common schedule, waits
@@ -36,6 +43,7 @@ mod churn;
 mod datagram;
 mod error;
 mod flow;
+pub mod hgrm;
 pub mod hlog;
 pub mod html;
 pub mod merge;
@@ -46,7 +54,10 @@ mod reach;
 mod reactor;
 mod recorder;
 pub mod report;
+pub mod series;
 mod stream;
+pub mod sweep;
+pub mod threshold;
 mod timing;
 mod tls;
 #[cfg(target_os = "linux")]
@@ -55,6 +66,7 @@ mod uring;
 mod window;
 mod wire;
 mod worker;
+mod ws;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -71,6 +83,9 @@ pub use options::{
 };
 pub use recorder::LiveCounters;
 pub use report::{ChurnReport, ConnectErrors, ErrorCounts, LatencySummary, Report};
+pub use report::{Interval, IntervalLatency, ThresholdResult};
+pub use series::{IntervalHistogram, PackedHistogram};
+pub use threshold::Threshold;
 pub use timing::process_cpu_time;
 
 use plan::Schedule;
@@ -91,6 +106,8 @@ pub struct Outcome {
     pub connect: Histogram<u64>,
     /// Wall-clock time the measured period began.
     pub measured_from: SystemTime,
+    /// The latencies of each interval of the measured period, in order.
+    pub intervals: Vec<IntervalHistogram>,
 }
 
 /// Live figures of a run in progress, for a progress display, and the way to stop it early.
@@ -289,6 +306,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             schedule,
             rank_offset,
             established,
+            interval: config.interval,
         };
         rank_offset += n;
         // A thread that has gone is noticed below, when its results do not come.
@@ -314,10 +332,14 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         connect: new_histogram(),
         first_echo: new_histogram(),
         totals: Default::default(),
+        series: Default::default(),
     };
     for r in &results {
         total.merge(r);
     }
+    let series: Vec<_> = results.into_iter().map(|r| r.series).collect();
+    let (intervals, interval_histograms) =
+        series::assemble(&series, measured, config.interval, established as u64);
     let t = total.totals;
     if t.offload_refused > 0 {
         tracing::warn!(
@@ -365,6 +387,10 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         ok: false,
         interrupted,
         runs: 1,
+        start_unix_s: Some(report::unix_seconds(measured_from)),
+        intervals,
+        thresholds: Vec::new(),
+        periods_overlap: None,
         churn: config.churn.map(|_| ChurnReport {
             connections_opened: t.connections_opened,
             connections_per_s: 0.0,
@@ -379,6 +405,7 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
         latency: total.latency,
         connect: total.connect,
         measured_from,
+        intervals: interval_histograms,
     })
 }
 

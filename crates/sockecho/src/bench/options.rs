@@ -79,6 +79,8 @@ pub struct BenchConfig {
     /// datagrams, but a burst reaches it at once, as one packet on loopback, which a server
     /// with UDP GRO takes in one receive: this measures clients that batch, as QUIC stacks do.
     pub udp_offload: bool,
+    /// Length of the report's intervals (its time series and the interval log).
+    pub interval: Duration,
     /// Connection churn: each connection exchanges a few messages, closes and is replaced,
     /// which measures a server's accept path rather than its echo loop. `None`: connections
     /// stay open for the whole run.
@@ -146,6 +148,7 @@ impl BenchConfig {
             sources: Vec::new(),
             io: IoMode::Auto,
             udp_offload: false,
+            interval: Duration::from_secs(1),
             churn: None,
         }
     }
@@ -165,6 +168,9 @@ impl BenchConfig {
         let transport = self.endpoint.transport();
         if self.connections == 0 {
             return invalid("at least one connection is needed".into());
+        }
+        if self.interval < Duration::from_millis(1) {
+            return invalid("the interval must be at least 1ms".into());
         }
         if self.size == 0 {
             return invalid("the message size must be at least 1 byte".into());
@@ -208,15 +214,20 @@ impl BenchConfig {
             ));
         }
         if self.connect.send_proxy.is_some()
-            && !matches!(self.endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_))
+            && !matches!(
+                self.endpoint,
+                Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Ws(_) | Endpoint::Wss(_)
+            )
         {
             return invalid(
-                "a PROXY header (--send-proxy) goes on tcp and tls endpoints only".into(),
+                "a PROXY header (--send-proxy) goes on ws, wss, tcp and tls endpoints only".into(),
             );
         }
         if !self.sources.is_empty() {
             let Some(hp) = self.endpoint.host_port() else {
-                return invalid("source addresses apply to tcp, tls and udp endpoints only".into());
+                return invalid(
+                    "source addresses apply to tcp, tls, ws, wss and udp endpoints only".into(),
+                );
             };
             if let crate::Host::Ip(server) = hp.host
                 && let Some(bad) = self
@@ -257,6 +268,12 @@ impl BenchConfig {
         let invalid = |text: &str| Err(BenchError::Invalid(text.into()));
         if self.endpoint.transport().is_datagram() {
             return invalid("connection churn needs a stream endpoint (tcp, tls or unix)");
+        }
+        if self.endpoint.transport().is_websocket() {
+            return invalid(
+                "connection churn runs on tcp, tls and unix endpoints; on ws and wss, bench \
+                 long-lived connections (without --churn)",
+            );
         }
         if self.rate.is_some() {
             return invalid(

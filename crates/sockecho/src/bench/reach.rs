@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::error::BenchError;
 use crate::connect::{
-    ConnectError, ConnectOptions, Peer, TlsClient, connect_stream_with, probe_datagram, resolve,
+    ConnectError, ConnectOptions, Peer, TlsClient, WsClient, connect_stream_with, probe_datagram,
+    resolve,
 };
 use crate::{Endpoint, Host};
 
@@ -74,6 +75,22 @@ pub async fn find_peer(
                     .map_err(no_answer)?
                     .map_err(from_connect)?;
             Ok(Peer::Tls(addr, client))
+        }
+        Endpoint::Ws(_) | Endpoint::Wss(_) => {
+            let client = WsClient::new(endpoint, options)
+                .map_err(|source| BenchError::Tls {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?
+                .ok_or_else(|| unreachable("not a WebSocket endpoint".into()))?;
+            let addrs = resolve(endpoint).await.map_err(from_connect)?;
+            // The probe only shows the server answers, is trusted, and upgrades on the path.
+            let (_probe, addr) =
+                tokio::time::timeout(connect_timeout, client.connect_first(endpoint, addrs))
+                    .await
+                    .map_err(no_answer)?
+                    .map_err(from_connect)?;
+            Ok(Peer::Ws(addr, client))
         }
         Endpoint::UnixGram(path) => {
             let peer = Peer::UnixGram(path.clone());

@@ -1,8 +1,9 @@
 //! Where results accumulate while a run goes on, without locks on the hot path.
 //!
-//! Each load thread owns one [`ThreadRecorder`]: the latency and connect-time histograms its
-//! connections record into (they all run on that thread, so a `RefCell` suffices), and the
-//! totals they add when they finish. The coordinator merges the threads' recorders at the end.
+//! Each load thread owns one [`ThreadRecorder`]: the latency series and connect-time histogram
+//! its connections record into (they all run on that thread, so a `RefCell` suffices), and the
+//! totals they add when they finish. The coordinator merges the threads' recorders at the end;
+//! how latencies are kept per interval is [`series`](super::series)'s business.
 //! Live progress goes through [`LiveCounters`], written by one thread and read by the coordinator.
 
 use std::cell::RefCell;
@@ -11,15 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use hdrhistogram::Histogram;
 
 use super::report::{ConnectErrors, ErrorCounts};
-
-/// Longest latency a histogram holds, in nanoseconds (an hour); longer values are clamped.
-const HIST_MAX_NS: u64 = 3_600_000_000_000;
-
-/// A histogram of nanosecond values, 3 significant digits, 1 ns to an hour.
-pub fn new_histogram() -> Histogram<u64> {
-    // The bounds are constants that `new_with_bounds` accepts (low >= 1, high >= 2 * low).
-    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("valid histogram bounds")
-}
+pub use super::series::new_histogram;
+use super::series::{Series, SeriesResult};
 
 /// Message counts of the measured period, plus verification errors of the whole run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,7 +106,8 @@ impl LiveCounters {
 /// What one load thread accumulates.
 #[derive(Debug)]
 pub struct ThreadRecorder {
-    pub latency: RefCell<Histogram<u64>>,
+    /// Round-trip latencies, by interval.
+    pub series: RefCell<Series>,
     pub connect: RefCell<Histogram<u64>>,
     /// Churn: from each measured connection's start to its first verified reply.
     pub first_echo: RefCell<Histogram<u64>>,
@@ -122,7 +117,7 @@ pub struct ThreadRecorder {
 impl Default for ThreadRecorder {
     fn default() -> Self {
         ThreadRecorder {
-            latency: RefCell::new(new_histogram()),
+            series: RefCell::new(Series::default()),
             connect: RefCell::new(new_histogram()),
             first_echo: RefCell::new(new_histogram()),
             totals: RefCell::new(Totals::default()),
@@ -137,16 +132,25 @@ pub struct ThreadResult {
     pub connect: Histogram<u64>,
     pub first_echo: Histogram<u64>,
     pub totals: Totals,
+    pub series: SeriesResult,
 }
 
 impl ThreadRecorder {
-    pub fn into_result(self) -> ThreadResult {
+    /// Takes what was recorded, leaving the recorder empty.
+    pub fn take_result(&self) -> ThreadResult {
+        let (latency, series) = self.series.borrow_mut().finish();
         ThreadResult {
-            latency: self.latency.into_inner(),
-            connect: self.connect.into_inner(),
-            first_echo: self.first_echo.into_inner(),
-            totals: self.totals.into_inner(),
+            latency,
+            connect: self.connect.replace(new_histogram()),
+            first_echo: self.first_echo.replace(new_histogram()),
+            totals: std::mem::take(&mut *self.totals.borrow_mut()),
+            series,
         }
+    }
+
+    /// Counts an error of the measured period noticed at clock time `now`, for the intervals.
+    pub fn errors_at(&self, now: u64, n: u64) {
+        self.series.borrow_mut().errors(now, n);
     }
 }
 

@@ -2,6 +2,8 @@
 //! are made from. Field names are part of the interface: docs/bench-json.md documents each one,
 //! and scripts read them, so they change only by adding new ones.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +88,19 @@ impl ErrorCounts {
             && self.warmup == 0
     }
 
+    /// Errors of every kind that fails a run, added together (`errors` in thresholds).
+    pub fn failing(&self, datagrams: bool) -> u64 {
+        self.mismatched
+            + self.truncated
+            + if datagrams { 0 } else { self.reordered }
+            + self.duplicated
+            + self.lost
+            + self.warmup
+            + self.connect_failed
+            + self.disconnected
+            + self.refused
+    }
+
     /// Whether every connection opened and stayed up.
     pub fn connections_held(&self) -> bool {
         self.connect_failed == 0 && self.disconnected == 0 && self.refused == 0
@@ -148,6 +163,61 @@ pub struct ChurnReport {
     pub first_echo_us: LatencySummary,
     /// Attempts of the measured period that failed, by reason.
     pub connect_errors: ConnectErrors,
+}
+
+/// One interval of a run, as the report gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Seconds from the start of the measured period to the start of this interval.
+    pub start_s: f64,
+    /// Its length in seconds (the last one may be shorter than `--interval`).
+    pub duration_s: f64,
+    /// Correct replies received in the interval.
+    pub messages: u64,
+    /// `messages / duration_s`.
+    pub msgs_per_s: f64,
+    /// Round-trip latency of those replies.
+    pub latency_us: IntervalLatency,
+    /// Errors noticed in the interval (every failing kind together).
+    pub errors: u64,
+    /// Connections open at the end of the interval.
+    pub connections_open: u64,
+}
+
+/// The few latency figures an interval carries, in microseconds (0 when it had no replies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalLatency {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl IntervalLatency {
+    pub fn from_histogram(h: &Histogram<u64>) -> IntervalLatency {
+        if h.is_empty() {
+            return IntervalLatency::default();
+        }
+        let us = |ns: u64| round3(ns as f64 / 1000.0);
+        IntervalLatency {
+            p50: us(h.value_at_quantile(0.50)),
+            p99: us(h.value_at_quantile(0.99)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// A threshold's verdict on one report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The condition as written.
+    pub threshold: String,
+    /// The figure it was checked against, in `unit`.
+    pub actual: f64,
+    /// The limit, in `unit`.
+    pub limit: f64,
+    /// `us`, `msgs/s`, `count` or `us/msg`.
+    pub unit: String,
+    pub passed: bool,
 }
 
 /// Everything a run measured.
@@ -221,6 +291,21 @@ pub struct Report {
     /// Runs this report stands for (1 unless merged).
     #[serde(default = "one")]
     pub runs: u64,
+    /// Wall-clock time the measured period began, in seconds since the epoch (in a merge,
+    /// the earliest run's); absent from reports that predate it and from logs of other tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_unix_s: Option<f64>,
+    /// The measured period in intervals (`--interval`, 1 s by default), in order; empty in
+    /// reports that predate it.
+    #[serde(default)]
+    pub intervals: Vec<Interval>,
+    /// The `--threshold` conditions and whether each held; empty when none were given.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Merges only: whether the measured periods of the runs overlap in time (they should, if
+    /// they are parts of one load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periods_overlap: Option<bool>,
     /// Churn runs only: connections opened per second, connect and first-echo times, and
     /// connect failures by reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,6 +321,16 @@ impl Report {
     /// code follows this.
     pub fn passed(&self) -> bool {
         self.ok && self.errors.connections_held()
+    }
+
+    /// Whether the transport carries datagrams, which may arrive out of order.
+    pub fn datagrams(&self) -> bool {
+        matches!(self.transport.as_str(), "udp" | "unixgram")
+    }
+
+    /// Whether the run passed and every threshold held.
+    pub fn passed_with_thresholds(&self) -> bool {
+        self.passed() && self.thresholds.iter().all(|t| t.passed)
     }
 
     /// Recomputes the figures derived from counts, duration and CPU time.
@@ -255,8 +350,7 @@ impl Report {
         }
         self.client_cpu_us_per_msg = (self.messages_received > 0)
             .then(|| round3(self.client_cpu_s * 1e6 / self.messages_received as f64));
-        let datagrams = matches!(self.transport.as_str(), "udp" | "unixgram");
-        self.ok = self.errors.verified(datagrams);
+        self.ok = self.errors.verified(self.datagrams());
     }
 }
 
@@ -268,6 +362,17 @@ pub(crate) fn round3(x: f64) -> f64 {
 /// Six decimals: microsecond resolution for figures in seconds.
 pub(crate) fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+/// `t` to the nearest millisecond.
+pub(crate) fn round_to_millis(t: Duration) -> Duration {
+    Duration::from_millis(((t.as_nanos() + 500_000) / 1_000_000) as u64)
+}
+
+/// Seconds since the epoch, to the millisecond (as the histogram log's StartTime).
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    let since = round_to_millis(t.duration_since(UNIX_EPOCH).unwrap_or_default());
+    since.as_millis() as f64 / 1e3
 }
 
 /// What a report read back from an older log says of a field it lacks.

@@ -1,4 +1,4 @@
-//! Stream connections (TCP, TLS, Unix): send messages, read the echoed byte stream back, and
+//! Stream connections (TCP, TLS, WebSocket, Unix): send messages, read the echoed byte stream back, and
 //! verify each reply as its bytes arrive, in closed or open loop.
 //!
 //! The hot path allocates nothing and registers no timer per message. Outgoing messages are
@@ -13,7 +13,8 @@
 //! (`uring`), which hands the state machine the bytes each receive completion brought and
 //! sends what it has queued, or where io_uring is not available the epoll loop (`reactor`),
 //! which reaches the socket through [`Wire`]. TLS connections, whose records rustls buffers on
-//! the way, each run as a tokio task ([`run`]) that waits through [`AsyncWire`].
+//! the way, and WebSocket ones, whose frames tungstenite builds, each run as a tokio task
+//! ([`run`]) that waits through [`AsyncWire`].
 
 use std::io::{self, IoSlice};
 use std::rc::Rc;
@@ -394,18 +395,16 @@ impl<'a> StreamConn<'a> {
             }
             ReplyTo::Pending(seq) => {
                 if let Some(sent) = self.flow.window.fail(seq) {
-                    self.flow.totals.fault(Fault::Mismatched, sent.measured);
+                    self.flow.fault(Fault::Mismatched, sent.measured);
                     freed = true;
                 }
             }
             ReplyTo::Duplicate(seq) if !corrupt => match self.flow.window.answer(seq) {
-                Match::Duplicate { measured } => {
-                    self.flow.totals.fault(Fault::Duplicated, measured)
-                }
+                Match::Duplicate { measured } => self.flow.fault(Fault::Duplicated, measured),
                 _ => self.flow.totals.errors.late += 1,
             },
             ReplyTo::Duplicate(_) | ReplyTo::Stray | ReplyTo::Undecided => {
-                self.flow.totals.fault(Fault::Mismatched, in_measured);
+                self.flow.fault(Fault::Mismatched, in_measured);
             }
         }
         if freed
@@ -426,7 +425,7 @@ impl<'a> StreamConn<'a> {
             match self.incoming.reply_to {
                 ReplyTo::Pending(seq) => {
                     if let Some(sent) = self.flow.window.fail(seq) {
-                        self.flow.totals.fault(Fault::Truncated, sent.measured);
+                        self.flow.fault(Fault::Truncated, sent.measured);
                     }
                 }
                 _ => {
@@ -434,7 +433,7 @@ impl<'a> StreamConn<'a> {
                         Some(seq) => self.flow.window.fail(seq).is_some_and(|s| s.measured),
                         None => self.flow.ctx.schedule().is_measured(now),
                     };
-                    self.flow.totals.fault(Fault::Truncated, measured);
+                    self.flow.fault(Fault::Truncated, measured);
                 }
             }
         }

@@ -56,7 +56,9 @@ impl StreamSocket {
         match peer {
             Peer::Tcp(addr) => Ok(StreamSocket::Tcp(connect_tcp(*addr, source).await?)),
             Peer::Unix(path) => Ok(StreamSocket::Unix(connect_unix_stream(path).await?)),
-            Peer::Tls(..) | Peer::Udp(_) | Peer::UnixGram(_) => Err(wrong_peer("a plain stream")),
+            Peer::Tls(..) | Peer::Ws(..) | Peer::Udp(_) | Peer::UnixGram(_) => {
+                Err(wrong_peer("a plain stream"))
+            }
         }
     }
 

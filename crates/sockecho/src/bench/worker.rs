@@ -23,10 +23,11 @@ use super::churn::Starts;
 use super::churn::task::{Server, SlotTarget};
 use super::options::{Churn, Close};
 use super::plan::{ChurnPlan, ConnPlan, Pacing, Schedule, ThreadCtx};
-use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult, new_histogram};
+use super::recorder::{LiveCounters, ThreadRecorder, ThreadResult};
 use super::timing::Clock;
 use super::tls::TlsSocket;
 use super::wire::StreamSocket;
+use super::ws::WsSocket;
 use super::{churn, datagram, stream};
 #[cfg(target_os = "linux")]
 use super::{reactor, uring};
@@ -87,6 +88,8 @@ pub struct Go {
     pub rank_offset: usize,
     /// Connections established over all threads.
     pub established: usize,
+    /// Length of the report's intervals.
+    pub interval: Duration,
 }
 
 /// The channels a thread talks to the coordinator through.
@@ -100,6 +103,7 @@ pub struct Handoff {
 enum Socket {
     Stream(StreamSocket),
     Tls(TlsSocket),
+    Ws(WsSocket),
     Datagram(DatagramSocket),
 }
 
@@ -140,9 +144,14 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
     let _ = handoff.connected.send(connected);
     let go = handoff.go.await.ok().flatten();
     let Some(go) = go else {
-        let _ = handoff.done.send(recorder.into_result());
+        let _ = handoff.done.send(recorder.take_result());
         return;
     };
+    recorder.series.borrow_mut().begin(
+        go.schedule.warm_end,
+        Duration::from_nanos(go.schedule.end - go.schedule.warm_end),
+        go.interval,
+    );
 
     let size = spec.pattern.size();
     let ctx = Rc::new(ThreadCtx {
@@ -169,16 +178,7 @@ async fn work(spec: WorkerSpec, handoff: Handoff) {
         Some(churn) => run_churn(&spec, &ctx, &go, churn).await,
         None => run_steady(&spec, &ctx, &go, sockets).await,
     }
-    let result = match Rc::try_unwrap(ctx) {
-        Ok(ctx) => ctx.recorder.into_result(),
-        Err(ctx) => ThreadResult {
-            latency: ctx.recorder.latency.replace(new_histogram()),
-            connect: ctx.recorder.connect.replace(new_histogram()),
-            first_echo: ctx.recorder.first_echo.replace(new_histogram()),
-            totals: *ctx.recorder.totals.borrow(),
-        },
-    };
-    let _ = handoff.done.send(result);
+    let _ = handoff.done.send(ctx.recorder.take_result());
 }
 
 /// Runs connections opened before the run, which stay open to its end.
@@ -212,6 +212,7 @@ async fn run_steady(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, sockets: Ve
                 }
             },
             Socket::Tls(s) => tasks.push(tokio::task::spawn_local(stream::run(ctx, s, plan))),
+            Socket::Ws(s) => tasks.push(tokio::task::spawn_local(stream::run(ctx, s, plan))),
             Socket::Datagram(s) => {
                 tasks.push(tokio::task::spawn_local(datagram::run(ctx, s, plan)))
             }
@@ -321,7 +322,7 @@ async fn join(tasks: Vec<tokio::task::JoinHandle<()>>) {
 }
 
 /// Opens this thread's connections, a bounded number at a time, recording how long each took
-/// (for TLS, up to the end of the handshake).
+/// (for TLS, up to the end of the handshake; for WebSocket, of the upgrade).
 async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, Socket)>, Connected) {
     let limit = Rc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
     let datagram = spec.peer.is_datagram();
@@ -335,6 +336,7 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
         let limit = limit.clone();
         let connect_timeout = spec.connect_timeout;
         let send_proxy = spec.send_proxy;
+        let size = spec.pattern.size();
         attempts.push(tokio::task::spawn_local(async move {
             // The semaphore is never closed, so acquiring only waits.
             let _permit = limit.acquire().await;
@@ -344,9 +346,12 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
                     .map(Socket::Datagram)
                     .map_err(|e| describe_connect_error(&e))
             } else {
-                tokio::time::timeout(connect_timeout, open_stream(&peer, source, send_proxy))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("no answer within {connect_timeout:?}")))
+                tokio::time::timeout(
+                    connect_timeout,
+                    open_stream(&peer, source, send_proxy, size),
+                )
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {connect_timeout:?}")))
             };
             (id, opened, began.elapsed())
         }));
@@ -374,11 +379,12 @@ async fn open_all(spec: &WorkerSpec, recorder: &ThreadRecorder) -> (Vec<(u32, So
 }
 
 /// Opens one stream connection, sending a PROXY header first if asked; the error says what
-/// failed.
+/// failed. WebSocket connections carry messages of `size` bytes.
 async fn open_stream(
     peer: &Peer,
     source: Option<IpAddr>,
     send_proxy: Option<SendProxy>,
+    size: usize,
 ) -> Result<Socket, String> {
     match peer {
         Peer::Tcp(addr) if send_proxy.is_some() => {
@@ -392,6 +398,10 @@ async fn open_stream(
             .connect(*addr, source)
             .await
             .map(|tls| Socket::Tls(TlsSocket::new(tls))),
+        Peer::Ws(addr, client) => client
+            .connect(*addr, source)
+            .await
+            .map(|ws| Socket::Ws(WsSocket::new(ws, size))),
         _ => StreamSocket::connect(peer, source)
             .await
             .map(Socket::Stream)

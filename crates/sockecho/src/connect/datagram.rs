@@ -51,7 +51,9 @@ impl DatagramSocket {
                 grow_buffers(&socket, buffer);
                 Ok(DatagramSocket::Unix(UnixDatagram::from_std(socket)?))
             }
-            Peer::Tcp(_) | Peer::Tls(..) | Peer::Unix(_) => Err(wrong_peer("a datagram")),
+            Peer::Tcp(_) | Peer::Tls(..) | Peer::Ws(..) | Peer::Unix(_) => {
+                Err(wrong_peer("a datagram"))
+            }
         }
     }
 

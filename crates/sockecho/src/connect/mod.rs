@@ -7,8 +7,12 @@
 //!   [`send_proxy_header`], the PROXY protocol header some servers expect first.
 //! - `tls.rs`: [`ConnectOptions`] and [`TlsClient`], the trust decision made once and the
 //!   handshake under its timeout.
-//! - `stream.rs`: [`connect_stream_with`], a stream endpoint of any transport (TCP, TLS, Unix)
-//!   as one [`BoxStream`].
+//! - `boxed.rs`: [`BoxStream`], a connected stream of any transport behind one type;
+//!   `framing.rs`: [`Framing`], how writes become WebSocket messages.
+//! - `stream.rs`: [`connect_stream_with`], a stream endpoint of any transport (TCP, TLS,
+//!   WebSocket, Unix) as one [`BoxStream`].
+//! - `ws.rs`: [`WsClient`], TCP, TLS for `wss://` and the WebSocket upgrade, and [`WsStream`],
+//!   a WebSocket read and written as a byte stream.
 //! - `peer.rs`: [`Peer`], the resolved address every socket of a session talks to.
 //! - `datagram.rs`: [`DatagramSocket`], connected UDP and Unix datagram sockets (the latter
 //!   bound to a unique abstract name so the server can reply).
@@ -17,8 +21,10 @@
 //!
 //! Failures are [`ConnectError`]s: the endpoint, and one line saying what went wrong.
 
+mod boxed;
 mod datagram;
 mod error;
+mod framing;
 mod peer;
 mod probe;
 mod resolve;
@@ -26,14 +32,19 @@ mod stream;
 mod tcp;
 mod tls;
 mod unix;
+mod ws;
 
+pub use boxed::{BoxStream, ByteStream};
 pub use datagram::{DatagramSocket, MAX_UDP_SIZE, udp_segmentation_supported};
 pub use error::ConnectError;
+pub use framing::Framing;
 pub use peer::Peer;
 pub(crate) use peer::wrong_peer;
 pub use probe::probe_datagram;
 pub use resolve::resolve;
-pub use stream::{BoxStream, ByteStream, connect_stream, connect_stream_with};
+pub use stream::{connect_stream, connect_stream_with};
 pub use tcp::{connect_first, connect_tcp, send_proxy_header};
 pub use tls::{ConnectOptions, TlsClient};
 pub(crate) use unix::connect_unix_stream;
+pub(crate) use ws::into_io as ws_error_into_io;
+pub use ws::{WsClient, WsConnection, WsStream};

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::tls::TlsClient;
+use super::ws::WsClient;
 
 /// The resolved address every socket of a session talks to.
 #[derive(Debug, Clone)]
@@ -13,6 +14,8 @@ pub enum Peer {
     Tcp(SocketAddr),
     /// TCP, each connection secured by the session's one TLS client before it counts as open.
     Tls(SocketAddr, TlsClient),
+    /// A WebSocket (over TLS for `wss://`): a connection is open once the upgrade is done.
+    Ws(SocketAddr, WsClient),
     Udp(SocketAddr),
     Unix(PathBuf),
     UnixGram(PathBuf),

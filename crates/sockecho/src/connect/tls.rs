@@ -15,6 +15,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::error::ConnectError;
+use super::framing::Framing;
 use super::tcp::{connect_first, connect_tcp, send_proxy_header};
 use crate::net_error::describe_connect_error;
 use crate::proxy_protocol::SendProxy;
@@ -33,6 +34,8 @@ pub struct ConnectOptions {
     /// A PROXY protocol header to send first on TCP and TLS connections (before the TLS
     /// handshake), as a load balancer would.
     pub send_proxy: Option<SendProxy>,
+    /// How the byte stream of a `ws://` or `wss://` connection is cut into messages.
+    pub ws_framing: Framing,
 }
 
 impl Default for ConnectOptions {
@@ -41,6 +44,7 @@ impl Default for ConnectOptions {
             tls: ClientTlsOptions::default(),
             tls_handshake_timeout: Duration::from_secs(10),
             send_proxy: None,
+            ws_framing: Framing::Writes,
         }
     }
 }

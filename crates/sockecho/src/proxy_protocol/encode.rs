@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use proxy_header::{ProxiedAddress, Tlv};
 
-use super::{MAX_V2_LEN, ProxyHeader, Version};
+use super::header::{MAX_V2_LEN, ProxyHeader, Version};
 
 /// Why a header cannot be written.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 
 use proxy_header::{ParseConfig, Tlv};
 
-use super::{Addresses, HeaderError, MAX_V1_LEN, MAX_V2_LEN, ProxyHeader, Version};
+use super::header::{Addresses, HeaderError, MAX_V1_LEN, MAX_V2_LEN, ProxyHeader, Version};
 
 const V1_SIGNATURE: &[u8] = b"PROXY ";
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";

@@ -8,7 +8,8 @@
 
 use tokio::net::TcpStream;
 
-use super::{HeaderError, MAX_V2_LEN, ProxyHeader, frame_len, parse, starts_with_signature};
+use super::header::{HeaderError, MAX_V2_LEN, ProxyHeader};
+use super::parse::{frame_len, parse, starts_with_signature};
 
 /// Reads the PROXY header that must start `stream`, leaving the data after it unread. Not
 /// bounded in time: the caller puts it under a timeout.

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::ProxyHeader;
+use super::header::ProxyHeader;
 
 /// How many headers are kept; older ones are forgotten.
 pub const KEPT: usize = 16;

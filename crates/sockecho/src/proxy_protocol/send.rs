@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{ProxyHeader, Version};
+use super::header::{ProxyHeader, Version};
 
 /// What `--send-proxy` and `--proxy-source` ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Protocol, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 
-use crate::endpoint::{Endpoint, Host, Transport, abstract_unix_name};
+use crate::endpoint::{Endpoint, Host, HostPort, Transport, abstract_unix_name};
 use crate::net_error::describe_bind_error;
 
 /// Listen backlog; the kernel caps it at `net.core.somaxconn`.
@@ -279,32 +279,10 @@ fn unix_path(addr: &std::os::unix::net::SocketAddr) -> PathBuf {
 pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeError> {
     match endpoint {
         Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => {
-            let transport = endpoint.transport();
-            let addrs = hp.resolve().await.map_err(|e| {
-                ServeError::other(
-                    endpoint,
-                    format!(
-                        "cannot resolve host {}: {}",
-                        hp.host,
-                        crate::net_error::plain(&e)
-                    ),
-                )
-            })?;
-            if hp.host == Host::Any {
-                return bind_any(endpoint, transport, addrs).await;
-            }
-            let mut out: Vec<Listener> = Vec::new();
-            for mut addr in addrs {
-                if let Some(first) = out.first()
-                    && addr.port() == 0
-                {
-                    addr.set_port(first.endpoint.host_port().map_or(0, |hp| hp.port));
-                }
-                out.push(
-                    bind_inet(transport, addr, false).map_err(|e| ServeError::io(endpoint, e))?,
-                );
-            }
-            Ok(out)
+            bind_host_port(endpoint, hp).await
+        }
+        Endpoint::Ws(target) | Endpoint::Wss(target) => {
+            bind_host_port(endpoint, &target.addr).await
         }
         Endpoint::Unix(path) if abstract_unix_name(path).is_some() => {
             let addr = abstract_address(endpoint, path)?;
@@ -357,6 +335,33 @@ pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Vec<Listener>, ServeErro
     }
 }
 
+/// Binds a TCP, UDP, TLS or WebSocket endpoint at each address its host stands for.
+async fn bind_host_port(endpoint: &Endpoint, hp: &HostPort) -> Result<Vec<Listener>, ServeError> {
+    let addrs = hp.resolve().await.map_err(|e| {
+        ServeError::other(
+            endpoint,
+            format!(
+                "cannot resolve host {}: {}",
+                hp.host,
+                crate::net_error::plain(&e)
+            ),
+        )
+    })?;
+    if hp.host == Host::Any {
+        return bind_any(endpoint, addrs).await;
+    }
+    let mut out: Vec<Listener> = Vec::new();
+    for mut addr in addrs {
+        if let Some(first) = out.first()
+            && addr.port() == 0
+        {
+            addr.set_port(first.endpoint.host_port().map_or(0, |hp| hp.port));
+        }
+        out.push(bind_inet(endpoint, addr, false).map_err(|e| ServeError::io(endpoint, e))?);
+    }
+    Ok(out)
+}
+
 /// Replies waiting in the receive queues of peers that do not read count against the server
 /// socket's send buffer until they are read; a larger buffer lets more such peers sit there
 /// before replies to the others start to be dropped. The kernel caps it at
@@ -385,12 +390,11 @@ fn abstract_address(
 /// host has no IPv6.
 async fn bind_any(
     endpoint: &Endpoint,
-    transport: Transport,
     addrs: Vec<SocketAddr>,
 ) -> Result<Vec<Listener>, ServeError> {
     let mut last_err = None;
     for addr in addrs {
-        match bind_inet(transport, addr, true) {
+        match bind_inet(endpoint, addr, true) {
             Ok(listener) => return Ok(vec![listener]),
             Err(e) if addr.is_ipv6() && is_no_ipv6(&e) => {
                 tracing::debug!("IPv6 unavailable ({e}); listening on IPv4 only");
@@ -413,7 +417,8 @@ fn is_no_ipv6(err: &io::Error) -> bool {
     )
 }
 
-fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Result<Listener> {
+fn bind_inet(endpoint: &Endpoint, addr: SocketAddr, dual_stack: bool) -> io::Result<Listener> {
+    let transport = endpoint.transport();
     let domain = Domain::for_address(addr);
     let (ty, proto) = match transport {
         Transport::Udp => (Type::DGRAM, Protocol::UDP),
@@ -441,14 +446,15 @@ fn bind_inet(transport: Transport, addr: SocketAddr, dual_stack: bool) -> io::Re
         let listener = TcpListener::from_std(socket.into())?;
         let local = listener.local_addr()?;
         let listener = match transport {
-            Transport::Tls => StreamListener::Tls(listener),
+            // WebSocket listeners accept like TCP and TLS ones; the endpoint says what follows.
+            Transport::Tls | Transport::Wss => StreamListener::Tls(listener),
             _ => StreamListener::Tcp(listener),
         };
         (Socket::Stream(listener), local)
     };
     Ok(Listener {
         socket: bound.0,
-        endpoint: Endpoint::inet(transport, bound.1),
+        endpoint: endpoint.at(bound.1),
         path_guard: None,
     })
 }

@@ -12,6 +12,9 @@ use super::fault::FaultPlan;
 use crate::io::IoMode;
 use crate::tls::ServerTls;
 
+/// The default of [`ServerConfig::ws_max_message`]: 16 MiB, as common WebSocket servers allow.
+pub const DEFAULT_WS_MAX_MESSAGE: usize = 16 << 20;
+
 /// How the server behaves; the CLI fills it from its flags.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -45,6 +48,9 @@ pub struct ServerConfig {
     /// trusted proxies, and serve each connection as the client the header names. `None`: no
     /// header is looked for, and nothing is spent on it.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// The largest WebSocket message (`ws://`, `wss://`) taken, in bytes, fragments added up.
+    /// A larger one closes the connection with code 1009 (message too big).
+    pub ws_max_message: usize,
     /// Worker threads, each with its own single-threaded runtime serving every listener
     /// (share-nothing: a connection stays on the worker that accepted it). 0 serves on the
     /// runtime that calls [`Server::run`](super::Server::run) instead.
@@ -74,6 +80,7 @@ impl Default for ServerConfig {
             tls: None,
             tls_handshake_timeout: Duration::from_secs(10),
             proxy_protocol: None,
+            ws_max_message: DEFAULT_WS_MAX_MESSAGE,
             max_conns_per_ip: None,
             udp_rate: None,
             reflection_guard: true,

@@ -12,8 +12,9 @@
 //!
 //! - this file, the public face ([`Server`], [`ServerConfig`]);
 //! - `workers`: worker threads, and the loops each one runs;
-//! - `stream` (the accept loop, and a connection's life on tokio) over `uring` (the io_uring
-//!   engine), both over `conn` (an admitted connection's identity and accounting), over
+//! - `stream` (the accept loop, and a connection's life on tokio) over `websocket` (the
+//!   upgrade and message echo of `ws://` and `wss://`, on tokio) and `uring` (the io_uring
+//!   engine), all over `conn` (an admitted connection's identity and accounting), over
 //!   `proxied` (a PROXY protocol header taken before admission); `bind`
 //!   (listening sockets) over `datagram` (the UDP and unixgram echo);
 //! - at the bottom `shared` (what every loop shares), `config`, [`echo`], [`access`] and
@@ -36,6 +37,7 @@ mod shared;
 mod stream;
 #[allow(unsafe_code)]
 mod uring;
+mod websocket;
 mod workers;
 
 use std::future::Future;
@@ -53,7 +55,7 @@ use shared::Shared;
 
 pub use access::AccessPolicy;
 pub use bind::{InheritedSocket, ServeError};
-pub use config::{ProxyProtocol, ServerConfig};
+pub use config::{DEFAULT_WS_MAX_MESSAGE, ProxyProtocol, ServerConfig};
 pub use echo::{CloseReason, EchoOptions, EchoOutcome, echo_stream};
 
 /// A bound server, ready to [`run`](Server::run).
@@ -92,6 +94,7 @@ impl Server {
             .iter()
             .filter_map(|e| match e {
                 Endpoint::Tls(hp) => Some(hp.host.to_string()),
+                Endpoint::Wss(target) => Some(target.addr.host.to_string()),
                 _ => None,
             })
             .collect();
@@ -99,7 +102,8 @@ impl Server {
             config.tls = Some(self_signed(&tls_hosts)?);
         }
         let plain_streams = listeners.iter().any(|l| {
-            matches!(l.socket, bind::Socket::Stream(_)) && l.endpoint.transport() != Transport::Tls
+            matches!(l.socket, bind::Socket::Stream(_))
+                && matches!(l.endpoint.transport(), Transport::Tcp | Transport::Unix)
         });
         // Without worker threads everything is served on the caller's runtime, with epoll;
         // without plain stream listeners there is nothing for io_uring to serve; and stream

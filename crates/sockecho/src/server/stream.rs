@@ -1,5 +1,6 @@
-//! Stream listeners (TCP, Unix): the accept loop, and the life of one connection on the tokio
-//! path (TLS always; plain connections unless an io_uring engine takes them over).
+//! Stream listeners (TCP, TLS, WebSocket, Unix): the accept loop, and the life of one
+//! connection on the tokio path (TLS and WebSocket always; plain connections unless an io_uring
+//! engine takes them over).
 //!
 //! A permit from the shared semaphore is taken *before* `accept`, so at most `max_conns`
 //! connections are served and further clients wait in the kernel's backlog. Accept errors are
@@ -26,6 +27,7 @@ use super::fault::stream::{Resettable, linger_zero};
 use super::proxied::{self, Via};
 use super::shared::Shared;
 use super::uring::{Arrival, EngineHandle};
+use super::websocket;
 use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::Transport;
@@ -162,7 +164,7 @@ pub(crate) async fn serve(
                 shared.tracker.spawn(proxied_connection(
                     stream,
                     peer,
-                    transport,
+                    endpoint.clone(),
                     permit,
                     shared.clone(),
                     engine.clone(),
@@ -182,7 +184,7 @@ pub(crate) async fn serve(
             Accepted::Unix(_, peer) => (peer.clone(), None),
         };
         let conn = Admitted::new(peer, transport, permit, ip_slot);
-        dispatch(accepted, conn, &shared, engine.as_ref());
+        dispatch(accepted, conn, endpoint, &shared, engine.as_ref());
     }
     for (_, endpoint) in &listeners {
         tracing::debug!("stopped accepting on {endpoint}");
@@ -247,11 +249,12 @@ fn accept_failure(err: &std::io::Error) -> AcceptFailure {
     }
 }
 
-/// Serves an admitted connection: on the io_uring `engine` if there is one (plain streams), else
-/// on a task of this worker.
+/// Serves an admitted connection of the listener at `endpoint`: on the io_uring `engine` if
+/// there is one (plain streams), else on a task of this worker.
 fn dispatch(
     accepted: Accepted,
     conn: Admitted,
+    endpoint: &Endpoint,
     shared: &Arc<Shared>,
     engine: Option<&Arc<EngineHandle>>,
 ) {
@@ -268,24 +271,37 @@ fn dispatch(
     let task_shared = shared.clone();
     let engine = engine.filter(|engine| engine.serving());
     if let Some(engine) = engine
-        && transport != Transport::Tls
+        && matches!(transport, Transport::Tcp | Transport::Unix)
     {
         hand_over(engine, accepted.into_fd(), conn, shared);
         return;
     }
+    let then = match endpoint {
+        // Stream faults act on bytes, not messages: WebSocket connections are served without
+        // them (only `refuse`, above, applies).
+        Endpoint::Ws(target) | Endpoint::Wss(target) => Then::WebSocket(target.path.clone()),
+        _ => Then::Echo(faults),
+    };
     match accepted {
-        Accepted::Inet(stream, _) if transport == Transport::Tls => shared
-            .tracker
-            .spawn(tls_connection(stream, conn, task_shared, faults)),
-        Accepted::Inet(stream, _) => {
+        Accepted::Inet(stream, _) if transport.is_tls() => {
             shared
                 .tracker
-                .spawn(connection(stream, conn, task_shared, faults))
+                .spawn(tls_connection(stream, conn, task_shared, then))
         }
+        Accepted::Inet(stream, _) => match then {
+            Then::Echo(faults) => {
+                shared
+                    .tracker
+                    .spawn(connection(stream, conn, task_shared, faults))
+            }
+            Then::WebSocket(path) => shared.tracker.spawn(async move {
+                websocket::connection(stream, conn, task_shared, &path).await;
+            }),
+        },
         Accepted::Unix(stream, _) => {
             shared
                 .tracker
-                .spawn(connection(stream, conn, task_shared, faults))
+                .spawn(connection(stream, conn, task_shared, faults_of(then)))
         }
     };
 }
@@ -295,7 +311,7 @@ fn dispatch(
 async fn proxied_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    transport: Transport,
+    endpoint: Endpoint,
     permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
     engine: Option<Arc<EngineHandle>>,
@@ -303,6 +319,7 @@ async fn proxied_connection(
     let Some(options) = &shared.config.proxy_protocol else {
         return; // only spawned when the option is set
     };
+    let transport = endpoint.transport();
     let received = tokio::select! {
         received = proxied::receive(&stream, peer, transport, options, &shared) => received,
         // Nothing has been echoed yet, so there is nothing to finish.
@@ -317,7 +334,13 @@ async fn proxied_connection(
         return;
     };
     let conn = Admitted::new(client.to_string(), transport, permit, ip_slot).via(via);
-    dispatch(Accepted::Inet(stream, peer), conn, &shared, engine.as_ref());
+    dispatch(
+        Accepted::Inet(stream, peer),
+        conn,
+        &endpoint,
+        &shared,
+        engine.as_ref(),
+    );
 }
 
 /// Passes a connection to the io_uring engine, which serves it from then on.
@@ -427,6 +450,21 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
     }
 }
 
+/// What a connection carries once it is set up.
+enum Then {
+    /// A byte stream to echo, with the faults drawn for it if any.
+    Echo(Option<Box<ConnFaults>>),
+    /// WebSocket messages, after an upgrade on this path.
+    WebSocket(String),
+}
+
+fn faults_of(then: Then) -> Option<Box<ConnFaults>> {
+    match then {
+        Then::Echo(faults) => faults,
+        Then::WebSocket(_) => None,
+    }
+}
+
 /// Completes the TLS handshake within the handshake timeout, then serves the connection. A
 /// failed or stalled handshake is counted and logged as a warning (within the log budget),
 /// never more.
@@ -434,7 +472,7 @@ async fn tls_connection(
     stream: tokio::net::TcpStream,
     conn: Admitted,
     shared: Arc<Shared>,
-    faults: Option<Box<ConnFaults>>,
+    then: Then,
 ) {
     let counters = shared.counters.transport(conn.transport);
     let Some(acceptor) = shared.config.tls.as_ref().map(ServerTls::acceptor) else {
@@ -449,7 +487,12 @@ async fn tls_connection(
     };
     let failure = match handshake {
         Ok(Ok(tls)) => {
-            return connection(Generic(tls), conn, shared.clone(), faults).await;
+            return match then {
+                Then::Echo(faults) => connection(Generic(tls), conn, shared.clone(), faults).await,
+                Then::WebSocket(path) => {
+                    websocket::connection(tls, conn, shared.clone(), &path).await;
+                }
+            };
         }
         Ok(Err(e)) => crate::tls::describe_handshake_error(&e),
         Err(_) => format!("no handshake within {timeout:?}; closed"),

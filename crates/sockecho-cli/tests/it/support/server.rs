@@ -20,6 +20,8 @@ pub enum Ep {
     Udp(SocketAddr),
     Unix(PathBuf),
     UnixGram(PathBuf),
+    /// `ws://` or `wss://`: the address, and the endpoint as written (with its path).
+    Ws(SocketAddr, String),
 }
 
 impl Ep {
@@ -32,6 +34,12 @@ impl Ep {
             Ep::Tcp(inet(rest))
         } else if let Some(rest) = text.strip_prefix("udp://") {
             Ep::Udp(inet(rest))
+        } else if let Some(rest) = text
+            .strip_prefix("ws://")
+            .or_else(|| text.strip_prefix("wss://"))
+        {
+            let host_port = rest.split_once('/').map_or(rest, |(hp, _)| hp);
+            Ep::Ws(inet(host_port), text.to_owned())
         } else if let Some(rest) = text.strip_prefix("unixgram:") {
             Ep::UnixGram(rest.into())
         } else if let Some(rest) = text.strip_prefix("unix:") {
@@ -43,7 +51,7 @@ impl Ep {
 
     pub fn tcp(&self) -> SocketAddr {
         match self {
-            Ep::Tcp(a) => *a,
+            Ep::Tcp(a) | Ep::Ws(a, _) => *a,
             other => panic!("expected a tcp endpoint, got {other:?}"),
         }
     }
@@ -69,6 +77,7 @@ impl Ep {
             Ep::Udp(a) => format!("udp://{a}"),
             Ep::Unix(p) => format!("unix:{}", p.display()),
             Ep::UnixGram(p) => format!("unixgram:{}", p.display()),
+            Ep::Ws(_, text) => text.clone(),
         }
     }
 }

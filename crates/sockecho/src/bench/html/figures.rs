@@ -3,7 +3,7 @@
 
 use hdrhistogram::Histogram;
 
-use super::SweepStep;
+use super::model::SweepStep;
 use crate::bench::LatencySummary;
 
 /// Reporting points per halving of the distance to 100 %, as HdrHistogram's own percentile

@@ -10,7 +10,7 @@ use super::figures::{
     KNEE_ACHIEVED_SHARE, KNEE_P99_FACTOR, Knee, LatencyUnit, distribution_from_histogram,
     distribution_from_summary, knee,
 };
-use super::{Run, Source, Sweep};
+use super::model::{Interval, Run, Source, Sweep, SweepStep};
 use crate::bench::{LatencySummary, Report};
 
 const STYLE: &str = "\
@@ -396,7 +396,7 @@ fn time_charts(runs: &[&Run]) -> Vec<Chart> {
         return Vec::new();
     }
     // Each interval's figure is placed at its middle.
-    let mid = |iv: &super::Interval| iv.start_s + iv.duration_s / 2.0;
+    let mid = |iv: &Interval| iv.start_s + iv.duration_s / 2.0;
     let end_s = timed
         .iter()
         .flat_map(|(_, r)| r.intervals.iter().map(|iv| iv.start_s + iv.duration_s))
@@ -410,7 +410,7 @@ fn time_charts(runs: &[&Run]) -> Vec<Chart> {
         .flat_map(|(_, r)| r.intervals.iter().map(|iv| iv.latency_us.p99))
         .fold(0.0, f64::max);
     let unit = LatencyUnit::for_max(max_p99);
-    let series = |f: &dyn Fn(&super::Interval) -> f64| -> Vec<Series> {
+    let series = |f: &dyn Fn(&Interval) -> f64| -> Vec<Series> {
         timed
             .iter()
             .map(|(i, r)| Series {
@@ -465,7 +465,7 @@ fn sweep_section(n: usize, sweep: &Sweep) -> String {
         .filter(|st| st.report.latency_us.count > 0)
         .collect();
     if !measured.is_empty() {
-        let lat = |st: &super::SweepStep| {
+        let lat = |st: &SweepStep| {
             let l = &st.report.latency_us;
             [l.p50, l.p99, l.p999]
         };
