@@ -117,11 +117,13 @@ fn a_short_datagram_is_truncated() {
         "-s",
         "200",
         "-d",
-        "400ms",
+        "1s",
         "--warmup",
         "0s",
+        // Nothing is dropped here, so a generous timeout costs no time, and a reply that a
+        // busy machine holds back is still counted for what it is.
         "--timeout",
-        "200ms",
+        "5s",
     ]);
     assert_eq!(code, 1);
     let truncated = int(&report, "errors.truncated");
@@ -145,13 +147,16 @@ fn dropped_datagrams_are_lost_not_a_hang() {
         "-c",
         "4",
         "--pipeline",
-        "4",
+        "16",
         "-d",
-        "600ms",
+        "1s",
         "--warmup",
         "0s",
+        // Long enough that only the datagrams the server dropped time out, even when a busy
+        // machine holds a reply back; the deeper pipeline keeps enough messages going while
+        // the dropped ones wait it out.
         "--timeout",
-        "50ms",
+        "500ms",
     ]);
     assert!(began.elapsed() < Duration::from_secs(10));
     assert_eq!(code, 1);
@@ -165,14 +170,18 @@ fn dropped_datagrams_are_lost_not_a_hang() {
     assert_eq!(int(&report, "errors.mismatched"), 0);
 }
 
-/// A server that echoes at once, except that each connection, 300 ms after it was accepted,
-/// pauses once for 200 ms.
+/// Message size of the stall runs below.
+const STALL_SIZE: u64 = 64;
+
+/// A server that echoes at once, except that each connection, once it has echoed 150 messages
+/// (300 ms into an open-loop run at 500/s), pauses once for 200 ms. Counting messages, not
+/// time since the accept, puts the pause inside the measured period however late a busy
+/// machine starts it.
 fn stalling_server() -> std::net::SocketAddr {
     tcp_server(|stream, _| {
-        let accepted = Instant::now();
         let mut stalled = false;
-        echo_with(stream, |_, _| {
-            if !stalled && accepted.elapsed() > Duration::from_millis(300) {
+        echo_with(stream, |_, offset| {
+            if !stalled && offset >= 150 * STALL_SIZE {
                 stalled = true;
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -184,7 +193,10 @@ fn stalling_server() -> std::net::SocketAddr {
 fn open_loop_latency_shows_a_stall_that_closed_loop_hides() {
     let addr = stalling_server();
     let endpoint = format!("tcp://{addr}");
-    let (code, open, out) = bench_json(&[&endpoint, "--rate", "500", "-d", "1s", "--warmup", "0s"]);
+    let size = STALL_SIZE.to_string();
+    let (code, open, out) = bench_json(&[
+        &endpoint, "-s", &size, "--rate", "500", "-d", "1s", "--warmup", "0s",
+    ]);
     assert_eq!(code, 0, "{}", stderr_of(&out));
     // About 100 of the 500 messages were due during the stall; each waited for its end, so
     // their latencies, measured from when they were due, spread from 200 ms down to 0.
@@ -196,7 +208,8 @@ fn open_loop_latency_shows_a_stall_that_closed_loop_hides() {
 
     let addr = stalling_server();
     let endpoint = format!("tcp://{addr}");
-    let (code, closed, out) = bench_json(&[&endpoint, "-d", "1s", "--warmup", "0s"]);
+    // Two seconds, so that a busy machine still gets well over a thousand round trips done.
+    let (code, closed, out) = bench_json(&[&endpoint, "-s", &size, "-d", "2s", "--warmup", "0s"]);
     assert_eq!(code, 0, "{}", stderr_of(&out));
     // Closed loop sent nothing while waiting: one slow message among thousands.
     assert!(num(&closed, "latency_us.max") >= 190_000.0, "{closed:#}");
@@ -233,8 +246,9 @@ fn a_reset_connection_is_counted_and_the_others_go_on() {
         &format!("tcp://{addr}"),
         "-c",
         "2",
+        // Long enough that the survivor gets its 200 round trips done on a busy machine.
         "-d",
-        "600ms",
+        "2s",
         "--warmup",
         "0s",
     ]);

@@ -178,7 +178,9 @@ fn clients_that_never_read_do_not_hold_up_the_others() {
 }
 
 /// Connects with a small receive buffer and writes `flood` over and over without reading, until
-/// a write times out: the server has stopped reading from this client.
+/// a write times out after at least one whole `flood`: the server has stopped reading from this
+/// client. A write cut short by the timeout is carried on from where it stopped, so the bytes
+/// sent are always `flood` repeated, whatever a busy server's pauses do to the timeouts.
 fn flood_until_stalled(addr: std::net::SocketAddr, flood: &[u8]) -> Result<TcpStream, String> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .map_err(|e| e.to_string())?;
@@ -190,15 +192,18 @@ fn flood_until_stalled(addr: std::net::SocketAddr, flood: &[u8]) -> Result<TcpSt
     stream
         .set_write_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(8);
+    let deadline = Instant::now() + 3 * WAIT;
+    let mut sent = 0usize;
     loop {
         if Instant::now() > deadline {
             return Err("the flood never stalled".into());
         }
-        match stream.write(flood) {
-            Ok(_) => {}
+        match stream.write(&flood[sent % flood.len()..]) {
+            Ok(n) => sent += n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Ok(stream);
+                if sent >= flood.len() {
+                    return Ok(stream);
+                }
             }
             Err(e) => return Err(format!("flooding write failed: {e}")),
         }

@@ -72,6 +72,9 @@ struct Entry<'a> {
     scheduled: Option<u64>,
     /// [`settle`](Entry::settle) has counted it closed.
     counted_closed: bool,
+    /// epoll reported the peer's end (RDHUP, HUP or ERR). Edge-triggered, it says so once,
+    /// and possibly in the same event as the last bytes before it.
+    hung_up: bool,
 }
 
 impl Entry<'_> {
@@ -88,11 +91,23 @@ impl Entry<'_> {
 
     /// Reads what has arrived, then writes what the replies made room for. `true` if the read
     /// stopped with bytes possibly left, so the connection needs another turn.
-    fn read(&mut self) -> bool {
+    fn read(&mut self, now: u64) -> bool {
         let Some(wire) = self.wire.as_mut() else {
             return false;
         };
-        match self.conn.read(wire) {
+        let mut result = self.conn.read(wire);
+        // A short read stops at the end of the bytes queued, before a FIN queued behind them.
+        // When the peer has hung up, no further edge will come for that end, so one more read
+        // must meet it now, or a connection the server closed would wait out the run. One
+        // that is done (a churn connection's last reply is in) may meet that end unread.
+        if self.hung_up
+            && matches!(result, Ok(ref reads) if !reads.more)
+            && !self.conn.flow.finished(self.all_out)
+            && !self.conn.exchanged(now)
+        {
+            result = self.conn.read(wire);
+        }
+        match result {
             Ok(reads) => {
                 self.flush();
                 reads.more && self.wire.is_some()
@@ -150,6 +165,7 @@ pub(crate) fn run(ctx: &ThreadCtx, sockets: Vec<(ConnPlan, OwnedFd)>) {
             all_out: true,
             scheduled: None,
             counted_closed: false,
+            hung_up: false,
         })
         .collect();
     if let Err(e) = drive(ctx, &mut entries) {
@@ -259,6 +275,9 @@ fn drive(ctx: &ThreadCtx, entries: &mut [Entry<'_>]) -> io::Result<()> {
                     | epoll::EventFlags::ERR,
             );
             let entry = &mut entries[i];
+            entry.hung_up |= flags.intersects(
+                epoll::EventFlags::RDHUP | epoll::EventFlags::HUP | epoll::EventFlags::ERR,
+            );
             if !entry.all_out && flags.contains(epoll::EventFlags::OUT) {
                 entry.flush();
             }
@@ -318,7 +337,7 @@ fn step(
     open: &mut usize,
 ) {
     let entry = &mut entries[i];
-    if entry.read() {
+    if entry.read(now) {
         again.push(i);
     }
     if let Some(at) = entry.pace(now) {
@@ -333,7 +352,6 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
     use crate::bench::plan::Schedule;
@@ -343,6 +361,8 @@ mod tests {
 
     const SIZE: usize = 64 * 1024;
     const PIPELINE: usize = 16;
+    /// The measured period of the runs below, in milliseconds.
+    const RUN_MS: u64 = 1_000;
 
     fn ctx(clock: Clock, run_ms: u64) -> ThreadCtx {
         let start = clock.now() + 20_000_000;
@@ -356,7 +376,9 @@ mod tests {
             }),
             end: tokio::sync::watch::channel(u64::MAX).1,
             pipeline: PIPELINE,
-            timeout_ns: 2_000_000_000,
+            // The peer answers the last messages only once it wakes after the end; a
+            // generous wait keeps a late wake-up from counting them lost.
+            timeout_ns: 10_000_000_000,
             udp_offload: false,
             recorder: ThreadRecorder::default(),
             live: Arc::default(),
@@ -369,9 +391,10 @@ mod tests {
 
     /// The replies to a whole pipeline are queued before the run starts, so the epoll loop's
     /// first wake-up finds 1 MiB waiting: more than one turn's reads take (8 × 64 KiB). The
-    /// peer then stays silent past the end of the measured period, so no new edge comes: only
+    /// peer then stays silent until the measured period is over, so no new edge comes: only
     /// reading the connection again on the next turn gets the rest of the replies in time to
-    /// send a second pipeline of messages before the end.
+    /// send a second pipeline of messages before the end. The period is long enough (a
+    /// second) that a loop starting late on a busy machine still sends within it.
     #[test]
     fn a_connection_with_more_than_one_turn_of_bytes_is_read_again() {
         replies_waiting_at_the_start(run);
@@ -388,6 +411,38 @@ mod tests {
         replies_waiting_at_the_start(|ctx, sockets| {
             crate::bench::uring::Loop::new().unwrap().run(ctx, sockets);
         });
+    }
+
+    /// The peer's one reply and its FIN are both queued before the loop's first wake-up, so
+    /// epoll reports them in one edge: the short read that takes the reply must not be the
+    /// last, or the end is never seen and the connection waits out the run.
+    #[test]
+    fn a_fin_behind_the_last_reply_ends_the_connection() {
+        let (bench_end, mut peer) = UnixStream::pair().unwrap();
+        bench_end.set_nonblocking(true).unwrap();
+        for side in [
+            rustix::fd::AsFd::as_fd(&peer),
+            rustix::fd::AsFd::as_fd(&bench_end),
+        ] {
+            rustix::net::sockopt::set_socket_send_buffer_size(side, 4 << 20).unwrap();
+        }
+        peer.write_all(&Pattern::new(SIZE).message(0, 7)).unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+
+        let ctx = ctx(Clock::new(), RUN_MS);
+        let plan = ConnPlan {
+            id: 7,
+            pacing: None,
+        };
+        run(&ctx, vec![(plan, OwnedFd::from(bench_end))]);
+        drop(peer);
+        let totals = *ctx.recorder.totals.borrow();
+        assert_eq!(totals.errors.disconnected, 1, "{totals:?}");
+        // The reply made room for one more message; the pipeline then in flight is lost.
+        assert_eq!(totals.messages_sent, PIPELINE as u64 + 1, "{totals:?}");
+        assert_eq!(totals.messages_received, 1, "{totals:?}");
+        assert_eq!(totals.errors.lost, PIPELINE as u64, "{totals:?}");
+        assert_eq!(totals.errors.mismatched, 0, "{totals:?}");
     }
 
     fn replies_waiting_at_the_start(run: impl FnOnce(&ThreadCtx, Vec<(ConnPlan, OwnedFd)>)) {
@@ -408,9 +463,13 @@ mod tests {
         peer.write_all(&replies).unwrap();
 
         // After the run's end, the peer swallows the first pipeline of messages (answered
-        // above) and echoes the rest until the bench side closes.
+        // above) and echoes the rest until the bench side closes. Reading any earlier would
+        // free send room and so hand the loop a fresh edge.
+        let clock = Clock::new();
+        let ctx = ctx(clock, RUN_MS);
+        let end = clock.instant(ctx.schedule().end);
         let echo = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
+            std::thread::sleep(end.saturating_duration_since(std::time::Instant::now()));
             let mut buf = vec![0u8; SIZE * PIPELINE];
             peer.read_exact(&mut buf).unwrap();
             let mut echoed = 0u64;
@@ -427,7 +486,6 @@ mod tests {
             }
         });
 
-        let ctx = ctx(Clock::new(), 100);
         let plan = ConnPlan {
             id: 7,
             pacing: None,

@@ -450,7 +450,7 @@ mod tests {
     async fn pacer_fires_on_time() {
         let clock = Clock::new();
         let mut pacer = SendTimer::new(clock).unwrap().pacer();
-        let mut worst = 0;
+        let mut best = u64::MAX;
         for _ in 0..20 {
             let due = clock.now() + 300_000;
             pacer.arm(due).unwrap();
@@ -461,12 +461,13 @@ mod tests {
                 .unwrap();
             let late = clock.now().saturating_sub(due);
             assert!(clock.now() >= due);
-            worst = worst.max(late);
+            best = best.min(late);
             assert!(!pacer.is_armed());
         }
-        // Under load a wake-up can be late; the median case is microseconds, and even a busy
-        // machine should stay far below tokio's 1 ms granularity on most of 20 tries.
-        assert!(worst < 200_000_000, "worst lateness {worst} ns");
+        // How late any one wake-up is depends on the scheduler (a busy machine can hold a
+        // thread back for hundreds of milliseconds; the timeout above bounds that). What the
+        // timer itself promises shows in the best of 20 tries: within a millisecond.
+        assert!(best < 1_000_000, "best lateness {best} ns");
     }
 
     #[test]
