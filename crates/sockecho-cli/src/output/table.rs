@@ -147,21 +147,7 @@ fn over_time(r: &Report) -> Option<String> {
 
 /// Connect failures by reason, e.g. "3 refused, 1 timed out"; "none" if there were none.
 fn connect_failures(e: &ConnectErrors) -> String {
-    let parts: Vec<String> = [
-        (e.refused, "refused"),
-        (e.timed_out, "timed out"),
-        (e.addr_not_available, "no local address/port (see --source)"),
-        (e.other, "other"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| format!("{n} {what}"))
-    .collect();
-    if parts.is_empty() {
-        "none".into()
-    } else {
-        parts.join(", ")
-    }
+    e.summary()
 }
 
 fn latency_row(s: &LatencySummary) -> String {

@@ -78,7 +78,38 @@ pub struct ErrorCounts {
     pub warmup: u64,
 }
 
+/// The counts that are not zero, each with its label, e.g. "3 mismatched, 1 lost"; "none" if all
+/// are zero. The one wording of error lists, for the table, the exit verdict and the HTML page.
+pub fn count_list(counts: &[(u64, &str)]) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 impl ErrorCounts {
+    /// Every error count that is not zero, e.g. "3 mismatched, 1 lost"; "none" if all are.
+    pub fn summary(&self) -> String {
+        count_list(&[
+            (self.mismatched, "mismatched"),
+            (self.truncated, "truncated"),
+            (self.reordered, "reordered"),
+            (self.duplicated, "duplicated"),
+            (self.lost, "lost"),
+            (self.warmup, "wrong during warm-up"),
+            (self.connect_failed, "connections failed"),
+            (self.disconnected, "disconnected"),
+            (self.refused, "refused"),
+            (self.late, "late replies"),
+        ])
+    }
+
     /// Whether every message that was checked came back right. Reordering counts against
     /// stream transports only: a byte stream must keep its order, datagrams need not.
     pub fn verified(&self, datagrams: bool) -> bool {
@@ -138,6 +169,19 @@ pub struct ConnectErrors {
 }
 
 impl ConnectErrors {
+    /// Connect failures by reason, e.g. "3 refused, 1 timed out"; "none" if there were none.
+    pub fn summary(&self) -> String {
+        count_list(&[
+            (self.refused, "refused"),
+            (self.timed_out, "timed out"),
+            (
+                self.addr_not_available,
+                "no local address/port (see --source)",
+            ),
+            (self.other, "other"),
+        ])
+    }
+
     /// All of them.
     pub fn total(&self) -> u64 {
         self.refused + self.timed_out + self.addr_not_available + self.other

@@ -181,34 +181,8 @@ fn verdict_html(r: &Report) -> String {
     }
     format!(
         "<span class=\"failed\">FAILED: {}</span>",
-        escape(&error_text(r))
+        escape(&r.errors.summary())
     )
-}
-
-/// The error counts that are not zero, e.g. "3 mismatched, 1 lost"; "none" if all are.
-fn error_text(r: &Report) -> String {
-    let e = &r.errors;
-    let parts: Vec<String> = [
-        (e.mismatched, "mismatched"),
-        (e.truncated, "truncated"),
-        (e.reordered, "reordered"),
-        (e.duplicated, "duplicated"),
-        (e.lost, "lost"),
-        (e.warmup, "wrong in warm-up"),
-        (e.connect_failed, "connect failed"),
-        (e.disconnected, "disconnected"),
-        (e.refused, "refused"),
-        (e.late, "late"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| format!("{n} {what}"))
-    .collect();
-    if parts.is_empty() {
-        "none".into()
-    } else {
-        parts.join(", ")
-    }
 }
 
 /// A latency in microseconds with a unit that fits: `41.2 µs`, `1.25 ms`, `2.10 s`.
@@ -309,7 +283,7 @@ fn run_tables(runs: &[&Run]) -> String {
             group(r.msgs_per_s.round() as u64),
             group(r.messages_received),
             latency_cells(&r.latency_us),
-            escape(&error_text(r)),
+            escape(&r.errors.summary()),
             verdict_html(r),
             if run.latency.is_some() {
                 "histogram"
@@ -581,7 +555,7 @@ fn sweep_section(n: usize, sweep: &Sweep) -> String {
             },
             group(st.offered.round() as u64),
             group(r.msgs_per_s.round() as u64),
-            escape(&error_text(r)),
+            escape(&r.errors.summary()),
         );
     }
     s.push_str("</table></div></section>");
