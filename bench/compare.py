@@ -52,7 +52,7 @@ LOAD_NAMES = {
     "sockecho-epoll": "sockecho bench --io epoll",
     "epoll_load": "epoll_load",
     "s_time": "openssl s_time",
-    "python": "python",
+    "python": "the harness itself (memory case)",
 }
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
 
@@ -1185,8 +1185,8 @@ def plan_case(case: Case, opts, bench_ok: bool, notes: list[str]) -> list:
                 notes.append(f"{case.name}: not under openssl s_time: no `openssl` on PATH")
         else:
             notes.append(
-                f"{case.name}: under `sockecho bench` only (the C load generators speak TCP "
-                "and, through openssl s_time, TLS)"
+                f"{case.name}: not under the C load generators (they speak TCP and, through "
+                "openssl s_time, TLS): `sockecho bench` only"
             )
     # Every server under one load generator, then under the next: each load generator's
     # runs of a round sit close together in time, and so do the runs its ratios pair.
