@@ -41,6 +41,15 @@ impl Gather {
     }
 }
 
+/// What an ended connection leaves for the next one in its slot, so that serving a
+/// connection allocates nothing the one before it already had: its emptied echo queue and its
+/// gather list.
+#[derive(Default)]
+pub(super) struct Spare {
+    pub(super) queue: VecDeque<Chunk>,
+    pub(super) gather: Option<Box<Gather>>,
+}
+
 /// One connection served by the engine.
 pub(super) struct UringConn {
     pub(super) fd: OwnedFd,
@@ -67,6 +76,7 @@ impl UringConn {
         log: ConnLog,
         token: TaskTrackerToken,
         state: ConnState,
+        spare: Spare,
     ) -> UringConn {
         UringConn {
             fd,
@@ -74,8 +84,8 @@ impl UringConn {
             log,
             _token: token,
             state,
-            queue: VecDeque::new(),
-            gather: None,
+            queue: spare.queue,
+            gather: spare.gather,
             send_len: 0,
         }
     }
