@@ -1,12 +1,10 @@
-//! Tests of the churn loops (epoll, and io_uring with direct and with ordinary descriptors)
-//! against listeners in the test: counts that add up with what the listener accepted, failed
+//! Tests of the churn loops (epoll and io_uring alike) against listeners in the test: counts that add up with what the listener accepted, failed
 //! connects sorted by reason, source addresses and resets that reach the listener, and a
 //! server's close right behind its reply.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use super::uring::Descriptors;
 use super::{Dialer, Starts, epoll, uring};
 use crate::bench::plan::{ChurnPlan, ConnPlan, Schedule, ThreadCtx};
 use crate::bench::recorder::ThreadRecorder;
@@ -50,15 +48,11 @@ fn churn_ctx(clock: Clock, run_ms: u64, messages: u64, rst: bool) -> ThreadCtx {
 #[derive(Debug, Clone, Copy)]
 enum Loop {
     Epoll,
-    Uring(Descriptors),
+    Uring,
 }
 
-/// Every loop: epoll, io_uring on direct descriptors, io_uring on ordinary ones.
-const LOOPS: [Loop; 3] = [
-    Loop::Epoll,
-    Loop::Uring(Descriptors::Direct),
-    Loop::Uring(Descriptors::Plain),
-];
+/// Every loop.
+const LOOPS: [Loop; 2] = [Loop::Epoll, Loop::Uring];
 
 /// Runs the slots in loop `which` (`false` if this kernel has no io_uring for it).
 fn run_in(
@@ -68,21 +62,17 @@ fn run_in(
     dialer: &Dialer,
     starts: Option<&Starts>,
 ) -> bool {
-    let Loop::Uring(descriptors) = which else {
+    if let Loop::Epoll = which {
         epoll::run(ctx, plans, dialer, starts, 1_000_000_000);
         return true;
-    };
+    }
     if let Err(e) = crate::sys::uring::probe() {
         eprintln!("io_uring is not available here ({e}); nothing to test");
         return false;
     }
-    let used = uring::Churner::new(ctx, dialer, starts, 1_000_000_000)
+    uring::Churner::new(ctx, dialer, starts, 1_000_000_000)
         .unwrap()
-        .with_descriptors(descriptors)
-        .churn(plans);
-    // A kernel with the receive pool the loop needs (6.12) has every request of the direct
-    // path (6.11): the loop must not have fallen back.
-    assert_eq!(used, descriptors, "the loop fell back");
+        .run(plans);
     true
 }
 
@@ -93,12 +83,7 @@ fn refused_connects_are_counted_by_reason() {
 
 #[test]
 fn refused_connects_are_counted_by_reason_on_io_uring() {
-    refused_connects(Loop::Uring(Descriptors::Direct));
-}
-
-#[test]
-fn refused_connects_are_counted_by_reason_on_io_uring_with_plain_descriptors() {
-    refused_connects(Loop::Uring(Descriptors::Plain));
+    refused_connects(Loop::Uring);
 }
 
 #[test]
@@ -108,12 +93,7 @@ fn closed_loop_slots_reconnect_after_each_exchange() {
 
 #[test]
 fn closed_loop_slots_reconnect_after_each_exchange_on_io_uring() {
-    reconnects(Loop::Uring(Descriptors::Direct));
-}
-
-#[test]
-fn closed_loop_slots_reconnect_after_each_exchange_on_io_uring_with_plain_descriptors() {
-    reconnects(Loop::Uring(Descriptors::Plain));
+    reconnects(Loop::Uring);
 }
 
 /// A port nobody listens on refuses every attempt; the open loop's schedule says how many
@@ -226,9 +206,11 @@ struct Seen {
     resets: u64,
 }
 
-/// A listener on 127.0.0.1 that echoes `echoes` 64-byte messages per connection, then closes
-/// if `close_after`, else waits for the bench's end. A connection sending all 0xff ends it.
+/// A listener on 127.0.0.1 that reads `reads` 64-byte messages per connection and echoes the
+/// first `echoes` of them, then closes if `close_after`, else waits for the bench's end. A
+/// connection sending all 0xff ends it.
 fn listener(
+    reads: usize,
     echoes: usize,
     close_after: bool,
 ) -> (std::net::SocketAddr, std::thread::JoinHandle<Seen>) {
@@ -243,12 +225,17 @@ fn listener(
             let source = stream.peer_addr().map(|a| a.ip());
             let mut buf = [0u8; 64];
             let mut last = false;
-            for _ in 0..echoes {
+            for n in 0..reads {
                 if stream.read_exact(&mut buf).is_err() {
                     break;
                 }
                 last = buf == [0xffu8; 64];
-                let _ = stream.write_all(&buf);
+                if n < echoes || last {
+                    let _ = stream.write_all(&buf);
+                }
+                if last {
+                    break;
+                }
             }
             if last {
                 break;
@@ -279,7 +266,7 @@ fn stop(addr: std::net::SocketAddr) {
 /// One slot binding to 127.0.0.2 and 127.0.0.3 in turn: every connection the listener saw
 /// came from them, alternately.
 fn from_sources(which: Loop) {
-    let (addr, server) = listener(1, false);
+    let (addr, server) = listener(1, 1, false);
     let ctx = ctx(Clock::new(), 100);
     let sources = ["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
     let dialer = Dialer::new(&Peer::Tcp(addr), &sources, false)
@@ -309,7 +296,7 @@ fn from_sources(which: Loop) {
 
 /// `--close rst`: every finished connection ends with a reset, which the listener sees.
 fn resets(which: Loop) {
-    let (addr, server) = listener(1, false);
+    let (addr, server) = listener(1, 1, false);
     let ctx = churn_ctx(Clock::new(), 100, 1, true);
     let dialer = Dialer::new(&Peer::Tcp(addr), &[], false).unwrap().unwrap();
     let plans = vec![ConnPlan {
@@ -331,12 +318,14 @@ fn resets(which: Loop) {
     assert_eq!(seen.resets, seen.accepted, "{which:?}");
 }
 
-/// Two messages per connection, against a server that answers one and closes at once, so
-/// that its FIN is queued right behind the reply: each connection must end there, counted
-/// disconnected with its second message lost, not wait out the run.
+/// Two messages per connection, both sent at once (pipeline 2), against a server that reads
+/// both, answers one and closes at once, so that its FIN is queued right behind the reply and
+/// nothing the bench sends afterwards provokes a reset: each connection must end there,
+/// counted disconnected, not wait out the run.
 fn closed_behind_reply(which: Loop) {
-    let (addr, server) = listener(1, true);
-    let ctx = churn_ctx(Clock::new(), 200, 2, false);
+    let (addr, server) = listener(2, 1, true);
+    let mut ctx = churn_ctx(Clock::new(), 200, 2, false);
+    ctx.pipeline = 2;
     let dialer = Dialer::new(&Peer::Tcp(addr), &[], true).unwrap().unwrap();
     let plans = vec![ConnPlan {
         id: 0,

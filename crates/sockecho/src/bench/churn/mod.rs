@@ -49,8 +49,6 @@ pub(super) struct Dialer {
     target: Target,
     /// Local addresses to connect from, in turn (TCP only); empty lets the kernel choose.
     sources: Vec<IpAddr>,
-    /// The same addresses with port 0, as the kernel takes them, for a bind handed to io_uring.
-    source_addrs: Vec<socket2::SockAddr>,
     /// The next of `sources` to use.
     next_source: Cell<usize>,
     /// Set `TCP_NODELAY`: only worth its system call when a connection sends more than one
@@ -90,10 +88,6 @@ impl Dialer {
             target,
             sockaddr,
             sources: sources.to_vec(),
-            source_addrs: sources
-                .iter()
-                .map(|&ip| socket2::SockAddr::from(SocketAddr::new(ip, 0)))
-                .collect(),
             next_source: Cell::new(0),
             nodelay,
         }))
@@ -154,37 +148,13 @@ impl Dialer {
         &self.sockaddr
     }
 
-    /// The address family of the sockets to open (`AF_INET`, `AF_INET6` or `AF_UNIX`).
-    pub fn family(&self) -> AddressFamily {
-        match &self.target {
-            Target::Tcp(addr) if addr.is_ipv4() => AddressFamily::INET,
-            Target::Tcp(_) => AddressFamily::INET6,
-            Target::Unix(_) => AddressFamily::UNIX,
-        }
-    }
-
-    /// Whether each connection sets `TCP_NODELAY`.
-    pub fn nodelay(&self) -> bool {
-        self.nodelay && matches!(self.target, Target::Tcp(_))
-    }
-
-    /// The local address the next connection binds to, in the kernel's form (port 0), if
-    /// there are any: the same turn as [`socket`](Self::socket) takes.
-    pub fn next_source_addr(&self) -> Option<&socket2::SockAddr> {
-        self.next_source_index().map(|i| &self.source_addrs[i])
-    }
-
     fn source(&self) -> Option<IpAddr> {
-        self.next_source_index().map(|i| self.sources[i])
-    }
-
-    fn next_source_index(&self) -> Option<usize> {
-        if self.sources.is_empty() || !matches!(self.target, Target::Tcp(_)) {
+        if self.sources.is_empty() {
             return None;
         }
         let i = self.next_source.get();
         self.next_source.set((i + 1) % self.sources.len());
-        Some(i)
+        Some(self.sources[i])
     }
 }
 

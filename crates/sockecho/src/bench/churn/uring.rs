@@ -1,18 +1,10 @@
 //! The churn loop for plain TCP and Unix connections on io_uring, where the kernel allows it
-//! (elsewhere [`epoll`](super::epoll) runs the same slots). A whole cycle — socket, bind,
-//! options, connect, sends, receives, close — is requests handed to the kernel with the turn's
-//! one `io_uring_enter`, and no system call of its own.
+//! (elsewhere [`epoll`](super::epoll) runs the same slots). A cycle costs two system calls of
+//! its own, `socket` and `close`; the connect, the sends and the receives are requests handed
+//! to the kernel with the turn's one `io_uring_enter`.
 //!
-//! - Each slot owns one entry of the ring's table of direct descriptors (a socket the ring
-//!   knows by index, with no entry in the process's descriptor table). A connection opens as
-//!   one linked chain: `IORING_OP_SOCKET` into the slot's entry, then when binding to a
-//!   `--source` `IP_BIND_ADDRESS_NO_PORT` and `IORING_OP_BIND`, `TCP_NODELAY` if asked, and
-//!   `IORING_OP_CONNECT` toward the one peer address the loop keeps for all of them. Only a
-//!   failure of the chain's first links posts a completion; it fails the connect after it.
-//!   It closes with `IORING_OP_CLOSE` (after `SO_LINGER` 0 for `--close rst`).
-//! - Where the ring cannot do that (a kernel or sandbox without those requests), the loop
-//!   falls back to [`Descriptors::Plain`]: `socket`, `bind` and `close` as system calls, and
-//!   the connect on the descriptor they give.
+//! - A slot's connect is an `IORING_OP_CONNECT` on a fresh socket, toward the one peer address
+//!   the loop keeps for all of them.
 //! - Once open, the slot keeps one single-shot receive armed, drawing on the ring's shared pool
 //!   (`crate::sys::uring`), and sends as the stream loop does (`bench::uring`). A single-shot receive,
 //!   not a multishot one: when the last reply is in, nothing is left in the kernel, so the
@@ -29,7 +21,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::{Dialer, Starts, close, count_failure, was_established};
 use crate::bench::plan::{ConnPlan, STOP_POLL, ThreadCtx};
@@ -53,61 +45,6 @@ const RECV: u64 = 1;
 const SEND: u64 = 2;
 const CANCEL: u64 = 3;
 const CONNECT: u64 = 4;
-/// The socket request of a connect chain (direct descriptors).
-const SOCKET: u64 = 5;
-/// An option or bind request of a connect chain, or the linger before a close.
-const SETUP: u64 = 6;
-/// A close request.
-const CLOSE: u64 = 7;
-
-/// `1`, for boolean socket options set by a request (read by the kernel from here).
-static ONE: libc::c_int = 1;
-/// `SO_LINGER` on, 0 s: the close sends a reset.
-static LINGER_ZERO: libc::linger = libc::linger {
-    l_onoff: 1,
-    l_linger: 0,
-};
-
-/// How the loop opens and closes its sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Descriptors {
-    /// Direct descriptors: socket, bind, options and close are ring requests too.
-    Direct,
-    /// Ordinary descriptors from `socket`, bound and closed by system calls.
-    Plain,
-}
-
-impl Descriptors {
-    /// Direct descriptors if this ring offers every request they need, for `slots` slots.
-    fn choose(ring: &IoUring, slots: usize) -> Descriptors {
-        let mut probe = Probe::new();
-        let offered = ring.submitter().register_probe(&mut probe).is_ok()
-            && [
-                opcode::Socket::CODE,
-                opcode::Bind::CODE,
-                opcode::UringCmd16::CODE,
-                opcode::Close::CODE,
-            ]
-            .iter()
-            .all(|&code| probe.is_supported(code));
-        let Ok(count) = u32::try_from(slots) else {
-            return Descriptors::Plain;
-        };
-        if offered && ring.submitter().register_files_sparse(count.max(1)).is_ok() {
-            Descriptors::Direct
-        } else {
-            Descriptors::Plain
-        }
-    }
-}
-
-/// Whether a failed request of a connect chain says the ring cannot do it (rather than that
-/// this connection failed).
-fn unsupported(errno: i32) -> bool {
-    [rustix::io::Errno::INVAL, rustix::io::Errno::OPNOTSUPP]
-        .iter()
-        .any(|e| e.raw_os_error() == errno)
-}
 
 fn user_data(i: usize, op: u64) -> u64 {
     ((i as u64) << 8) | op
@@ -130,15 +67,7 @@ enum Phase {
 /// One slot of the loop.
 struct Slot<'a> {
     conn: StreamConn<'a>,
-    /// The socket, with ordinary descriptors.
     fd: Option<OwnedFd>,
-    /// With direct descriptors: the slot's entry in the ring's table holds a socket.
-    fixed: bool,
-    /// The first failure of the current connect chain's requests before the connect.
-    setup_error: Option<i32>,
-    /// The ring turned out unable to open this attempt's socket: once closed, it is dialled
-    /// again, as from the start, with ordinary descriptors.
-    redial: bool,
     send: Box<SendSlot>,
     phase: Phase,
     /// When the current attempt began (open loop: when it was due).
@@ -157,17 +86,6 @@ impl Slot<'_> {
     fn outstanding(&self) -> bool {
         self.connecting || self.receiving || self.sending
     }
-
-    /// The socket as requests name it (slot `i`'s entry, or the descriptor), and the flags
-    /// that say which; `None` without one.
-    fn target(&self, i: usize) -> Option<(types::Fd, squeue::Flags)> {
-        if self.fixed {
-            Some((types::Fd(i as i32), squeue::Flags::FIXED_FILE))
-        } else {
-            let fd = self.fd.as_ref()?;
-            Some((types::Fd(fd.as_raw_fd()), squeue::Flags::empty()))
-        }
-    }
 }
 
 /// The ring, the pool and the loop's state beside its slots.
@@ -184,8 +102,6 @@ pub(crate) struct Churner<'c> {
     idle: Vec<usize>,
     retry: Vec<usize>,
     draining: bool,
-    /// `None` until `run` chooses.
-    descriptors: Option<Descriptors>,
 }
 
 impl<'c> Churner<'c> {
@@ -211,40 +127,18 @@ impl<'c> Churner<'c> {
             idle: Vec::new(),
             retry: Vec::new(),
             draining: false,
-            descriptors: None,
         })
-    }
-
-    /// Opens and closes sockets as `descriptors` says, where the ring allows it, instead of
-    /// the best the ring offers.
-    #[cfg(test)]
-    pub fn with_descriptors(mut self, descriptors: Descriptors) -> Churner<'c> {
-        self.descriptors = Some(descriptors);
-        self
     }
 
     /// Runs the thread's churn slots from the start of the run to its end, then adds their
     /// counts to the thread's totals.
-    pub fn run(self, plans: Vec<ConnPlan>) {
-        self.churn(plans);
-    }
-
-    /// [`run`](Self::run), returning how the loop ended up opening sockets.
-    pub(super) fn churn(mut self, plans: Vec<ConnPlan>) -> Descriptors {
+    pub fn run(mut self, plans: Vec<ConnPlan>) {
         let ctx = self.ctx;
-        self.descriptors = Some(match self.descriptors {
-            Some(Descriptors::Plain) => Descriptors::Plain,
-            _ => Descriptors::choose(&self.ring, plans.len()),
-        });
-        tracing::debug!("churn sockets: {:?} descriptors", self.descriptors);
         let mut slots: Vec<Slot<'_>> = plans
             .into_iter()
             .map(|plan| Slot {
                 conn: StreamConn::new(ctx, plan),
                 fd: None,
-                fixed: false,
-                setup_error: None,
-                redial: false,
                 send: SendSlot::new(),
                 phase: Phase::Idle,
                 began: 0,
@@ -283,7 +177,6 @@ impl<'c> Churner<'c> {
             // The peer address requests may read lives in the dialer, which the caller keeps;
             // the thread ends soon after, and the ring's descriptor with it.
         }
-        self.descriptors.unwrap_or(Descriptors::Plain)
     }
 
     fn drive(&mut self, slots: &mut [Slot<'_>]) -> io::Result<()> {
@@ -334,8 +227,6 @@ impl<'c> Churner<'c> {
                     CONNECT => self.connected(slots, i, result, now),
                     RECV => self.received(slots, i, result, flags, now),
                     SEND => self.sent(slots, i, result, now),
-                    op @ (SOCKET | SETUP) => set_up(&mut slots[i], op, result),
-                    CLOSE => tracing::debug!("a churn socket's close failed: {result}"),
                     _ => {}
                 }
                 self.close_if_quiet(slots, i, now);
@@ -373,11 +264,6 @@ impl<'c> Churner<'c> {
         slot.began = began;
         slot.timed_out = false;
         slot.done = false;
-        slot.setup_error = None;
-        slot.redial = false;
-        if self.descriptors == Some(Descriptors::Direct) {
-            return self.dial_direct(slots, i, now);
-        }
         let fd = match self.dialer.socket() {
             Ok(fd) => fd,
             Err(e) => {
@@ -410,98 +296,10 @@ impl<'c> Churner<'c> {
         self.timeouts.push(deadline, i);
     }
 
-    /// Begins a connection in slot `i` as one chain of requests on its direct descriptor:
-    /// socket, bind and options, connect. The requests before the connect post a completion
-    /// only if they fail (then the ones after them fail as cancelled).
-    fn dial_direct(&mut self, slots: &mut [Slot<'_>], i: usize, now: u64) {
-        let entry = i as u32;
-        let fixed = types::Fixed(entry);
-        let chained = squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS;
-        let mut chain: [Option<squeue::Entry>; 6] = Default::default();
-        let family = self.dialer.family().as_raw() as i32;
-        chain[0] = Some(
-            opcode::Socket::new(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0)
-                .file_index(types::DestinationSlot::try_from_slot_target(entry).ok())
-                .build()
-                .flags(chained)
-                .user_data(user_data(i, SOCKET)),
-        );
-        if let Some(source) = self.dialer.next_source_addr() {
-            // As in `connect_tcp`: the port is left to the connect, which only needs the
-            // whole 4-tuple to be unique.
-            chain[1] = Some(set_option(
-                fixed,
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                &ONE,
-                chained,
-                i,
-            ));
-            chain[2] = Some(
-                opcode::Bind::new(
-                    fixed,
-                    source.as_ptr().cast::<libc::sockaddr>(),
-                    source.len(),
-                )
-                .build()
-                .flags(chained)
-                .user_data(user_data(i, SETUP)),
-            );
-        }
-        if self.dialer.nodelay() {
-            chain[3] = Some(set_option(
-                fixed,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                &ONE,
-                chained,
-                i,
-            ));
-        }
-        let addr = self.dialer.sockaddr();
-        chain[4] = Some(
-            opcode::Connect::new(fixed, addr.as_ptr().cast::<libc::sockaddr>(), addr.len())
-                .build()
-                .user_data(user_data(i, CONNECT)),
-        );
-        for request in chain.iter().flatten() {
-            // SAFETY: the requests read the peer and source addresses, which the dialer
-            // holds, unmoved, for the whole loop and past every request's completion
-            // (`reap_all`), and option values in statics. A chain is pushed whole before the
-            // next submit: `push` submits only when the queue is full, and a link may span
-            // that submit (the kernel holds an unfinished chain until its last request).
-            unsafe { push(&mut self.ring, request) };
-        }
-        let deadline = now + self.connect_timeout;
-        let slot = &mut slots[i];
-        slot.fixed = true;
-        slot.connecting = true;
-        slot.phase = Phase::Connecting { deadline };
-        self.timeouts.push(deadline, i);
-    }
-
     /// Slot `i`'s connect completed with `result`.
     fn connected(&mut self, slots: &mut [Slot<'_>], i: usize, result: i32, now: u64) {
         let slot = &mut slots[i];
         slot.connecting = false;
-        // A request before the connect failed, which cancelled it.
-        let setup_error = slot.setup_error.take();
-        let result = setup_error.unwrap_or(result);
-        if setup_error.is_some_and(|e| unsupported(-e)) && slot.phase != Phase::Closing {
-            // Not this connection's failure: the ring cannot open sockets this way here.
-            // The attempt starts over on ordinary descriptors once this one is closed.
-            if self.descriptors == Some(Descriptors::Direct) {
-                tracing::warn!(
-                    "io_uring cannot open churn sockets as requests here ({}); they are \
-                     opened by system calls",
-                    io::Error::from_raw_os_error(-result)
-                );
-                self.descriptors = Some(Descriptors::Plain);
-            }
-            slot.redial = true;
-            slot.phase = Phase::Closing;
-            return;
-        }
         if result == 0 && slot.phase != Phase::Closing {
             slot.phase = Phase::Open;
             slot.conn.restart(slot.began, now);
@@ -579,17 +377,21 @@ impl<'c> Churner<'c> {
 
     fn arm_receive(&mut self, slots: &mut [Slot<'_>], i: usize) {
         let slot = &mut slots[i];
-        let Some((fd, fixed)) = slot.target(i) else {
+        let Some(fd) = &slot.fd else {
             return;
         };
         if slot.receiving {
             return;
         }
-        let recv = opcode::Recv::new(fd, std::ptr::null_mut(), BUF_SIZE as u32)
-            .buf_group(BUF_GROUP)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT | fixed)
-            .user_data(user_data(i, RECV));
+        let recv = opcode::Recv::new(
+            types::Fd(fd.as_raw_fd()),
+            std::ptr::null_mut(),
+            BUF_SIZE as u32,
+        )
+        .buf_group(BUF_GROUP)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT)
+        .user_data(user_data(i, RECV));
         // SAFETY: the receive writes only into pool buffers, which the pool keeps until every
         // request has completed (`reap_all`), or leaks.
         unsafe { push(&mut self.ring, &recv) };
@@ -599,15 +401,13 @@ impl<'c> Churner<'c> {
     /// Sends what slot `i` has queued, unless a send is already in flight.
     fn send(&mut self, slots: &mut [Slot<'_>], i: usize) {
         let slot = &mut slots[i];
-        let (Phase::Open, false, Some((fd, fixed))) = (slot.phase, slot.sending, slot.target(i))
-        else {
+        let (Phase::Open, false, Some(fd)) = (slot.phase, slot.sending, &slot.fd) else {
             return;
         };
-        let Some(send) = send_request(&mut slot.send, &slot.conn, fd.0, user_data(i, SEND)) else {
+        let fd = fd.as_raw_fd();
+        let Some(send) = send_request(&mut slot.send, &slot.conn, fd, user_data(i, SEND)) else {
             return;
         };
-        // The same request on the slot's direct descriptor, where `fd` is its index.
-        let send = send.flags(fixed);
         // SAFETY: see `send_request`; the slot's send slot is boxed and not touched again
         // until this send completes (`sending`), and is dropped only after every request has
         // completed (`reap_all`), or leaked.
@@ -634,17 +434,12 @@ impl<'c> Churner<'c> {
     fn end(&mut self, slots: &mut [Slot<'_>], i: usize) {
         let slot = &mut slots[i];
         slot.phase = Phase::Closing;
-        if slot.outstanding() {
-            let by = if slot.fixed {
-                types::CancelBuilder::fd(types::Fixed(i as u32))
-            } else if let Some(fd) = &slot.fd {
-                types::CancelBuilder::fd(types::Fd(fd.as_raw_fd()))
-            } else {
-                return;
-            };
-            let cancel = opcode::AsyncCancel2::new(by.all())
-                .build()
-                .user_data(user_data(i, CANCEL));
+        if let (true, Some(fd)) = (slot.outstanding(), &slot.fd) {
+            let cancel = opcode::AsyncCancel2::new(
+                types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all(),
+            )
+            .build()
+            .user_data(user_data(i, CANCEL));
             // SAFETY: a cancel points to no memory.
             unsafe { push(&mut self.ring, &cancel) };
         }
@@ -657,48 +452,12 @@ impl<'c> Churner<'c> {
         if slot.phase != Phase::Closing || slot.outstanding() {
             return;
         }
-        // A failed or broken connection closes plainly; a finished one as the run asks.
-        let rst = self.rst && slot.done;
         if let Some(fd) = slot.fd.take() {
-            close(fd, rst);
+            // A failed or broken connection closes plainly; a finished one as the run asks.
+            close(fd, self.rst && slot.done);
         }
-        if std::mem::take(&mut slot.fixed) {
-            self.close_direct(i, rst);
-        }
-        let slot = &mut slots[i];
         slot.phase = Phase::Idle;
-        if std::mem::take(&mut slot.redial) {
-            let began = slot.began;
-            return self.dial(slots, i, began, now);
-        }
         self.next(slots, i, now);
-    }
-
-    /// Closes slot `i`'s direct descriptor, with a reset if `rst`. The close runs when the
-    /// turn submits, before any socket request pushed after it: both complete inline, in
-    /// submission order, so the slot's entry is free again when the next socket lands in it.
-    fn close_direct(&mut self, i: usize, rst: bool) {
-        let fixed = types::Fixed(i as u32);
-        if rst {
-            // If it fails the close is cancelled too; the next socket put into the entry then
-            // closes this one, orderly.
-            let linger = set_option(
-                fixed,
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                &LINGER_ZERO,
-                squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS,
-                i,
-            );
-            // SAFETY: the option's value is a static.
-            unsafe { push(&mut self.ring, &linger) };
-        }
-        let close = opcode::Close::new(fixed)
-            .build()
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(user_data(i, CLOSE));
-        // SAFETY: a close points to no memory.
-        unsafe { push(&mut self.ring, &close) };
     }
 
     /// Slot `i` is free: in closed loop it connects again at once (until the measured period
@@ -753,13 +512,6 @@ impl<'c> Churner<'c> {
         // No new connection from here on.
         self.draining = true;
         self.idle.clear();
-        // Closes pushed in the last turn go out now, as the run asked for them (a reset with
-        // `--close rst`), not as the ring's end would close their sockets.
-        match self.ring.submit() {
-            Ok(_) => {}
-            Err(e) if transient(&e) => {}
-            Err(e) => return Err(e),
-        }
         while slots.iter().any(Slot::outstanding) {
             let Some(left) = REAP_LIMIT.checked_sub(began.elapsed()) else {
                 return Err(io::Error::new(
@@ -783,7 +535,6 @@ impl<'c> Churner<'c> {
                     CONNECT => self.connected(slots, i, result, now),
                     RECV => self.received(slots, i, result, flags, now),
                     SEND => slots[i].sending = false,
-                    op @ (SOCKET | SETUP) => set_up(&mut slots[i], op, result),
                     _ => {}
                 }
                 let slot = &mut slots[i];
@@ -798,46 +549,8 @@ impl<'c> Churner<'c> {
             if let Some(fd) = slot.fd.take() {
                 close(fd, false);
             }
-            // Direct descriptors still open close with the ring, when the loop drops it.
-            slot.fixed = false;
-            slot.redial = false;
             slot.phase = Phase::Idle;
         }
         Ok(())
     }
-}
-
-/// A failed request of slot's connect chain before its connect (`op`: the socket or a
-/// later one). Its first failure is the attempt's; the later ones are cancelled by it.
-fn set_up(slot: &mut Slot<'_>, op: u64, result: i32) {
-    if op == SOCKET {
-        // No socket was put in the slot's entry.
-        slot.fixed = false;
-    }
-    if result < 0 && slot.setup_error.is_none() {
-        slot.setup_error = Some(result);
-    }
-}
-
-/// A request setting socket option `name` at `level` to `*value` on direct descriptor
-/// `fixed`, with `flags`, for slot `i`. The kernel reads `value` when the request runs: the
-/// callers pass statics.
-fn set_option<T>(
-    fixed: types::Fixed,
-    level: i32,
-    name: i32,
-    value: &'static T,
-    flags: squeue::Flags,
-    i: usize,
-) -> squeue::Entry {
-    opcode::SetSockOpt::new(
-        fixed,
-        level as u32,
-        name as u32,
-        std::ptr::from_ref(value).cast(),
-        std::mem::size_of::<T>() as u32,
-    )
-    .build()
-    .flags(flags)
-    .user_data(user_data(i, SETUP))
 }
