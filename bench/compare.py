@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of `sockecho serve` against a C epoll yardstick and plain tokio (and,
-for WebSocket, a reference server written with Python's `websockets`, bench/ws_echo.py).
+for WebSocket, a reference server written with Python's `websockets`, bench/ws_echo.py; for TLS,
+a minimal tokio-rustls server, crates/sockecho/examples/tls_echo.rs).
 
 Builds everything, then runs each case's servers in alternating rounds (A, B, C, A, B, C, ...)
-with the server pinned to one CPU and the load generator to another, and prints markdown tables
-of medians with ratios against the C yardstick. docs/benchmarks.md explains method and columns.
+under each load generator in turn (`sockecho bench` and the C epoll_load; openssl s_time for
+TLS), with the server pinned to one CPU and the load generator to another, and prints markdown
+tables of medians, with per-round ratios against the yardstick server under the same load
+generator. docs/benchmarks.md explains method and columns.
 
-    python3 bench/compare.py                      # every case, 5 rounds of 5 s
+    python3 bench/compare.py --write docs/benchmarks.md   # the whole matrix, into the docs
+    python3 bench/compare.py                      # every case, 5 rounds of 5 s, to stdout
     python3 bench/compare.py --quick              # smoke test: 2 rounds of 1 s
-    python3 bench/compare.py --cases tcp-50x64 mem --rounds 9
+    python3 bench/compare.py --cases tcp-50x64 mem --rounds 9 --load c
 
 Python 3.11, standard library only. Every process it starts runs in its own process group and
 is killed on the way out, on Ctrl-C and on failure too.
@@ -39,6 +43,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 YARDSTICK_SRC = ROOT / "bench" / "yardstick"
 C_PROGRAMS = ("epoll_echo", "udp_echo", "epoll_load")
+# The load generators `--load` chooses between: `sockecho bench`, or the C ones (epoll_load for
+# TCP, openssl s_time for TLS).
+LOAD_CHOICES = ("sockecho", "c")
+# How each load generator is named in the tables.
+LOAD_NAMES = {
+    "sockecho": "sockecho bench",
+    "sockecho-epoll": "sockecho bench --io epoll",
+    "epoll_load": "epoll_load",
+    "s_time": "openssl s_time",
+    "python": "the harness itself (memory case)",
+}
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror"]
 
 BUILD_TIMEOUT_S = 1800.0
@@ -54,7 +69,12 @@ MEM_PAYLOAD = 16 * 1024
 # source port for a minute in TIME_WAIT, and one address has ~28 000 ports toward the server.
 CHURN_SOURCES = "127.0.0.2-127.0.0.65"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-READY_LINE = re.compile(r"listening on (tcp|udp|ws)://(\d+\.\d+\.\d+\.\d+):(\d+)")
+READY_LINE = re.compile(r"listening on (tcp|udp|ws|tls)://(\d+\.\d+\.\d+\.\d+):(\d+)")
+# `openssl s_time`'s summary line, "N connections in U.UUs; ..." (U is its user CPU time).
+S_TIME_SUMMARY = re.compile(r"^(\d+) connections in [\d.]+s;", re.M)
+# Where `--write` puts its tables: everything between these lines is replaced.
+WRITE_BEGIN = "<!-- compare.py results begin -->"
+WRITE_END = "<!-- compare.py results end -->"
 # The WebSocket reference server, written with Python's `websockets`, and where that package is
 # looked for first (the venv .ci/interop.sh makes).
 WS_REFERENCE = ROOT / "bench" / "ws_echo.py"
@@ -80,9 +100,9 @@ def log(msg: str) -> None:
 @dataclass(frozen=True)
 class Case:
     name: str
-    # "load": every server under one load generator; "loadgen": the load generators compared
+    # "load": every server under each load generator; "loadgen": the load generators compared
     # against the C server; "mem": idle connections held open; "churn": connect, echo, close,
-    # repeat, in `conns` slots (`bench --churn`).
+    # repeat, in `conns` slots (`bench --churn`; over TLS, a handshake per connection).
     kind: str
     transport: str
     conns: int
@@ -124,6 +144,11 @@ def all_cases(mem_conns: int) -> list[Case]:
     for slots in (50, 1000):
         flags = ("--churn", "--messages-per-conn", "1", "--source", CHURN_SOURCES)
         cases.append(Case(f"churn-{slots}x1x64", "churn", "tcp", slots, 64, 1, flags))
+    # The same over TLS: a full handshake per connection, then with sessions resumed.
+    tls = ("--churn", "--messages-per-conn", "1", "--source", CHURN_SOURCES, "--insecure")
+    cases.append(Case("tls-churn-50x1x64", "churn", "tls", 50, 64, 1, tls))
+    resume = tls + ("--tls-resume",)
+    cases.append(Case("tls-churn-resume-50x1x64", "churn", "tls", 50, 64, 1, resume))
     cases.append(Case(f"mem-{mem_conns}x16KiB", "mem", "tcp", mem_conns, MEM_PAYLOAD))
     return cases
 
@@ -163,6 +188,9 @@ SERVERS = [
     Server("sockecho", "ws", False),
     # Not C, but the reference the ws case is measured against.
     Server("py-websockets", "ws", True),
+    Server("sockecho", "tls", False),
+    # Not C either: the minimal tokio-rustls server the TLS cases are measured against.
+    Server("tokio-rustls", "tls", True),
 ]
 
 
@@ -193,6 +221,8 @@ class Context:
             return [str(self.bins["tokio_echo"]), "127.0.0.1:0"]
         if server.name == "py-websockets":
             return [str(ws_python()), str(WS_REFERENCE), "127.0.0.1", "0"]
+        if server.name == "tokio-rustls":
+            return [str(self.bins["tls_echo"]), "127.0.0.1:0"]
         return [str(self.bins["epoll_echo" if server.transport == "tcp" else "udp_echo"]), "0"]
 
 
@@ -277,10 +307,10 @@ def build(opts) -> dict[str, Path]:
     for tool in ("cargo", opts.cc):
         if shutil.which(tool) is None:
             raise HarnessError(f"{tool} not found on PATH; it is needed to build")
-    log("building: cargo build --release (sockecho, example tokio_echo)")
+    log("building: cargo build --release (sockecho, examples tokio_echo and tls_echo)")
     run_build(
         ["cargo", "build", "--release", "-p", "sockecho-cli", "-p", "sockecho"]
-        + ["--bin", "sockecho", "--example", "tokio_echo"],
+        + ["--bin", "sockecho", "--example", "tokio_echo", "--example", "tls_echo"],
         "cargo build",
     )
     target = target_dir()
@@ -320,6 +350,7 @@ def built_programs(target: Path) -> dict[str, Path]:
     bins = {
         "sockecho": target / "release" / "sockecho",
         "tokio_echo": target / "release" / "examples" / "tokio_echo",
+        "tls_echo": target / "release" / "examples" / "tls_echo",
         **{name: target / "yardstick" / name for name in C_PROGRAMS},
     }
     missing = [str(p) for p in bins.values() if not os.access(p, os.X_OK)]
@@ -455,8 +486,25 @@ def load_argv(ctx: Context, loadgen: str, case: Case, srv: Running) -> list[str]
             *case.bench_flags,
             "--json",
         ]
+    if loadgen == "s_time":
+        # TLS 1.2 for resumption: under TLS 1.3 s_time closes before it reads the session
+        # ticket, so it never resumes (every connection a full handshake, checked below).
+        mode = ["-reuse", "-tls1_2"] if "--tls-resume" in case.bench_flags else ["-new"]
+        return [
+            "openssl",
+            "s_time",
+            "-connect",
+            f"{srv.host}:{srv.port}",
+            *mode,
+            "-time",
+            str(s_time_seconds(opts)),
+        ]
+    churn = []
+    if case.kind == "churn":
+        churn = ["--churn", "--messages-per-conn", str(case.pipeline), "--source", CHURN_SOURCES]
     return [
         str(ctx.bins["epoll_load"]),
+        *churn,
         srv.host,
         str(srv.port),
         str(case.conns),
@@ -464,6 +512,11 @@ def load_argv(ctx: Context, loadgen: str, case: Case, srv: Running) -> list[str]
         str(opts.duration),
         str(opts.warmup),
     ]
+
+
+def s_time_seconds(opts) -> int:
+    """`openssl s_time -time` takes whole seconds."""
+    return max(1, round(opts.duration))
 
 
 def run_load(ctx: Context, case: Case, server: Server, loadgen: str, rnd: int) -> Sample:
@@ -474,12 +527,25 @@ def run_load(ctx: Context, case: Case, server: Server, loadgen: str, rnd: int) -
     load = None
     try:
         argv = load_argv(ctx, loadgen, case, srv)
+        started = time.monotonic()
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             load = spawn(argv, opts.load_cpu, out, err)
-        trace = trace_cpu(srv, load, opts.warmup + opts.duration + LOAD_SLACK_S, argv)
+        limit = opts.warmup + opts.duration + LOAD_SLACK_S
+        trace, load_cpu = trace_cpu(srv, load, limit, argv, watch_load=loadgen == "s_time")
         ended = time.monotonic()
         srv.check_alive()
-        report = parse_report(out_path, err_path, load.returncode, argv)
+        if loadgen == "s_time":
+            report = s_time_report(out_path, err_path, load.returncode, argv, sample)
+            # s_time has no warm-up and runs whole seconds by the clock, so its measured
+            # period is its whole life as seen from here (start-up included, a few ms).
+            report["duration_s"] = ended - started
+            report["churn"]["connections_per_s"] = report["churn"]["connections_opened"] / (
+                ended - started
+            )
+            report["msgs_per_s"] = report["churn"]["connections_per_s"]
+            report["client_cpu_s"] = load_cpu
+        else:
+            report = parse_report(out_path, err_path, load.returncode, argv)
         rate = float(report["msgs_per_s"])
         if rate <= 0:
             raise RunError(f"no round trips completed: {shlex.join(argv)}")
@@ -490,7 +556,7 @@ def run_load(ctx: Context, case: Case, server: Server, loadgen: str, rnd: int) -
             if rate <= 0:
                 raise RunError(f"no connection completed its cycle: {shlex.join(argv)}")
             opened = churn.get("connections_opened") or 0
-            if opened:
+            if opened and report.get("client_cpu_s") is not None:
                 sample.client_cpu_us = float(report["client_cpu_s"]) / opened * 1e6
             sample.connect_p99_us = (churn.get("connect_us") or {}).get("p99")
         sample.msgs_per_s = rate
@@ -515,7 +581,9 @@ def run_load(ctx: Context, case: Case, server: Server, loadgen: str, rnd: int) -
             sample.client_cpu_us = float(report["client_cpu_s"]) / report["messages"] * 1e6
         if report.get("ok") is False:
             errors = {k: v for k, v in (report.get("errors") or {}).items() if v}
-            sample.warnings.append(f"bench reported ok=false, errors {errors}")
+            connect = (report.get("churn") or {}).get("connect_errors") or {}
+            errors.update({f"connect {k}": v for k, v in connect.items() if v})
+            sample.warnings.append(f"load generator reported ok=false, errors {errors}")
         return sample
     finally:
         if load is not None:
@@ -523,10 +591,14 @@ def run_load(ctx: Context, case: Case, server: Server, loadgen: str, rnd: int) -
         srv.stop()
 
 
-def trace_cpu(srv: Running, load: subprocess.Popen, timeout: float, argv) -> list:
+def trace_cpu(
+    srv: Running, load: subprocess.Popen, timeout: float, argv, watch_load: bool
+) -> tuple[list, float | None]:
     """Reads the server's CPU time every CPU_SAMPLE_S until the load generator exits.
-    Returns [(monotonic time, CPU seconds)]."""
+    Returns [(monotonic time, CPU seconds)] and, with `watch_load` (for a load generator that
+    reports no CPU time of its own), the load generator's CPU seconds at the last reading."""
     trace = []
+    load_cpu = None
     deadline = time.monotonic() + timeout
     while load.poll() is None:
         now = time.monotonic()
@@ -537,8 +609,13 @@ def trace_cpu(srv: Running, load: subprocess.Popen, timeout: float, argv) -> lis
         except OSError:
             srv.check_alive()
             raise
+        if watch_load:
+            try:
+                load_cpu = cpu_seconds(load.pid)
+            except OSError:
+                pass  # it has just exited; the previous reading stands
         time.sleep(CPU_SAMPLE_S)
-    return trace
+    return trace, load_cpu
 
 
 def cpu_window(trace, start: float, end: float) -> tuple[float, float] | None:
@@ -574,6 +651,27 @@ def parse_report(out_path: Path, err_path: Path, code: int | None, argv: list[st
     if code != 0 and report.get("ok") is not False:
         report["ok"] = False  # epoll_load has no `ok`; its exit status is what tells
     return report
+
+
+def s_time_report(
+    out_path: Path, err_path: Path, code: int | None, argv: list[str], sample: Sample
+) -> dict:
+    """`openssl s_time`'s connection count, as a churn report without timings (the caller
+    adds them). s_time prints a character per connection: `r` when the session was resumed;
+    a resumption run where most were not is flagged, since it measured full handshakes."""
+    out = out_path.read_text(errors="replace")
+    found = S_TIME_SUMMARY.findall(out)
+    if code != 0 or not found:
+        err = err_path.read_text(errors="replace")
+        tail = "\n".join("    " + line for line in (err or out).splitlines()[-15:])
+        raise RunError(f"s_time exited {code} without its summary: {shlex.join(argv)}\n{tail}")
+    opened = int(found[-1])
+    if "-reuse" in argv:
+        marks = "".join(line for line in out.splitlines() if re.fullmatch(r"[*rt3]+", line))
+        resumed = marks.count("r")
+        if resumed < 0.9 * len(marks):
+            sample.warnings.append(f"s_time resumed only {resumed} of {len(marks)} sessions")
+    return {"churn": {"connections_opened": opened}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,19 +730,59 @@ def fmt(v: float | None, digits: int = 0) -> str:
     return "–" if v is None else f"{v:,.{digits}f}"
 
 
-def ratio(v: float | None, base: float | None) -> str:
-    return "–" if v is None or not base else f"{v / base:.2f}×"
-
-
-def spread(values) -> str:
-    """Half the range of the runs, as a percentage of their median."""
-    values = [v for v in values if v is not None]
-    if len(values) < 2:
+def half_range(values: list[float]) -> str:
+    """Half the range of `values`, as a percentage of their median."""
+    if len(values) < 2 or not statistics.median(values):
         return "–"
     return f"±{(max(values) - min(values)) / 2 / statistics.median(values) * 100:.0f}%"
 
 
-def header(opts, bench_note: str) -> list[str]:
+def spread(values) -> str:
+    """Half the range of the runs, as a percentage of their median."""
+    return half_range([v for v in values if v is not None])
+
+
+def paired_ratio(samples: list[Sample], base: dict[int, Sample], attr: str) -> str:
+    """The median of the per-round ratios of `attr` to the base run of the same round (same
+    case, same load generator), with their spread: a slow round slows both runs it pairs, so
+    this is steadier than a ratio of two medians. "1.00×" for the base row itself."""
+    ratios = []
+    for s in samples:
+        b = base.get(s.round)
+        if b is s:
+            return "1.00×" if any(getattr(x, attr) for x in samples) else "–"
+        v, bv = getattr(s, attr), getattr(b, attr) if b else None
+        if v is not None and bv:
+            ratios.append(v / bv)
+    if not ratios:
+        return "–"
+    cell = f"{statistics.median(ratios):.2f}×"
+    return cell if len(ratios) < 2 else f"{cell} {half_range(ratios)}"
+
+
+class Runs:
+    """The samples of a run, grouped by case, load generator and server in the order they ran."""
+
+    def __init__(self, samples: list[Sample]):
+        self.groups: dict[tuple[str, str, str], list[Sample]] = {}
+        for s in samples:
+            self.groups.setdefault((s.case, s.loadgen, s.server), []).append(s)
+
+    def rows(self, case: Case) -> list[tuple[str, str, list[Sample]]]:
+        """(load generator, server, samples), load generator by load generator."""
+        rows = [(k[1], k[2], v) for k, v in self.groups.items() if k[0] == case.name]
+        order = list(dict.fromkeys(loadgen for loadgen, _, _ in rows))
+        return sorted(rows, key=lambda row: order.index(row[0]))
+
+    def base(self, case: Case, loadgen: str) -> dict[int, Sample]:
+        """The yardstick server's runs of `case` under `loadgen`, by round."""
+        for lg, server, ss in self.rows(case):
+            if lg == loadgen and server_named(server, case.transport).yardstick:
+                return {s.round: s for s in ss}
+        return {}
+
+
+def header(opts, loadgens: list[str]) -> list[str]:
     try:
         with open("/proc/cpuinfo") as f:
             lines = [line for line in f if line.startswith("model name")]
@@ -655,63 +793,54 @@ def header(opts, bench_note: str) -> list[str]:
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    used = ", ".join(LOAD_NAMES[lg] for lg in loadgens) or "none"
     return [
         "# sockecho benchmark comparison",
         "",
         f"- date: {now}",
-        f"- machine: nproc {opts.nproc} ({model}), "
-        f"Linux {platform.release()}",
+        f"- machine: nproc {opts.nproc} ({model}), Linux {platform.release()}",
         f"- commit: {commit or '?'}",
         f"- command: `{shlex.join(sys.orig_argv)}`",
         f"- {opts.rounds} round(s) of {opts.duration:g} s after {opts.warmup:g} s warmup; "
-        f"server on CPU {opts.server_cpu}, load generator on CPU {opts.load_cpu}; {bench_note}",
+        f"server on CPU {opts.server_cpu}, load generator on CPU {opts.load_cpu}; "
+        f"load generators: {used}",
         "",
     ]
 
 
 def tables(samples: list[Sample], cases: list[Case]) -> list[str]:
-    runs: dict[tuple[str, str, str], list[Sample]] = {}
-    for s in samples:
-        runs.setdefault((s.case, s.server, s.loadgen), []).append(s)
-
-    def rows(case: Case):
-        return [(k[1], k[2], v) for k, v in runs.items() if k[0] == case.name]
-
-    def yardstick(case: Case) -> list[Sample]:
-        return next(
-            (v for server, _, v in rows(case) if server_named(server, case.transport).yardstick),
-            [],
-        )
-
+    runs = Runs(samples)
     lines: list[str] = []
-    load_cases = [c for c in cases if c.kind == "load" and rows(c)]
+    load_cases = [c for c in cases if c.kind == "load" and runs.rows(c)]
     if load_cases:
         lines += [
-            "## Throughput, CPU and latency (medians; ratios against the C yardstick)",
+            "## Throughput, CPU and latency (medians; ratios against the C yardstick under the "
+            "same load generator)",
             "",
-            "| case | server | round trips/s | spread | vs C | server CPU µs/echo | vs C "
+            "Each `vs` cell is the median of the rounds' ratios to the yardstick's run of the "
+            "same round, ± half their range. The ws case's yardstick is the Python websockets "
+            "server. epoll_load measures no latency.",
+            "",
+            "| case | load | server | round trips/s | spread | vs C | server CPU µs/echo | vs C "
             "| p99 µs | vs C |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for case in load_cases:
-            base = yardstick(case)
-            b_rate = median(s.msgs_per_s for s in base)
-            b_cpu = median(s.server_cpu_us for s in base)
-            b_p99 = median(s.p99_us for s in base)
-            for server, _, ss in rows(case):
-                rate = median(s.msgs_per_s for s in ss)
-                cpu = median(s.server_cpu_us for s in ss)
-                p99 = median(s.p99_us for s in ss)
+            for loadgen, server, ss in runs.rows(case):
+                base = runs.base(case, loadgen)
                 lines.append(
-                    f"| {case.name} | {server} | {fmt(rate)} | "
-                    f"{spread(s.msgs_per_s for s in ss)} | {ratio(rate, b_rate)} | "
-                    f"{fmt(cpu, 2)} | {ratio(cpu, b_cpu)} | {fmt(p99)} | {ratio(p99, b_p99)} |"
+                    f"| {case.name} | {LOAD_NAMES[loadgen]} | {server} | "
+                    f"{fmt(median(s.msgs_per_s for s in ss))} | "
+                    f"{spread(s.msgs_per_s for s in ss)} | "
+                    f"{paired_ratio(ss, base, 'msgs_per_s')} | "
+                    f"{fmt(median(s.server_cpu_us for s in ss), 2)} | "
+                    f"{paired_ratio(ss, base, 'server_cpu_us')} | "
+                    f"{fmt(median(s.p99_us for s in ss))} | {paired_ratio(ss, base, 'p99_us')} |"
                 )
         lines.append("")
-    for case in (c for c in cases if c.kind == "loadgen" and rows(c)):
-        base = next((v for _, loadgen, v in rows(case) if loadgen == "epoll_load"), [])
-        b_rate = median(s.msgs_per_s for s in base)
-        b_cpu = median(s.client_cpu_us for s in base)
+    for case in (c for c in cases if c.kind == "loadgen" and runs.rows(c)):
+        base = next(({s.round: s for s in ss} for lg, _, ss in runs.rows(case)
+                     if lg == "epoll_load"), {})
         lines += [
             f"## Load generators against the C server ({case.name}; medians)",
             "",
@@ -723,52 +852,55 @@ def tables(samples: list[Sample], cases: list[Case]) -> list[str]:
             "| vs epoll_load | server CPU µs/echo | client ÷ server |",
             "|---|--:|--:|--:|--:|--:|--:|--:|",
         ]
-        names = {"sockecho": "sockecho bench", "sockecho-epoll": "sockecho bench --io epoll"}
-        for _, loadgen, ss in rows(case):
-            rate = median(s.msgs_per_s for s in ss)
-            cpu = median(s.client_cpu_us for s in ss)
-            srv_cpu = median(s.server_cpu_us for s in ss)
+        for loadgen, _, ss in runs.rows(case):
             own = median(
                 s.client_cpu_us / s.server_cpu_us
                 for s in ss
                 if s.client_cpu_us is not None and s.server_cpu_us
             )
             lines.append(
-                f"| {names.get(loadgen, loadgen)} | {fmt(rate)} | "
-                f"{spread(s.msgs_per_s for s in ss)} | {ratio(rate, b_rate)} | {fmt(cpu, 2)} | "
-                f"{ratio(cpu, b_cpu)} | {fmt(srv_cpu, 2)} | {fmt(own, 3)} |"
+                f"| {LOAD_NAMES[loadgen]} | {fmt(median(s.msgs_per_s for s in ss))} | "
+                f"{spread(s.msgs_per_s for s in ss)} | {paired_ratio(ss, base, 'msgs_per_s')} | "
+                f"{fmt(median(s.client_cpu_us for s in ss), 2)} | "
+                f"{paired_ratio(ss, base, 'client_cpu_us')} | "
+                f"{fmt(median(s.server_cpu_us for s in ss), 2)} | {fmt(own, 3)} |"
             )
         lines.append("")
-    churn_cases = [c for c in cases if c.kind == "churn" and rows(c)]
+    churn_cases = [c for c in cases if c.kind == "churn" and c.transport == "tcp" and runs.rows(c)]
     if churn_cases:
         lines += [
-            "## Churn: connect, echo, close (medians; ratios against the C yardstick)",
+            "## Churn: connect, echo, close (medians; ratios against the C yardstick under the "
+            "same load generator)",
             "",
             "A cycle is one connection: connect, one verified echo, close (client first). In a "
             "closed loop on two CPUs the load generator's own connect and close cost caps the "
             "cycle rate, so server CPU per cycle is the figure that shows the server's work.",
             "",
-            "| case | server | cycles/s | spread | vs C | server CPU µs/cycle | vs C "
-            "| bench CPU µs/cycle | connect p99 µs |",
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+            "| case | load | server | cycles/s | spread | vs C | server CPU µs/cycle | vs C "
+            "| load CPU µs/cycle | connect p99 µs |",
+            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
         ]
-        for case in churn_cases:
-            base = yardstick(case)
-            b_rate = median(s.msgs_per_s for s in base)
-            b_cpu = median(s.server_cpu_us for s in base)
-            for server, _, ss in rows(case):
-                rate = median(s.msgs_per_s for s in ss)
-                cpu = median(s.server_cpu_us for s in ss)
-                lines.append(
-                    f"| {case.name} | {server} | {fmt(rate)} | "
-                    f"{spread(s.msgs_per_s for s in ss)} | {ratio(rate, b_rate)} | "
-                    f"{fmt(cpu, 2)} | {ratio(cpu, b_cpu)} | "
-                    f"{fmt(median(s.client_cpu_us for s in ss), 2)} | "
-                    f"{fmt(median(s.connect_p99_us for s in ss))} |"
-                )
+        lines += churn_rows(runs, churn_cases)
         lines.append("")
-    for case in (c for c in cases if c.kind == "mem" and rows(c)):
-        b_mem = median(s.bytes_per_conn for s in yardstick(case))
+    tls_cases = [c for c in cases if c.kind == "churn" and c.transport == "tls" and runs.rows(c)]
+    if tls_cases:
+        lines += [
+            "## TLS churn: a handshake per connection (medians; ratios against the tokio-rustls "
+            "reference under the same load generator)",
+            "",
+            "`sockecho bench` runs 50 slots, each connecting, handshaking, echoing 64 bytes once "
+            "and closing; `-resume` cases resume sessions (TLS 1.3). openssl s_time opens one "
+            "connection at a time and only handshakes (no echo); its `-resume` runs use "
+            "`-reuse -tls1_2` (TLS 1.2 session IDs), since under TLS 1.3 it closes before "
+            "reading the session ticket and never resumes.",
+            "",
+            "| case | load | server | handshakes/s | spread | vs ref | server CPU µs/handshake "
+            "| vs ref | load CPU µs/handshake | connect p99 µs |",
+            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        lines += churn_rows(runs, tls_cases)
+        lines.append("")
+    for case in (c for c in cases if c.kind == "mem" and runs.rows(c)):
         lines += [
             f"## Memory per idle connection ({case.conns} connections, each echoed "
             f"{size_label(case.size)} once; medians)",
@@ -776,13 +908,14 @@ def tables(samples: list[Sample], cases: list[Case]) -> list[str]:
             "| server | bytes/conn | vs C | RSS before (MiB) | RSS after (MiB) |",
             "|---|--:|--:|--:|--:|",
         ]
-        for server, _, ss in rows(case):
-            mem = median(s.bytes_per_conn for s in ss)
+        for loadgen, server, ss in runs.rows(case):
+            base = runs.base(case, loadgen)
             before = median(s.rss_before for s in ss)
             after = median(s.rss_after for s in ss)
             mib = 1 << 20
             lines.append(
-                f"| {server} | {fmt(mem)} | {ratio(mem, b_mem)} | "
+                f"| {server} | {fmt(median(s.bytes_per_conn for s in ss))} | "
+                f"{paired_ratio(ss, base, 'bytes_per_conn')} | "
                 f"{fmt(before / mib if before else None, 1)} | "
                 f"{fmt(after / mib if after else None, 1)} |"
             )
@@ -790,18 +923,70 @@ def tables(samples: list[Sample], cases: list[Case]) -> list[str]:
     return lines
 
 
+def churn_rows(runs: Runs, cases: list[Case]) -> list[str]:
+    lines = []
+    for case in cases:
+        for loadgen, server, ss in runs.rows(case):
+            base = runs.base(case, loadgen)
+            lines.append(
+                f"| {case.name} | {LOAD_NAMES[loadgen]} | {server} | "
+                f"{fmt(median(s.msgs_per_s for s in ss))} | {spread(s.msgs_per_s for s in ss)} | "
+                f"{paired_ratio(ss, base, 'msgs_per_s')} | "
+                f"{fmt(median(s.server_cpu_us for s in ss), 2)} | "
+                f"{paired_ratio(ss, base, 'server_cpu_us')} | "
+                f"{fmt(median(s.client_cpu_us for s in ss), 2)} | "
+                f"{fmt(median(s.connect_p99_us for s in ss))} |"
+            )
+    return lines
+
+
 def describe(s: Sample) -> str:
     if s.bytes_per_conn is not None:
         return f"{s.bytes_per_conn:,.0f} bytes/conn"
-    if s.case.startswith("churn-"):
+    if "churn-" in s.case:
         return (
             f"{fmt(s.msgs_per_s)} cycles/s, server {fmt(s.server_cpu_us, 2)} µs/cycle, "
-            f"connect p99 {fmt(s.connect_p99_us)} µs, bench {fmt(s.client_cpu_us, 2)} µs/cycle"
+            f"connect p99 {fmt(s.connect_p99_us)} µs, load {fmt(s.client_cpu_us, 2)} µs/cycle"
         )
     return (
         f"{fmt(s.msgs_per_s)} rt/s, server {fmt(s.server_cpu_us, 2)} µs/echo, "
         f"p99 {fmt(s.p99_us)} µs, client {fmt(s.client_cpu_us, 2)} µs/msg"
     )
+
+
+def write_block(path: Path, lines: list[str]) -> None:
+    """Replaces the lines between the WRITE_BEGIN and WRITE_END lines of `path` with `lines`,
+    their headings moved two levels down (the block sits under a `##` section)."""
+    text = path.read_text()
+    begin, end = marker_lines(path, text)
+    kept = text.splitlines(keepends=True)
+    block = ["##" + line if line.startswith("#") else line for line in lines]
+    body = "\n".join(block).strip("\n") + "\n"
+    path.write_text("".join(kept[: begin + 1]) + body + "".join(kept[end:]))
+
+
+def marker_lines(path: Path, text: str) -> tuple[int, int]:
+    """The indexes of the WRITE_BEGIN and WRITE_END lines: each must be there exactly once,
+    alone on its line, in that order."""
+    lines = [line.strip() for line in text.splitlines()]
+    begins = [i for i, line in enumerate(lines) if line == WRITE_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line == WRITE_END]
+    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
+        raise HarnessError(
+            f"--write {path}: needs one line `{WRITE_BEGIN}` and, after it, one line "
+            f"`{WRITE_END}`; the results go between them"
+        )
+    return begins[0], ends[0]
+
+
+def check_writable(path: Path) -> None:
+    """Fails before any measuring if `--write` could not put its block into `path`."""
+    try:
+        marker_lines(path, path.read_text())
+    except OSError as e:
+        raise HarnessError(f"--write {path}: {e}") from None
+    if not os.access(path, os.W_OK):
+        raise HarnessError(f"--write {path}: not writable")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -812,7 +997,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Benchmark `sockecho serve` against a C epoll yardstick and plain tokio.",
         epilog="Cases: " + " ".join(c.name for c in all_cases(9000)) + ". Select by name or "
-        "group (tcp, udp, ws, loadgen, churn, mem). Method and columns: docs/benchmarks.md.",
+        "group (tcp, udp, ws, loadgen, churn, tls, tls-churn, mem). Method and columns: "
+        "docs/benchmarks.md.",
     )
     p.add_argument("--rounds", type=int, help="rounds per case (default 5; --quick 2)")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 5; --quick 1)")
@@ -823,14 +1009,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--servers",
         nargs="+",
         metavar="NAME",
-        help="servers to run: sockecho sockecho-epoll tokio (the C yardstick, and for ws the "
-        "Python websockets reference, always run, for the ratios)",
+        help="servers to run: sockecho sockecho-epoll tokio (the C yardstick, for ws the "
+        "Python websockets reference and for tls the tokio-rustls one always run, for the "
+        "ratios)",
     )
     p.add_argument(
         "--load",
-        choices=["sockecho", "c"],
-        default="sockecho",
-        help="load generator: `sockecho bench` (default) or the C epoll_load (TCP only, no p99)",
+        nargs="+",
+        choices=LOAD_CHOICES,
+        default=list(LOAD_CHOICES),
+        help="load generators, each case under each in turn (default both): `sockecho bench`, "
+        "and c: the C epoll_load for TCP (no p99), openssl s_time for TLS",
     )
     p.add_argument("--mem-conns", type=int, default=9000, help="connections in the memory case")
     p.add_argument("--server-cpu", type=int, default=0, help="CPU for servers (default 0)")
@@ -838,6 +1027,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler ($CC or cc)")
     p.add_argument("--no-build", action="store_true", help="use what target/ already holds")
     p.add_argument("--raw", type=Path, metavar="FILE", help="also write every run to FILE as JSON")
+    p.add_argument(
+        "--write",
+        type=Path,
+        metavar="FILE",
+        help="also put the header and tables into FILE (docs/benchmarks.md), between its lines "
+        f"`{WRITE_BEGIN}` and `{WRITE_END}`",
+    )
     opts = p.parse_args(argv)
     if opts.rounds is None:
         opts.rounds = 2 if opts.quick else 5
@@ -851,6 +1047,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         unknown = set(opts.servers) - {s.name for s in SERVERS}
         if unknown:
             p.error(f"unknown server {', '.join(sorted(unknown))}")
+    opts.load = list(dict.fromkeys(opts.load))
     return opts
 
 
@@ -886,9 +1083,11 @@ def run(opts) -> int:
         )
     if shutil.which("taskset") is None:
         raise HarnessError("taskset not found on PATH (util-linux); it pins the processes")
+    if opts.write:
+        check_writable(opts.write)
     bins = built_programs(target_dir()) if opts.no_build else build(opts)
     bench_ok = has_bench(bins)
-    if opts.load == "sockecho" and not bench_ok:
+    if opts.load == ["sockecho"] and not bench_ok:
         raise HarnessError(
             "this sockecho has no `bench` subcommand; use --load c for the C epoll_load (TCP)"
         )
@@ -912,8 +1111,8 @@ def run(opts) -> int:
             for rnd in range(1, opts.rounds + 1):
                 for server, loadgen in plan:
                     label = f"{case.name} round {rnd}/{opts.rounds} {server.name}"
-                    if case.kind == "loadgen":
-                        label += f" <- {loadgen}"
+                    if loadgen != "python":
+                        label += f" <- {LOAD_NAMES[loadgen]}"
                     try:
                         if case.kind == "mem":
                             s = run_mem(ctx, case, server, rnd)
@@ -926,19 +1125,18 @@ def run(opts) -> int:
                     samples.append(s)
                     problems += [f"{label}: {w}" for w in s.warnings]
                     log(f"{label}: {describe(s)}")
-    bench_note = (
-        "load generator `sockecho bench --json`"
-        if opts.load == "sockecho"
-        else "load generator C epoll_load (no latency figures)"
-    )
-    out = header(opts, bench_note) + tables(samples, cases)
+    loadgens = list(dict.fromkeys(s.loadgen for s in samples))
+    out = header(opts, loadgens) + tables(samples, cases)
     if notes:
-        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+        out += ["## Notes", ""] + [f"- {n}" for n in dict.fromkeys(notes)] + [""]
     if problems:
         out += ["## Problems", ""] + [f"- {p}" for p in problems] + [""]
     print("\n".join(out))
     if opts.raw:
         opts.raw.write_text(json.dumps([s.__dict__ for s in samples], indent=1) + "\n")
+    if opts.write:
+        write_block(opts.write, out)
+        log(f"wrote the results into {opts.write}")
     return 1 if problems else 0
 
 
@@ -971,15 +1169,28 @@ def plan_case(case: Case, opts, bench_ok: bool, notes: list[str]) -> list:
         servers = [s for s in servers if s.name in opts.servers or s.yardstick]
     if case.kind == "mem":
         return [(s, "python") for s in servers]
-    if case.kind == "churn" and (opts.load == "c" or not bench_ok):
-        notes.append(f"{case.name}: skipped, only `sockecho bench --churn` loads churn cases")
-        return []
-    if opts.load == "c":
-        if case.transport != "tcp":
-            notes.append(f"{case.name}: skipped, the C epoll_load speaks TCP only")
-            return []
-        return [(s, "epoll_load") for s in servers]
-    return [(s, "sockecho") for s in servers]
+    loadgens = []
+    for choice in opts.load:
+        if choice == "sockecho":
+            if bench_ok:
+                loadgens.append("sockecho")
+            else:
+                notes.append(f"{case.name}: not under `sockecho bench`: this sockecho has none")
+        elif case.transport == "tcp":
+            loadgens.append("epoll_load")
+        elif case.transport == "tls":
+            if shutil.which("openssl"):
+                loadgens.append("s_time")
+            else:
+                notes.append(f"{case.name}: not under openssl s_time: no `openssl` on PATH")
+        else:
+            notes.append(
+                f"{case.name}: not under the C load generators (they speak TCP and, through "
+                "openssl s_time, TLS): `sockecho bench` only"
+            )
+    # Every server under one load generator, then under the next: each load generator's
+    # runs of a round sit close together in time, and so do the runs its ratios pair.
+    return [(s, loadgen) for loadgen in loadgens for s in servers]
 
 
 if __name__ == "__main__":

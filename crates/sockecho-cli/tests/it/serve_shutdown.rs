@@ -411,3 +411,101 @@ fn a_second_signal_cuts_the_drain_short_with_exit_128_plus_its_number() {
         drop(client);
     }
 }
+
+/// Shutdown while clients connect, echo and close in a loop, as the tutorial's client does:
+/// each connection is served whole (all its bytes back, then EOF) or not at all (refused, or
+/// reset before any byte came back) — never cut in the middle — and the server's count of
+/// connections is the clients' count of whole echoes.
+#[test]
+fn drain_while_clients_churn_serves_each_connection_whole_or_not_at_all() {
+    use std::net::Shutdown;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut server = Server::start(&["tcp://127.0.0.1:0"], &[]);
+    let addr = server.tcp();
+    let signalled = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4u64)
+        .map(|client| {
+            let signalled = signalled.clone();
+            std::thread::spawn(move || {
+                let (mut whole, mut unserved) = (0u64, 0u64);
+                // Bounded: ends once the listener refuses after the signal, or after 10 s.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                for round in 0u64.. {
+                    assert!(Instant::now() < deadline, "clients still served 10 s on");
+                    let mut stream = match std::net::TcpStream::connect_timeout(&addr, WAIT) {
+                        Ok(stream) => stream,
+                        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                            assert!(
+                                signalled.load(Ordering::SeqCst),
+                                "refused before the signal"
+                            );
+                            break;
+                        }
+                        Err(e) => panic!("connect: {e}"),
+                    };
+                    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+                    let sent = pattern(64, client * 1_000_000 + round);
+                    let wrote = stream
+                        .write_all(&sent)
+                        .and_then(|()| stream.shutdown(Shutdown::Write));
+                    let mut back = Vec::new();
+                    let read = stream.read_to_end(&mut back);
+                    match (wrote, read) {
+                        (Ok(()), Ok(_)) if back == sent => whole += 1,
+                        (_, Err(e))
+                            if back.is_empty() && e.kind() == ErrorKind::ConnectionReset =>
+                        {
+                            unserved += 1
+                        }
+                        (Err(e), _) if back.is_empty() && signalled.load(Ordering::SeqCst) => {
+                            assert!(
+                                matches!(
+                                    e.kind(),
+                                    ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+                                ),
+                                "write: {e}"
+                            );
+                            unserved += 1;
+                        }
+                        (wrote, read) => panic!(
+                            "connection cut in the middle: write {wrote:?}, read {read:?}, {} of \
+                             64 bytes back",
+                            back.len()
+                        ),
+                    }
+                }
+                (whole, unserved)
+            })
+        })
+        .collect();
+    // Let the churn get going, then shut down under it.
+    std::thread::sleep(Duration::from_millis(300));
+    signalled.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.signal(Signal::TERM);
+    let status = server.wait_exit(Duration::from_secs(10));
+    let (mut whole, mut unserved) = (0, 0);
+    for client in clients {
+        let (w, u) = client.join().expect("client thread");
+        whole += w;
+        unserved += u;
+    }
+    let log = server.log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        whole >= 20,
+        "only {whole} whole echoes before the signal:\n{log}"
+    );
+    let served = log
+        .lines()
+        .find_map(|line| line.split("stopped: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no `stopped: N connections` line:\n{log}"));
+    assert_eq!(
+        served, whole,
+        "the server served {served} connections, the clients got {whole} whole echoes \
+         ({unserved} unserved)"
+    );
+}

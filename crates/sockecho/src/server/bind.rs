@@ -111,6 +111,43 @@ pub(crate) enum StdSocket {
     UnixGram(std::os::unix::net::UnixDatagram),
 }
 
+impl StreamListener {
+    /// Sets `TCP_NODELAY` on a TCP listener, so that the connections it accepts start with it:
+    /// Linux copies a listener's options to each connection it accepts, which saves a system
+    /// call per connection. (Elsewhere the accept loop sets it on each connection.) Echoes are
+    /// small and interactive: each one goes out at once.
+    pub(crate) fn set_nodelay_for_accepted(&self) {
+        let listener = match self {
+            StreamListener::Tcp(l) | StreamListener::Tls(l) => l,
+            StreamListener::Unix(_) => return,
+        };
+        if let Err(e) = socket2::SockRef::from(listener).set_tcp_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on a listener: {e}");
+        }
+    }
+
+    /// The listening descriptor, taken out of the runtime (for the io_uring engine to accept
+    /// on). It stays non-blocking.
+    pub(crate) fn into_fd(self) -> io::Result<std::os::fd::OwnedFd> {
+        self.set_nodelay_for_accepted();
+        Ok(match self {
+            StreamListener::Tcp(l) | StreamListener::Tls(l) => l.into_std()?.into(),
+            StreamListener::Unix(l) => l.into_std()?.into(),
+        })
+    }
+
+    /// A listener given back by the io_uring engine, registered with the current runtime again.
+    pub(crate) fn from_fd(fd: std::os::fd::OwnedFd, endpoint: &Endpoint) -> io::Result<Self> {
+        Ok(match endpoint {
+            Endpoint::Unix(_) => StreamListener::Unix(UnixListener::from_std(fd.into())?),
+            Endpoint::Tls(_) | Endpoint::Wss(_) => {
+                StreamListener::Tls(TcpListener::from_std(fd.into())?)
+            }
+            _ => StreamListener::Tcp(TcpListener::from_std(fd.into())?),
+        })
+    }
+}
+
 impl Socket {
     pub(crate) fn into_std(self) -> io::Result<StdSocket> {
         Ok(match self {

@@ -130,11 +130,11 @@ impl ConnLog {
                     CloseReason::Cut => TransportCounters::add(&counters.connections_cut, 1),
                     CloseReason::PeerClosed | CloseReason::Drained | CloseReason::Fault => {}
                 }
-                reason.as_str().to_owned()
+                std::borrow::Cow::Borrowed(reason.as_str())
             }
             Err(e) => {
                 TransportCounters::add(&counters.connection_errors, 1);
-                format!("error: {e}")
+                std::borrow::Cow::Owned(format!("error: {e}"))
             }
         };
         TransportCounters::add(&counters.stream_bytes, bytes.saturating_sub(counted));
@@ -147,7 +147,7 @@ impl ConnLog {
             proxied_by,
             bytes,
             duration_ms,
-            reason,
+            reason = &*reason,
             "{peer} disconnected ({bytes} bytes echoed in {:.3}s, {reason})",
             duration_ms / 1e3
         );

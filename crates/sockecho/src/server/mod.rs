@@ -23,6 +23,7 @@
 //!   `stream`, `datagram` and `shared` use its pieces.
 
 pub mod access;
+mod admission;
 mod bind;
 mod config;
 mod conn;

@@ -12,13 +12,14 @@
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::access::PerIpSlot;
+use super::admission::{
+    AcceptFailure, BACKOFF_MAX, BACKOFF_MIN, FAILURES_BEFORE_BACKOFF, accept_failure, admit,
+    unix_peer_name,
+};
 use super::bind::StreamListener;
 use super::conn::{Admitted, ConnLog};
 use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
@@ -31,29 +32,76 @@ use super::websocket;
 use crate::CONN_LOG;
 use crate::Endpoint;
 use crate::Transport;
-use crate::net_error::is_resource_exhaustion;
 use crate::stats::TransportCounters;
 use crate::tls::ServerTls;
 
-/// First pause after an accept error; doubles while errors continue.
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Serves every stream listener of this worker until shutdown, and returns once none is
+/// accepting any more.
+///
+/// With an io_uring `engine`, plain TCP and Unix listeners are accepted on by the engine itself
+/// (unless a PROXY header or stream faults need the tokio path first), so that a new connection
+/// costs no thread hand-over; if the engine fails, it gives them back and they are served here.
+/// The other listeners (TLS, WebSocket) share one tokio accept loop.
+pub(crate) async fn serve(
+    listeners: Vec<(StreamListener, Endpoint)>,
+    shared: Arc<Shared>,
+    engine: Option<Arc<EngineHandle>>,
+) {
+    let ring_engine = engine
+        .as_ref()
+        .filter(|engine| engine.serving() && ring_accepts(&shared));
+    let (on_ring, here): (Vec<_>, Vec<_>) = listeners
+        .into_iter()
+        .partition(|(_, endpoint)| ring_engine.is_some() && accepted_on_ring(endpoint));
+    let on_ring: Vec<_> = on_ring
+        .into_iter()
+        .filter_map(|(listener, endpoint)| match listener.into_fd() {
+            Ok(fd) => Some((fd, endpoint)),
+            Err(e) => {
+                tracing::error!("cannot hand {endpoint} over to io_uring: {e}");
+                None
+            }
+        })
+        .collect();
+    let ring = async {
+        let Some(engine) = ring_engine.filter(|_| !on_ring.is_empty()) else {
+            return;
+        };
+        let given_back = engine.accept_on(on_ring).await;
+        let listeners: Vec<_> = given_back
+            .into_iter()
+            .filter_map(
+                |(fd, endpoint)| match StreamListener::from_fd(fd, &endpoint) {
+                    Ok(listener) => Some((listener, endpoint)),
+                    Err(e) => {
+                        tracing::error!("cannot accept on {endpoint} again: {e}");
+                        None
+                    }
+                },
+            )
+            .collect();
+        accept_loop(listeners, shared.clone(), None).await;
+    };
+    tokio::join!(accept_loop(here, shared.clone(), engine.clone()), ring);
+}
 
-/// Per-connection accept errors in a row after which the loop backs off as for running out of
-/// descriptors: each such error used up one queued connection, but an endless run of them means
-/// something else is wrong, and retrying at once would spin.
-const FAILURES_BEFORE_BACKOFF: u32 = 16;
+/// Whether this server's plain connections may be accepted on the ring: not when each needs
+/// the tokio path's work first (a PROXY header to read, faults to deal).
+fn ring_accepts(shared: &Shared) -> bool {
+    shared.config.proxy_protocol.is_none() && shared.stream_faults.is_none()
+}
 
-/// Numbers Unix-domain connections for logs, since their peers usually have no address.
-static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
+fn accepted_on_ring(endpoint: &Endpoint) -> bool {
+    matches!(endpoint, Endpoint::Tcp(_) | Endpoint::Unix(_))
+}
 
-/// Accepts on every stream listener of this worker from one loop, so a `--max-conns` permit
-/// held while waiting serves whichever listener a client comes to (a loop per listener would
-/// each hold a permit, and an idle listener could keep a busy one from accepting).
+/// Accepts on every listener in `listeners` from one loop, so a `--max-conns` permit held while
+/// waiting serves whichever listener a client comes to (a loop per listener would each hold a
+/// permit, and an idle listener could keep a busy one from accepting).
 ///
 /// With an io_uring `engine`, plain TCP and Unix connections are handed to it; TLS ones are
 /// always served here.
-pub(crate) async fn serve(
+async fn accept_loop(
     listeners: Vec<(StreamListener, Endpoint)>,
     shared: Arc<Shared>,
     engine: Option<Arc<EngineHandle>>,
@@ -62,6 +110,10 @@ pub(crate) async fn serve(
         return;
     }
     let mut listeners = listeners;
+    #[cfg(target_os = "linux")]
+    for (listener, _) in &listeners {
+        listener.set_nodelay_for_accepted();
+    }
     let mut backoff = BACKOFF_MIN;
     // Accept errors since the last success.
     let mut failures = 0u32;
@@ -205,50 +257,6 @@ fn refuse(accepted: Accepted, peer: &str, shared: &Shared) {
     tracing::debug!(target: CONN_LOG, "{peer} refused: injected fault");
 }
 
-/// What a failed `accept` means for the listener.
-#[derive(Debug, PartialEq, Eq)]
-enum AcceptFailure {
-    /// One queued connection failed (reset before it was accepted, refused by a firewall rule,
-    /// a network error the kernel passed on): the listener is fine.
-    Connection,
-    /// Out of descriptors or memory: retrying at once would fail again, so back off.
-    Resources,
-    /// The listener itself is broken (not listening any more, not a socket): every retry
-    /// would fail the same way, so stop accepting on it.
-    Listener,
-}
-
-fn accept_failure(err: &std::io::Error) -> AcceptFailure {
-    use rustix::io::Errno;
-    if is_resource_exhaustion(err) {
-        return AcceptFailure::Resources;
-    }
-    let Some(errno) = err.raw_os_error().map(Errno::from_raw_os_error) else {
-        return AcceptFailure::Listener;
-    };
-    // accept(2): Linux passes pending network errors of the new connection on as accept
-    // errors, and they should be treated like EAGAIN.
-    match errno {
-        // Linux's alone.
-        #[cfg(target_os = "linux")]
-        Errno::NONET => AcceptFailure::Connection,
-        Errno::CONNABORTED
-        | Errno::PROTO
-        | Errno::PERM
-        | Errno::INTR
-        | Errno::AGAIN
-        | Errno::NETDOWN
-        | Errno::NOPROTOOPT
-        | Errno::HOSTDOWN
-        | Errno::HOSTUNREACH
-        | Errno::OPNOTSUPP
-        | Errno::NETUNREACH
-        | Errno::TIMEDOUT
-        | Errno::CONNRESET => AcceptFailure::Connection,
-        _ => AcceptFailure::Listener,
-    }
-}
-
 /// Serves an admitted connection of the listener at `endpoint`: on the io_uring `engine` if
 /// there is one (plain streams), else on a task of this worker.
 fn dispatch(
@@ -383,31 +391,6 @@ async fn start_flushing(flushing: &mut bool) {
     *flushing = true;
 }
 
-/// Applies `--allow`/`--deny` and `--max-conns-per-ip` to a new TCP peer. `None` refuses it;
-/// `Some(slot)` admits it, holding its per-address slot if there is a limit.
-fn admit(
-    shared: &Shared,
-    counters: &TransportCounters,
-    peer: SocketAddr,
-) -> Option<Option<PerIpSlot>> {
-    if !shared.config.access.permits(peer.ip()) {
-        TransportCounters::add(&counters.connections_denied, 1);
-        tracing::debug!(target: CONN_LOG, "{peer} refused: not allowed by --allow/--deny");
-        return None;
-    }
-    let Some(limit) = &shared.per_ip else {
-        return Some(None);
-    };
-    match limit.acquire(peer.ip()) {
-        Some(slot) => Some(Some(slot)),
-        None => {
-            TransportCounters::add(&counters.connections_over_ip_limit, 1);
-            tracing::debug!(target: CONN_LOG, "{peer} refused: --max-conns-per-ip reached");
-            None
-        }
-    }
-}
-
 enum Accepted {
     /// TCP, with or without TLS to come (the listener's transport says which).
     Inet(tokio::net::TcpStream, SocketAddr),
@@ -428,7 +411,9 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
     match listener {
         StreamListener::Tcp(l) | StreamListener::Tls(l) => {
             l.poll_accept(cx).map_ok(|(stream, peer)| {
-                // Echoes are small and interactive: send each one at once.
+                // Echoes are small and interactive: send each one at once. (On Linux the
+                // connection has it from its listener already.)
+                #[cfg(not(target_os = "linux"))]
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!("TCP_NODELAY on {peer}: {e}");
                 }
@@ -440,11 +425,7 @@ fn poll_accept(listener: &StreamListener, cx: &mut Context<'_>) -> Poll<std::io:
             })
         }
         StreamListener::Unix(l) => l.poll_accept(cx).map_ok(|(stream, _)| {
-            let id = UNIX_CONN_ID.fetch_add(1, Ordering::Relaxed);
-            let peer = match stream.peer_cred().ok().and_then(|c| c.pid()) {
-                Some(pid) => format!("unix#{id} (pid {pid})"),
-                None => format!("unix#{id}"),
-            };
+            let peer = unix_peer_name(stream.peer_cred().ok().and_then(|c| c.pid()));
             Accepted::Unix(stream, peer)
         }),
     }
@@ -544,22 +525,11 @@ async fn connection<S: EchoIo + Resettable>(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::io::IoMode;
     use crate::server::{InheritedSocket, Server, ServerConfig};
-
-    #[test]
-    fn accept_errors_are_told_apart() {
-        use rustix::io::Errno;
-        let failure = |errno: Errno| accept_failure(&std::io::Error::from(errno));
-        assert_eq!(failure(Errno::CONNABORTED), AcceptFailure::Connection);
-        assert_eq!(failure(Errno::PERM), AcceptFailure::Connection);
-        assert_eq!(failure(Errno::MFILE), AcceptFailure::Resources);
-        assert_eq!(failure(Errno::NOBUFS), AcceptFailure::Resources);
-        assert_eq!(failure(Errno::INVAL), AcceptFailure::Listener);
-        assert_eq!(failure(Errno::BADF), AcceptFailure::Listener);
-        assert_eq!(failure(Errno::NOTSOCK), AcceptFailure::Listener);
-    }
 
     /// A listening socket shut down under the server answers every `accept` with EINVAL at
     /// once. The accept loop must give that listener up after the first error instead of

@@ -9,10 +9,19 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::state::ConnState;
 use crate::server::conn::{Admitted, ConnLog};
+use crate::server::echo::SCRATCH_SIZE;
 use crate::sys::uring::{BUF_GROUP, Pool};
 
 /// Chunks one send gathers at most.
 pub(super) const GATHER: usize = 16;
+
+/// Bytes one send asks for at most (it may take fewer chunks than [`GATHER`] to stop here), as
+/// the epoll path's reads and writes are at most [`SCRATCH_SIZE`]. Sends far larger than a
+/// peer's receive window only fill it in one burst: at 10 x 1 MiB against the plain C epoll
+/// client (bench/yardstick/epoll_load.c), gathering up to 1 MiB per send cost that client
+/// 10-20% more CPU per message than 256 KiB sends, and as it is the bottleneck, that much
+/// throughput (docs/benchmarks.md).
+pub(super) const SEND_MAX: usize = SCRATCH_SIZE;
 
 /// A run of echo bytes waiting to be sent, oldest first.
 pub(super) enum Chunk {
@@ -41,6 +50,15 @@ impl Gather {
     }
 }
 
+/// What an ended connection leaves for the next one in its slot, so that serving a
+/// connection allocates nothing the one before it already had: its emptied echo queue and its
+/// gather list.
+#[derive(Default)]
+pub(super) struct Spare {
+    pub(super) queue: VecDeque<Chunk>,
+    pub(super) gather: Option<Box<Gather>>,
+}
+
 /// One connection served by the engine.
 pub(super) struct UringConn {
     pub(super) fd: OwnedFd,
@@ -67,6 +85,7 @@ impl UringConn {
         log: ConnLog,
         token: TaskTrackerToken,
         state: ConnState,
+        spare: Spare,
     ) -> UringConn {
         UringConn {
             fd,
@@ -74,8 +93,8 @@ impl UringConn {
             log,
             _token: token,
             state,
-            queue: VecDeque::new(),
-            gather: None,
+            queue: spare.queue,
+            gather: spare.gather,
             send_len: 0,
         }
     }
@@ -103,6 +122,7 @@ impl UringConn {
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         if self.queue.len() == 1 {
             let (bytes, len) = chunk_bytes(&self.queue[0], pool);
+            let len = len.min(SEND_MAX);
             self.send_len = len;
             return opcode::Send::new(fd, bytes, len as u32)
                 .flags(flags)
@@ -114,7 +134,11 @@ impl UringConn {
         let mut total = 0;
         let mut n = 0;
         for chunk in self.queue.iter().take(GATHER) {
+            if total >= SEND_MAX {
+                break;
+            }
             let (bytes, len) = chunk_bytes(chunk, pool);
+            let len = len.min(SEND_MAX - total);
             gather.iov[n] = libc::iovec {
                 iov_base: bytes.cast_mut().cast(),
                 iov_len: len,

@@ -4,17 +4,20 @@
 //! into requests.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, types};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::conn::{Chunk, UringConn};
+use super::accept::{Accepting, NewConn, Turn};
+use super::conn::{Chunk, Spare, UringConn};
 use super::inbox::{Arrival, Inbox};
+use super::ops::{ENGINE_SLOT, Op, split_user_data, user_data};
 use super::state::{Action, ConnState, Keep, Sent, Tick};
-use crate::server::conn::ConnLog;
+use crate::server::conn::{Admitted, ConnLog};
 use crate::server::echo::DRAIN_SETTLE;
 use crate::server::shared::Shared;
 use crate::stats::TransportCounters;
@@ -22,55 +25,12 @@ use crate::sys::uring::{
     BUF_COUNT, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, take_completions, transient,
 };
 
-/// What a completion is for, kept in the low byte of its `user_data`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Op {
-    Recv = 1,
-    Send = 2,
-    PollOut = 3,
-    Cancel = 4,
-    /// The eventfd read that wakes the engine for new connections and shutdown steps.
-    Wake = 5,
-    /// The periodic timer for idle timeouts and drain.
-    Tick = 6,
-}
-
-impl Op {
-    fn from_u8(op: u8) -> Option<Op> {
-        Some(match op {
-            1 => Op::Recv,
-            2 => Op::Send,
-            3 => Op::PollOut,
-            4 => Op::Cancel,
-            5 => Op::Wake,
-            6 => Op::Tick,
-            _ => return None,
-        })
-    }
-}
-
-/// `user_data` of a request: connection slot, the slot's generation (so a late completion for
-/// a connection that has ended cannot be taken for its successor's), and the operation.
-fn user_data(slot: u32, generation: u16, op: Op) -> u64 {
-    (u64::from(slot) << 32) | (u64::from(generation) << 16) | op as u64
-}
-
-fn split_user_data(data: u64) -> (u32, u16, Option<Op>) {
-    (
-        (data >> 32) as u32,
-        (data >> 16) as u16,
-        Op::from_u8(data as u8),
-    )
-}
-
-/// The slot number of requests that belong to the engine rather than a connection.
-const ENGINE_SLOT: u32 = u32::MAX;
-
 /// One slot of the connection table.
 struct Slot {
     generation: u16,
     conn: Option<UringConn>,
+    /// What the slot's last connection left for the next.
+    spare: Spare,
 }
 
 /// The engine proper: owned by its thread.
@@ -95,6 +55,8 @@ pub(super) struct UringEngine {
     draining: Option<Instant>,
     cut: bool,
     now: Instant,
+    /// The listeners the engine accepts on itself.
+    accepting: Accepting,
 }
 
 impl UringEngine {
@@ -122,6 +84,7 @@ impl UringEngine {
             draining: None,
             cut: false,
             now: Instant::now(),
+            accepting: Accepting::default(),
         };
         engine.arm_wake();
         engine.ring.submit()?;
@@ -145,8 +108,9 @@ impl UringEngine {
         if self.tick_armed {
             return;
         }
-        let needed =
-            self.open > 0 && (self.draining.is_some() || self.shared.config.idle_timeout.is_some());
+        let needed = (self.open > 0
+            && (self.draining.is_some() || self.shared.config.idle_timeout.is_some()))
+            || self.accepting.paused();
         if !needed {
             return;
         }
@@ -217,6 +181,17 @@ impl UringEngine {
     fn complete(&mut self, data: u64, result: i32, flags: u32) {
         let (slot, generation, op) = split_user_data(data);
         let Some(op) = op else { return };
+        if op == Op::Accept {
+            let turn = Turn {
+                ring: &mut self.ring,
+                shared: &self.shared,
+                now: self.now,
+            };
+            self.accepting
+                .completed(turn, slot, result, cqueue::more(flags));
+            self.serve_admitted();
+            return;
+        }
         if slot == ENGINE_SLOT {
             match op {
                 Op::Wake => {
@@ -269,7 +244,7 @@ impl UringEngine {
             }
             Op::PollOut => conn.state.writable(),
             Op::Cancel => conn.state.cancel_completed(),
-            Op::Wake | Op::Tick => {}
+            Op::Wake | Op::Tick | Op::Accept | Op::Close => {}
         }
         self.advance(slot);
     }
@@ -387,12 +362,18 @@ impl UringEngine {
         unsafe { push(&mut self.ring, &request) };
     }
 
-    /// Takes the handed-over connections, and acts on drain and cut.
+    /// Takes the handed-over connections and listeners, and acts on drain and cut.
     fn on_wake(&mut self) {
         self.take_arrivals();
         if self.inbox.drain.load(Ordering::Acquire) && self.draining.is_none() {
             self.draining = Some(Instant::now());
-            self.arm_tick();
+            let turn = Turn {
+                ring: &mut self.ring,
+                shared: &self.shared,
+                now: self.now,
+            };
+            self.accepting.stop(turn);
+            self.serve_admitted();
         }
         if self.inbox.cut.load(Ordering::Acquire) && !self.cut {
             self.cut = true;
@@ -407,29 +388,78 @@ impl UringEngine {
     }
 
     fn take_arrivals(&mut self) {
-        let arrivals = std::mem::take(&mut self.inbox.arrivals().queue);
+        let (arrivals, listeners) = {
+            let mut inbox = self.inbox.arrivals();
+            (
+                std::mem::take(&mut inbox.queue),
+                std::mem::take(&mut inbox.listeners),
+            )
+        };
         for Arrival {
             fd,
             admitted,
             token,
         } in arrivals
         {
-            let slot = self.free.pop().unwrap_or_else(|| {
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: None,
-                });
-                (self.slots.len() - 1) as u32
-            });
-            let log = ConnLog::opened(&admitted, &self.shared);
-            let mut state = ConnState::new(Instant::now());
-            if self.cut {
-                state.cut();
-            }
-            self.slots[slot as usize].conn = Some(UringConn::new(fd, admitted, log, token, state));
-            self.open += 1;
-            self.advance(slot);
+            self.insert(fd, admitted, token);
         }
+        for arrival in listeners {
+            let turn = Turn {
+                ring: &mut self.ring,
+                shared: &self.shared,
+                now: self.now,
+            };
+            self.accepting.take_listeners(turn, arrival);
+        }
+        self.arm_tick();
+    }
+
+    /// Serves the connections accepting has admitted, then arms the timer if accepting is
+    /// paused.
+    fn serve_admitted(&mut self) {
+        while let Some(NewConn {
+            fd,
+            admitted,
+            token,
+        }) = self.accepting.admitted()
+        {
+            self.insert(fd, admitted, token);
+        }
+        self.arm_tick();
+    }
+
+    /// Serves connections waiting for permits if permits came back, and arms the accepts that
+    /// were paused.
+    fn resume_accepts(&mut self) {
+        let turn = Turn {
+            ring: &mut self.ring,
+            shared: &self.shared,
+            now: self.now,
+        };
+        self.accepting.resume(turn);
+        self.serve_admitted();
+    }
+
+    /// Starts serving an admitted connection.
+    fn insert(&mut self, fd: OwnedFd, admitted: Admitted, token: TaskTrackerToken) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot {
+                generation: 0,
+                conn: None,
+                spare: Spare::default(),
+            });
+            (self.slots.len() - 1) as u32
+        });
+        let log = ConnLog::opened(&admitted, &self.shared);
+        let mut state = ConnState::new(self.now);
+        if self.cut {
+            state.cut();
+        }
+        let entry = &mut self.slots[slot as usize];
+        let spare = std::mem::take(&mut entry.spare);
+        entry.conn = Some(UringConn::new(fd, admitted, log, token, state, spare));
+        self.open += 1;
+        self.advance(slot);
         self.arm_tick();
     }
 
@@ -451,6 +481,9 @@ impl UringEngine {
             }
             self.advance(slot);
         }
+        if self.accepting.paused() {
+            self.resume_accepts();
+        }
         self.arm_tick();
     }
 
@@ -468,23 +501,37 @@ impl UringEngine {
             admitted,
             log,
             state,
-            queue,
+            mut queue,
+            gather,
             ..
         } = conn;
-        for chunk in queue {
+        for chunk in queue.drain(..) {
             if let Chunk::Pooled { bid, .. } = chunk {
                 self.pool.release(bid);
             }
         }
-        drop(fd);
+        self.slots[slot as usize].spare = Spare { queue, gather };
+        // Closed as a request of the next turn rather than with a system call of its own.
+        let close = opcode::Close::new(types::Fd(fd.into_raw_fd()))
+            .build()
+            .user_data(user_data(ENGINE_SLOT, 0, Op::Close));
+        // SAFETY: a close points to no memory; the descriptor is the engine's alone (taken out
+        // of its `OwnedFd` above) and no request on it is left in the kernel.
+        unsafe { push(&mut self.ring, &close) };
         log.closed(&admitted, &self.shared, state.into_outcome());
+        // Gives its `--max-conns` permit back: a paused accept may go on.
         drop(admitted);
+        if self.accepting.paused() {
+            self.resume_accepts();
+        }
     }
 
     /// After a ring failure: refuses further connections, and ends every connection where it
     /// stands, so shutdown can finish.
     pub(super) fn stop_after_failure(&mut self) {
         self.inbox.stop();
+        // The listeners go back to the tokio loop, to be served there.
+        self.accepting.give_back();
         self.abandon();
     }
 
@@ -527,20 +574,4 @@ impl UringEngine {
 fn tick_period(idle_timeout: Option<Duration>) -> Duration {
     let period = idle_timeout.map_or(DRAIN_SETTLE / 4, |idle| idle / 10);
     period.clamp(Duration::from_millis(5), DRAIN_SETTLE / 4)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_data_round_trips() {
-        let data = user_data(123_456, 65_535, Op::PollOut);
-        assert_eq!(split_user_data(data), (123_456, 65_535, Some(Op::PollOut)));
-        assert_eq!(
-            split_user_data(user_data(ENGINE_SLOT, 0, Op::Wake)),
-            (ENGINE_SLOT, 0, Some(Op::Wake))
-        );
-        assert_eq!(split_user_data(0).2, None);
-    }
 }

@@ -4,12 +4,14 @@
 #![deny(unsafe_code)]
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::engine::UringEngine;
-use super::inbox::{Arrival, Inbox};
+use super::inbox::{Arrival, Inbox, ListenerArrival};
+use crate::Endpoint;
 use crate::server::shared::Shared;
 use crate::sys::uring::AbortOnPanic;
 
@@ -86,6 +88,26 @@ impl EngineHandle {
         arrivals.queue.push(arrival);
         drop(arrivals);
         self.inbox.wake();
+    }
+
+    /// Has the engine accept on `listeners` itself, and waits until it has stopped accepting
+    /// on them (after shutdown starts). Returns the listeners the engine gave back because it
+    /// failed, to be served elsewhere; nothing once it stopped for shutdown.
+    pub(crate) async fn accept_on(
+        &self,
+        listeners: Vec<(OwnedFd, Endpoint)>,
+    ) -> Vec<(OwnedFd, Endpoint)> {
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        {
+            let mut arrivals = self.inbox.arrivals();
+            if arrivals.stopped {
+                return listeners;
+            }
+            arrivals.listeners.push(ListenerArrival { listeners, done });
+        }
+        self.inbox.wake();
+        // A dropped sender means the engine thread is gone, and the listeners with it.
+        stopped.await.unwrap_or_default()
     }
 
     /// Shutdown has started: echo what has arrived, then close each connection.

@@ -1,5 +1,6 @@
-//! What the accepting side and the engine thread share: the connections handed over and not yet
-//! taken, the shutdown steps asked for, and the eventfd that wakes the engine for either.
+//! What the accepting side and the engine thread share: the connections and listeners handed
+//! over and not yet taken, the shutdown steps asked for, and the eventfd that wakes the engine
+//! for any of them.
 
 #![deny(unsafe_code)]
 
@@ -8,8 +9,10 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
 
+use tokio::sync::oneshot;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use crate::Endpoint;
 use crate::server::conn::Admitted;
 
 /// A connection handed from the accepting loop to the engine.
@@ -18,6 +21,14 @@ pub(crate) struct Arrival {
     pub(crate) admitted: Admitted,
     /// Keeps the server's shutdown waiting until this connection has ended.
     pub(crate) token: TaskTrackerToken,
+}
+
+/// Listening sockets handed to the engine to accept on itself.
+pub(crate) struct ListenerArrival {
+    pub(crate) listeners: Vec<(OwnedFd, Endpoint)>,
+    /// Told once the engine has stopped accepting on them: with nothing after a shutdown,
+    /// with the listeners themselves if the engine failed and they must be served elsewhere.
+    pub(crate) done: oneshot::Sender<Vec<(OwnedFd, Endpoint)>>,
 }
 
 /// What the accepting side and the engine thread share.
@@ -35,6 +46,7 @@ pub(super) struct Inbox {
 #[derive(Default)]
 pub(super) struct Arrivals {
     pub(super) queue: Vec<Arrival>,
+    pub(super) listeners: Vec<ListenerArrival>,
     /// The engine failed and serves nothing more: connections are no longer queued.
     pub(super) stopped: bool,
 }
@@ -61,11 +73,17 @@ impl Inbox {
     /// After the engine failed: refuse further arrivals and close the ones queued, so their
     /// slots and the server's shutdown are not held up.
     pub(super) fn stop(&self) {
-        let stranded = {
+        let (stranded, listeners) = {
             let mut arrivals = self.arrivals();
             arrivals.stopped = true;
-            std::mem::take(&mut arrivals.queue)
+            (
+                std::mem::take(&mut arrivals.queue),
+                std::mem::take(&mut arrivals.listeners),
+            )
         };
+        for ListenerArrival { listeners, done } in listeners {
+            let _ = done.send(listeners);
+        }
         for Arrival { admitted, .. } in stranded {
             tracing::warn!(
                 "{}: closed unserved, the io_uring engine stopped",

@@ -1,8 +1,16 @@
 //! The io_uring echo engine for plain TCP and Unix stream connections (`--io uring`).
 //!
-//! Each worker thread that can create a ring gets one engine thread. The worker's tokio loop
-//! still accepts (with `--max-conns` permits, access rules and per-address limits), then hands
-//! each plain connection over; the engine serves it to the end, with no tokio on the echo path:
+//! Each worker thread that can create a ring gets one engine thread, and the worker hands it
+//! its plain TCP and Unix listeners: the engine accepts on them itself, with a multishot accept
+//! in its ring (applying `--max-conns` permits, access rules and per-address limits as the
+//! tokio loop does), and serves each connection to the end, with no tokio on the path from
+//! accept to close. (Behind `--proxy-protocol` or stream faults the tokio loop accepts and
+//! reads first, then hands each plain connection over.)
+//!
+//! - **No thread hop, no extra system call per connection.** The accept completes in the ring;
+//!   the connection's first receive is armed in the same turn; `TCP_NODELAY` comes from the
+//!   listener; the close is a ring request too. Per connection the engine allocates nothing
+//!   unless the connection log is on (the peer's name) or its echo queue grows.
 //!
 //! - **One system call per loop turn.** Every receive, send and poll of every connection is a
 //!   request in one ring; `io_uring_enter` submits the turn's new requests and waits for the next
@@ -31,15 +39,17 @@
 //! The parts, top down (each uses only parts listed after it):
 //!
 //! - [`handle`]: [`EngineHandle`], the accepting side's handle — starts the engine thread,
-//!   hands connections over, passes the shutdown steps on;
+//!   hands listeners and connections over, passes the shutdown steps on;
 //! - [`engine`]: the ring loop, which owns the ring, the pool and the connection table;
+//! - [`accept`]: accepting on the ring, and admission;
+//! - [`ops`]: how a completion names its request;
 //! - [`inbox`]: what the two sides share ([`Arrival`]s waiting, shutdown flags, the wake-up);
 //! - [`conn`]: one connection's socket and queue of echo bytes, and the requests that point at
 //!   them;
 //! - [`state`]: one connection's life as a state machine — what it has in the ring and what it
 //!   needs next — with no kernel in it, so it is tested on its own.
 //!
-//! This is the server's only module with `unsafe` code (in `engine` and `conn`): the kernel
+//! This is the server's only module with `unsafe` code (in `engine`, `accept` and `conn`): the kernel
 //! reads and writes memory that the ring's requests point to, so the engine must keep that
 //! memory alive and untouched until each request completes. Every block says why it holds.
 
@@ -47,6 +57,8 @@
 //! The engine exists on Linux only; elsewhere `elsewhere` stands in with the same names and an
 //! engine that never starts.
 
+#[cfg(target_os = "linux")]
+mod accept;
 #[cfg(target_os = "linux")]
 mod conn;
 #[cfg(not(target_os = "linux"))]
@@ -57,6 +69,8 @@ mod engine;
 mod handle;
 #[cfg(target_os = "linux")]
 mod inbox;
+#[cfg(target_os = "linux")]
+mod ops;
 #[cfg(target_os = "linux")]
 mod state;
 
