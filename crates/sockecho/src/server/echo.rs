@@ -198,6 +198,13 @@ pub trait EchoIo: Unpin {
     fn poll_write_some(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
     /// Shuts down the write side, so the peer reads EOF.
     fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Whether dropping the stream ends it cleanly for a peer that has sent EOF and got all its
+    /// bytes back, so no half-close need come first: a plain socket's close sends the FIN
+    /// itself (nothing can be left unread after the peer's EOF). A TLS stream must send its
+    /// close_notify first.
+    fn close_is_clean_after_eof(&self) -> bool {
+        false
+    }
 }
 
 /// Any `AsyncRead + AsyncWrite` stream, through the standard traits.
@@ -283,6 +290,10 @@ macro_rules! socket_echo_io {
             fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 Pin::new(self).poll_shutdown(cx)
             }
+
+            fn close_is_clean_after_eof(&self) -> bool {
+                true
+            }
         }
     };
 }
@@ -350,6 +361,10 @@ impl<'a> Pump<'a> {
                 }
             }
             if self.closing && !self.shut {
+                if self.peer_eof && stream.close_is_clean_after_eof() {
+                    // Saves a system call per connection: the close that follows sends the FIN.
+                    return Poll::Ready(Ok(()));
+                }
                 match stream.poll_close_write(cx) {
                     Poll::Ready(Ok(())) => self.shut = true,
                     // The peer may already have gone; it has everything it sent.

@@ -337,25 +337,19 @@ impl UringEngine {
             return;
         };
         debug_assert_eq!(conn.queue.is_empty(), conn.state.queued() == 0);
-        let request = loop {
-            let (request, op) = match conn.state.next() {
-                Action::Nothing => return,
-                Action::End => return self.end(slot),
-                Action::HalfClose => {
-                    let _ = rustix::net::shutdown(&conn.fd, rustix::net::Shutdown::Write);
-                    continue;
-                }
-                Action::ArmRecv => (conn.recv_request(), Op::Recv),
-                Action::Send => (conn.send_request(&self.pool), Op::Send),
-                // The armed receive's `user_data` names it.
-                Action::CancelRecv => (
-                    opcode::AsyncCancel::new(user_data(slot, generation, Op::Recv)).build(),
-                    Op::Cancel,
-                ),
-                Action::CancelAll => (conn.cancel_all_request(), Op::Cancel),
-            };
-            break request.user_data(user_data(slot, generation, op));
+        let (request, op) = match conn.state.next() {
+            Action::Nothing => return,
+            Action::End => return self.end(slot),
+            Action::ArmRecv => (conn.recv_request(), Op::Recv),
+            Action::Send => (conn.send_request(&self.pool), Op::Send),
+            // The armed receive's `user_data` names it.
+            Action::CancelRecv => (
+                opcode::AsyncCancel::new(user_data(slot, generation, Op::Recv)).build(),
+                Op::Cancel,
+            ),
+            Action::CancelAll => (conn.cancel_all_request(), Op::Cancel),
         };
+        let request = request.user_data(user_data(slot, generation, op));
         // SAFETY: a connection's requests point only at memory that outlives them: see
         // `UringConn::send_request`; the others point at none, or at pool buffers the kernel
         // picks itself.

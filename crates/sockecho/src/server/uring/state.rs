@@ -9,8 +9,8 @@
 //!
 //! - **Echo**: a multishot receive stays armed; whatever arrives is queued and sent back. If the
 //!   peer's socket is full, or the queue outgrows [`QUEUE_LIMIT`], the receive is cancelled
-//!   until the queue is written. Once the peer's EOF has come and its echo has gone out, our side
-//!   half-closes too and the connection closes.
+//!   until the queue is written. Once the peer's EOF has come and its echo has gone out, the
+//!   connection closes (the close sends our FIN).
 //! - **HalfClosed**: draining for shutdown, our write side is shut; what the peer still sends is
 //!   discarded until its EOF.
 //! - **Closing**: every request still in the kernel is cancelled; once the last has completed
@@ -77,8 +77,6 @@ pub(super) enum Action {
     Send,
     /// Stop receiving: cancel the armed receive.
     CancelRecv,
-    /// Shut our write side, then ask again (the connection is now closing).
-    HalfClose,
     /// Cancel every request of the connection (closing).
     CancelAll,
     /// All its requests have completed after it was closed: free it.
@@ -172,9 +170,10 @@ impl ConnState {
                     return Action::Send;
                 }
                 if self.queued == 0 && self.recv == Receiving::Eof {
-                    // Everything came back: close our side too, then the socket.
+                    // Everything came back: close the socket. Its close sends our FIN (nothing
+                    // can be left unread after the peer's EOF), so no half-close comes first.
                     self.close(Ok(CloseReason::PeerClosed));
-                    return Action::HalfClose;
+                    return self.next();
                 }
                 let stalled = self.send == Sending::WaitingWritable || self.queued > QUEUE_LIMIT;
                 if stalled {
@@ -407,12 +406,12 @@ mod tests {
         assert_eq!(state.next(), Action::Nothing);
         assert!(matches!(state.phase, Phase::Echo));
 
-        // The peer's EOF ends the receive; nothing is left to echo: half-close, then free.
+        // The peer's EOF ends the receive; nothing is left to echo: free it (its close sends
+        // our FIN).
         state.recv_ended();
         state.peer_closed();
-        assert_eq!(state.next(), Action::HalfClose);
-        assert_eq!(outcome(&state), Some(Ok(CloseReason::PeerClosed)));
         assert_eq!(state.next(), Action::End);
+        assert_eq!(outcome(&state), Some(Ok(CloseReason::PeerClosed)));
         assert_eq!(state.into_outcome().unwrap(), CloseReason::PeerClosed);
     }
 
@@ -434,7 +433,6 @@ mod tests {
         assert_eq!(state.next(), Action::Send);
         state.send_completed();
         assert_eq!(state.sent(6, 6, t0), Sent::Done(6));
-        assert_eq!(state.next(), Action::HalfClose);
         assert_eq!(state.next(), Action::End);
         assert_eq!(state.into_outcome().unwrap(), CloseReason::PeerClosed);
     }
