@@ -40,13 +40,46 @@ use crate::sys::uring::{
     take_completions, transient,
 };
 
-/// How long the end of a run waits for cancelled requests to complete.
-const REAP_LIMIT: Duration = Duration::from_secs(5);
+/// How long the end of a run waits for cancelled requests to complete (this loop's and the
+/// churn loop's).
+pub(super) const REAP_LIMIT: Duration = Duration::from_secs(5);
 
-/// Receive buffers of the load loop's pool (64 KiB each). Fewer than the server engine's: the
-/// loop checks and frees every reply in the turn it arrives, so the pool only needs to hold one
+/// Receive buffers of a load loop's pool (64 KiB each). Fewer than the server engine's: the
+/// loops check and free every reply in the turn it arrives, so the pool only needs to hold one
 /// turn's arrivals, and a smaller pool stays in the CPU's caches.
 const POOL_BUFFERS: u16 = 16;
+
+/// A load loop's ring and its receive pool, registered with it: the setup this loop and the
+/// churn loop (`churn::uring`) share. The caller keeps the pool until the ring is dropped.
+pub(super) fn ring_with_pool() -> io::Result<(IoUring, Pool)> {
+    let pool = Pool::new(POOL_BUFFERS)?;
+    let ring = new_ring()?;
+    register_pool(&ring, &pool)?;
+    Ok((ring, pool))
+}
+
+/// One turn of a load loop: makes the buffers given back available to the kernel, submits
+/// the requests queued and waits up to `left` for a completion. Running out of time, or an
+/// error that only means "again", is a turn like another.
+pub(super) fn turn(ring: &mut IoUring, pool: &mut Pool, left: Duration) -> io::Result<()> {
+    pool.publish();
+    let timeout = types::Timespec::from(left);
+    let args = types::SubmitArgs::new().timespec(&timeout);
+    match ring.submitter().submit_with_args(1, &args) {
+        Ok(_) => Ok(()),
+        Err(e) if timed_out(&e) || transient(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Cancels every request still in the kernel on socket `fd`.
+pub(super) fn cancel_all(ring: &mut IoUring, fd: RawFd, user_data: u64) {
+    let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+        .build()
+        .user_data(user_data);
+    // SAFETY: a cancel points to no memory.
+    unsafe { push(ring, &cancel) };
+}
 
 /// What a completion is for, in the low byte of its `user_data`; the connection's index is
 /// above it.
@@ -155,9 +188,7 @@ pub(crate) struct Loop {
 impl Loop {
     /// A ring with its receive pool, or why this kernel (or sandbox) does not allow one.
     pub fn new() -> io::Result<Loop> {
-        let pool = Pool::new(POOL_BUFFERS)?;
-        let ring = new_ring()?;
-        register_pool(&ring, &pool)?;
+        let (ring, pool) = ring_with_pool()?;
         Ok(Loop {
             ring,
             pool,
@@ -226,7 +257,6 @@ impl Loop {
         let mut draining = false;
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(COMPLETION_ENTRIES as usize);
         while self.live > 0 {
-            self.pool.publish();
             // A stop (Ctrl-C) moves the end earlier; it is noticed within a turn, or within
             // STOP_POLL when the loop has nothing to do.
             let deadline = ctx.phase_deadline(draining);
@@ -236,15 +266,7 @@ impl Loop {
             let left = wake
                 .saturating_sub(clock.now())
                 .min(STOP_POLL.as_nanos() as u64);
-            let timeout = types::Timespec::new()
-                .sec(left / 1_000_000_000)
-                .nsec((left % 1_000_000_000) as u32);
-            let args = types::SubmitArgs::new().timespec(&timeout);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e) if timed_out(&e) || transient(&e) => {}
-                Err(e) => return Err(e),
-            }
+            turn(&mut self.ring, &mut self.pool, Duration::from_nanos(left))?;
             now = clock.now();
             take_completions(&mut self.ring, &mut completions);
             for &(data, result, flags) in &completions {
@@ -410,13 +432,7 @@ impl Loop {
         entry.ended = true;
         self.live -= 1;
         if entry.outstanding() {
-            let cancel = opcode::AsyncCancel2::new(
-                types::CancelBuilder::fd(types::Fd(entry.fd.as_raw_fd())).all(),
-            )
-            .build()
-            .user_data(user_data(i, CANCEL));
-            // SAFETY: a cancel points to no memory.
-            unsafe { push(&mut self.ring, &cancel) };
+            cancel_all(&mut self.ring, entry.fd.as_raw_fd(), user_data(i, CANCEL));
         }
     }
 
@@ -438,14 +454,7 @@ impl Loop {
                     "requests still in the kernel after cancelling them",
                 ));
             };
-            self.pool.publish();
-            let timeout = types::Timespec::from(left);
-            let args = types::SubmitArgs::new().timespec(&timeout);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e) if timed_out(&e) || transient(&e) => {}
-                Err(e) => return Err(e),
-            }
+            turn(&mut self.ring, &mut self.pool, left)?;
             for completion in self.ring.completion() {
                 let data = completion.user_data();
                 let entry = &mut entries[(data >> 8) as usize];

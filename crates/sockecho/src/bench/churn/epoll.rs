@@ -42,6 +42,9 @@ struct Slot<'a> {
     began: u64,
     /// Every queued message is written.
     all_out: bool,
+    /// epoll reported the peer's end (RDHUP, HUP or ERR). Edge-triggered, it says so once,
+    /// and possibly in the same event as the last bytes before it.
+    hung_up: bool,
 }
 
 /// The loop's state beside its slots.
@@ -80,6 +83,7 @@ pub(crate) fn run(
             phase: Phase::Idle,
             began: 0,
             all_out: true,
+            hung_up: false,
         })
         .collect();
     let mut churner = Churner {
@@ -170,6 +174,11 @@ impl Churner<'_> {
                         }
                     }
                     Phase::Open => {
+                        slots[i].hung_up |= flags.intersects(
+                            epoll::EventFlags::RDHUP
+                                | epoll::EventFlags::HUP
+                                | epoll::EventFlags::ERR,
+                        );
                         let readable = flags.intersects(
                             epoll::EventFlags::IN
                                 | epoll::EventFlags::RDHUP
@@ -230,6 +239,7 @@ impl Churner<'_> {
     ) -> io::Result<()> {
         let slot = &mut slots[i];
         slot.began = began;
+        slot.hung_up = false;
         match self.dialer.dial() {
             Dialed::Pending(fd) => {
                 let flags = epoll::EventFlags::IN
@@ -331,7 +341,19 @@ impl Churner<'_> {
         let (Phase::Open, Some(wire)) = (slot.phase, slot.wire.as_mut()) else {
             return Ok(());
         };
-        match slot.conn.read(wire) {
+        let mut result = slot.conn.read(wire);
+        // As in the stream loop (`reactor`): a short read stops at the end of the bytes
+        // queued, before a FIN queued behind them, and no further edge will come for that end.
+        // Once epoll has reported it, one more read meets it now, or a connection the server
+        // closed before its exchange was done would wait out the run. One that is done may
+        // meet that end unread.
+        if slot.hung_up
+            && matches!(result, Ok(ref reads) if !reads.more)
+            && !slot.conn.exchanged(now)
+        {
+            result = slot.conn.read(wire);
+        }
+        match result {
             Ok(reads) => {
                 if reads.more {
                     again.push(i);

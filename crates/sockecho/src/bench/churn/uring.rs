@@ -5,6 +5,8 @@
 //!
 //! - A slot's connect is an `IORING_OP_CONNECT` on a fresh socket, toward the one peer address
 //!   the loop keeps for all of them.
+//! - The ring and its receive pool are set up, and each turn submits and waits, as in the stream
+//!   loop (`bench::uring`, whose helpers both use).
 //! - Once open, the slot keeps one single-shot receive armed, drawing on the ring's shared pool
 //!   (`crate::sys::uring`), and sends as the stream loop does (`bench::uring`). A single-shot receive,
 //!   not a multishot one: when the last reply is in, nothing is left in the kernel, so the
@@ -27,18 +29,10 @@ use super::{Dialer, Starts, close, count_failure, was_established};
 use crate::bench::plan::{ConnPlan, STOP_POLL, ThreadCtx};
 use crate::bench::stream::StreamConn;
 use crate::bench::timing::SendTimes;
-use crate::bench::uring::{SendSlot, send_request, timed_out};
+use crate::bench::uring::{REAP_LIMIT, SendSlot, cancel_all, ring_with_pool, send_request, turn};
 use crate::sys::uring::{
-    AbortOnPanic, BUF_GROUP, BUF_SIZE, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool,
-    take_completions, transient,
+    AbortOnPanic, BUF_GROUP, BUF_SIZE, COMPLETION_ENTRIES, Pool, push, take_completions,
 };
-
-/// How long the end of a run waits for cancelled requests to complete.
-const REAP_LIMIT: Duration = Duration::from_secs(5);
-
-/// Receive buffers of the loop's pool (64 KiB each), as in the stream loop: every reply is
-/// checked and its buffer freed in the turn it arrives.
-const POOL_BUFFERS: u16 = 16;
 
 /// What a completion is for, in the low byte of its `user_data`; the slot's index is above it.
 const RECV: u64 = 1;
@@ -112,9 +106,7 @@ impl<'c> Churner<'c> {
         starts: Option<&'c Starts>,
         connect_timeout: u64,
     ) -> io::Result<Churner<'c>> {
-        let pool = Pool::new(POOL_BUFFERS)?;
-        let ring = new_ring()?;
-        register_pool(&ring, &pool)?;
+        let (ring, pool) = ring_with_pool()?;
         Ok(Churner {
             ring,
             pool,
@@ -193,7 +185,6 @@ impl<'c> Churner<'c> {
         }
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(COMPLETION_ENTRIES as usize);
         loop {
-            self.pool.publish();
             let deadline = self.ctx.phase_deadline(self.draining);
             let mut wake = deadline;
             if let Some(at) = self.timeouts.next() {
@@ -210,15 +201,7 @@ impl<'c> Churner<'c> {
             } else {
                 0
             };
-            let timeout = types::Timespec::new()
-                .sec(left / 1_000_000_000)
-                .nsec((left % 1_000_000_000) as u32);
-            let args = types::SubmitArgs::new().timespec(&timeout);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e) if timed_out(&e) || transient(&e) => {}
-                Err(e) => return Err(e),
-            }
+            turn(&mut self.ring, &mut self.pool, Duration::from_nanos(left))?;
             now = clock.now();
             take_completions(&mut self.ring, &mut completions);
             for &(data, result, flags) in &completions {
@@ -435,13 +418,7 @@ impl<'c> Churner<'c> {
         let slot = &mut slots[i];
         slot.phase = Phase::Closing;
         if let (true, Some(fd)) = (slot.outstanding(), &slot.fd) {
-            let cancel = opcode::AsyncCancel2::new(
-                types::CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all(),
-            )
-            .build()
-            .user_data(user_data(i, CANCEL));
-            // SAFETY: a cancel points to no memory.
-            unsafe { push(&mut self.ring, &cancel) };
+            cancel_all(&mut self.ring, fd.as_raw_fd(), user_data(i, CANCEL));
         }
     }
 
@@ -519,14 +496,7 @@ impl<'c> Churner<'c> {
                     "requests still in the kernel after cancelling them",
                 ));
             };
-            self.pool.publish();
-            let timeout = types::Timespec::from(left);
-            let args = types::SubmitArgs::new().timespec(&timeout);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e) if timed_out(&e) || transient(&e) => {}
-                Err(e) => return Err(e),
-            }
+            turn(&mut self.ring, &mut self.pool, left)?;
             let mut completions = Vec::new();
             take_completions(&mut self.ring, &mut completions);
             for (data, result, flags) in completions {
