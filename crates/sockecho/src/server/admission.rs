@@ -94,12 +94,6 @@ pub(crate) fn admit(
     }
 }
 
-/// Whether admitting a TCP peer needs its address: access rules that restrict, or a
-/// per-address limit. (Naming it in logs is the other reason to look it up.)
-pub(crate) fn admission_needs_address(shared: &Shared) -> bool {
-    !shared.config.access.is_open() || shared.per_ip.is_some()
-}
-
 /// How a Unix-domain peer is named in logs: a number of its own, and the peer's process id
 /// when the kernel tells it.
 pub(crate) fn unix_peer_name(pid: Option<i32>) -> String {

@@ -26,8 +26,8 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::inbox::ListenerArrival;
 use super::ops::{ENGINE_SLOT, Op, user_data};
 use crate::server::admission::{
-    AcceptFailure, BACKOFF_MAX, BACKOFF_MIN, FAILURES_BEFORE_BACKOFF, accept_failure,
-    admission_needs_address, admit, unix_peer_name,
+    AcceptFailure, BACKOFF_MAX, BACKOFF_MIN, FAILURES_BEFORE_BACKOFF, accept_failure, admit,
+    unix_peer_name,
 };
 use crate::server::conn::Admitted;
 use crate::server::shared::Shared;
@@ -388,6 +388,12 @@ impl Accepting {
         }
         self.give_back();
     }
+}
+
+/// Whether admitting a TCP peer needs its address: access rules that restrict, or a
+/// per-address limit. (Naming it in logs is the other reason to look it up.)
+fn admission_needs_address(shared: &Shared) -> bool {
+    !shared.config.access.is_open() || shared.per_ip.is_some()
 }
 
 /// The peer of an accepted TCP connection, IPv4 clients of a dual-stack socket named plainly.
