@@ -50,9 +50,8 @@ impl Gather {
     }
 }
 
-/// What an ended connection leaves for the next one in its slot, so that serving a
-/// connection allocates nothing the one before it already had: its emptied echo queue and its
-/// gather list.
+/// What an ended connection leaves for a new one, so that serving a connection allocates
+/// nothing an earlier one already had: its emptied echo queue and its gather list.
 #[derive(Default)]
 pub(super) struct Spare {
     pub(super) queue: VecDeque<Chunk>,

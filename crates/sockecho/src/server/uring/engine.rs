@@ -29,9 +29,11 @@ use crate::sys::uring::{
 struct Slot {
     generation: u16,
     conn: Option<UringConn>,
-    /// What the slot's last connection left for the next.
-    spare: Spare,
 }
+
+/// Ended connections' spares kept for the next ones at most: enough for a burst of churn, and
+/// nothing while connections stay open (an idle connection's slot holds none).
+const SPARES_KEPT: usize = 1024;
 
 /// The engine proper: owned by its thread.
 pub(super) struct UringEngine {
@@ -43,6 +45,8 @@ pub(super) struct UringEngine {
     shared: Arc<Shared>,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// What ended connections left for new ones (see [`Spare`]).
+    spares: Vec<Spare>,
     /// Connections in the table.
     open: usize,
     /// Filled by the `Wake` request; boxed so its address stays put.
@@ -72,6 +76,7 @@ impl UringEngine {
             shared,
             slots: Vec::new(),
             free: Vec::new(),
+            spares: Vec::new(),
             open: 0,
             wake_buf: Box::new([0; 8]),
             wake_armed: false,
@@ -440,7 +445,6 @@ impl UringEngine {
             self.slots.push(Slot {
                 generation: 0,
                 conn: None,
-                spare: Spare::default(),
             });
             (self.slots.len() - 1) as u32
         });
@@ -449,9 +453,9 @@ impl UringEngine {
         if self.cut {
             state.cut();
         }
-        let entry = &mut self.slots[slot as usize];
-        let spare = std::mem::take(&mut entry.spare);
-        entry.conn = Some(UringConn::new(fd, admitted, log, token, state, spare));
+        let spare = self.spares.pop().unwrap_or_default();
+        self.slots[slot as usize].conn =
+            Some(UringConn::new(fd, admitted, log, token, state, spare));
         self.open += 1;
         self.advance(slot);
         self.arm_tick();
@@ -504,7 +508,9 @@ impl UringEngine {
                 self.pool.release(bid);
             }
         }
-        self.slots[slot as usize].spare = Spare { queue, gather };
+        if self.spares.len() < SPARES_KEPT {
+            self.spares.push(Spare { queue, gather });
+        }
         // Closed as a request of the next turn rather than with a system call of its own.
         let close = opcode::Close::new(types::Fd(fd.into_raw_fd()))
             .build()
