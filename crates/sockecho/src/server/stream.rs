@@ -536,11 +536,23 @@ mod tests {
     /// retrying in a tight loop, and the server must still stop promptly.
     #[tokio::test]
     async fn a_listener_that_stops_listening_is_given_up_not_spun_on() {
+        a_broken_listener_is_given_up(IoMode::Epoll).await;
+    }
+
+    /// The same on the io_uring engine, which accepts on the ring itself (where the kernel
+    /// has no io_uring the server falls back to epoll, and this repeats the test above).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_listener_that_stops_listening_is_given_up_on_the_ring_too() {
+        a_broken_listener_is_given_up(IoMode::Uring).await;
+    }
+
+    async fn a_broken_listener_is_given_up(io: IoMode) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let handle = listener.try_clone().expect("dup");
         let config = ServerConfig {
             threads: 1,
-            io: IoMode::Epoll,
+            io,
             ..ServerConfig::default()
         };
         let server = Server::bind_and_adopt(&[], vec![InheritedSocket::Tcp(listener)], config)
