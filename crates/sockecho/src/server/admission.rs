@@ -1,33 +1,116 @@
 //! What both accepting paths apply to a new stream connection — the tokio accept loop in
 //! `stream` and the io_uring engine's ring accept in `uring`: what a failed `accept` means and
-//! how long to back off, the access rules and per-address limit, and how a Unix-domain peer is
-//! named.
+//! how long to back off ([`AcceptErrors`]), the access rules and per-address limit, and how a
+//! Unix-domain peer is named.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::access::PerIpSlot;
 use super::shared::Shared;
-use crate::CONN_LOG;
 use crate::net_error::is_resource_exhaustion;
 use crate::stats::TransportCounters;
+use crate::{CONN_LOG, Endpoint};
 
 /// First pause after an accept error; doubles while errors continue.
-pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(10);
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Per-connection accept errors in a row after which accepting backs off as for running out of
 /// descriptors: each such error used up one queued connection, but an endless run of them means
 /// something else is wrong, and retrying at once would spin.
-pub(crate) const FAILURES_BEFORE_BACKOFF: u32 = 16;
+const FAILURES_BEFORE_BACKOFF: u32 = 16;
 
 /// Numbers Unix-domain connections for logs, since their peers usually have no address.
 static UNIX_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
+/// What to do after a failed `accept`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// The listener is broken for good: stop accepting on it (the others go on).
+    GiveUp,
+    /// Accept again at once.
+    Retry,
+    /// Accept again after this long.
+    BackOff(Duration),
+}
+
+/// The run of accept errors since the last success, kept by each accepting loop: it counts,
+/// classifies and logs each error (a burst of them once, not per call), and says whether to
+/// give the listener up, retry at once, or back off — never retrying in a tight loop.
+#[derive(Debug)]
+pub(crate) struct AcceptErrors {
+    /// Errors since the last success.
+    failures: u32,
+    /// The next pause; doubles while errors continue.
+    backoff: Duration,
+    /// Whether the current burst has been logged.
+    burst_logged: bool,
+}
+
+impl Default for AcceptErrors {
+    fn default() -> Self {
+        AcceptErrors {
+            failures: 0,
+            backoff: BACKOFF_MIN,
+            burst_logged: false,
+        }
+    }
+}
+
+impl AcceptErrors {
+    /// An `accept` on the listener at `endpoint` failed with `err`.
+    pub(crate) fn failed(
+        &mut self,
+        err: &io::Error,
+        endpoint: &Endpoint,
+        counters: &TransportCounters,
+    ) -> AfterFailure {
+        TransportCounters::add(&counters.accept_errors, 1);
+        self.failures += 1;
+        match accept_failure(err) {
+            AcceptFailure::Listener => {
+                tracing::error!(
+                    "accept on {endpoint} failed: {err}; this listener is unusable, so it stops \
+                     accepting (the others go on)"
+                );
+                return AfterFailure::GiveUp;
+            }
+            // One connection failed before it could be accepted (e.g. the client reset it):
+            // the next one can be accepted at once, unless such failures keep coming without a
+            // success between them.
+            AcceptFailure::Connection if self.failures < FAILURES_BEFORE_BACKOFF => {
+                tracing::debug!("accept on {endpoint} failed: {err}");
+                return AfterFailure::Retry;
+            }
+            AcceptFailure::Connection | AcceptFailure::Resources => {}
+        }
+        if !self.burst_logged {
+            tracing::warn!(
+                "accept on {endpoint} failed: {err}; backing off until it succeeds again"
+            );
+            self.burst_logged = true;
+        }
+        let pause = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        AfterFailure::BackOff(pause)
+    }
+
+    /// An `accept` succeeded: the run of errors, if any, is over.
+    pub(crate) fn succeeded(&mut self) {
+        self.failures = 0;
+        self.backoff = BACKOFF_MIN;
+        if std::mem::take(&mut self.burst_logged) {
+            tracing::info!("accepting again");
+        }
+    }
+}
+
 /// What a failed `accept` means for the listener.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum AcceptFailure {
+enum AcceptFailure {
     /// One queued connection failed (reset before it was accepted, refused by a firewall rule,
     /// a network error the kernel passed on): the listener is fine.
     Connection,
@@ -38,7 +121,7 @@ pub(crate) enum AcceptFailure {
     Listener,
 }
 
-pub(crate) fn accept_failure(err: &std::io::Error) -> AcceptFailure {
+fn accept_failure(err: &io::Error) -> AcceptFailure {
     use rustix::io::Errno;
     if is_resource_exhaustion(err) {
         return AcceptFailure::Resources;

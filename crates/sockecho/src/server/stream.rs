@@ -16,10 +16,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::admission::{
-    AcceptFailure, BACKOFF_MAX, BACKOFF_MIN, FAILURES_BEFORE_BACKOFF, accept_failure, admit,
-    unix_peer_name,
-};
+use super::admission::{AcceptErrors, AfterFailure, admit, unix_peer_name};
 use super::bind::StreamListener;
 use super::conn::{Admitted, ConnLog};
 use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
@@ -114,11 +111,7 @@ async fn accept_loop(
     for (listener, _) in &listeners {
         listener.set_nodelay_for_accepted();
     }
-    let mut backoff = BACKOFF_MIN;
-    // Accept errors since the last success.
-    let mut failures = 0u32;
-    // Whether the current run of accept errors has been logged: once per burst, not per call.
-    let mut burst_logged = false;
+    let mut errors = AcceptErrors::default();
     // Set once shutdown starts: the clients whose handshake the kernel completed before it are
     // still taken from the backlog (closing the listener would reset them, losing what they
     // sent), then accepting stops.
@@ -165,51 +158,25 @@ async fn accept_loop(
         let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                TransportCounters::add(&counters.accept_errors, 1);
                 drop(permit);
-                failures += 1;
-                match accept_failure(&e) {
-                    AcceptFailure::Listener => {
-                        tracing::error!(
-                            "accept on {endpoint} failed: {e}; this listener is unusable, so \
-                             it stops accepting (the others go on)"
-                        );
+                match errors.failed(&e, endpoint, counters) {
+                    AfterFailure::GiveUp => {
                         listeners.swap_remove(index);
                         if listeners.is_empty() {
                             break;
                         }
                         first %= listeners.len();
-                        continue;
                     }
-                    // One connection failed before it could be accepted (e.g. the client reset
-                    // it): the next one can be accepted at once, unless such failures keep
-                    // coming without a success between them.
-                    AcceptFailure::Connection if failures < FAILURES_BEFORE_BACKOFF => {
-                        tracing::debug!("accept on {endpoint} failed: {e}");
-                        continue;
-                    }
-                    AcceptFailure::Connection | AcceptFailure::Resources => {}
+                    AfterFailure::Retry => {}
+                    AfterFailure::BackOff(pause) => tokio::select! {
+                        () = shared.drain.cancelled() => break,
+                        () = tokio::time::sleep(pause) => {}
+                    },
                 }
-                if !burst_logged {
-                    tracing::warn!(
-                        "accept on {endpoint} failed: {e}; backing off until it succeeds again"
-                    );
-                    burst_logged = true;
-                }
-                tokio::select! {
-                    () = shared.drain.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
-        failures = 0;
-        if burst_logged {
-            tracing::info!("accepting again");
-        }
-        backoff = BACKOFF_MIN;
-        burst_logged = false;
+        errors.succeeded();
         let accepted = match accepted {
             // The header comes first, on a task of its own: the accept loop does not wait for it.
             Accepted::Inet(stream, peer) if shared.config.proxy_protocol.is_some() => {

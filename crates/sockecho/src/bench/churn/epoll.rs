@@ -12,8 +12,8 @@ use std::io;
 use rustix::buffer::spare_capacity;
 use rustix::event::{Timespec, epoll};
 
-use super::{Dialed, Dialer, Starts, close, connect_outcome, count_failure};
-use crate::bench::plan::{ConnPlan, STOP_POLL, ThreadCtx};
+use super::{Dialed, Dialer, Starts, close, connect_outcome, count_failure, wait_nanos};
+use crate::bench::plan::{ConnPlan, ThreadCtx};
 use crate::bench::reactor::Plain;
 use crate::bench::stream::StreamConn;
 use crate::bench::timing::SendTimes;
@@ -130,18 +130,15 @@ impl Churner<'_> {
         let mut events = Vec::with_capacity(EVENTS);
         loop {
             let deadline = self.ctx.phase_deadline(self.draining);
-            let mut wake = deadline;
-            if let Some(at) = self.timeouts.next() {
-                wake = wake.min(at);
-            }
-            if let Some(starts) = self.starts
-                && !self.idle.is_empty()
-            {
-                wake = wake.min(starts.next_due());
-            }
             let left = if again.is_empty() && self.retry.is_empty() {
-                wake.saturating_sub(clock.now())
-                    .min(STOP_POLL.as_nanos() as u64)
+                let slot_idle = !self.idle.is_empty();
+                wait_nanos(
+                    deadline,
+                    &self.timeouts,
+                    self.starts,
+                    slot_idle,
+                    clock.now(),
+                )
             } else {
                 0
             };

@@ -38,7 +38,11 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use super::plan::Pacing;
+#[cfg(target_os = "linux")]
+use super::plan::STOP_POLL;
 use super::recorder::Totals;
+#[cfg(target_os = "linux")]
+use super::timing::SendTimes;
 #[cfg(target_os = "linux")]
 use crate::connect::Peer;
 
@@ -268,6 +272,29 @@ fn warn_ports_used_up() {
              churn.connect_errors.addr_not_available"
         );
     }
+}
+
+/// How long a churn loop may wait for events, in nanoseconds, from `now`: until the first of
+/// `deadline` (the end of its phase), the next reply or connect timeout, and — in open loop,
+/// while a slot is idle — the next start; at most `STOP_POLL`, so that a stop is heard.
+#[cfg(target_os = "linux")]
+pub(super) fn wait_nanos(
+    deadline: u64,
+    timeouts: &SendTimes,
+    starts: Option<&Starts>,
+    slot_idle: bool,
+    now: u64,
+) -> u64 {
+    let mut wake = deadline;
+    if let Some(at) = timeouts.next() {
+        wake = wake.min(at);
+    }
+    if let Some(starts) = starts
+        && slot_idle
+    {
+        wake = wake.min(starts.next_due());
+    }
+    wake.saturating_sub(now).min(STOP_POLL.as_nanos() as u64)
 }
 
 /// One thread's schedule of connection starts in open loop: start `n` is due at

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use super::{Dialer, Starts, close, count_failure, was_established};
-use crate::bench::plan::{ConnPlan, STOP_POLL, ThreadCtx};
+use super::{Dialer, Starts, close, count_failure, wait_nanos, was_established};
+use crate::bench::plan::{ConnPlan, ThreadCtx};
 use crate::bench::stream::StreamConn;
 use crate::bench::timing::SendTimes;
 use crate::bench::uring::{REAP_LIMIT, SendSlot, cancel_all, ring_with_pool, send_request, turn};
@@ -186,18 +186,15 @@ impl<'c> Churner<'c> {
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(COMPLETION_ENTRIES as usize);
         loop {
             let deadline = self.ctx.phase_deadline(self.draining);
-            let mut wake = deadline;
-            if let Some(at) = self.timeouts.next() {
-                wake = wake.min(at);
-            }
-            if let Some(starts) = self.starts
-                && !self.idle.is_empty()
-            {
-                wake = wake.min(starts.next_due());
-            }
             let left = if self.retry.is_empty() {
-                wake.saturating_sub(clock.now())
-                    .min(STOP_POLL.as_nanos() as u64)
+                let slot_idle = !self.idle.is_empty();
+                wait_nanos(
+                    deadline,
+                    &self.timeouts,
+                    self.starts,
+                    slot_idle,
+                    clock.now(),
+                )
             } else {
                 0
             };

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_uring::{IoUring, opcode, types};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -25,13 +25,9 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::inbox::ListenerArrival;
 use super::ops::{ENGINE_SLOT, Op, user_data};
-use crate::server::admission::{
-    AcceptFailure, BACKOFF_MAX, BACKOFF_MIN, FAILURES_BEFORE_BACKOFF, accept_failure, admit,
-    unix_peer_name,
-};
+use crate::server::admission::{AcceptErrors, AfterFailure, admit, unix_peer_name};
 use crate::server::conn::Admitted;
 use crate::server::shared::Shared;
-use crate::stats::TransportCounters;
 use crate::sys::uring::push;
 use crate::{CONN_LOG, Endpoint, Transport};
 
@@ -48,12 +44,9 @@ pub(super) struct RingListener {
     /// back. At most what arrived before the pause took effect.
     waiting: VecDeque<OwnedFd>,
     /// Accept errors since the last success, and the backoff they have led to.
-    failures: u32,
-    backoff: Duration,
+    errors: AcceptErrors,
     /// Not armed again before this, after errors that call for backing off.
     retry_at: Option<Instant>,
-    /// Whether the current run of errors has been logged (once per burst).
-    burst_logged: bool,
     /// Broken for good: no more accepting on it.
     broken: bool,
 }
@@ -77,7 +70,7 @@ pub(super) struct NewConn {
 #[derive(Default)]
 pub(super) struct Accepting {
     listeners: Vec<RingListener>,
-    /// Connections admitted and not yet taken by the engine (see [`Accepting::admitted`]).
+    /// Connections admitted and not yet taken by the engine (see [`Accepting::next_admitted`]).
     admitted: Vec<NewConn>,
     /// Told when accepting has ended.
     done: Option<oneshot::Sender<Vec<(OwnedFd, Endpoint)>>>,
@@ -119,7 +112,7 @@ impl Accepting {
 
 impl Accepting {
     /// Takes the connections admitted since the last call, to be served.
-    pub(super) fn admitted(&mut self) -> Option<NewConn> {
+    pub(super) fn next_admitted(&mut self) -> Option<NewConn> {
         self.admitted.pop()
     }
 
@@ -140,10 +133,8 @@ impl Accepting {
                 armed: false,
                 cancelling: false,
                 waiting: VecDeque::new(),
-                failures: 0,
-                backoff: BACKOFF_MIN,
+                errors: AcceptErrors::default(),
                 retry_at: None,
-                burst_logged: false,
                 broken: false,
             }));
         self.arm(turn);
@@ -218,18 +209,13 @@ impl Accepting {
     /// A new connection on listener `index`: served if a permit is free, else kept waiting.
     fn on_accepted(&mut self, ring: &mut IoUring, shared: &Shared, index: usize, fd: OwnedFd) {
         let listener = &mut self.listeners[index];
-        listener.failures = 0;
-        listener.backoff = BACKOFF_MIN;
-        if listener.burst_logged {
-            listener.burst_logged = false;
-            tracing::info!("accepting again");
-        }
+        listener.errors.succeeded();
         if !listener.waiting.is_empty() {
             listener.waiting.push_back(fd);
             return;
         }
         match shared.slots.clone().try_acquire_owned() {
-            Ok(permit) => self.admit(shared, index, fd, permit),
+            Ok(permit) => self.admit_new(shared, index, fd, permit),
             Err(_) => {
                 // Out of permits: this one waits, and so does accepting, as the tokio loop's
                 // clients wait in the backlog.
@@ -250,14 +236,20 @@ impl Accepting {
                 let Some(fd) = self.listeners[index].waiting.pop_front() else {
                     break;
                 };
-                self.admit(turn.shared, index, fd, permit);
+                self.admit_new(turn.shared, index, fd, permit);
             }
         }
         self.arm(turn);
     }
 
     /// Applies the access rules and the per-address limit, then starts serving.
-    fn admit(&mut self, shared: &Shared, index: usize, fd: OwnedFd, permit: OwnedSemaphorePermit) {
+    fn admit_new(
+        &mut self,
+        shared: &Shared,
+        index: usize,
+        fd: OwnedFd,
+        permit: OwnedSemaphorePermit,
+    ) {
         let transport = self.listeners[index].transport;
         let counters = shared.counters.transport(transport);
         let named =
@@ -311,33 +303,12 @@ impl Accepting {
     ) {
         let listener = &mut self.listeners[index];
         let counters = shared.counters.transport(listener.transport);
-        TransportCounters::add(&counters.accept_errors, 1);
-        listener.failures += 1;
-        let endpoint = &listener.endpoint;
-        match accept_failure(&err) {
-            AcceptFailure::Listener => {
-                tracing::error!(
-                    "accept on {endpoint} failed: {err}; this listener is unusable, so it stops \
-                     accepting (the others go on)"
-                );
-                listener.broken = true;
-                self.cancel(ring, index);
-                return;
-            }
-            AcceptFailure::Connection if listener.failures < FAILURES_BEFORE_BACKOFF => {
-                tracing::debug!("accept on {endpoint} failed: {err}");
-                return;
-            }
-            AcceptFailure::Connection | AcceptFailure::Resources => {}
+        match listener.errors.failed(&err, &listener.endpoint, counters) {
+            AfterFailure::GiveUp => listener.broken = true,
+            // A multishot accept that is still armed goes on by itself.
+            AfterFailure::Retry => return,
+            AfterFailure::BackOff(pause) => listener.retry_at = Some(now + pause),
         }
-        if !listener.burst_logged {
-            tracing::warn!(
-                "accept on {endpoint} failed: {err}; backing off until it succeeds again"
-            );
-            listener.burst_logged = true;
-        }
-        listener.retry_at = Some(now + listener.backoff);
-        listener.backoff = (listener.backoff * 2).min(BACKOFF_MAX);
         self.cancel(ring, index);
     }
 
@@ -371,7 +342,7 @@ impl Accepting {
                         Err(_) => break,
                     },
                 };
-                self.admit(turn.shared, index, fd, permit);
+                self.admit_new(turn.shared, index, fd, permit);
             }
         }
         self.end_when_quiet();

@@ -187,13 +187,8 @@ impl UringEngine {
         let (slot, generation, op) = split_user_data(data);
         let Some(op) = op else { return };
         if op == Op::Accept {
-            let turn = Turn {
-                ring: &mut self.ring,
-                shared: &self.shared,
-                now: self.now,
-            };
-            self.accepting
-                .completed(turn, slot, result, cqueue::more(flags));
+            let (accepting, turn) = self.accepting_turn();
+            accepting.completed(turn, slot, result, cqueue::more(flags));
             self.serve_admitted();
             return;
         }
@@ -366,12 +361,8 @@ impl UringEngine {
         self.take_arrivals();
         if self.inbox.drain.load(Ordering::Acquire) && self.draining.is_none() {
             self.draining = Some(Instant::now());
-            let turn = Turn {
-                ring: &mut self.ring,
-                shared: &self.shared,
-                now: self.now,
-            };
-            self.accepting.stop(turn);
+            let (accepting, turn) = self.accepting_turn();
+            accepting.stop(turn);
             self.serve_admitted();
         }
         if self.inbox.cut.load(Ordering::Acquire) && !self.cut {
@@ -403,14 +394,20 @@ impl UringEngine {
             self.insert(fd, admitted, token);
         }
         for arrival in listeners {
-            let turn = Turn {
-                ring: &mut self.ring,
-                shared: &self.shared,
-                now: self.now,
-            };
-            self.accepting.take_listeners(turn, arrival);
+            let (accepting, turn) = self.accepting_turn();
+            accepting.take_listeners(turn, arrival);
         }
         self.arm_tick();
+    }
+
+    /// Accepting, with what it needs of the engine for one step (disjoint borrows of `self`).
+    fn accepting_turn(&mut self) -> (&mut Accepting, Turn<'_>) {
+        let turn = Turn {
+            ring: &mut self.ring,
+            shared: &self.shared,
+            now: self.now,
+        };
+        (&mut self.accepting, turn)
     }
 
     /// Serves the connections accepting has admitted, then arms the timer if accepting is
@@ -420,7 +417,7 @@ impl UringEngine {
             fd,
             admitted,
             token,
-        }) = self.accepting.admitted()
+        }) = self.accepting.next_admitted()
         {
             self.insert(fd, admitted, token);
         }
@@ -430,12 +427,8 @@ impl UringEngine {
     /// Serves connections waiting for permits if permits came back, and arms the accepts that
     /// were paused.
     fn resume_accepts(&mut self) {
-        let turn = Turn {
-            ring: &mut self.ring,
-            shared: &self.shared,
-            now: self.now,
-        };
-        self.accepting.resume(turn);
+        let (accepting, turn) = self.accepting_turn();
+        accepting.resume(turn);
         self.serve_admitted();
     }
 
