@@ -2,9 +2,9 @@
 # Interoperability with independent implementations:
 # - WebSocket: Python's `websockets` (in a venv under target/interop/, made once and reused)
 #   against sockecho's WebSocket server, client, ping and bench; see .ci/interop.py.
-# - TCP, UDP and Unix sockets: ncat, socat, OpenBSD nc and Python's standard library against
-#   `sockecho serve` on both stream I/O paths, and sockecho's client, ping and bench against
-#   their servers; see .ci/peers.py.
+# - TCP, UDP, Unix sockets and TLS: ncat, socat, OpenBSD nc, OpenSSL and Python's standard
+#   library against `sockecho serve` on both stream I/O paths, and sockecho's client, ping and
+#   bench against their servers; see .ci/peers.py.
 # Both run; the exit code is 1 if either failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,7 @@ missing=()
 command -v ncat >/dev/null || missing+=(ncat)
 command -v socat >/dev/null || missing+=(socat)
 command -v nc.openbsd >/dev/null || missing+=(netcat-openbsd)
+command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

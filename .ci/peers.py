@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Interoperability of plain sockets with peers sockecho did not write: ncat, socat, OpenBSD nc
-and Python's standard library.
+"""Interoperability of plain sockets and TLS with peers sockecho did not write: ncat, socat,
+OpenBSD nc, OpenSSL and Python's standard library.
 
 A. Their clients against `sockecho serve`, once per stream I/O path (`--io uring`, where the
    kernel allows it, and `--io epoll`):
@@ -10,22 +10,32 @@ A. Their clients against `sockecho serve`, once per stream I/O path (`--io uring
      and byte counted by the server's metrics; a client that half-closes and reads the rest;
      clients that fill every buffer and close without reading, after which the server must
      hold no connection open and still echo;
+   - TLS, with a certificate OpenSSL made (a CA of this run and a server certificate it signed,
+     which the clients trust by the CA alone): `openssl s_client` as it negotiates, and forced
+     to TLS 1.2 and to TLS 1.3, verifying the server and getting a random payload back exactly;
+     socat's OPENSSL client with a 4 MiB file; 100 handshake-echo-close cycles from Python's
+     `ssl`, each counted by the server's metrics; a Python session resumed on a second
+     connection, with a TLS 1.3 ticket and with a TLS 1.2 session;
    - UDP: one datagram through each tool, and Python datagrams of 0 to 65 507 bytes;
      Unix datagrams from a Python socket bound to a path of its own;
    - the server's stop line counts exactly the connections and datagrams sent to it.
+   TLS is served on tokio whatever `--io` says; its checks run on both paths anyway, because
+   they cost a few seconds and show TLS beside each engine in one server.
 B. sockecho against their servers (`ncat -l -k -e cat`, socat's forking TCP and Unix
-   listeners with `EXEC:cat`, Python `socketserver` TCP and UDP echo servers): the
-   interactive client on a pseudo-terminal, the pipe client with a 4 MiB file (in 16 KiB
-   steps against ncat, see pipe_client_in_step), `ping`, and
-   `bench` (closed loop and connect-echo-close churn, on each of bench's I/O loops), its JSON
-   report holding every message verified and no error.
+   listeners with `EXEC:cat`, Python `socketserver` TCP and UDP echo servers; over TLS socat's
+   forking `OPENSSL-LISTEN` with `PIPE` and `ncat --ssl -l -k -e cat`; over UDP socat's
+   `UDP-LISTEN,fork PIPE` and `ncat -u -l -k -e cat`): the interactive client on a
+   pseudo-terminal, the pipe client with a 4 MiB file (in 16 KiB steps against ncat, see
+   pipe_client_in_step), `ping`, and `bench` (closed loop and connect-echo-close churn, on each
+   of bench's I/O loops where it has them), its JSON report holding every message verified and
+   no error; against datagram servers the datagram client, `ping` and `bench`.
 
     python3 .ci/peers.py PATH/TO/sockecho
 
-Needs `ncat`, `socat` and OpenBSD's `nc` (`nc.openbsd` on Debian, where `nc` may be ncat);
-.ci/interop.sh installs whichever is missing. Every child runs under a deadline. Prints one
-line per check, `skip` lines for what this machine cannot do, and `N passed, N failed`; exits 1
-if any check failed.
+Needs `ncat`, `socat`, `openssl` and OpenBSD's `nc` (`nc.openbsd` on Debian, where `nc` may
+be ncat); .ci/interop.sh installs whichever is missing. Every child runs under a deadline.
+Prints one line per check, `skip` lines for what this machine cannot do, and
+`N passed, N failed`; exits 1 if any check failed.
 """
 
 import hashlib
@@ -39,6 +49,7 @@ import shutil
 import signal
 import socket
 import socketserver
+import ssl
 import struct
 import subprocess
 import sys
@@ -203,10 +214,12 @@ def file_echo_detail(code, out, err, payload):
     return same(out, payload)
 
 
-def datagram_through(argv, payload):
-    """Writes one datagram's bytes to a datagram tool's stdin, reads the reply from its stdout
-    (keeping stdin open until then: ncat quits at EOF without waiting for an answer), then ends
-    its input: (exit code, reply bytes, stderr)."""
+def echo_through(argv, payload):
+    """Writes `payload` to a tool's stdin, reads its echo from the tool's stdout, and only then
+    ends its input: (exit code, reply bytes, stderr). For tools that quit at the end of their
+    input without waiting for an answer: ncat in UDP mode, and `openssl s_client`, which then
+    sends its close_notify and exits. The payload must fit in a pipe's buffer (64 KiB), as it
+    is written whole before anything is read."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     proc.stdin.write(payload)
@@ -276,6 +289,7 @@ class Tools:
     def __init__(self):
         self.ncat = shutil.which("ncat")
         self.socat = shutil.which("socat")
+        self.openssl = shutil.which("openssl")
         self.cat = shutil.which("cat")
         # The checks use OpenBSD nc's flags (-N to shut the socket down at stdin's end, -W to
         # quit after a number of datagrams). On Debian `nc` is whichever alternative was
@@ -288,6 +302,44 @@ class Tools:
                 break
 
 
+class Certificates:
+    """A CA made for this run and a server certificate it signed for localhost and 127.0.0.1,
+    with its key: what a TLS server is given and what its clients trust, made by OpenSSL so
+    that rustls loads files it did not write. A CA and a server certificate, as in use, rather
+    than one self-signed certificate: `openssl req -x509` marks its certificate a CA
+    (basicConstraints CA:TRUE), and rustls then refuses it as a server's (CaUsedAsEndEntity)."""
+
+    def __init__(self, openssl, work):
+        self.ca = os.path.join(work, "ca.pem")
+        self.cert = os.path.join(work, "server.pem")
+        self.key = os.path.join(work, "server-key.pem")
+        ca_key = os.path.join(work, "ca-key.pem")
+        request = os.path.join(work, "server.csr")
+        extensions = os.path.join(work, "server.ext")
+        with open(extensions, "w") as f:
+            f.write("subjectAltName = DNS:localhost, IP:127.0.0.1\n"
+                    "basicConstraints = critical, CA:FALSE\n"
+                    "extendedKeyUsage = serverAuth\n")
+        p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        # A verifier finds a root by its name: a name of this run's own cannot match a root
+        # the system trusts (Debian's snakeoil certificate is CN=localhost).
+        ca_name = f"/CN=sockecho peers CA {os.urandom(6).hex()}"
+        self.failed = None
+        for argv in (
+            [openssl, "req", "-x509", *p256, "-days", "1", "-subj", ca_name, "-keyout", ca_key,
+             "-out", self.ca],
+            [openssl, "req", "-new", *p256, "-subj", "/CN=localhost", "-keyout", self.key,
+             "-out", request],
+            [openssl, "x509", "-req", "-in", request, "-CA", self.ca, "-CAkey", ca_key,
+             "-set_serial", f"0x{os.urandom(8).hex()}", "-days", "1", "-extfile", extensions,
+             "-out", self.cert],
+        ):
+            code, _, err = run(argv, timeout=WAIT)
+            if code != 0:
+                self.failed = f"{' '.join(argv[:3])}: exit {code}: {err}"
+                return
+
+
 # ---------------------------------------------------------------------------------------------
 # A. Independent clients against `sockecho serve`
 
@@ -296,12 +348,15 @@ class Served:
     """A `sockecho serve` on every kind of endpoint, and the tally of what was sent to it that
     its stop line must report."""
 
-    def __init__(self, sockecho, mode, work, v6):
+    def __init__(self, sockecho, mode, work, v6, certs):
         self.mode = mode
+        self.certs = certs
         self.unix = os.path.join(work, f"stream-{mode}.sock")
         self.unixgram = os.path.join(work, f"dgram-{mode}.sock")
         endpoints = ["tcp://127.0.0.1:0", "udp://127.0.0.1:0", f"unix:{self.unix}",
                      f"unixgram:{self.unixgram}"] + (["tcp://[::1]:0"] if v6 else [])
+        if certs:
+            endpoints += ["tls://127.0.0.1:0", "--cert", certs.cert, "--key", certs.key]
         self.child = Child([sockecho, "serve", "-q", "--io", mode, "--metrics", "127.0.0.1:0",
                             *endpoints])
         self.io = self.child.wait_for(r"stream I/O: (\S+)")
@@ -311,6 +366,9 @@ class Served:
             out = self.child.output()
             self.tcp = int(re.search(r"listening on tcp://127\.0\.0\.1:(\d+)", out).group(1))
             self.udp = int(re.search(r"listening on udp://127\.0\.0\.1:(\d+)", out).group(1))
+            # Each listener logs its line on its own: the TLS one need not have come yet.
+            port = certs and self.child.wait_for(r"listening on tls://127\.0\.0\.1:(\d+)")
+            self.tls = int(port.group(1)) if port else None
             port6 = re.search(r"listening on tcp://\[::1\]:(\d+)", out)
             self.tcp6 = int(port6.group(1)) if port6 else None
             self.metrics = re.search(r"metrics on (http://\S+/metrics)", out).group(1)
@@ -480,6 +538,111 @@ def closers(served, count=8):
           f"{open_now:.0f} left open; {same(got, payload)}")
 
 
+def tls_s_client(served, tools):
+    """`openssl s_client` as it negotiates, and forced to each TLS version, trusting the CA
+    alone and checking the server's name."""
+    for flag, want in (None, "TLSv1.3"), ("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3"):
+        payload = os.urandom(32 * 1024)
+        # -brief: the handshake's summary (protocol, verification) on stderr and nothing but
+        # the echo on stdout; unlike -quiet it does not imply -ign_eof, so at the end of its
+        # input s_client sends its close_notify and exits. -nocommands: a chunk of the random
+        # payload that starts with Q, R or k is data, not "quit", "renegotiate" or "update keys".
+        argv = [tools.openssl, "s_client", "-brief", "-nocommands", *([flag] if flag else []),
+                "-connect", f"127.0.0.1:{served.tls}", "-servername", "localhost",
+                "-CAfile", served.certs.ca, "-verify_hostname", "localhost",
+                "-verify_return_error"]
+        code, reply, err = echo_through(argv, payload)
+        served.connections += 1
+        protocol = re.search(r"Protocol version: (\S+)", err)
+        protocol = protocol.group(1) if protocol else None
+        # "Verification: OK" is -brief's form of "Verify return code: 0 (ok)".
+        verified = re.search(r"^Verification: OK$", err, re.M)
+        check(f"[{served.mode}] tls: openssl s_client{' ' + flag if flag else ''} negotiates "
+              f"{want}, verifies the server (Verification: OK) and gets its 32 KiB back exactly",
+              code == 0 and protocol == want and verified and reply == payload,
+              f"exit {code}, protocol {protocol}, {same(reply, payload)}: {err}")
+
+
+def tls_socat(served, tools, work):
+    payload = os.urandom(BIG)
+    # socat verifies the server by default (verify=1), against the name or address it was
+    # given (here 127.0.0.1, which the certificate holds). At the end of its input it sends
+    # its close_notify and, as over TCP, waits -t seconds for the rest of the echo.
+    argv = [tools.socat, "-t", "20", "STDIO",
+            f"OPENSSL:127.0.0.1:{served.tls},cafile={served.certs.ca}"]
+    done = file_echoes([("socat", argv, payload)], work)["socat"]
+    served.connections += 1
+    check(f"[{served.mode}] tls: socat OPENSSL (verifying) gets its 4 MiB back exactly",
+          done[0] == 0 and done[1] == payload, file_echo_detail(*done, payload))
+
+
+def tls_echo(context, port, payload, session=None):
+    """One TLS connection from Python: handshake, `payload` echoed, a clean close (close_notify
+    both ways): the echo, whether the session was resumed, and the session to resume next
+    (read before the close, which forgets both)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    with context.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        reused, session = s.session_reused, s.session
+        s.unwrap()
+    return got, reused, session
+
+
+def tls_cycles(served, count=100):
+    context = ssl.create_default_context(cafile=served.certs.ca)
+    before = scrape(served.metrics)
+    rng = random.Random(8446)
+    wrong = []
+    sent = 0
+    for i in range(count):
+        payload = rng.randbytes(rng.randint(1, 1024))
+        try:
+            got = tls_echo(context, served.tls, payload)[0]
+        except OSError as e:  # ssl.SSLError included
+            got = f"{type(e).__name__}: {e}".encode()
+        sent += len(payload)
+        if got != payload:
+            wrong.append(f"cycle {i}: {same(got, payload)}")
+    served.connections += count
+    check(f"[{served.mode}] tls: {count} connect-handshake-echo-close cycles (Python ssl, "
+          "verifying), each echo exact", not wrong, "; ".join(wrong[:3]))
+    after = scrape(served.metrics)
+    key_conns = 'sockecho_connections_total{transport="tls"}'
+    key_bytes = 'sockecho_bytes_echoed_total{transport="tls"}'
+    conns = after.get(key_conns, 0) - before.get(key_conns, 0)
+    echoed = after.get(key_bytes, 0) - before.get(key_bytes, 0)
+    check(f"[{served.mode}] tls: metrics count those {count} connections and {sent} bytes",
+          conns == count and echoed == sent, f"{conns:.0f} connections, {echoed:.0f} bytes")
+
+
+def tls_resumption(served):
+    """A second connection offering the first one's session. TLS 1.3 sends its tickets after
+    the handshake, so the session is taken only once an echo has been read."""
+    for version, kind in ((ssl.TLSVersion.TLSv1_3, "TLS 1.3 ticket"),
+                          (ssl.TLSVersion.TLSv1_2, "TLS 1.2 session")):
+        context = ssl.create_default_context(cafile=served.certs.ca)
+        context.minimum_version = context.maximum_version = version
+        session = None
+        reused = []
+        wrong = []
+        for _ in range(2):
+            payload = os.urandom(1000)
+            got, resumed, session = tls_echo(context, served.tls, payload, session)
+            served.connections += 1
+            reused.append(resumed)
+            if got != payload:
+                wrong.append(same(got, payload))
+        check(f"[{served.mode}] tls: Python ssl resumes a {kind} on a second "
+              "connection (session_reused), each echo exact",
+              reused == [False, True] and not wrong, f"session_reused {reused}; {wrong}")
+
+
 def datagram_tools(served, tools):
     host, port = "127.0.0.1", str(served.udp)
     clients = [
@@ -490,7 +653,7 @@ def datagram_tools(served, tools):
     ]
     for name, argv in clients:
         payload = os.urandom(1200)
-        code, reply, err = datagram_through(argv, payload)
+        code, reply, err = echo_through(argv, payload)
         check(f"[{served.mode}] udp: {name} sends one datagram and gets exactly it back",
               code == 0 and reply == payload, f"exit {code}, {same(reply, payload)}: {err}")
         served.datagrams += 1
@@ -518,10 +681,10 @@ def datagram_sizes(served, family, address, sizes, label, bind=None):
           "back exactly, from the server's address", not wrong, "; ".join(wrong))
 
 
-def against_sockecho_server(sockecho, tools, mode, work, v6):
-    """The checks of part A on one stream I/O path. Returns None, or the server's output if
-    it did not start."""
-    served = Served(sockecho, mode, work, v6)
+def against_sockecho_server(sockecho, tools, mode, work, v6, certs):
+    """The checks of part A on one stream I/O path (TLS ones only with `certs`). Returns None,
+    or the server's output if it did not start."""
+    served = Served(sockecho, mode, work, v6, certs)
     if not served.io:
         code = served.stop()[0]
         return f"exit {code}: {served.child.output()}"
@@ -539,6 +702,13 @@ def against_sockecho_server(sockecho, tools, mode, work, v6):
     if served.tcp6:
         attempt(f"{tag} tcp [::1]: each tool", each_tool_echoes, served, tools,
                 ("tcp", "::1", served.tcp6), "tcp [::1]", work)
+    if served.tls:
+        attempt(f"{tag} tls: openssl s_client", tls_s_client, served, tools)
+        attempt(f"{tag} tls: socat", tls_socat, served, tools, work)
+        attempt(f"{tag} tls: Python cycles", tls_cycles, served)
+        attempt(f"{tag} tls: Python resumption", tls_resumption, served)
+    elif served.certs:
+        check(f"{tag} tls: the server listens on tls://", False, served.child.output())
     attempt(f"{tag} udp: each tool", datagram_tools, served, tools)
     attempt(f"{tag} udp: Python", datagram_sizes, served, socket.AF_INET,
             ("127.0.0.1", served.udp), [0, 1, 512, 1472, 9000, 32768, 65507],
@@ -584,12 +754,13 @@ def strip_terminal(raw):
     return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", raw).replace(b"\r", b"").decode(errors="replace")
 
 
-def interactive_client(sockecho, endpoint, label):
+def interactive_client(sockecho, endpoint, label, options=()):
     """`sockecho client` on a pseudo-terminal, as a person types into it: the banner, a
-    `SERVER> ` line for each line sent, and exit 0 on an empty line."""
+    `SERVER> ` line for each line sent, and exit 0 on an empty line. `options`: the client's
+    own, such as --ca."""
     lines = ["hello", "two words", "héllo, wörld", "x" * 200]
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sockecho, "client", endpoint], stdin=slave, stdout=slave,
+    proc = subprocess.Popen([sockecho, "client", endpoint, *options], stdin=slave, stdout=slave,
                             stderr=slave, start_new_session=True)
     os.close(slave)
     raw = b""
@@ -635,20 +806,22 @@ def interactive_client(sockecho, endpoint, label):
           f"exit {code}, banner {banner}, replies {replies(text)!r}")
 
 
-def pipe_client(sockecho, endpoint, label, work):
+def pipe_client(sockecho, endpoint, label, work, options=()):
     payload = os.urandom(BIG)
-    done = file_echoes([("client", [sockecho, "client", endpoint], payload)], work)["client"]
+    done = file_echoes([("client", [sockecho, "client", endpoint, *options], payload)],
+                       work)["client"]
     check(f"{label}: pipe client gets its 4 MiB back exactly", done[0] == 0 and done[1] == payload,
           file_echo_detail(*done, payload))
 
 
-def pipe_client_in_step(sockecho, endpoint, label, chunk=16 * 1024, count=64):
+def pipe_client_in_step(sockecho, endpoint, label, options=(), chunk=16 * 1024, count=64):
     """The pipe client fed one chunk at a time, each read back before the next is written,
     and its input ended only then: ncat's -e/--sh-exec relay (7.93) stops relaying the
     program's output once the peer half-closes (nmap/nmap#2510), and blocks on the program's
     input while the program blocks on its output once more than a pipe's worth is in flight,
-    so against it a whole file sent at once cannot come back."""
-    proc = subprocess.Popen([sockecho, "client", endpoint], stdin=subprocess.PIPE,
+    so against it a whole file sent at once cannot come back. The same holds over TLS (its
+    --ssl relay), where the client's close_notify is the half-close."""
+    proc = subprocess.Popen([sockecho, "client", endpoint, *options], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     fd = proc.stdout.fileno()
     sent = b""
@@ -685,15 +858,17 @@ def pipe_client_in_step(sockecho, endpoint, label, chunk=16 * 1024, count=64):
           f"exit {code}, {same(got, sent)}: {err}")
 
 
-def ping(sockecho, endpoint, label):
-    code, out, err = run([sockecho, "ping", endpoint, "-c", "3", "-i", "100ms"])
+def ping(sockecho, endpoint, label, options=()):
+    code, out, err = run([sockecho, "ping", endpoint, "-c", "3", "-i", "100ms", *options])
     out = out.decode(errors="replace")
     check(f"{label}: ping, 3 replies, exit 0", code == 0 and "3 sent, 3 received" in out,
           f"exit {code}: {out}{err}")
 
 
-def bench(sockecho, endpoint, label, extra, size=1024, churn=False):
-    argv = [sockecho, "bench", endpoint, "-s", str(size), "-d", "1s", "--json", *extra]
+def bench(sockecho, endpoint, label, extra, size=1024, churn=False, options=()):
+    """`options` are given to bench but, unlike `extra`, not shown in the check's name."""
+    argv = [sockecho, "bench", endpoint, "-s", str(size), "-d", "1s", "--json", *extra,
+            *options]
     code, out, err = run(argv)
     try:
         report = json.loads(out)
@@ -717,35 +892,50 @@ def bench(sockecho, endpoint, label, extra, size=1024, churn=False):
 
 
 def against_stream_server(sockecho, endpoint, label, modes, work, interactive=True,
-                          whole_file=True):
+                          whole_file=True, options=()):
+    """The client checks against a stream server; bench on each of `modes`, or once on its only
+    loop (TLS runs on tokio) where `modes` is [None]."""
     if interactive:
-        attempt(f"{label}: interactive client", interactive_client, sockecho, endpoint, label)
+        attempt(f"{label}: interactive client", interactive_client, sockecho, endpoint, label,
+                options)
     if whole_file:
-        attempt(f"{label}: pipe client", pipe_client, sockecho, endpoint, label, work)
+        attempt(f"{label}: pipe client", pipe_client, sockecho, endpoint, label, work, options)
     else:
-        attempt(f"{label}: pipe client", pipe_client_in_step, sockecho, endpoint, label)
-    attempt(f"{label}: ping", ping, sockecho, endpoint, label)
+        attempt(f"{label}: pipe client", pipe_client_in_step, sockecho, endpoint, label,
+                options)
+    attempt(f"{label}: ping", ping, sockecho, endpoint, label, options)
     for mode in modes:
-        attempt(f"{label}: bench --io {mode}", bench, sockecho, endpoint, label,
-                ["-c", "4", "--warmup", "200ms", "--io", mode])
+        io = ["--io", mode] if mode else []
+        attempt(f"{label}: bench {' '.join(io)}", bench, sockecho, endpoint, label,
+                ["-c", "4", "--warmup", "200ms", *io], options=options)
         # A forking server pays a fork (and cat's exec) per connection: a low rate and few
         # slots, so that cost does not show as connect timeouts.
-        attempt(f"{label}: bench --churn --io {mode}", bench, sockecho, endpoint, label,
+        attempt(f"{label}: bench --churn {' '.join(io)}", bench, sockecho, endpoint, label,
                 ["--churn", "--messages-per-conn", "1", "-c", "2", "--conn-rate", "40",
-                 "--warmup", "0", "--io", mode], churn=True)
+                 "--warmup", "0", *io], churn=True, options=options)
 
 
-def against_peer_server(sockecho, argv, ready, endpoint, label, modes, work, **kwargs):
-    """Starts a server of the peers, waits for its line matching `ready`, and runs the checks
-    against it. `endpoint` is a function of that match."""
+def against_peer_server(argv, ready, endpoint, label, checks):
+    """Starts a server of the peers, waits for its line matching `ready`, and runs `checks` on
+    the endpoint `endpoint` makes of that match."""
     child = Child(argv, group=True)
     try:
         match = child.wait_for(ready)
         check(f"{label}: starts", match, child.output())
         if match:
-            against_stream_server(sockecho, endpoint(match), label, modes, work, **kwargs)
+            checks(endpoint(match))
     finally:
         child.stop()
+
+
+def against_datagram_server(sockecho, endpoint, label, connections=4):
+    lines = b"one\ntwo words\nh\xc3\xa9llo\n"
+    code, out, err = run([sockecho, "client", endpoint], stdin=lines)
+    check(f"{label}: datagram client prints each reply on its line, exit 0",
+          code == 0 and out == lines, f"exit {code}, {out!r}: {err}")
+    attempt(f"{label}: ping", ping, sockecho, endpoint, label)
+    attempt(f"{label}: bench", bench, sockecho, endpoint, label,
+            ["-c", str(connections), "--warmup", "200ms"], size=512)
 
 
 def against_python_servers(sockecho, modes, work):
@@ -758,44 +948,88 @@ def against_python_servers(sockecho, modes, work):
         server.shutdown()
         server.server_close()
 
-    label = "Python socketserver UDP"
     server = python_server(socketserver.ThreadingUDPServer, DatagramHandler)
-    endpoint = f"udp://127.0.0.1:{server.server_address[1]}"
     try:
-        lines = b"one\ntwo words\nh\xc3\xa9llo\n"
-        code, out, err = run([sockecho, "client", endpoint], stdin=lines)
-        check(f"{label}: datagram client prints each reply on its line, exit 0",
-              code == 0 and out == lines, f"exit {code}, {out!r}: {err}")
-        attempt(f"{label}: ping", ping, sockecho, endpoint, label)
-        attempt(f"{label}: bench", bench, sockecho, endpoint, label,
-                ["-c", "4", "--warmup", "200ms"])
+        against_datagram_server(sockecho, f"udp://127.0.0.1:{server.server_address[1]}",
+                                "Python socketserver UDP")
     finally:
         server.shutdown()
         server.server_close()
 
 
-def against_independent_servers(sockecho, tools, modes, work):
+def against_independent_servers(sockecho, tools, modes, work, certs):
+    def stream(label, **kwargs):
+        return lambda endpoint: against_stream_server(sockecho, endpoint, label, modes, work,
+                                                      **kwargs)
+
     # ncat cannot say which port it took when given 0 (it prints `Listening on ...:0`), so it
     # gets one that was free a moment ago.
     port = free_port()
-    attempt("ncat -l -k -e cat", against_peer_server, sockecho,
+    label = "ncat -l -k -e cat"
+    attempt(label, against_peer_server,
             [tools.ncat, "-v", "-l", "-k", "127.0.0.1", str(port), "-e", tools.cat],
-            r"Listening on 127\.0\.0\.1:\d+", lambda _: f"tcp://127.0.0.1:{port}",
-            "ncat -l -k -e cat", modes, work, whole_file=False)
+            r"Listening on 127\.0\.0\.1:\d+", lambda _: f"tcp://127.0.0.1:{port}", label,
+            stream(label, whole_file=False))
     # socat -d -d logs the address it took (AF=2 127.0.0.1:PORT). -t 10: after one direction
     # ends, the other gets 10 s to finish instead of 0.5.
     label = "socat TCP-LISTEN,fork EXEC:cat"
-    attempt(label, against_peer_server, sockecho,
+    attempt(label, against_peer_server,
             [tools.socat, "-d", "-d", "-t", "10", "TCP-LISTEN:0,bind=127.0.0.1,fork,reuseaddr",
              "EXEC:cat"],
             r"listening on AF=2 127\.0\.0\.1:(\d+)",
-            lambda m: f"tcp://127.0.0.1:{m.group(1)}", label, modes, work)
+            lambda m: f"tcp://127.0.0.1:{m.group(1)}", label, stream(label))
     path = os.path.join(work, "socat.sock")
     label = "socat UNIX-LISTEN,fork EXEC:cat"
-    attempt(label, against_peer_server, sockecho,
+    attempt(label, against_peer_server,
             [tools.socat, "-d", "-d", "-t", "10", f"UNIX-LISTEN:{path},fork", "EXEC:cat"],
-            r"listening on", lambda _: f"unix:{path}", label, modes, work, interactive=False)
+            r"listening on", lambda _: f"unix:{path}", label, stream(label, interactive=False))
     attempt("Python socketserver", against_python_servers, sockecho, modes, work)
+
+    if certs:
+        # TLS: the clients trust this run's CA alone and check the server's name (127.0.0.1,
+        # in the certificate). bench has one loop for TLS (tokio), so no --io.
+        def tls(label, **kwargs):
+            return lambda endpoint: against_stream_server(
+                sockecho, endpoint, label, [None], work, options=["--ca", certs.ca], **kwargs)
+
+        label = "socat OPENSSL-LISTEN,fork PIPE"
+        attempt(label, against_peer_server,
+                [tools.socat, "-d", "-d", "-t", "10",
+                 f"OPENSSL-LISTEN:0,bind=127.0.0.1,fork,reuseaddr,cert={certs.cert},"
+                 f"key={certs.key},verify=0", "PIPE"],
+                r"listening on AF=2 127\.0\.0\.1:(\d+)",
+                lambda m: f"tls://127.0.0.1:{m.group(1)}", label, tls(label))
+        port = free_port()
+        label = "ncat --ssl -l -k -e cat"
+        attempt(label, against_peer_server,
+                [tools.ncat, "-v", "--ssl", "--ssl-cert", certs.cert, "--ssl-key", certs.key,
+                 "-l", "-k", "127.0.0.1", str(port), "-e", tools.cat],
+                r"Listening on 127\.0\.0\.1:\d+", lambda _: f"tls://127.0.0.1:{port}", label,
+                tls(label, whole_file=False))
+
+    # UDP. Both peers fork a handler for each new peer and relay through a byte stream (a pipe,
+    # cat), which keeps no datagram boundaries: two datagrams in flight from one socket can come
+    # back as one. And neither serves peers that start at once: socat's UDP-LISTEN,fork (and
+    # ncat -u -l -k alike) hands its first peer every datagram that arrives while that peer's
+    # child starts, so four Python sockets sending at once get "sock0sock1sock2sock3" back on
+    # the first and nothing on the others; UDP-RECVFROM,fork, a child per datagram, avoids that
+    # but now and then drops a few datagrams of sockets sending at once (3 of 2 500 in 2 of 8
+    # one-second runs of four Python sockets). So every client here is one socket with one
+    # datagram in flight: the datagram client and ping wait for each reply, and bench runs with
+    # -c 1 (and --pipeline 1, its default). socat also reads at most its -b size (8192 bytes)
+    # of a datagram: bigger ones come back cut.
+    label = "socat UDP-LISTEN,fork PIPE"
+    attempt(label, against_peer_server,
+            [tools.socat, "-d", "-d", "UDP-LISTEN:0,bind=127.0.0.1,fork,reuseaddr", "PIPE"],
+            r"listening on UDP AF=2 127\.0\.0\.1:(\d+)",
+            lambda m: f"udp://127.0.0.1:{m.group(1)}", label,
+            lambda endpoint: against_datagram_server(sockecho, endpoint, label, connections=1))
+    port = free_port()
+    label = "ncat -u -l -k -e cat"
+    attempt(label, against_peer_server,
+            [tools.ncat, "-v", "-u", "-l", "-k", "127.0.0.1", str(port), "-e", tools.cat],
+            r"Listening on 127\.0\.0\.1:\d+", lambda _: f"udp://127.0.0.1:{port}", label,
+            lambda endpoint: against_datagram_server(sockecho, endpoint, label, connections=1))
 
 
 def io_uring_refused(sockecho):
@@ -817,14 +1051,16 @@ def main():
     sockecho = os.path.abspath(sys.argv[1])
     started = time.monotonic()
     tools = Tools()
-    missing = [name for name in ("ncat", "socat", "nc", "cat") if getattr(tools, name) is None]
-    check("peers present: ncat, socat, OpenBSD nc (.ci/interop.sh installs them)", not missing,
-          f"missing {', '.join(missing)}")
+    missing = [name for name in ("ncat", "socat", "nc", "openssl", "cat")
+               if getattr(tools, name) is None]
+    check("peers present: ncat, socat, OpenBSD nc, openssl (.ci/interop.sh installs them)",
+          not missing, f"missing {', '.join(missing)}")
     if missing:
         sys.exit(1)
     print("     " + "; ".join([version([tools.ncat, "--version"], r"Ncat: Version \S+"),
                                  version([tools.socat, "-V"], r"socat version \S+"),
-                                 version([tools.nc, "-h"], r"OpenBSD netcat \(.*\)")])
+                                 version([tools.nc, "-h"], r"OpenBSD netcat \(.*\)"),
+                                 version([tools.openssl, "version"], r"OpenSSL \S+")])
           + f" ({tools.nc})", flush=True)
     v6 = ipv6_loopback()
     if not v6:
@@ -832,8 +1068,12 @@ def main():
     modes = []
     try:
         with tempfile.TemporaryDirectory(prefix="sockecho-peers-") as work:
+            certs = Certificates(tools.openssl, work)
+            check("a CA and a server certificate it signed, made with openssl", not certs.failed,
+                  certs.failed)
+            certs = None if certs.failed else certs
             for mode in ("uring", "epoll"):
-                failed = against_sockecho_server(sockecho, tools, mode, work, v6)
+                failed = against_sockecho_server(sockecho, tools, mode, work, v6, certs)
                 if failed is None:
                     modes.append(mode)
                     continue
@@ -843,7 +1083,7 @@ def main():
                          + failed.strip().splitlines()[-1])
                     continue
                 check(f"[{mode}] sockecho serve --io {mode} starts", False, failed)
-            against_independent_servers(sockecho, tools, modes or ["epoll"], work)
+            against_independent_servers(sockecho, tools, modes or ["epoll"], work, certs)
     finally:
         for child in children:
             if child.proc.poll() is None:
