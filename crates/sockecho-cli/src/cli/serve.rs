@@ -130,7 +130,7 @@ pub struct ServeOpts {
     /// Stream I/O path: io_uring (one system call per loop turn for all connections, shared
     /// receive buffers), epoll, or auto (io_uring if the kernel allows it). TLS and datagrams
     /// always use epoll.
-    #[arg(long, value_enum, value_name = "PATH", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
+    #[arg(long, value_enum, value_name = "LOOP", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
     pub io: IoChoice,
     /// Misbehave on purpose: inject a fault, KIND[=VALUE][@CHANCE]; repeatable, one of each
     /// kind (in the variable: separated by commas). Applies to every listener.

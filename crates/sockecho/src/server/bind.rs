@@ -51,7 +51,7 @@ pub enum ServeError {
     },
     /// `--io uring` was asked for, and this kernel or sandbox does not allow io_uring.
     #[error(
-        "io_uring is not available here ({0}); it needs Linux 6.12 or later and is often blocked \
+        "io_uring is not available here: it needs Linux 6.12 or later and is often blocked \
          in containers — use --io epoll (or auto)"
     )]
     IoUring(#[source] io::Error),

@@ -1,0 +1,858 @@
+#!/usr/bin/env python3
+"""Interoperability of plain sockets with peers sockecho did not write: ncat, socat, OpenBSD nc
+and Python's standard library.
+
+A. Their clients against `sockecho serve`, once per stream I/O path (`--io uring`, where the
+   kernel allows it, and `--io epoll`):
+   - TCP (IPv4, and IPv6 on ::1 where it works) and Unix streams: each tool sends a 4 MiB
+     random file, half-closes, and must get exactly that file back; six such clients at once;
+     500 short connect-send-recv-close cycles from Python, each echo exact and each connection
+     and byte counted by the server's metrics; a client that half-closes and reads the rest;
+     clients that fill every buffer and close without reading, after which the server must
+     hold no connection open and still echo;
+   - UDP: one datagram through each tool, and Python datagrams of 0 to 65 507 bytes;
+     Unix datagrams from a Python socket bound to a path of its own;
+   - the server's stop line counts exactly the connections and datagrams sent to it.
+B. sockecho against their servers (`ncat -l -k -e cat`, socat's forking TCP and Unix
+   listeners with `EXEC:cat`, Python `socketserver` TCP and UDP echo servers): the
+   interactive client on a pseudo-terminal, the pipe client with a 4 MiB file (in 16 KiB
+   steps against ncat, see pipe_client_in_step), `ping`, and
+   `bench` (closed loop and connect-echo-close churn, on each of bench's I/O loops), its JSON
+   report holding every message verified and no error.
+
+    python3 .ci/peers.py PATH/TO/sockecho
+
+Needs `ncat`, `socat` and OpenBSD's `nc` (`nc.openbsd` on Debian, where `nc` may be ncat);
+.ci/interop.sh installs whichever is missing. Every child runs under a deadline. Prints one
+line per check, `skip` lines for what this machine cannot do, and `N passed, N failed`; exits 1
+if any check failed.
+"""
+
+import hashlib
+import json
+import os
+import pty
+import random
+import re
+import select
+import shutil
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+WAIT = 10  # seconds for anything that should happen at once
+RUN = 30  # seconds for one child command, a 4 MiB echo included
+BIG = 4 * 1024 * 1024  # bytes in each file sent through a stream
+
+results = []
+children = []  # every Child started, so that none outlives this script
+
+
+def check(name, ok, detail=""):
+    """Records a check and prints it on one line, with `detail` (output lines joined) if it
+    failed."""
+    results.append(bool(ok))
+    detail = " | ".join(line for line in str(detail).splitlines() if line.strip())
+    print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""),
+          flush=True)
+
+
+def attempt(name, step, *args, **kwargs):
+    """Runs a step of checks; an exception it raises (a refused connection, a server that did
+    not start) is that step's failure, printed on one line like any other."""
+    try:
+        step(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any exception is the step's failure
+        check(name, False, f"{type(e).__name__}: {e}")
+
+
+def skip(name, why):
+    why = " | ".join(line for line in why.splitlines() if line.strip())
+    print(f"skip {name}: {why}", flush=True)
+
+
+def digest(data):
+    return f"{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
+
+
+def same(got, want):
+    """Detail for a failed byte comparison: sizes, digests and the first differing offset."""
+    if got == want:
+        return ""
+    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
+                 min(len(got), len(want)))
+    return f"got {digest(got)}, want {digest(want)}, first difference at byte {first}"
+
+
+class Child:
+    """A long-running child process whose output lines a thread collects, so that a chatty
+    child never blocks on a full pipe and a line can be waited for with a deadline."""
+
+    def __init__(self, argv, group=False):
+        # group: the child leads a process group of its own, and stop() ends the whole group,
+        # the children a forking server left behind included.
+        self.group = group
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, errors="replace",
+                                     start_new_session=group)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.done = False
+        threading.Thread(target=self._collect, daemon=True).start()
+        children.append(self)
+
+    def _collect(self):
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+
+    def wait_for(self, pattern, timeout=WAIT):
+        """The first match of `pattern` in an output line, or None if the child ended or the
+        deadline passed first."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self.cond:
+            while True:
+                for line in self.lines[seen:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if self.done or left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def output(self):
+        with self.cond:
+            return "\n".join(self.lines)
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after WAIT; the exit code (None if it had to be killed)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            code = None
+        if self.group:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # no one left in the group
+        with self.cond:
+            self.cond.wait_for(lambda: self.done, WAIT)
+        return code
+
+
+def run(argv, stdin=None, timeout=RUN, **kwargs):
+    """Runs a command to completion under a deadline: (exit code or None if it ran out,
+    stdout bytes, stderr text)."""
+    try:
+        out = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, **kwargs)
+        return out.returncode, out.stdout, out.stderr.decode(errors="replace").strip()
+    except subprocess.TimeoutExpired as e:
+        return None, e.stdout or b"", f"still running after {timeout}s"
+
+
+def file_echoes(jobs, work):
+    """Starts every job at once — (name, argv, payload) — each with its payload as stdin and
+    stdout to a file, and waits for all under one deadline: name → (exit code, output, stderr)."""
+    procs = []
+    for i, (name, argv, payload) in enumerate(jobs):
+        src, dst, err = (os.path.join(work, f"job{i}.{ext}") for ext in ("in", "out", "err"))
+        with open(src, "wb") as f:
+            f.write(payload)
+        with open(src, "rb") as fin, open(dst, "wb") as fout, open(err, "wb") as ferr:
+            procs.append((name, subprocess.Popen(argv, stdin=fin, stdout=fout, stderr=ferr),
+                          dst, err))
+    deadline = time.monotonic() + RUN
+    done = {}
+    for name, proc, dst, err in procs:
+        try:
+            code = proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        with open(dst, "rb") as f:
+            out = f.read()
+        with open(err, "rb") as f:
+            text = f.read().decode(errors="replace").strip()
+        done[name] = (code, out, text if code is not None else f"still running after {RUN}s")
+    return done
+
+
+def file_echo_detail(code, out, err, payload):
+    if code != 0:
+        return f"exit {code}, {digest(out)}: {err}"
+    return same(out, payload)
+
+
+def datagram_through(argv, payload):
+    """Writes one datagram's bytes to a datagram tool's stdin, reads the reply from its stdout
+    (keeping stdin open until then: ncat quits at EOF without waiting for an answer), then ends
+    its input: (exit code, reply bytes, stderr)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdin.write(payload)
+    proc.stdin.flush()
+    reply = b""
+    deadline = time.monotonic() + WAIT
+    fd = proc.stdout.fileno()
+    while len(reply) < len(payload):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        reply += chunk
+    proc.stdin.close()
+    try:
+        code = proc.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+    # Whatever came after the awaited bytes (a second reply) fails the comparison.
+    reply += proc.stdout.read()
+    err = proc.stderr.read().decode(errors="replace").strip()
+    proc.stdout.close()
+    proc.stderr.close()
+    return code, reply, err
+
+
+def scrape(url):
+    """The server's metrics as {'name{labels}': value}."""
+    with urllib.request.urlopen(url, timeout=WAIT) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+    return values
+
+
+def tcp_metric(url, family):
+    return scrape(url).get(f'{family}{{transport="tcp"}}', -1)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 free a moment ago, for servers that cannot report the port they
+    took when given 0 (ncat prints `Listening on 127.0.0.1:0`)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Tools:
+    """The peers' executables; missing ones are None."""
+
+    def __init__(self):
+        self.ncat = shutil.which("ncat")
+        self.socat = shutil.which("socat")
+        self.cat = shutil.which("cat")
+        # The checks use OpenBSD nc's flags (-N to shut the socket down at stdin's end, -W to
+        # quit after a number of datagrams). On Debian `nc` is whichever alternative was
+        # installed last, often ncat, so OpenBSD's is asked for by its own name first.
+        self.nc = None
+        for name in ("nc.openbsd", "nc"):
+            path = shutil.which(name)
+            if path and "OpenBSD netcat" in run([path, "-h"], timeout=WAIT)[2]:
+                self.nc = path
+                break
+
+
+# ---------------------------------------------------------------------------------------------
+# A. Independent clients against `sockecho serve`
+
+
+class Served:
+    """A `sockecho serve` on every kind of endpoint, and the tally of what was sent to it that
+    its stop line must report."""
+
+    def __init__(self, sockecho, mode, work, v6):
+        self.mode = mode
+        self.unix = os.path.join(work, f"stream-{mode}.sock")
+        self.unixgram = os.path.join(work, f"dgram-{mode}.sock")
+        endpoints = ["tcp://127.0.0.1:0", "udp://127.0.0.1:0", f"unix:{self.unix}",
+                     f"unixgram:{self.unixgram}"] + (["tcp://[::1]:0"] if v6 else [])
+        self.child = Child([sockecho, "serve", "-q", "--io", mode, "--metrics", "127.0.0.1:0",
+                            *endpoints])
+        self.io = self.child.wait_for(r"stream I/O: (\S+)")
+        self.connections = 0
+        self.datagrams = 0
+        if self.io:
+            out = self.child.output()
+            self.tcp = int(re.search(r"listening on tcp://127\.0\.0\.1:(\d+)", out).group(1))
+            self.udp = int(re.search(r"listening on udp://127\.0\.0\.1:(\d+)", out).group(1))
+            port6 = re.search(r"listening on tcp://\[::1\]:(\d+)", out)
+            self.tcp6 = int(port6.group(1)) if port6 else None
+            self.metrics = re.search(r"metrics on (http://\S+/metrics)", out).group(1)
+
+    def stop(self):
+        code = self.child.stop()
+        stopped = re.search(r"stopped: (\d+) connections \((\d+) cut before they finished\), "
+                            r"(\d+) bytes echoed, (\d+) datagrams echoed", self.child.output())
+        return code, stopped
+
+
+def stream_clients(tools, target):
+    """Each tool as a client that sends its stdin, half-closes, and writes what comes back to
+    stdout until the server closes: target is ("tcp", host, port) or ("unix", path)."""
+    if target[0] == "tcp":
+        host, port = target[1], str(target[2])
+        socat_address = f"TCP6:[{host}]:{port}" if ":" in host else f"TCP4:{host}:{port}"
+        return [
+            # ncat shuts its socket down at stdin's end by default (--no-shutdown would not).
+            ("ncat", [tools.ncat, host, port]),
+            # socat half-closes at stdin's end and then waits -t seconds (0.5 by default) for
+            # the other direction; longer, so a slow echo is not cut.
+            ("socat", [tools.socat, "-t", "20", "STDIO", socat_address]),
+            # Without -N OpenBSD nc would never half-close, and the echo would never end.
+            ("nc", [tools.nc, "-N", host, port]),
+        ]
+    path = target[1]
+    return [
+        ("ncat", [tools.ncat, "-U", path]),
+        ("socat", [tools.socat, "-t", "20", "STDIO", f"UNIX-CONNECT:{path}"]),
+        ("nc", [tools.nc, "-N", "-U", path]),
+    ]
+
+
+def each_tool_echoes(served, tools, target, label, work):
+    jobs = [(name, argv, os.urandom(BIG)) for name, argv in stream_clients(tools, target)]
+    done = file_echoes(jobs, work)
+    for name, _, payload in jobs:
+        check(f"[{served.mode}] {label}: {name} gets its 4 MiB back exactly",
+              done[name][0] == 0 and done[name][1] == payload,
+              file_echo_detail(*done[name], payload))
+    served.connections += len(jobs)
+
+
+def clients_at_once(served, tools, work):
+    clients = stream_clients(tools, ("tcp", "127.0.0.1", served.tcp))
+    jobs = [(f"{name} #{i}", argv, os.urandom(BIG)) for i in (1, 2) for name, argv in clients]
+    done = file_echoes(jobs, work)
+    bad = [f"{name}: {file_echo_detail(*done[name], payload)}" for name, _, payload in jobs
+           if done[name][0] != 0 or done[name][1] != payload]
+    check(f"[{served.mode}] tcp: {len(jobs)} clients at once (two each of ncat, socat, nc) "
+          "get their 4 MiB back exactly", not bad, "; ".join(bad))
+    served.connections += len(jobs)
+
+
+def short_cycles(served, count=500):
+    before = scrape(served.metrics)
+    rng = random.Random(862)
+    wrong = []
+    sent = 0
+    for i in range(count):
+        payload = rng.randbytes(rng.randint(1, 1024))
+        try:
+            with socket.create_connection(("127.0.0.1", served.tcp), timeout=WAIT) as s:
+                s.sendall(payload)
+                got = b""
+                while len(got) < len(payload):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+        except OSError as e:
+            got = f"{e}".encode()
+        sent += len(payload)
+        if got != payload:
+            wrong.append(f"cycle {i}: {same(got, payload)}")
+    served.connections += count
+    check(f"[{served.mode}] tcp: {count} connect-send-recv-close cycles (Python socket), each "
+          "echo exact", not wrong, "; ".join(wrong[:3]))
+    after = scrape(served.metrics)
+    key_conns = 'sockecho_connections_total{transport="tcp"}'
+    key_bytes = 'sockecho_bytes_echoed_total{transport="tcp"}'
+    conns = after.get(key_conns, 0) - before.get(key_conns, 0)
+    echoed = after.get(key_bytes, 0) - before.get(key_bytes, 0)
+    check(f"[{served.mode}] tcp: metrics count those {count} connections and {sent} bytes",
+          conns == count and echoed == sent, f"{conns:.0f} connections, {echoed:.0f} bytes")
+
+
+def half_close(served):
+    payload = os.urandom(BIG)
+    got = bytearray()
+    error = []
+    try:
+        with socket.create_connection(("127.0.0.1", served.tcp), timeout=WAIT) as s:
+            # The server stops reading while its echo cannot be written, so the file is sent
+            # from a thread while this one reads.
+            def send():
+                try:
+                    s.sendall(payload)
+                    s.shutdown(socket.SHUT_WR)
+                except OSError as e:
+                    error.append(e)
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += chunk
+            sender.join(WAIT)
+    except OSError as e:
+        error.append(e)
+    served.connections += 1
+    check(f"[{served.mode}] tcp: a client that half-closes reads all 4 MiB and then EOF",
+          not error and bytes(got) == payload, f"{error} {same(bytes(got), payload)}")
+
+
+def closers(served, count=8):
+    """Clients that send until every buffer on the way is full (the server must stop reading
+    from a client that does not read its echo) and close without reading: even ones reset at
+    once (SO_LINGER 0), odd ones close normally, which also resets, as their receive queues
+    hold unread data."""
+    limit = 64 << 20  # far more than the kernel's buffers and the server's own hold
+    taken = []
+    for i in range(count):
+        s = socket.socket()
+        # Small buffers of its own keep the amount it takes to fill everything small.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.settimeout(WAIT)
+        s.connect(("127.0.0.1", served.tcp))
+        s.setblocking(False)
+        block = os.urandom(64 * 1024)
+        sent = 0
+        while sent < limit:
+            try:
+                sent += s.send(block)
+            except BlockingIOError:
+                # Full for now; full for good once the server has stopped reading.
+                if not select.select([], [s], [], 0.2)[1]:
+                    break
+        taken.append(sent)
+        if i % 2 == 0:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    served.connections += count
+    deadline = time.monotonic() + WAIT
+    open_now = tcp_metric(served.metrics, "sockecho_connections_open")
+    while open_now != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the server's own count: there is no event to wait on
+        open_now = tcp_metric(served.metrics, "sockecho_connections_open")
+    payload = os.urandom(100_000)
+    try:
+        with socket.create_connection(("127.0.0.1", served.tcp), timeout=WAIT) as s:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+    except OSError as e:
+        got = f"{e}".encode()
+    served.connections += 1
+    check(f"[{served.mode}] tcp: {count} clients that do not read are held up (server took at "
+          f"most {max(taken) / 2**20:.1f} MiB from one) and close; none is left open, and the "
+          "server echoes on", max(taken) < limit and open_now == 0 and got == payload,
+          f"{open_now:.0f} left open; {same(got, payload)}")
+
+
+def datagram_tools(served, tools):
+    host, port = "127.0.0.1", str(served.udp)
+    clients = [
+        ("socat", [tools.socat, "STDIO", f"UDP4:{host}:{port}"]),
+        ("ncat", [tools.ncat, "-u", host, port]),
+        # -W 1: quit once one datagram has come back.
+        ("nc", [tools.nc, "-u", "-W", "1", host, port]),
+    ]
+    for name, argv in clients:
+        payload = os.urandom(1200)
+        code, reply, err = datagram_through(argv, payload)
+        check(f"[{served.mode}] udp: {name} sends one datagram and gets exactly it back",
+              code == 0 and reply == payload, f"exit {code}, {same(reply, payload)}: {err}")
+        served.datagrams += 1
+
+
+def datagram_sizes(served, family, address, sizes, label, bind=None):
+    wrong = []
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        if bind:
+            s.bind(bind)
+        s.settimeout(WAIT)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        for size in sizes:
+            payload = os.urandom(size)
+            try:
+                s.sendto(payload, address)
+                reply, source = s.recvfrom(1 << 17)
+            except OSError as e:
+                wrong.append(f"{size}: {e}")
+                continue
+            served.datagrams += 1
+            if reply != payload or source != address:
+                wrong.append(f"{size}: from {source!r}, {same(reply, payload)}")
+    check(f"[{served.mode}] {label}: datagrams of {', '.join(map(str, sizes))} bytes come "
+          "back exactly, from the server's address", not wrong, "; ".join(wrong))
+
+
+def against_sockecho_server(sockecho, tools, mode, work, v6):
+    """The checks of part A on one stream I/O path. Returns None, or the server's output if
+    it did not start."""
+    served = Served(sockecho, mode, work, v6)
+    if not served.io:
+        code = served.stop()[0]
+        return f"exit {code}: {served.child.output()}"
+    want = "io_uring" if mode == "uring" else "epoll"
+    check(f"[{mode}] sockecho serve --io {mode} says `stream I/O: {want}`",
+          served.io.group(1) == want, served.io.group(0))
+    tag = f"[{mode}]"
+    attempt(f"{tag} tcp: each tool", each_tool_echoes, served, tools,
+            ("tcp", "127.0.0.1", served.tcp), "tcp", work)
+    attempt(f"{tag} tcp: clients at once", clients_at_once, served, tools, work)
+    attempt(f"{tag} tcp: short cycles", short_cycles, served)
+    attempt(f"{tag} tcp: half-close", half_close, served)
+    attempt(f"{tag} unix: each tool", each_tool_echoes, served, tools, ("unix", served.unix),
+            "unix", work)
+    if served.tcp6:
+        attempt(f"{tag} tcp [::1]: each tool", each_tool_echoes, served, tools,
+                ("tcp", "::1", served.tcp6), "tcp [::1]", work)
+    attempt(f"{tag} udp: each tool", datagram_tools, served, tools)
+    attempt(f"{tag} udp: Python", datagram_sizes, served, socket.AF_INET,
+            ("127.0.0.1", served.udp), [0, 1, 512, 1472, 9000, 32768, 65507],
+            "udp (Python socket)")
+    attempt(f"{tag} unixgram: Python", datagram_sizes, served, socket.AF_UNIX, served.unixgram,
+            [0, 1, 1000, 65507], "unixgram (Python socket bound to a path)",
+            bind=os.path.join(work, f"client-{mode}.sock"))
+    attempt(f"{tag} tcp: clients that do not read", closers, served)
+    code, stopped = served.stop()
+    counts = tuple(int(stopped.group(g)) for g in (1, 4)) if stopped else None
+    check(f"{tag} the server stops with exit 0 and counts {served.connections} connections "
+          f"and {served.datagrams} datagrams",
+          code == 0 and counts == (served.connections, served.datagrams),
+          f"exit {code}, {stopped.group(0) if stopped else 'no stop line'}")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# B. sockecho against independent servers
+
+
+class EchoHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+
+
+class DatagramHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(data, self.client_address)
+
+
+def python_server(kind, handler):
+    server = kind(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def strip_terminal(raw):
+    """The text of what a line editor drew: escape sequences and carriage returns removed."""
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", raw).replace(b"\r", b"").decode(errors="replace")
+
+
+def interactive_client(sockecho, endpoint, label):
+    """`sockecho client` on a pseudo-terminal, as a person types into it: the banner, a
+    `SERVER> ` line for each line sent, and exit 0 on an empty line."""
+    lines = ["hello", "two words", "héllo, wörld", "x" * 200]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sockecho, "client", endpoint], stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True)
+    os.close(slave)
+    raw = b""
+
+    def read_until(predicate):
+        nonlocal raw
+        deadline = time.monotonic() + WAIT
+        while not predicate(strip_terminal(raw)):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([master], [], [], left)[0]:
+                return False
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the client has exited and closed the terminal
+                return predicate(strip_terminal(raw))
+            if not chunk:
+                return predicate(strip_terminal(raw))
+            raw += chunk
+        return True
+
+    def replies(text):
+        return [row[len("SERVER> "):] for row in text.split("\n") if row.startswith("SERVER> ")]
+
+    banner = read_until(
+        lambda t: "Connected to server. Type messages (empty line to quit):\n" in t and "> " in t)
+    for i, line in enumerate(lines):
+        os.write(master, line.encode() + b"\r")
+        read_until(lambda t, n=i + 1: len(replies(t)) >= n)
+    os.write(master, b"\r")
+    try:
+        code = proc.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+    if code is not None:
+        read_until(lambda t: False)  # the rest of its output, up to the end of the terminal
+    os.close(master)
+    text = strip_terminal(raw)
+    check(f"{label}: interactive client shows its banner, `SERVER> ` and each line, exits 0 on "
+          "an empty line",
+          banner and code == 0 and replies(text) == lines,
+          f"exit {code}, banner {banner}, replies {replies(text)!r}")
+
+
+def pipe_client(sockecho, endpoint, label, work):
+    payload = os.urandom(BIG)
+    done = file_echoes([("client", [sockecho, "client", endpoint], payload)], work)["client"]
+    check(f"{label}: pipe client gets its 4 MiB back exactly", done[0] == 0 and done[1] == payload,
+          file_echo_detail(*done, payload))
+
+
+def pipe_client_in_step(sockecho, endpoint, label, chunk=16 * 1024, count=64):
+    """The pipe client fed one chunk at a time, each read back before the next is written,
+    and its input ended only then: ncat's -e/--sh-exec relay (7.93) stops relaying the
+    program's output once the peer half-closes (nmap/nmap#2510), and blocks on the program's
+    input while the program blocks on its output once more than a pipe's worth is in flight,
+    so against it a whole file sent at once cannot come back."""
+    proc = subprocess.Popen([sockecho, "client", endpoint], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fd = proc.stdout.fileno()
+    sent = b""
+    got = b""
+    deadline = time.monotonic() + RUN
+    for _ in range(count):
+        piece = os.urandom(chunk)
+        proc.stdin.write(piece)
+        proc.stdin.flush()
+        sent += piece
+        while len(got) < len(sent):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            more = os.read(fd, 65536)
+            if not more:
+                break
+            got += more
+        if got != sent:
+            break
+    proc.stdin.close()
+    try:
+        code = proc.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        code = None
+    got += proc.stdout.read()
+    err = proc.stderr.read().decode(errors="replace").strip()
+    proc.stdout.close()
+    proc.stderr.close()
+    check(f"{label}: pipe client, {count} × {chunk // 1024} KiB each echoed before the next, gets "
+          "every byte back exactly", code == 0 and got == sent,
+          f"exit {code}, {same(got, sent)}: {err}")
+
+
+def ping(sockecho, endpoint, label):
+    code, out, err = run([sockecho, "ping", endpoint, "-c", "3", "-i", "100ms"])
+    out = out.decode(errors="replace")
+    check(f"{label}: ping, 3 replies, exit 0", code == 0 and "3 sent, 3 received" in out,
+          f"exit {code}: {out}{err}")
+
+
+def bench(sockecho, endpoint, label, extra, size=1024, churn=False):
+    argv = [sockecho, "bench", endpoint, "-s", str(size), "-d", "1s", "--json", *extra]
+    code, out, err = run(argv)
+    try:
+        report = json.loads(out)
+    except ValueError:
+        report = {}
+    sent = report.get("messages_sent", 0)
+    errors = report.get("errors", {})
+    ok = (code == 0 and report.get("ok") is True and sent > 0
+          and report.get("messages_received") == sent
+          and report.get("bytes_received") == sent * size
+          and errors and not any(errors.values()))
+    if churn:
+        opened = report.get("churn", {}).get("connections_opened", 0)
+        # One message per connection: every connection opened carried exactly one.
+        ok = ok and opened > 0 and sent == opened
+    shown = " ".join(extra)
+    check(f"{label}: bench {shown}: {sent} messages, every one verified, no error", ok,
+          f"exit {code}, ok {report.get('ok')}, received {report.get('messages_received')}, "
+          f"errors {errors}, churn {report.get('churn', {}).get('connections_opened')}: "
+          f"{err[-400:]}")
+
+
+def against_stream_server(sockecho, endpoint, label, modes, work, interactive=True,
+                          whole_file=True):
+    if interactive:
+        attempt(f"{label}: interactive client", interactive_client, sockecho, endpoint, label)
+    if whole_file:
+        attempt(f"{label}: pipe client", pipe_client, sockecho, endpoint, label, work)
+    else:
+        attempt(f"{label}: pipe client", pipe_client_in_step, sockecho, endpoint, label)
+    attempt(f"{label}: ping", ping, sockecho, endpoint, label)
+    for mode in modes:
+        attempt(f"{label}: bench --io {mode}", bench, sockecho, endpoint, label,
+                ["-c", "4", "--warmup", "200ms", "--io", mode])
+        # A forking server pays a fork (and cat's exec) per connection: a low rate and few
+        # slots, so that cost does not show as connect timeouts.
+        attempt(f"{label}: bench --churn --io {mode}", bench, sockecho, endpoint, label,
+                ["--churn", "--messages-per-conn", "1", "-c", "2", "--conn-rate", "40",
+                 "--warmup", "0", "--io", mode], churn=True)
+
+
+def against_peer_server(sockecho, argv, ready, endpoint, label, modes, work, **kwargs):
+    """Starts a server of the peers, waits for its line matching `ready`, and runs the checks
+    against it. `endpoint` is a function of that match."""
+    child = Child(argv, group=True)
+    try:
+        match = child.wait_for(ready)
+        check(f"{label}: starts", match, child.output())
+        if match:
+            against_stream_server(sockecho, endpoint(match), label, modes, work, **kwargs)
+    finally:
+        child.stop()
+
+
+def against_python_servers(sockecho, modes, work):
+    label = "Python socketserver TCP"
+    server = python_server(socketserver.ThreadingTCPServer, EchoHandler)
+    try:
+        against_stream_server(sockecho, f"tcp://127.0.0.1:{server.server_address[1]}", label,
+                              modes, work)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    label = "Python socketserver UDP"
+    server = python_server(socketserver.ThreadingUDPServer, DatagramHandler)
+    endpoint = f"udp://127.0.0.1:{server.server_address[1]}"
+    try:
+        lines = b"one\ntwo words\nh\xc3\xa9llo\n"
+        code, out, err = run([sockecho, "client", endpoint], stdin=lines)
+        check(f"{label}: datagram client prints each reply on its line, exit 0",
+              code == 0 and out == lines, f"exit {code}, {out!r}: {err}")
+        attempt(f"{label}: ping", ping, sockecho, endpoint, label)
+        attempt(f"{label}: bench", bench, sockecho, endpoint, label,
+                ["-c", "4", "--warmup", "200ms"])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def against_independent_servers(sockecho, tools, modes, work):
+    # ncat cannot say which port it took when given 0 (it prints `Listening on ...:0`), so it
+    # gets one that was free a moment ago.
+    port = free_port()
+    attempt("ncat -l -k -e cat", against_peer_server, sockecho,
+            [tools.ncat, "-v", "-l", "-k", "127.0.0.1", str(port), "-e", tools.cat],
+            r"Listening on 127\.0\.0\.1:\d+", lambda _: f"tcp://127.0.0.1:{port}",
+            "ncat -l -k -e cat", modes, work, whole_file=False)
+    # socat -d -d logs the address it took (AF=2 127.0.0.1:PORT). -t 10: after one direction
+    # ends, the other gets 10 s to finish instead of 0.5.
+    label = "socat TCP-LISTEN,fork EXEC:cat"
+    attempt(label, against_peer_server, sockecho,
+            [tools.socat, "-d", "-d", "-t", "10", "TCP-LISTEN:0,bind=127.0.0.1,fork,reuseaddr",
+             "EXEC:cat"],
+            r"listening on AF=2 127\.0\.0\.1:(\d+)",
+            lambda m: f"tcp://127.0.0.1:{m.group(1)}", label, modes, work)
+    path = os.path.join(work, "socat.sock")
+    label = "socat UNIX-LISTEN,fork EXEC:cat"
+    attempt(label, against_peer_server, sockecho,
+            [tools.socat, "-d", "-d", "-t", "10", f"UNIX-LISTEN:{path},fork", "EXEC:cat"],
+            r"listening on", lambda _: f"unix:{path}", label, modes, work, interactive=False)
+    attempt("Python socketserver", against_python_servers, sockecho, modes, work)
+
+
+def io_uring_refused(sockecho):
+    """Whether `--io auto` settles on epoll, i.e. the kernel or a sandbox refuses io_uring,
+    rather than `--io uring` failing on its own."""
+    probe = Child([sockecho, "serve", "--io", "auto", "tcp://127.0.0.1:0"])
+    settled = probe.wait_for(r"stream I/O: (\S+)")
+    probe.stop()
+    return bool(settled) and settled.group(1) == "epoll"
+
+
+def version(argv, pattern):
+    code, out, err = run(argv, timeout=WAIT)
+    found = re.search(pattern, out.decode(errors="replace") + err)
+    return found.group(0) if found else f"{argv[0]}: version unknown"
+
+
+def main():
+    sockecho = os.path.abspath(sys.argv[1])
+    started = time.monotonic()
+    tools = Tools()
+    missing = [name for name in ("ncat", "socat", "nc", "cat") if getattr(tools, name) is None]
+    check("peers present: ncat, socat, OpenBSD nc (.ci/interop.sh installs them)", not missing,
+          f"missing {', '.join(missing)}")
+    if missing:
+        sys.exit(1)
+    print("     " + "; ".join([version([tools.ncat, "--version"], r"Ncat: Version \S+"),
+                                 version([tools.socat, "-V"], r"socat version \S+"),
+                                 version([tools.nc, "-h"], r"OpenBSD netcat \(.*\)")])
+          + f" ({tools.nc})", flush=True)
+    v6 = ipv6_loopback()
+    if not v6:
+        skip("tcp [::1]", "IPv6 loopback cannot be bound here")
+    modes = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="sockecho-peers-") as work:
+            for mode in ("uring", "epoll"):
+                failed = against_sockecho_server(sockecho, tools, mode, work, v6)
+                if failed is None:
+                    modes.append(mode)
+                    continue
+                if mode == "uring" and io_uring_refused(sockecho):
+                    skip("[uring] the io_uring path", "this machine refuses io_uring "
+                         "(`--io auto` settles on epoll), epoll only; `--io uring` said: "
+                         + failed.strip().splitlines()[-1])
+                    continue
+                check(f"[{mode}] sockecho serve --io {mode} starts", False, failed)
+            against_independent_servers(sockecho, tools, modes or ["epoll"], work)
+    finally:
+        for child in children:
+            if child.proc.poll() is None:
+                child.stop()
+    passed = sum(results)
+    failed = len(results) - passed
+    print(f"peers: {passed} passed, {failed} failed in {time.monotonic() - started:.0f}s")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
