@@ -128,8 +128,10 @@ pub struct BenchOpts {
     #[arg(long, value_name = "CONNS_PER_S", env = "SOCKECHO_CONN_RATE", requires = "churn",
           value_parser = parse_conn_rate)]
     pub conn_rate: Option<f64>,
-    /// Churn over TLS: resume sessions (abbreviated handshakes) instead of a full handshake
-    /// per connection.
+    /// Churn over TLS: each slot resumes the session of its own last connection (an abbreviated
+    /// handshake, as a returning client's) instead of making a full handshake. The report
+    /// counts the handshakes that resumed and those that were full, and warns if the server
+    /// resumed none.
     #[arg(long, env = "SOCKECHO_TLS_RESUME", requires = "churn", value_parser = boolish())]
     pub tls_resume: bool,
     /// Print the report as one JSON object (fields: docs/bench-json.md).
