@@ -75,9 +75,10 @@ pub struct BenchOpts {
     #[arg(long, value_name = "N", env = "SOCKECHO_SHARDS",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub shards: Option<u32>,
-    /// Begin the warm-up at TIME, after the connections are open: UTC in RFC 3339
-    /// (2026-12-06T09:00:00Z; `date -u -d +1min +%FT%TZ` prints one) or +DURATION from now. Bench
-    /// processes given the same TIME load and measure the same period.
+    /// Begin the warm-up at TIME, after the connections are open: RFC 3339, in UTC or with an
+    /// offset (2026-12-06T09:00:00Z, 2026-12-06T10:00:00+01:00; `date -Iseconds -d +1min` prints
+    /// one) or +DURATION from now. Bench processes given the same TIME load and measure the same
+    /// period.
     #[arg(long, value_name = "TIME", env = "SOCKECHO_START_AT", value_parser = parse_start_at)]
     pub start_at: Option<SystemTime>,
     /// Datagram endpoints: how long a reply may take before the message counts as lost. Also
