@@ -5,7 +5,8 @@ measures beside `sockecho serve ws://`.
 
     python3 bench/ws_echo.py [HOST] [PORT]
 
-Prints `listening on ws://HOST:PORT/` once it accepts (port 0 picks a free one), echoes every
+Prints `listening on ws://HOST:PORT/` on standard error, as `sockecho serve` does, once it
+accepts (port 0 picks a free one; bench/compare.py reads the server's standard error), echoes every
 message as it came (text as text, binary as binary; pings are answered by the library) and
 exits on SIGINT or SIGTERM.
 """
@@ -31,7 +32,7 @@ async def main(host, port):
         echo, host, port, max_size=None, compression=None, ping_interval=None
     ) as server:
         bound = server.sockets[0].getsockname()
-        print(f"listening on ws://{bound[0]}:{bound[1]}/", flush=True)
+        print(f"listening on ws://{bound[0]}:{bound[1]}/", file=sys.stderr, flush=True)
         await stop
 
 

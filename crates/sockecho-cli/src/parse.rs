@@ -70,20 +70,59 @@ pub fn parse_identity(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// Parses `--start-at`: an RFC 3339 time in UTC (`2026-12-06T09:00:00Z`, fractions of a second
-/// allowed), or `+DURATION` from now (`+30s`). Whether it is still ahead is checked with the
-/// rest of the run's settings.
+/// Parses `--start-at`: an RFC 3339 time (`2026-12-06T09:00:00Z`, or with an offset from UTC as
+/// `date -Iseconds` prints it, `2026-12-06T10:00:00+01:00`; fractions of a second allowed), or
+/// `+DURATION` from now (`+30s`). Whether it is still ahead is checked with the rest of the run's
+/// settings.
 pub fn parse_start_at(text: &str) -> Result<SystemTime, String> {
     let text = text.trim();
     if let Some(ahead) = text.strip_prefix('+') {
         return Ok(SystemTime::now() + parse_duration(ahead)?);
     }
-    humantime::parse_rfc3339(text).map_err(|e| {
+    let explain = |e: &dyn std::fmt::Display| {
         format!(
-            "{text:?} is not a start time ({e}); write UTC as 2026-12-06T09:00:00Z \
-             (date -u +%FT%TZ prints one), or +30s for 30 seconds from now"
+            "{text:?} is not a start time ({e}); write it as 2026-12-06T09:00:00Z or \
+             2026-12-06T10:00:00+01:00 (`date -Iseconds` prints one), or +30s for 30 seconds \
+             from now"
         )
-    })
+    };
+    // humantime reads UTC only (`Z`); an offset is taken off here and applied after.
+    let (utc, offset_s) = match split_utc_offset(text) {
+        Some((local, offset_s)) => (format!("{local}Z"), offset_s),
+        None => (text.to_owned(), 0),
+    };
+    let local = humantime::parse_rfc3339(&utc).map_err(|e| explain(&e))?;
+    // Local time = UTC + offset, so UTC = local - offset.
+    let shift = Duration::from_secs(offset_s.unsigned_abs());
+    let at = if offset_s >= 0 {
+        local.checked_sub(shift)
+    } else {
+        local.checked_add(shift)
+    };
+    at.ok_or_else(|| explain(&"out of range"))
+}
+
+/// Splits an RFC 3339 time that ends in a numeric offset (`+01:00`, `-05:30`, `+00:00`) into the
+/// time before it and the offset in seconds east of UTC. `None` for any other ending (`Z`, or
+/// something that is not a time at all, left to the parser's error).
+fn split_utc_offset(text: &str) -> Option<(&str, i64)> {
+    let at = text.len().checked_sub(6)?;
+    let (local, offset) = (text.get(..at)?, text.get(at..)?.as_bytes());
+    if !local.contains('T') && !local.contains(' ') {
+        return None;
+    }
+    let sign = match offset[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digit = |b: u8| b.is_ascii_digit().then(|| i64::from(b - b'0'));
+    let hours = digit(offset[1])? * 10 + digit(offset[2])?;
+    let minutes = digit(offset[4])? * 10 + digit(offset[5])?;
+    if offset[3] != b':' || hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some((local, sign * (hours * 3600 + minutes * 60)))
 }
 
 /// Parses `--shard I/N`.
@@ -195,6 +234,35 @@ mod tests {
         assert!(ahead > Duration::from_secs(29) && ahead <= Duration::from_secs(30));
         assert!(parse_start_at("tomorrow").unwrap_err().contains("+30s"));
         assert!(parse_start_at("+soon").is_err());
+    }
+
+    #[test]
+    fn start_times_with_an_offset_from_utc() {
+        let utc = parse_start_at("2026-12-06T09:00:00Z").unwrap();
+        assert_eq!(parse_start_at("2026-12-06T10:00:00+01:00"), Ok(utc));
+        assert_eq!(parse_start_at("2026-12-06T03:30:00-05:30"), Ok(utc));
+        assert_eq!(parse_start_at("2026-12-06T09:00:00+00:00"), Ok(utc));
+        assert_eq!(
+            parse_start_at("2026-12-06T10:00:00.250+01:00"),
+            Ok(utc + Duration::from_millis(250))
+        );
+        // Across midnight and a month's end.
+        assert_eq!(
+            parse_start_at("2026-12-01T01:00:00+02:00"),
+            parse_start_at("2026-11-30T23:00:00Z")
+        );
+        for bad in [
+            "2026-12-06T10:00:00+1:00",
+            "2026-12-06T10:00:00+24:00",
+            "2026-12-06T10:00:00+01:60",
+            "2026-12-06T10:00:00+0100",
+            "2026-12-06+01:00",
+        ] {
+            assert!(
+                parse_start_at(bad).unwrap_err().contains("date -Iseconds"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

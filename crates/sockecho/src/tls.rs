@@ -154,7 +154,7 @@ impl ServerTls {
                 detail: other.to_string(),
             },
         })?;
-        Ok(ServerTls::new(config, leaf))
+        ServerTls::new(config, leaf)
     }
 
     /// Makes a self-signed certificate and key for this run only, valid for `names`
@@ -178,16 +178,24 @@ impl ServerTls {
         ));
         let config = server_config(vec![leaf.clone()], key)
             .map_err(|err| TlsError::SelfSigned(err.to_string()))?;
-        Ok(ServerTls::new(config, leaf))
+        ServerTls::new(config, leaf)
     }
 
-    fn new(config: ServerConfig, leaf: CertificateDer<'static>) -> ServerTls {
+    /// rustls' defaults but for how TLS 1.3 sessions are resumed: from stateless tickets (the
+    /// session sealed under a key only this process knows, rotated every 6 hours) instead of
+    /// rustls' 256-entry session cache. The cache forgets a session once 128 more handshakes
+    /// have followed it, so a crowd of more than about a hundred returning clients made full
+    /// handshakes; tickets hold no memory per session and resume any number of clients, for a
+    /// cipher pass over a ticket's hundred-odd bytes. TLS 1.2 session IDs still use the cache.
+    fn new(mut config: ServerConfig, leaf: CertificateDer<'static>) -> Result<ServerTls, TlsError> {
+        config.ticketer = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| TlsError::Config(format!("no session ticket key: {e}")))?;
         let fingerprint = sha256(&leaf);
-        ServerTls {
+        Ok(ServerTls {
             config: Arc::new(config),
             leaf,
             fingerprint,
-        }
+        })
     }
 
     /// SHA-256 of the leaf certificate's DER, as lowercase hex pairs joined by colons

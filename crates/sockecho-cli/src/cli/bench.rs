@@ -75,9 +75,10 @@ pub struct BenchOpts {
     #[arg(long, value_name = "N", env = "SOCKECHO_SHARDS",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub shards: Option<u32>,
-    /// Begin the warm-up at TIME, after the connections are open: UTC in RFC 3339
-    /// (2026-12-06T09:00:00Z; `date -u -d +1min +%FT%TZ` prints one) or +DURATION from now. Bench
-    /// processes given the same TIME load and measure the same period.
+    /// Begin the warm-up at TIME, after the connections are open: RFC 3339, in UTC or with an
+    /// offset (2026-12-06T09:00:00Z, 2026-12-06T10:00:00+01:00; `date -Iseconds -d +1min` prints
+    /// one) or +DURATION from now. Bench processes given the same TIME load and measure the same
+    /// period.
     #[arg(long, value_name = "TIME", env = "SOCKECHO_START_AT", value_parser = parse_start_at)]
     pub start_at: Option<SystemTime>,
     /// Datagram endpoints: how long a reply may take before the message counts as lost. Also
@@ -128,8 +129,10 @@ pub struct BenchOpts {
     #[arg(long, value_name = "CONNS_PER_S", env = "SOCKECHO_CONN_RATE", requires = "churn",
           value_parser = parse_conn_rate)]
     pub conn_rate: Option<f64>,
-    /// Churn over TLS: resume sessions (abbreviated handshakes) instead of a full handshake
-    /// per connection.
+    /// Churn over TLS: each slot resumes the session of its own last connection (an abbreviated
+    /// handshake, as a returning client's) instead of making a full handshake. The report
+    /// counts the handshakes that resumed and those that were full, and warns if the server
+    /// resumed none.
     #[arg(long, env = "SOCKECHO_TLS_RESUME", requires = "churn", value_parser = boolish())]
     pub tls_resume: bool,
     /// Print the report as one JSON object (fields: docs/bench-json.md).

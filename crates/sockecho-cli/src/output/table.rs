@@ -1,5 +1,5 @@
-//! The report as an aligned table for people: load, timing, counts, throughput, churn, CPU,
-//! latency percentiles, errors and the verdict.
+//! The report as an aligned table for people: load, timing, counts, throughput, churn (TLS
+//! handshakes full and resumed among them), CPU, latency percentiles, errors and the verdict.
 
 use std::fmt::Write as _;
 
@@ -84,6 +84,14 @@ pub fn render(r: &Report) -> String {
             group(c.connections_per_s.round() as u64),
             connect_failures(&c.connect_errors),
         );
+        if let (Some(full), Some(resumed)) = (c.tls_handshakes_full, c.tls_handshakes_resumed) {
+            let _ = writeln!(
+                out,
+                "  TLS          handshakes: {} full, {} resumed",
+                group(full),
+                group(resumed),
+            );
+        }
     }
     let per_msg = r
         .client_cpu_us_per_msg

@@ -1,7 +1,8 @@
 //! `sockecho bench --churn`: connections that open, exchange their messages and close, checked
 //! against servers that count what they accepted and echoed, or that reset connections on a
-//! known schedule; closed and open loop, on TCP, Unix and TLS, closing with FIN or RST. Also:
-//! open loop over more connections than the file-descriptor budget would allow one timer each.
+//! known schedule; closed and open loop, on TCP, Unix and TLS, closing with FIN or RST; TLS
+//! handshakes counted full or resumed, in a run and in a merge. Also: open loop over more
+//! connections than the file-descriptor budget would allow one timer each.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -10,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 
 use crate::support::{
-    RUN, Server, assert_no_panic, bench_json, bin, echo_with, int, poll_until, start_tls_server,
-    stderr_of, stdout_of, tcp_server, temp_dir,
+    RUN, Server, assert_no_panic, bench_json, bin, echo_with, int, poll_until, run,
+    start_tls_server, start_tls_server_with, stderr_of, stdout_of, tcp_server, temp_dir,
+    tls_server_without_resumption, write_cert,
 };
 
 /// What a counting test server saw: connections accepted (the bench's reachability probe
@@ -116,6 +118,10 @@ fn connections_reported_are_connections_accepted() {
     assert_eq!(code, 0, "{}", stderr_of(&out));
     assert_churn_healthy(&report, 3);
     assert_eq!(report["mode"], "closed");
+    // Handshakes are counted for TLS endpoints only.
+    for field in ["tls_handshakes_full", "tls_handshakes_resumed"] {
+        assert!(report["churn"].get(field).is_none(), "{report:#}");
+    }
     let opened = opened(&report);
     // Every connection the bench opened, and its reachability probe, was accepted ...
     wait_accepted(&seen, opened + 1);
@@ -214,6 +220,150 @@ fn churn_on_unix_and_tls_and_with_resets() {
     }
 }
 
+/// A TLS churn run's handshakes: (full, resumed).
+fn handshakes(report: &Value) -> (u64, u64) {
+    (
+        int(report, "churn.tls_handshakes_full"),
+        int(report, "churn.tls_handshakes_resumed"),
+    )
+}
+
+/// The arguments of a short TLS churn run of `slots` slots from the start (no warm-up),
+/// resuming sessions if `resume`.
+fn tls_churn_args<'a>(
+    endpoint: &'a str,
+    ca: &'a str,
+    slots: &'a str,
+    resume: bool,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        endpoint, "--ca", ca, "--churn", "-c", slots, "-d", "300ms", "--warmup", "0s",
+    ];
+    if resume {
+        args.push("--tls-resume");
+    }
+    args
+}
+
+#[test]
+fn tls_churn_counts_full_and_resumed_handshakes() {
+    let dir = temp_dir();
+    let cert = write_cert(dir.path(), "server", &["127.0.0.1"]);
+    let ca = cert.cert.to_str().expect("a UTF-8 temp path");
+    let (_server, addr) = start_tls_server_with(&cert);
+    let endpoint = format!("tls://{addr}");
+    // More slots than rustls' own store keeps tickets for one server (8): slots sharing one
+    // store would run out of tickets when many reconnect at once, and make full handshakes.
+    let slots = 30;
+    let slots_arg = slots.to_string();
+    for resume in [false, true] {
+        let args = tls_churn_args(&endpoint, ca, &slots_arg, resume);
+        let (code, report, out) = bench_json(&args);
+        assert_eq!(code, 0, "resume {resume}: {}", stderr_of(&out));
+        assert_churn_healthy(&report, 1);
+        let opened = opened(&report);
+        let (full, resumed) = handshakes(&report);
+        if resume {
+            // A slot's first connection has no session to resume; each later one resumes its
+            // slot's last, whatever the other slots do.
+            assert_eq!(full, slots, "{report:#}");
+            assert_eq!(resumed, opened - slots, "{report:#}");
+            assert!(resumed > 0, "{report:#}");
+        } else {
+            assert_eq!((full, resumed), (opened, 0), "{report:#}");
+        }
+        assert!(
+            !stderr_of(&out).contains("resumed none"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+
+    // The table says it in a line of its own.
+    let mut args = vec!["bench"];
+    args.extend(tls_churn_args(&endpoint, ca, &slots_arg, true));
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let table = stdout_of(&out);
+    let line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("TLS "))
+        .unwrap_or_else(|| panic!("no TLS line:\n{table}"));
+    assert!(
+        line.contains(&format!("handshakes: {slots} full, ")),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(" resumed") && !line.ends_with(" 0 resumed"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_server_that_resumes_nothing_gets_a_warning_not_a_failure() {
+    let addr = tls_server_without_resumption();
+    let (code, report, out) = bench_json(&[
+        &format!("tls://{addr}"),
+        "--insecure",
+        "--churn",
+        "-c",
+        "2",
+        "-d",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--tls-resume",
+    ]);
+    assert_eq!(code, 0, "{}", stderr_of(&out));
+    assert_churn_healthy(&report, 1);
+    assert_eq!(handshakes(&report), (opened(&report), 0), "{report:#}");
+    let warning = format!(
+        "the server resumed none of the {} TLS handshakes",
+        opened(&report)
+    );
+    assert!(stderr_of(&out).contains(&warning), "{}", stderr_of(&out));
+}
+
+#[test]
+fn merged_tls_churn_runs_add_up_their_handshakes() {
+    let dir = temp_dir();
+    let cert = write_cert(dir.path(), "server", &["127.0.0.1"]);
+    let ca = cert.cert.to_str().expect("a UTF-8 temp path");
+    let (_server, addr) = start_tls_server_with(&cert);
+    let endpoint = format!("tls://{addr}");
+    let mut logs = Vec::new();
+    let mut counts = Vec::new();
+    for resume in [false, true] {
+        let log = dir.path().join(format!("resume-{resume}.hlog"));
+        let log = log.to_str().expect("a UTF-8 temp path").to_owned();
+        let mut args = tls_churn_args(&endpoint, ca, "2", resume);
+        args.extend(["--save-hist", &log]);
+        let (code, report, out) = bench_json(&args);
+        assert_eq!(code, 0, "{}", stderr_of(&out));
+        counts.push(handshakes(&report));
+        logs.push(log);
+    }
+    // One run of full handshakes only, one mostly resumed: a sum shows both.
+    assert_eq!(counts[0].1, 0, "{counts:?}");
+    assert!(counts[1].1 > 0, "{counts:?}");
+
+    let mut args = vec!["bench", "merge", "--json"];
+    args.extend(logs.iter().map(String::as_str));
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let merged: Value = serde_json::from_str(&stdout_of(&out)).expect("merged JSON");
+    assert_eq!(
+        handshakes(&merged),
+        (counts[0].0 + counts[1].0, counts[0].1 + counts[1].1),
+        "{merged:#}"
+    );
+    assert_eq!(
+        opened(&merged),
+        counts.iter().map(|(f, r)| f + r).sum::<u64>(),
+        "{merged:#}"
+    );
+}
+
 #[test]
 fn churn_table_names_connections_per_second_and_first_echo() {
     let server = Server::start(&["tcp://127.0.0.1:0"], &["-q"]);
@@ -231,6 +381,7 @@ fn churn_table_names_connections_per_second_and_first_echo() {
     assert!(table.contains("connections opened"), "{table}");
     assert!(table.contains("conn/s"), "{table}");
     assert!(table.contains("1st echo"), "{table}");
+    assert!(!table.contains("handshakes"), "{table}");
 }
 
 /// 3000 open-loop connections (then UDP sockets) under an open-file limit of 5000: one timer

@@ -106,8 +106,10 @@ impl<'a> Flow<'a> {
 
     /// Churn: a new connection of this slot is open at `now`; its attempt began at `began`.
     /// The message bookkeeping starts afresh (the window is reused, not reallocated), the
-    /// counts go on adding up, and the first messages are queued.
-    pub fn restart(&mut self, began: u64, now: u64) {
+    /// counts go on adding up, and the first messages are queued. Returns whether the
+    /// connection counts among the measured period's (`connections_opened`), so that what else
+    /// is counted per connection follows the same decision.
+    pub fn restart(&mut self, began: u64, now: u64) -> bool {
         let churn = self.ctx.churn.unwrap_or(super::plan::ChurnPlan {
             messages: u64::MAX,
             lifetime_ns: u64::MAX,
@@ -132,6 +134,7 @@ impl<'a> Flow<'a> {
         while self.window.has_room(self.ctx.pipeline) && self.may_send(now) {
             self.push(now, now);
         }
+        measured
     }
 
     /// Whether a new message may be queued at `now` (closed loop): before the end of the

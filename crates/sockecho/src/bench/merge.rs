@@ -220,9 +220,10 @@ fn align(runs: &[LoggedRun]) -> (Vec<Interval>, Vec<IntervalHistogram>) {
     (intervals, histograms)
 }
 
-/// The churn figures of several runs: counts add up, and connect times come from the merged
-/// connect histogram (in a churn run it holds the churn connects). First-echo times are kept
-/// only for a single run, since logs do not carry that histogram. `None` if no run churned.
+/// The churn figures of several runs: counts add up (TLS handshakes over the runs that count
+/// them), and connect times come from the merged connect histogram (in a churn run it holds
+/// the churn connects). First-echo times are kept only for a single run, since logs do not
+/// carry that histogram. `None` if no run churned.
 fn merge_churn(reports: &[Report], connect: &Histogram<u64>) -> Option<ChurnReport> {
     let churned: Vec<&ChurnReport> = reports.iter().filter_map(|r| r.churn.as_ref()).collect();
     if churned.is_empty() {
@@ -240,6 +241,12 @@ fn merge_churn(reports: &[Report], connect: &Histogram<u64>) -> Option<ChurnRepo
     for c in &churned {
         merged.connect_errors.add(&c.connect_errors);
     }
+    // Only runs against TLS endpoints count handshakes; a merge without any has none either.
+    let add = |count: fn(&ChurnReport) -> Option<u64>| -> Option<u64> {
+        churned.iter().filter_map(|c| count(c)).reduce(|a, b| a + b)
+    };
+    merged.tls_handshakes_full = add(|c| c.tls_handshakes_full);
+    merged.tls_handshakes_resumed = add(|c| c.tls_handshakes_resumed);
     Some(merged)
 }
 

@@ -77,6 +77,7 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use tokio::sync::{oneshot, watch};
 
+use crate::Transport;
 use crate::connect::{Peer, udp_segmentation_supported};
 use crate::io::IoMode;
 use crate::payload::Pattern;
@@ -379,6 +380,18 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             t.not_sent
         );
     }
+    let tls = config.endpoint.transport() == Transport::Tls;
+    let handshakes = t.tls_handshakes;
+    if config.churn.is_some_and(|c| c.tls_resume) && handshakes.resumed == 0 && handshakes.full > 0
+    {
+        // Not a failure of the server's echo, but the run measured something else than asked.
+        tracing::warn!(
+            "--tls-resume: the server resumed none of the {} TLS handshakes, so the run measured \
+             full handshakes: the server keeps no sessions (no tickets, no session cache), or \
+             forgets them before a slot comes back",
+            handshakes.full
+        );
+    }
     let mut report = Report {
         endpoint: config.endpoint.to_string(),
         transport: config.endpoint.transport().as_str().into(),
@@ -422,6 +435,8 @@ pub async fn run(config: &BenchConfig, progress: &Progress) -> Result<Outcome, B
             connect_us: LatencySummary::from_histogram(&total.connect),
             first_echo_us: LatencySummary::from_histogram(&total.first_echo),
             connect_errors: t.connect_errors,
+            tls_handshakes_full: tls.then_some(handshakes.full),
+            tls_handshakes_resumed: tls.then_some(handshakes.resumed),
         }),
     };
     report.derive_rates();

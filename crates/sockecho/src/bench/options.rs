@@ -108,8 +108,8 @@ pub struct Churn {
     /// scheduled start, so a slow accept cannot hide. `None`: a closed loop, where a slot
     /// opens its next connection as soon as the last one closed.
     pub conn_rate: Option<f64>,
-    /// TLS: resume sessions from earlier connections (an abbreviated handshake) rather than
-    /// making a full handshake every time.
+    /// TLS: each slot resumes the session of its own last connection (an abbreviated
+    /// handshake) rather than making a full handshake every time.
     pub tls_resume: bool,
 }
 

@@ -33,6 +33,34 @@ pub struct Totals {
     pub connections_opened: u64,
     /// Churn: attempts of the measured period that failed, by reason.
     pub connect_errors: ConnectErrors,
+    /// Churn over TLS: the handshakes of `connections_opened`, full or resumed.
+    pub tls_handshakes: TlsHandshakes,
+}
+
+/// TLS handshakes by kind. A client asking to resume shows here whether the server let it:
+/// nothing else in a run tells an abbreviated handshake from a full one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsHandshakes {
+    /// Full handshakes (certificate and signature), one after a HelloRetryRequest included.
+    pub full: u64,
+    /// Handshakes that resumed an earlier session.
+    pub resumed: u64,
+}
+
+impl TlsHandshakes {
+    /// Counts one completed handshake.
+    pub fn count(&mut self, resumed: bool) {
+        if resumed {
+            self.resumed += 1;
+        } else {
+            self.full += 1;
+        }
+    }
+
+    pub fn add(&mut self, other: &TlsHandshakes) {
+        self.full += other.full;
+        self.resumed += other.resumed;
+    }
 }
 
 impl Totals {
@@ -46,6 +74,7 @@ impl Totals {
         self.offload_refused += other.offload_refused;
         self.connections_opened += other.connections_opened;
         self.connect_errors.add(&other.connect_errors);
+        self.tls_handshakes.add(&other.tls_handshakes);
     }
 }
 

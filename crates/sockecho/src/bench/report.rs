@@ -209,6 +209,13 @@ pub struct ChurnReport {
     pub first_echo_us: LatencySummary,
     /// Attempts of the measured period that failed, by reason.
     pub connect_errors: ConnectErrors,
+    /// TLS endpoints only: the handshakes of `connections_opened` that were full ones
+    /// (certificate and signature; after a HelloRetryRequest too) ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshakes_full: Option<u64>,
+    /// ... and those that resumed an earlier session; the two add up to `connections_opened`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshakes_resumed: Option<u64>,
 }
 
 /// One interval of a run, as the report gives it.

@@ -135,12 +135,12 @@ impl<'a> StreamConn<'a> {
     }
 
     /// Churn: a new connection of this slot is open at `now` (its attempt began at `began`);
-    /// see [`Flow::restart`].
-    pub fn restart(&mut self, began: u64, now: u64) {
+    /// whether it counts in the measured period. See [`Flow::restart`].
+    pub fn restart(&mut self, began: u64, now: u64) -> bool {
         self.next_write = 0;
         self.write_offset = 0;
         self.incoming = Incoming::new();
-        self.flow.restart(began, now);
+        self.flow.restart(began, now)
     }
 
     /// Churn: whether the connection has exchanged what it was to (see [`Flow::exchanged`]).

@@ -13,6 +13,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use rustls::HandshakeKind;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -37,6 +38,11 @@ impl TlsSocket {
     /// The TCP connection under the TLS session.
     pub fn tcp(&self) -> &TcpStream {
         self.stream.get_ref().0
+    }
+
+    /// Whether the handshake resumed an earlier session rather than making a full one.
+    pub fn resumed(&self) -> bool {
+        self.stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
     }
 
     /// Waits until reading may return data (or the end), or, with `interest` writable, until

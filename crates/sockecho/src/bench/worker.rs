@@ -262,9 +262,9 @@ async fn run_churn(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, churn: Churn
         )
     });
     let server = match &spec.peer {
-        Peer::Tls(addr, client) => {
-            Some(Server::Tls(client.with_resumption(churn.tls_resume), *addr))
-        }
+        // Without resumption the slots share one client; with it, each slot is a client of
+        // its own (`SlotTarget::for_slot`).
+        Peer::Tls(addr, client) => Some(Server::Tls(client.with_resumption(false), *addr)),
         #[cfg(not(target_os = "linux"))]
         peer => Some(Server::Plain(peer.clone())),
         #[cfg(target_os = "linux")]
@@ -285,7 +285,8 @@ async fn run_churn(spec: &WorkerSpec, ctx: &Rc<ThreadCtx>, go: &Go, churn: Churn
     let tasks = plans
         .into_iter()
         .map(|plan| {
-            let run = churn::task::run(ctx.clone(), target.clone(), plan, starts.clone());
+            let target = target.for_slot(churn.tls_resume);
+            let run = churn::task::run(ctx.clone(), target, plan, starts.clone());
             tokio::task::spawn_local(run)
         })
         .collect();

@@ -6,7 +6,8 @@
 //!   [`connect_first`], the first of several addresses that accepts, and
 //!   [`send_proxy_header`], the PROXY protocol header some servers expect first.
 //! - `tls.rs`: [`ConnectOptions`] and [`TlsClient`], the trust decision made once and the
-//!   handshake under its timeout.
+//!   handshake under its timeout; `last_session.rs`: what a client that resumes sessions
+//!   remembers between its connections.
 //! - `boxed.rs`: [`BoxStream`], a connected stream of any transport behind one type;
 //!   `framing.rs`: [`Framing`], how writes become WebSocket messages.
 //! - `stream.rs`: [`connect_stream_with`], a stream endpoint of any transport (TCP, TLS,
@@ -25,6 +26,7 @@ mod boxed;
 mod datagram;
 mod error;
 mod framing;
+mod last_session;
 mod peer;
 mod probe;
 mod resolve;

@@ -16,6 +16,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::error::ConnectError;
 use super::framing::Framing;
+use super::last_session::LastSession;
 use super::tcp::{connect_first, connect_tcp, send_proxy_header};
 use crate::net_error::describe_connect_error;
 use crate::proxy_protocol::SendProxy;
@@ -76,13 +77,14 @@ impl TlsClient {
         })
     }
 
-    /// The same client, resuming sessions from earlier connections (`true`, rustls' default:
-    /// an abbreviated handshake when the server allows it) or making a full handshake every
-    /// time (`false`), which is what a crowd of new clients costs a server.
+    /// The same client as one that comes back (`true`): it remembers the session of its last
+    /// connection, in a store of its own, and resumes it on the next (an abbreviated handshake,
+    /// if the server allows it) — what a crowd of returning clients costs a server. Or as a
+    /// crowd of new clients (`false`): a full handshake every time.
     pub fn with_resumption(&self, resume: bool) -> TlsClient {
         let mut config = ClientConfig::clone(self.connector.config());
         config.resumption = if resume {
-            Resumption::default()
+            Resumption::store(Arc::new(LastSession::default()))
         } else {
             Resumption::disabled()
         };
@@ -148,5 +150,113 @@ impl fmt::Debug for TlsClient {
             .field("name", &self.name)
             .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::net::Ipv4Addr;
+
+    use rustls::HandshakeKind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::tls::ServerTls;
+
+    /// Generous for loopback; a test that needs it is broken, not slow.
+    async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+        match tokio::time::timeout(Duration::from_secs(10), fut).await {
+            Ok(out) => out,
+            Err(_) => panic!("timed out: {what}"),
+        }
+    }
+
+    /// A TLS server configured as `sockecho serve`'s that echoes one byte per connection, for
+    /// as many connections as come.
+    async fn one_byte_echo() -> SocketAddr {
+        let tls = ServerTls::self_signed(&["127.0.0.1".to_owned()]).expect("a certificate");
+        let listener = within("bind", TcpListener::bind("127.0.0.1:0"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("bound address");
+        let acceptor = tls.acceptor();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut byte = [0u8; 1];
+                    if tls.read_exact(&mut byte).await.is_ok() {
+                        let _ = tls.write_all(&byte).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Connects, exchanges a byte (the server's session tickets come in ahead of the reply,
+    /// as they would for a client that reads anything) and says how the handshake went.
+    async fn visit(client: &TlsClient, addr: SocketAddr) -> HandshakeKind {
+        let mut tls = within("connect", client.connect(addr, None))
+            .await
+            .expect("a handshake with the test server");
+        let kind = tls.get_ref().1.handshake_kind();
+        within("write", tls.write_all(b"x")).await.expect("write");
+        let mut byte = [0u8; 1];
+        within("read", tls.read_exact(&mut byte))
+            .await
+            .expect("the echo");
+        assert_eq!(&byte, b"x");
+        kind.expect("a finished handshake has a kind")
+    }
+
+    fn insecure_client() -> TlsClient {
+        let options = ConnectOptions {
+            tls: ClientTlsOptions {
+                insecure: true,
+                ..ClientTlsOptions::default()
+            },
+            ..ConnectOptions::default()
+        };
+        TlsClient::new(&Host::Ip(Ipv4Addr::LOCALHOST.into()), &options).expect("a client")
+    }
+
+    #[tokio::test]
+    async fn a_resuming_client_resumes_its_own_sessions_and_no_other_clients() {
+        let addr = one_byte_echo().await;
+        let base = insecure_client();
+        let (one, two) = (base.with_resumption(true), base.with_resumption(true));
+        assert_eq!(visit(&one, addr).await, HandshakeKind::Full);
+        assert_eq!(visit(&one, addr).await, HandshakeKind::Resumed);
+        assert_eq!(visit(&one, addr).await, HandshakeKind::Resumed);
+        // `one`'s tickets are its own: `two` starts with nothing to resume.
+        assert_eq!(visit(&two, addr).await, HandshakeKind::Full);
+        assert_eq!(visit(&two, addr).await, HandshakeKind::Resumed);
+
+        let fresh = base.with_resumption(false);
+        for _ in 0..3 {
+            assert_eq!(visit(&fresh, addr).await, HandshakeKind::Full);
+        }
+    }
+
+    /// The server's sessions outlive a crowd: a client comes back after 200 others have each
+    /// made a handshake and taken their tickets (400 sessions, which rustls' default cache of
+    /// 256 would have forgotten the first of).
+    #[tokio::test]
+    async fn the_server_resumes_a_client_that_returns_after_hundreds_of_others() {
+        let addr = one_byte_echo().await;
+        let base = insecure_client();
+        let returning = base.with_resumption(true);
+        assert_eq!(visit(&returning, addr).await, HandshakeKind::Full);
+        for _ in 0..200 {
+            let other = base.with_resumption(true);
+            assert_eq!(visit(&other, addr).await, HandshakeKind::Full);
+        }
+        assert_eq!(visit(&returning, addr).await, HandshakeKind::Resumed);
     }
 }

@@ -1,5 +1,6 @@
-//! Small misbehaving echo servers (corrupting, truncating, lossy, stalling), so the bench's and
-//! ping's error counts can be checked against a known fault. Each runs on threads of its own
+//! Small misbehaving echo servers (corrupting, truncating, lossy, stalling; a TLS one that never
+//! lets a session resume), so the bench's and ping's error counts can be checked against a
+//! known fault. Each runs on threads of its own
 //! for the rest of the test process; its socket is bound to port 0 on loopback.
 
 use std::io::{Read, Write};
@@ -43,6 +44,37 @@ pub fn echo_with(mut stream: TcpStream, mut transform: impl FnMut(&mut [u8], u64
             return;
         }
     }
+}
+
+/// A TLS echo server on 127.0.0.1 (a self-signed certificate; clients connect with
+/// `--insecure`) that never lets a client resume: no session tickets, no session cache, as a
+/// server may be configured.
+pub fn tls_server_without_resumption() -> SocketAddr {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("make a certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("rustls' default versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .expect("a certificate and its key");
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    let config = Arc::new(config);
+    tcp_server(move |stream, _| {
+        let _ = stream.set_nodelay(true);
+        let conn = rustls::ServerConnection::new(config.clone()).expect("a server connection");
+        let mut tls = rustls::StreamOwned::new(conn, stream);
+        let mut buf = vec![0u8; 64 * 1024];
+        // The client closing, or resetting, ends the connection.
+        while let Ok(n @ 1..) = tls.read(&mut buf) {
+            if tls.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// A UDP server on 127.0.0.1: for the `n`th datagram received (from 0), `reply(data, n)` says

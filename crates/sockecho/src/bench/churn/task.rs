@@ -1,6 +1,8 @@
 //! The churn loop for TLS: one tokio task per slot, which opens connection after connection
 //! (TCP connect and handshake, counted together as the connect time), exchanges its messages
-//! through the same [`StreamConn`] as the long-lived TLS connections, and closes it. Off Linux,
+//! through the same [`StreamConn`] as the long-lived TLS connections, and closes it. Each
+//! handshake of the measured period counts as full or resumed (`Totals::tls_handshakes`), the
+//! only sign a run gives of whether the server let `--tls-resume` resume anything. Off Linux,
 //! which has neither the io_uring nor the epoll loop, plain TCP and Unix slots run here too.
 //!
 //! Open-loop starts wait on tokio's timer, whose granularity is a millisecond: a start may go
@@ -54,6 +56,17 @@ enum Opened {
 }
 
 impl SlotTarget {
+    /// The target of one slot. With `tls_resume` a TLS slot is one returning client: it
+    /// resumes the session of its own last connection, never a ticket another slot received,
+    /// so that whether it resumes is up to the server, as for separate clients.
+    pub fn for_slot(&self, tls_resume: bool) -> SlotTarget {
+        let mut target = self.clone();
+        if tls_resume && let Server::Tls(client, _) = &mut target.server {
+            *client = client.with_resumption(true);
+        }
+        target
+    }
+
     /// Opens a connection (for TLS, up to the end of the handshake) from `source`.
     async fn open(&self, source: Option<IpAddr>) -> io::Result<Opened> {
         match &self.server {
@@ -142,7 +155,10 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        conn.restart(began, clock.now());
+        let counted = conn.restart(began, clock.now());
+        if counted && let Opened::Tls(s) = &socket {
+            conn.flow.totals.tls_handshakes.count(s.resumed());
+        }
         let outcome = match &mut socket {
             Opened::Tls(s) => exchange(&ctx, &mut conn, s).await,
             #[cfg(not(target_os = "linux"))]
