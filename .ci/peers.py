@@ -20,15 +20,16 @@ A. Their clients against `sockecho serve`, once per stream I/O path (`--io uring
      Unix datagrams from a Python socket bound to a path of its own;
    - the server's stop line counts exactly the connections and datagrams sent to it.
    TLS is served on tokio whatever `--io` says; its checks run on both paths anyway, because
-   they cost a few seconds and show TLS beside each engine in one server.
+   they take under a second and show TLS beside each engine in one server.
 B. sockecho against their servers (`ncat -l -k -e cat`, socat's forking TCP and Unix
    listeners with `EXEC:cat`, Python `socketserver` TCP and UDP echo servers; over TLS socat's
    forking `OPENSSL-LISTEN` with `PIPE` and `ncat --ssl -l -k -e cat`; over UDP socat's
    `UDP-LISTEN,fork PIPE` and `ncat -u -l -k -e cat`): the interactive client on a
    pseudo-terminal, the pipe client with a 4 MiB file (in 16 KiB steps against ncat, see
    pipe_client_in_step), `ping`, and `bench` (closed loop and connect-echo-close churn, on each
-   of bench's I/O loops where it has them), its JSON report holding every message verified and
-   no error; against datagram servers the datagram client, `ping` and `bench`.
+   of bench's I/O loops where it has them, and over TLS churn resuming sessions, every
+   handshake but each slot's first resumed), its JSON report holding every message verified
+   and no error; against datagram servers the datagram client, `ping` and `bench`.
 
     python3 .ci/peers.py PATH/TO/sockecho
 
@@ -865,8 +866,10 @@ def ping(sockecho, endpoint, label, options=()):
           f"exit {code}: {out}{err}")
 
 
-def bench(sockecho, endpoint, label, extra, size=1024, churn=False, options=()):
-    """`options` are given to bench but, unlike `extra`, not shown in the check's name."""
+def bench(sockecho, endpoint, label, extra, size=1024, churn=False, options=(), slots=None):
+    """`options` are given to bench but, unlike `extra`, not shown in the check's name.
+    `slots`: a TLS churn run with --tls-resume over that many slots, whose handshakes must be
+    full only on each slot's first connection."""
     argv = [sockecho, "bench", endpoint, "-s", str(size), "-d", "1s", "--json", *extra,
             *options]
     code, out, err = run(argv)
@@ -884,17 +887,27 @@ def bench(sockecho, endpoint, label, extra, size=1024, churn=False, options=()):
         opened = report.get("churn", {}).get("connections_opened", 0)
         # One message per connection: every connection opened carried exactly one.
         ok = ok and opened > 0 and sent == opened
+    handshakes = ""
+    if slots:
+        stats = report.get("churn", {})
+        full = stats.get("tls_handshakes_full")
+        resumed = stats.get("tls_handshakes_resumed")
+        # Each slot's first connection has nothing to resume; every later one resumes the
+        # session its slot's previous connection was given.
+        ok = ok and full == slots and resumed == opened - slots
+        handshakes = f", {full} full handshakes and {resumed} resumed"
     shown = " ".join(extra)
-    check(f"{label}: bench {shown}: {sent} messages, every one verified, no error", ok,
-          f"exit {code}, ok {report.get('ok')}, received {report.get('messages_received')}, "
+    check(f"{label}: bench {shown}: {sent} messages, every one verified, no error{handshakes}",
+          ok, f"exit {code}, ok {report.get('ok')}, received {report.get('messages_received')}, "
           f"errors {errors}, churn {report.get('churn', {}).get('connections_opened')}: "
           f"{err[-400:]}")
 
 
 def against_stream_server(sockecho, endpoint, label, modes, work, interactive=True,
-                          whole_file=True, options=()):
+                          whole_file=True, options=(), tls=False):
     """The client checks against a stream server; bench on each of `modes`, or once on its only
-    loop (TLS runs on tokio) where `modes` is [None]."""
+    loop (TLS runs on tokio) where `modes` is [None]. Over TLS (`tls`) also churn resuming
+    sessions."""
     if interactive:
         attempt(f"{label}: interactive client", interactive_client, sockecho, endpoint, label,
                 options)
@@ -913,6 +926,11 @@ def against_stream_server(sockecho, endpoint, label, modes, work, interactive=Tr
         attempt(f"{label}: bench --churn {' '.join(io)}", bench, sockecho, endpoint, label,
                 ["--churn", "--messages-per-conn", "1", "-c", "2", "--conn-rate", "40",
                  "--warmup", "0", *io], churn=True, options=options)
+        if tls:
+            attempt(f"{label}: bench --churn --tls-resume", bench, sockecho, endpoint, label,
+                    ["--churn", "--tls-resume", "--messages-per-conn", "1", "-c", "2",
+                     "--conn-rate", "40", "--warmup", "0"], churn=True, options=options,
+                    slots=2)
 
 
 def against_peer_server(argv, ready, endpoint, label, checks):
@@ -990,7 +1008,8 @@ def against_independent_servers(sockecho, tools, modes, work, certs):
         # in the certificate). bench has one loop for TLS (tokio), so no --io.
         def tls(label, **kwargs):
             return lambda endpoint: against_stream_server(
-                sockecho, endpoint, label, [None], work, options=["--ca", certs.ca], **kwargs)
+                sockecho, endpoint, label, [None], work, options=["--ca", certs.ca], tls=True,
+                **kwargs)
 
         label = "socat OPENSSL-LISTEN,fork PIPE"
         attempt(label, against_peer_server,
