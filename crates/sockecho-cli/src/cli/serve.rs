@@ -14,13 +14,12 @@ use crate::parse::{
 
 #[derive(Debug, Args)]
 pub struct ServeOpts {
-    /// Where to listen; repeat for several (in the variable: separated by commas).
-    /// Default: tcp://*:54000 (IPv4 and IPv6).
-    #[arg(
-        value_name = "ENDPOINT",
-        env = "SOCKECHO_ENDPOINTS",
-        value_delimiter = ','
-    )]
+    /// Where to listen; repeat for several. Default: tcp://*:54000 (IPv4 and IPv6).
+    ///
+    /// [env: SOCKECHO_ENDPOINTS=] separated by commas, read when no ENDPOINT is given (a Unix
+    /// path with a comma in it goes on the command line, where no comma separates)
+    // Not clap's `env`: its delimiter would split the command line's values too.
+    #[arg(value_name = "ENDPOINT")]
     pub endpoints: Vec<Endpoint>,
     /// Most stream connections served at once; more wait in the listen backlog.
     /// Default: the open-file limit less a small reserve.

@@ -31,7 +31,8 @@ pub fn main(opts: ServeOpts) -> anyhow::Result<ExitCode> {
 
 async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let inherited = systemd::inherited_sockets()?;
-    let endpoints = options::endpoints(&opts, inherited.len());
+    let from_env = std::env::var(options::ENDPOINTS_VAR).ok();
+    let endpoints = options::endpoints(&opts, from_env.as_deref(), inherited.len())?;
     let hostname = options::hostname();
     let identity = options::identity(&opts, &hostname);
     let config = options::config(&opts, identity.clone())?;

@@ -17,17 +17,43 @@ const SMALL_MAX_CONNS: usize = 64;
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
 
-/// Where to listen: the endpoints given, or the default one when there are none and systemd
-/// passed no sockets either.
-pub fn endpoints(opts: &ServeOpts, inherited: usize) -> Vec<Endpoint> {
-    if opts.endpoints.is_empty() && inherited == 0 {
+/// The variable that lists endpoints when the command line gives none.
+pub const ENDPOINTS_VAR: &str = "SOCKECHO_ENDPOINTS";
+
+/// Where to listen: the endpoints given on the command line, else those in
+/// [`ENDPOINTS_VAR`] (`from_env`, its value), else the default one when systemd passed no
+/// sockets either.
+pub fn endpoints(
+    opts: &ServeOpts,
+    from_env: Option<&str>,
+    inherited: usize,
+) -> Result<Vec<Endpoint>, UsageError> {
+    if !opts.endpoints.is_empty() {
+        return Ok(opts.endpoints.clone());
+    }
+    let listed: Vec<&str> = from_env
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .collect();
+    if !listed.is_empty() {
+        return listed
+            .into_iter()
+            .map(|text| {
+                text.parse::<Endpoint>()
+                    .map_err(|e| UsageError(format!("{ENDPOINTS_VAR}: {e}")))
+            })
+            .collect();
+    }
+    Ok(if inherited == 0 {
         vec![Endpoint::Tcp(HostPort {
             host: Host::Any,
             port: DEFAULT_PORT,
         })]
     } else {
-        opts.endpoints.clone()
-    }
+        Vec::new()
+    })
 }
 
 /// This machine's (or pod's) host name.

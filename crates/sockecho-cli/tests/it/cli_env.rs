@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Server, WAIT, echo_once, run, run_command, sockecho, tcp_connect, temp_dir, udp_exchange,
-    udp_peer,
+    udp_peer, unix_connect,
 };
 
 #[test]
@@ -54,6 +54,33 @@ fn the_command_line_wins_over_the_environment() {
     echo_once(&mut second, b"second");
     // Nothing else was bound: the line's one endpoint replaced the variable's two.
     assert!(!server.log().contains("udp://"), "{}", server.log());
+}
+
+#[test]
+fn a_comma_in_a_unix_path_on_the_command_line_is_part_of_the_path() {
+    let dir = temp_dir();
+    let path = dir.path().join("echo,one.sock");
+    let server = Server::start(&[&format!("unix:{}", path.display())], &[]);
+    let mut stream = unix_connect(&path);
+    echo_once(&mut stream, b"through the comma");
+    assert!(
+        !dir.path().join("echo").exists(),
+        "the path was not split at its comma"
+    );
+    drop(server);
+}
+
+#[test]
+fn a_bad_endpoint_in_the_variable_is_a_usage_error_naming_it() {
+    let mut cmd = sockecho(["serve"]);
+    cmd.env("SOCKECHO_ENDPOINTS", "tcp://127.0.0.1:0, nowhere:port");
+    let output = run_command(cmd);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("SOCKECHO_ENDPOINTS") && stderr.contains("nowhere:port"),
+        "{stderr}"
+    );
 }
 
 #[test]
