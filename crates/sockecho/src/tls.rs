@@ -577,6 +577,15 @@ fn describe_certificate_error(err: &CertificateError) -> String {
                 "certificate fingerprint does not match the pinned one (got {})",
                 mismatch.got
             ),
+            // webpki's refusal of a CA certificate (`CA:TRUE`) offered as the server's own, the
+            // usual result of `openssl req -x509` without a separate server certificate. Told
+            // apart by its name, so as not to depend on webpki's error type directly.
+            None if inner.to_string() == "CaUsedAsEndEntity" => {
+                "certificate is a CA's (basic constraints CA:TRUE), not a server's: the server \
+                 must present a certificate that CA signed, or connect with --pin-sha256 and the \
+                 server's fingerprint"
+                    .into()
+            }
             None => format!("certificate rejected: {inner}"),
         },
         other => format!("certificate rejected: {other}"),
@@ -892,6 +901,25 @@ mod tests {
             client.starts_with("certificate is not trusted (unknown issuer)"),
             "{client}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_ca_certificate_served_as_the_server_s_own_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).expect("certificate");
+        let cert_path = write(dir.path(), "ca.pem", &cert.pem());
+        let key_path = write(dir.path(), "ca-key.pem", &key.serialize_pem());
+        let tls = ServerTls::from_pem_files(&cert_path, &key_path).unwrap();
+        let (client, _) = failed_handshake(&tls, &with_ca(&cert_path), "localhost").await;
+        assert!(
+            client.starts_with("certificate is a CA's (basic constraints CA:TRUE)"),
+            "{client}"
+        );
+        assert!(client.contains("--pin-sha256"), "{client}");
     }
 
     #[tokio::test]
