@@ -69,6 +69,13 @@ mod tests {
                     continue;
                 }
                 let expected = format!("SOCKECHO_{}", id.to_uppercase());
+                // serve's endpoints are read from their variable by the runner, which splits
+                // only the variable's value at commas.
+                if (name, id) == ("serve", "endpoints") {
+                    assert!(arg.get_env().is_none());
+                    assert_eq!(serve::ENDPOINTS_VAR, expected);
+                    continue;
+                }
                 let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
                 assert_eq!(env.as_deref(), Some(expected.as_str()), "{name} {id}");
             }

@@ -12,6 +12,10 @@ use crate::parse::{
     parse_nonzero_duration, parse_rate, parse_ws_max_message,
 };
 
+/// The variable that lists endpoints when the command line names none (read by the runner, not
+/// by clap: see [`ServeOpts::endpoints`]).
+pub const ENDPOINTS_VAR: &str = "SOCKECHO_ENDPOINTS";
+
 #[derive(Debug, Args)]
 pub struct ServeOpts {
     /// Where to listen; repeat for several. Default: tcp://*:54000 (IPv4 and IPv6).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sockecho::server::{ServeError, Server};
 
-use crate::cli::serve::ServeOpts;
+use crate::cli::serve::{ENDPOINTS_VAR, ServeOpts};
 use crate::logging;
 use crate::metrics::{self, Health};
 use crate::usage::UsageError;
@@ -31,7 +31,7 @@ pub fn main(opts: ServeOpts) -> anyhow::Result<ExitCode> {
 
 async fn serve(opts: ServeOpts) -> anyhow::Result<ExitCode> {
     let inherited = systemd::inherited_sockets()?;
-    let from_env = std::env::var(options::ENDPOINTS_VAR).ok();
+    let from_env = std::env::var(ENDPOINTS_VAR).ok();
     let endpoints = options::endpoints(&opts, from_env.as_deref(), inherited.len())?;
     let hostname = options::hostname();
     let identity = options::identity(&opts, &hostname);

@@ -6,7 +6,7 @@ use sockecho::server::fault::FaultPlan;
 use sockecho::server::{AccessPolicy, ProxyProtocol, ServerConfig};
 use sockecho::{Endpoint, Host, HostPort};
 
-use crate::cli::serve::ServeOpts;
+use crate::cli::serve::{ENDPOINTS_VAR, ServeOpts};
 use crate::metrics_conn::Limits;
 use crate::usage::UsageError;
 
@@ -16,9 +16,6 @@ const SMALL_MAX_CONNS: usize = 64;
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 54000;
-
-/// The variable that lists endpoints when the command line gives none.
-pub const ENDPOINTS_VAR: &str = "SOCKECHO_ENDPOINTS";
 
 /// Where to listen: the endpoints given on the command line, else those in
 /// [`ENDPOINTS_VAR`] (`from_env`, its value), else the default one when systemd passed no

@@ -39,6 +39,21 @@ pub fn echo_once<S: Read + Write>(stream: &mut S, data: &[u8]) {
     assert_eq!(back, data, "echo differs from what was sent");
 }
 
+/// Echoes `data` through `stream` while reading the echo as it comes, so that no socket buffer
+/// need hold the whole of it (a write-then-read of megabytes can stall when the kernel keeps
+/// the buffers small, as it does under memory pressure from many tests at once).
+pub fn echo_streaming(stream: &TcpStream, data: &[u8]) {
+    let mut writer = stream.try_clone().expect("clone the stream");
+    let mut reader = stream;
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(move || writer.write_all(data).expect("write"));
+        let mut back = vec![0u8; data.len()];
+        reader.read_exact(&mut back).expect("read the echo");
+        sending.join().expect("the writer finished");
+        assert!(back == data, "echo differs from what was sent");
+    });
+}
+
 /// A UDP socket bound to loopback of the same family as `server`, with a read timeout.
 pub fn udp_peer(server: SocketAddr) -> UdpSocket {
     let local: SocketAddr = if server.is_ipv6() {
