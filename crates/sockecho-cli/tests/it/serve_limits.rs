@@ -139,8 +139,7 @@ fn a_client_that_never_reads_does_not_grow_server_memory() {
     let server = Server::start(&["tcp://127.0.0.1:0"], &["--threads", "1"]);
     let addr = server.tcp();
     // Warm up: the worker's buffers are touched once — the epoll path's read buffer, and the
-    // io_uring path's receive pool (4 MiB, as one connection never empties it), which an 8 MiB
-    // echo goes all the way round.
+    // io_uring path's 4 MiB receive pool, which an 8 MiB echo goes all the way round.
     echo_streaming(&tcp_connect(addr), &pattern(8 << 20, 5));
     let before = server.rss_kib();
 

@@ -15,19 +15,13 @@ use io_uring::{IoUring, squeue, types};
 /// Bytes in each pool buffer: the most one receive takes. 64 KiB takes a 1 MiB message in 16
 /// receives.
 pub(crate) const BUF_SIZE: usize = 64 * 1024;
-/// Buffers the server engine's pool starts with (a power of two, as the kernel requires): 4 MiB
-/// in all. The pool is consumed incrementally, so a 64-byte message takes 64 bytes of a buffer,
-/// not all of it: a thousand small echoes in one turn fit in one buffer. A pool smaller than
-/// what arrives in one turn makes receives fail with ENOBUFS and be armed again: 1 MiB did that
-/// on 1 receive in 10 at 10 x 1 MiB and on 2 in 3 with 50 x 4 KiB pipelined 16 deep; 4 MiB on 1
-/// in 250 and 1 in 9, and still about once per message at 10 x 1 MiB. So the engine's pool
-/// grows, by as many buffers again, when a receive finds it empty (see [`Pool::grow`]).
+/// Buffers in the server engine's pool (a power of two, as the kernel requires): 4 MiB in all.
+/// The pool is consumed incrementally, so a 64-byte message takes 64 bytes of a buffer, not all
+/// of it: a thousand small echoes in one turn fit in one buffer. A pool smaller than what
+/// arrives in one turn makes receives fail with ENOBUFS and be armed again: 1 MiB did that on 1
+/// receive in 10 at 10 x 1 MiB and on 2 in 3 with 50 x 4 KiB pipelined 16 deep; 4 MiB on 1 in
+/// 250 and 1 in 9. Also the most buffers any pool may have.
 pub(crate) const BUF_COUNT: u16 = 64;
-/// The most buffers any pool may have, grown or not: 8 MiB. At 10 x 1 MiB, 8 MiB let the server
-/// echo 1.22x the round trips of a fixed 4 MiB under `sockecho bench`; 16 MiB did no better
-/// under the C load generator, whose echoes then came from memory the cache had lost
-/// (docs/benchmarks.md).
-pub(crate) const POOL_MAX: u16 = 128;
 /// `IOU_PBUF_RING_INC`: the kernel consumes each buffer incrementally (Linux 6.12).
 pub(crate) const PBUF_RING_INC: u16 = 2;
 /// The pool's buffer-group id in this ring.
@@ -57,13 +51,13 @@ pub(crate) fn new_ring() -> io::Result<IoUring> {
 }
 
 pub(crate) fn register_pool(ring: &IoUring, pool: &Pool) -> io::Result<()> {
-    // SAFETY: the descriptor ring is page-aligned and holds `pool.capacity` entries. Callers keep
+    // SAFETY: the descriptor ring is page-aligned and holds `pool.count` entries. Callers keep
     // `pool` alive until `ring` is dropped (their engines' field order; in `probe` the ring, made
     // last, drops first).
     unsafe {
         ring.submitter().register_buf_ring_with_flags(
             pool.entries as u64,
-            pool.capacity,
+            pool.count,
             BUF_GROUP,
             PBUF_RING_INC,
         )
@@ -71,23 +65,15 @@ pub(crate) fn register_pool(ring: &IoUring, pool: &Pool) -> io::Result<()> {
 }
 
 /// The shared receive pool: `count` buffers of `BUF_SIZE` bytes, and the ring of buffer
-/// descriptors through which the kernel takes them and the engine gives them back. A growable
-/// pool adds a block of buffers at a time, up to what its descriptor ring holds.
+/// descriptors through which the kernel takes them and the engine gives them back.
 pub(crate) struct Pool {
-    /// The buffers themselves, in blocks of `block_len` (buffer `bid` is number
-    /// `bid % block_len` of block `bid / block_len`); a block, once made, stays where it is until
-    /// the pool is dropped. Only ever accessed through raw pointers: the kernel writes into a
-    /// buffer while the engine holds none of it, and the engine reads one only between the
+    /// The buffers themselves. Only ever accessed through raw pointers: the kernel writes into
+    /// a buffer while the engine holds none of it, and the engine reads one only between the
     /// receive that filled it and its return to the ring.
-    blocks: Vec<*mut u8>,
-    /// Buffers per block: a power of two.
-    block_len: u16,
-    /// The descriptor ring shared with the kernel: page-aligned, `capacity` entries.
+    memory: *mut u8,
+    /// The descriptor ring shared with the kernel: page-aligned, `count` entries.
     entries: *mut types::BufRingEntry,
-    /// Entries in the descriptor ring, and so the most buffers the pool may grow to: a power of
-    /// two, at most `POOL_MAX`.
-    capacity: u16,
-    /// Buffers in the pool so far: a multiple of `block_len`, at most `capacity`.
+    /// Buffers in the pool: a power of two, at most `BUF_COUNT`.
     count: u16,
     /// Our copy of the ring's tail: descriptors written but maybe not yet published.
     tail: u16,
@@ -95,12 +81,12 @@ pub(crate) struct Pool {
     dirty: bool,
     /// Per buffer: how far the kernel has filled it since it was last given back. Each
     /// receive completion's bytes start where the previous one for that buffer ended.
-    filled_to: [usize; POOL_MAX as usize],
+    filled_to: [usize; BUF_COUNT as usize],
     /// Per buffer: the kernel may still receive into it (its last completion had
     /// `IORING_CQE_F_BUF_MORE`, or it is in the ring untouched).
-    in_kernel: [bool; POOL_MAX as usize],
+    in_kernel: [bool; BUF_COUNT as usize],
     /// Per buffer: echo chunks still reading from it.
-    readers: [u32; POOL_MAX as usize],
+    readers: [u32; BUF_COUNT as usize],
     /// Never free the memory: set when the ring failed with requests maybe still pending.
     leak: bool,
 }
@@ -108,8 +94,8 @@ pub(crate) struct Pool {
 const POOL_ALIGN: usize = 4096;
 
 impl Pool {
-    fn block_layout(block_len: u16) -> std::alloc::Layout {
-        std::alloc::Layout::from_size_align(BUF_SIZE * usize::from(block_len), POOL_ALIGN)
+    fn memory_layout(count: u16) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(BUF_SIZE * usize::from(count), POOL_ALIGN)
             .expect("small layout")
     }
 
@@ -121,76 +107,47 @@ impl Pool {
         .expect("small layout")
     }
 
-    /// A pool of `count` buffers that never grows: a power of two from 1 to `POOL_MAX`.
+    /// A pool of `count` buffers: a power of two from 1 to `BUF_COUNT`.
     pub(crate) fn new(count: u16) -> io::Result<Pool> {
-        Pool::growable(count, count)
-    }
-
-    /// A pool of `count` buffers that [`grow`](Self::grow) may take, `count` at a time, up to
-    /// `max`: both powers of two, `count <= max <= POOL_MAX`.
-    pub(crate) fn growable(count: u16, max: u16) -> io::Result<Pool> {
         assert!(
-            count.is_power_of_two() && max.is_power_of_two() && count <= max && max <= POOL_MAX,
-            "pool of {count} buffers growing to {max}"
+            count.is_power_of_two() && count <= BUF_COUNT,
+            "pool of {count} buffers"
         );
-        // SAFETY: the layout has a non-zero size. The allocation is freed in `Drop` with the same
-        // layout. The descriptor ring must start zeroed (tail 0).
-        let entries = unsafe { std::alloc::alloc_zeroed(Pool::entries_layout(max)) };
-        if entries.is_null() {
+        // SAFETY: both layouts have a non-zero size. The allocations are freed in `Drop` with
+        // the same layouts. The buffers are not zeroed, so their pages are only backed by memory
+        // once a receive first writes them; the descriptor ring must start zeroed (tail 0).
+        let (memory, entries) = unsafe {
+            (
+                std::alloc::alloc(Pool::memory_layout(count)),
+                std::alloc::alloc_zeroed(Pool::entries_layout(count)).cast::<types::BufRingEntry>(),
+            )
+        };
+        if memory.is_null() || entries.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
         let mut pool = Pool {
-            blocks: Vec::with_capacity(usize::from(max / count)),
-            block_len: count,
-            entries: entries.cast::<types::BufRingEntry>(),
-            capacity: max,
-            count: 0,
+            memory,
+            entries,
+            count,
             tail: 0,
             dirty: false,
-            filled_to: [0; POOL_MAX as usize],
-            in_kernel: [false; POOL_MAX as usize],
-            readers: [0; POOL_MAX as usize],
+            filled_to: [0; BUF_COUNT as usize],
+            in_kernel: [false; BUF_COUNT as usize],
+            readers: [0; BUF_COUNT as usize],
             leak: false,
         };
-        let grew = pool.grow()?;
-        debug_assert!(grew, "an empty pool has room for its first block");
+        for bid in 0..count {
+            pool.give_back(bid);
+        }
         pool.publish();
         Ok(pool)
-    }
-
-    /// Adds a block of buffers and offers them to the kernel (visible once `publish` runs).
-    /// `Ok(false)` if the pool is already as large as it may grow. The block's pages are only
-    /// backed by memory once a receive first writes them (they are not zeroed), and they stay
-    /// until the pool is dropped.
-    pub(crate) fn grow(&mut self) -> io::Result<bool> {
-        if self.count + self.block_len > self.capacity {
-            return Ok(false);
-        }
-        // SAFETY: the layout has a non-zero size; the block is freed in `Drop` with it.
-        let block = unsafe { std::alloc::alloc(Pool::block_layout(self.block_len)) };
-        if block.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        self.blocks.push(block);
-        let first = self.count;
-        self.count += self.block_len;
-        for bid in first..self.count {
-            self.give_back(bid);
-        }
-        Ok(true)
-    }
-
-    /// Buffers in the pool now.
-    pub(crate) fn len(&self) -> u16 {
-        self.count
     }
 
     /// Where buffer `bid` starts.
     pub(crate) fn buffer(&self, bid: u16) -> *mut u8 {
         debug_assert!(bid < self.count);
-        let block = self.blocks[usize::from(bid / self.block_len)];
-        // SAFETY: `bid % block_len < block_len`, so the offset stays inside the block.
-        unsafe { block.add(usize::from(bid % self.block_len) * BUF_SIZE) }
+        // SAFETY: `bid < count`, so the offset stays inside the allocation.
+        unsafe { self.memory.add(usize::from(bid) * BUF_SIZE) }
     }
 
     /// Records a receive completion of `len` bytes into buffer `bid`; `more` is its
@@ -242,8 +199,8 @@ impl Pool {
     fn give_back(&mut self, bid: u16) {
         self.filled_to[usize::from(bid)] = 0;
         self.in_kernel[usize::from(bid)] = true;
-        let index = usize::from(self.tail & (self.capacity - 1));
-        // SAFETY: `index < capacity`, inside the descriptor ring. The kernel only reads
+        let index = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `index < count`, inside the descriptor ring. The kernel only reads
         // descriptors between its head and the published tail, and this one is past the
         // published tail until `publish`.
         let entry = unsafe { &mut *self.entries.add(index) };
@@ -286,10 +243,8 @@ impl Drop for Pool {
         // anything. And the io_uring, which holds the registration, is dropped before the pool
         // (field order in `server::uring::engine::UringEngine` and `bench::uring::Loop`).
         unsafe {
-            for &block in &self.blocks {
-                std::alloc::dealloc(block, Pool::block_layout(self.block_len));
-            }
-            std::alloc::dealloc(self.entries.cast(), Pool::entries_layout(self.capacity));
+            std::alloc::dealloc(self.memory, Pool::memory_layout(self.count));
+            std::alloc::dealloc(self.entries.cast(), Pool::entries_layout(self.count));
         }
     }
 }
@@ -361,8 +316,8 @@ mod tests {
 
     /// The descriptor the kernel would read at ring position `at`.
     fn descriptor(pool: &Pool, at: u16) -> (u64, u32, u16) {
-        // SAFETY: `at & (capacity - 1)` is inside the descriptor ring.
-        let entry = unsafe { &*pool.entries.add(usize::from(at & (pool.capacity - 1))) };
+        // SAFETY: `at & (count - 1)` is inside the descriptor ring.
+        let entry = unsafe { &*pool.entries.add(usize::from(at & (pool.count - 1))) };
         (entry.addr(), entry.len(), entry.bid())
     }
 
@@ -435,88 +390,6 @@ mod tests {
         );
         // Given back empty: the next receive into it starts at its beginning.
         assert_eq!(pool.received(5, 10, true), 0..10);
-    }
-
-    #[test]
-    fn a_growable_pool_adds_a_block_at_a_time_up_to_its_ring() {
-        let mut pool = Pool::growable(16, 64).expect("pool");
-        assert_eq!((pool.len(), pool.tail), (16, 16));
-        assert!(pool.grow().expect("grow"));
-        assert_eq!((pool.len(), pool.tail), (32, 32));
-        // The new buffers are offered once each, after the first block's, and live in a block
-        // of their own: the first block's buffers did not move.
-        for bid in 16..32 {
-            assert_eq!(
-                descriptor(&pool, bid),
-                (pool.buffer(bid) as u64, BUF_SIZE as u32, bid)
-            );
-        }
-        assert_eq!(descriptor(&pool, 0).0, pool.buffer(0) as u64);
-        let first = pool.buffer(0) as usize..pool.buffer(15) as usize + BUF_SIZE;
-        assert!(!first.contains(&(pool.buffer(16) as usize)));
-        assert!(pool.grow().expect("grow") && pool.grow().expect("grow"));
-        assert_eq!(pool.len(), 64);
-        assert!(!pool.grow().expect("grow"), "the ring holds 64 descriptors");
-        assert_eq!(pool.len(), 64);
-        // Descriptors wrap around the whole ring, not the first block.
-        assert_eq!(pool.received(40, 10, false), 0..10);
-        pool.give_back_if_unused(40);
-        assert_eq!(descriptor(&pool, 64), descriptor(&pool, 0));
-        assert_eq!(descriptor(&pool, 0).2, 40);
-    }
-
-    /// On a real ring: a receive that finds the pool empty fails with ENOBUFS; once the pool has
-    /// grown, the receive armed again takes the rest into the new buffer.
-    #[test]
-    fn a_receive_that_found_the_pool_empty_succeeds_once_it_has_grown() {
-        use std::io::Write;
-        use std::os::fd::AsRawFd;
-        use std::os::unix::net::UnixStream;
-
-        use io_uring::opcode;
-
-        // The pool first, so that the ring, which has it registered, is dropped before it.
-        let mut pool = Pool::growable(1, 2).expect("pool");
-        let Ok(mut ring) = new_ring() else {
-            eprintln!("no io_uring here: skipped");
-            return;
-        };
-        register_pool(&ring, &pool).expect("register the pool");
-        let (mut writer, reader) = UnixStream::pair().expect("socketpair");
-        let sent: Vec<u8> = (0..BUF_SIZE + 1000).map(|i| (i % 251) as u8).collect();
-        writer.write_all(&sent).expect("write");
-        let mut got = Vec::new();
-        let mut nobufs = 0;
-        for _ in 0..64 {
-            if got.len() == sent.len() {
-                break;
-            }
-            let recv = opcode::Recv::new(types::Fd(reader.as_raw_fd()), std::ptr::null_mut(), 0)
-                .buf_group(BUF_GROUP)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT)
-                .user_data(1);
-            pool.publish();
-            // SAFETY: the receive writes only into the pool, which outlives the ring's requests
-            // (each is reaped below before the next is queued).
-            unsafe { push(&mut ring, &recv) };
-            ring.submit_and_wait(1).expect("wait");
-            let completion = ring.completion().next().expect("a completion");
-            let result = completion.result();
-            if result == -rustix::io::Errno::NOBUFS.raw_os_error() {
-                nobufs += 1;
-                assert!(pool.grow().expect("grow"), "room for one more buffer");
-                continue;
-            }
-            assert!(result > 0, "receive failed: {result}");
-            let bid = io_uring::cqueue::buffer_select(completion.flags()).expect("a buffer id");
-            let more = io_uring::cqueue::buffer_more(completion.flags());
-            let range = pool.received(bid, result as usize, more);
-            got.extend_from_slice(pool.bytes(bid, range));
-        }
-        assert_eq!(nobufs, 1, "the one-buffer pool ran out once");
-        assert_eq!(pool.len(), 2);
-        assert_eq!(got, sent);
     }
 
     #[test]

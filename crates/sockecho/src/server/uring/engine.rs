@@ -22,8 +22,7 @@ use crate::server::echo::DRAIN_SETTLE;
 use crate::server::shared::Shared;
 use crate::stats::TransportCounters;
 use crate::sys::uring::{
-    BUF_COUNT, COMPLETION_ENTRIES, POOL_MAX, Pool, new_ring, push, register_pool, take_completions,
-    transient,
+    BUF_COUNT, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, take_completions, transient,
 };
 
 /// One slot of the connection table.
@@ -66,7 +65,7 @@ pub(super) struct UringEngine {
 
 impl UringEngine {
     pub(super) fn new(inbox: Arc<Inbox>, shared: Arc<Shared>) -> io::Result<UringEngine> {
-        let pool = Pool::growable(BUF_COUNT, POOL_MAX)?;
+        let pool = Pool::new(BUF_COUNT)?;
         let ring = new_ring()?;
         register_pool(&ring, &pool)?;
         let period = tick_period(shared.config.idle_timeout);
@@ -219,9 +218,6 @@ impl UringEngine {
             }
             _ => None,
         };
-        if op == Op::Recv && result == -rustix::io::Errno::NOBUFS.raw_os_error() {
-            self.grow_pool();
-        }
         let conn = self
             .slots
             .get_mut(slot as usize)
@@ -251,18 +247,6 @@ impl UringEngine {
             Op::Wake | Op::Tick | Op::Accept | Op::Close => {}
         }
         self.advance(slot);
-    }
-
-    /// A receive found the pool empty: more arrives in a turn than the pool holds. Adds a
-    /// block of buffers if the pool may still grow (the receive is armed again as usual).
-    fn grow_pool(&mut self) {
-        match self.pool.grow() {
-            Ok(true) => {
-                tracing::debug!("io_uring receive pool grown to {} buffers", self.pool.len())
-            }
-            Ok(false) => {}
-            Err(e) => tracing::debug!("io_uring receive pool not grown: {e}"),
-        }
     }
 
     fn conn(&mut self, slot: u32) -> Option<&mut UringConn> {
