@@ -425,37 +425,53 @@ def clients_at_once(served, tools, work):
     served.connections += len(jobs)
 
 
-def short_cycles(served, count=500):
+def echo_on(sock, payload):
+    """Sends `payload` on a connected socket and reads until as many bytes are back (or EOF)."""
+    sock.sendall(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def counted_cycles(served, transport, what, count, seed, echo):
+    """`count` connect-echo-close cycles of 1 to 1024 random bytes through `echo(payload)`, each
+    echo exact, and the server's metrics counting exactly those connections and bytes."""
     before = scrape(served.metrics)
-    rng = random.Random(862)
+    rng = random.Random(seed)
     wrong = []
     sent = 0
     for i in range(count):
         payload = rng.randbytes(rng.randint(1, 1024))
         try:
-            with socket.create_connection(("127.0.0.1", served.tcp), timeout=WAIT) as s:
-                s.sendall(payload)
-                got = b""
-                while len(got) < len(payload):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    got += chunk
-        except OSError as e:
-            got = f"{e}".encode()
+            got = echo(payload)
+        except OSError as e:  # ssl.SSLError included
+            got = f"{type(e).__name__}: {e}".encode()
         sent += len(payload)
         if got != payload:
             wrong.append(f"cycle {i}: {same(got, payload)}")
     served.connections += count
-    check(f"[{served.mode}] tcp: {count} connect-send-recv-close cycles (Python socket), each "
-          "echo exact", not wrong, "; ".join(wrong[:3]))
+    check(f"[{served.mode}] {transport}: {count} {what}, each echo exact", not wrong,
+          "; ".join(wrong[:3]))
     after = scrape(served.metrics)
-    key_conns = 'sockecho_connections_total{transport="tcp"}'
-    key_bytes = 'sockecho_bytes_echoed_total{transport="tcp"}'
+    key_conns = f'sockecho_connections_total{{transport="{transport}"}}'
+    key_bytes = f'sockecho_bytes_echoed_total{{transport="{transport}"}}'
     conns = after.get(key_conns, 0) - before.get(key_conns, 0)
     echoed = after.get(key_bytes, 0) - before.get(key_bytes, 0)
-    check(f"[{served.mode}] tcp: metrics count those {count} connections and {sent} bytes",
+    check(f"[{served.mode}] {transport}: metrics count those {count} connections and {sent} bytes",
           conns == count and echoed == sent, f"{conns:.0f} connections, {echoed:.0f} bytes")
+
+
+def short_cycles(served, count=500):
+    def echo(payload):
+        with socket.create_connection(("127.0.0.1", served.tcp), timeout=WAIT) as s:
+            return echo_on(s, payload)
+
+    counted_cycles(served, "tcp", "connect-send-recv-close cycles (Python socket)", count, 862,
+                   echo)
 
 
 def half_close(served):
@@ -583,13 +599,7 @@ def tls_echo(context, port, payload, session=None):
     (read before the close, which forgets both)."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
     with context.wrap_socket(raw, server_hostname="localhost", session=session) as s:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        got = echo_on(s, payload)
         reused, session = s.session_reused, s.session
         s.unwrap()
     return got, reused, session
@@ -597,29 +607,8 @@ def tls_echo(context, port, payload, session=None):
 
 def tls_cycles(served, count=100):
     context = ssl.create_default_context(cafile=served.certs.ca)
-    before = scrape(served.metrics)
-    rng = random.Random(8446)
-    wrong = []
-    sent = 0
-    for i in range(count):
-        payload = rng.randbytes(rng.randint(1, 1024))
-        try:
-            got = tls_echo(context, served.tls, payload)[0]
-        except OSError as e:  # ssl.SSLError included
-            got = f"{type(e).__name__}: {e}".encode()
-        sent += len(payload)
-        if got != payload:
-            wrong.append(f"cycle {i}: {same(got, payload)}")
-    served.connections += count
-    check(f"[{served.mode}] tls: {count} connect-handshake-echo-close cycles (Python ssl, "
-          "verifying), each echo exact", not wrong, "; ".join(wrong[:3]))
-    after = scrape(served.metrics)
-    key_conns = 'sockecho_connections_total{transport="tls"}'
-    key_bytes = 'sockecho_bytes_echoed_total{transport="tls"}'
-    conns = after.get(key_conns, 0) - before.get(key_conns, 0)
-    echoed = after.get(key_bytes, 0) - before.get(key_bytes, 0)
-    check(f"[{served.mode}] tls: metrics count those {count} connections and {sent} bytes",
-          conns == count and echoed == sent, f"{conns:.0f} connections, {echoed:.0f} bytes")
+    counted_cycles(served, "tls", "connect-handshake-echo-close cycles (Python ssl, verifying)",
+                   count, 8446, lambda payload: tls_echo(context, served.tls, payload)[0])
 
 
 def tls_resumption(served):

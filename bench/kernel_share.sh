@@ -23,11 +23,9 @@ shift
 dir=$(mktemp -d)
 server=
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$dir"' EXIT
-"$@" 2>"$dir/log" &
-server=$!
-for _ in $(seq 100); do grep -q "listening on" "$dir/log" && break; sleep 0.1; done
-endpoint=$(grep -o "tcp://[0-9.]*:[0-9]*" "$dir/log" | head -1)
-[ -n "$endpoint" ] || { echo "the server printed no 'listening on tcp://' line" >&2; exit 1; }
+# shellcheck source=bench/server.sh
+. bench/server.sh
+start_server "$@"
 taskset -c 1 ./target/release/sockecho bench "$endpoint" -d 4s --warmup 0ms --json "${load[@]}" \
   >"$dir/out" &
 bench=$!
