@@ -192,6 +192,15 @@ impl Server {
         }
         if self.plain_streams {
             tracing::info!("stream I/O: {}", shared.config.io);
+            #[cfg(target_os = "linux")]
+            if shared.config.io == crate::io::IoMode::Uring
+                && crate::sys::uring::receive_kind() == crate::sys::uring::ReceiveKind::Single
+            {
+                tracing::info!(
+                    "io_uring: this kernel cannot cap a multishot receive (Linux 6.17 can), so \
+                     each connection receives one 64 KiB buffer at a time"
+                );
+            }
         }
         if let Some(proxy) = &shared.config.proxy_protocol {
             let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();

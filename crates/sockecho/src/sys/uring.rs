@@ -41,6 +41,94 @@ pub(crate) fn probe() -> io::Result<()> {
     register_pool(&ring, &pool)
 }
 
+/// How the server engine asks for a connection's bytes, by what the kernel can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReceiveKind {
+    /// A multishot receive that ends by itself once it has taken a given number of bytes
+    /// (Linux 6.17, `sqe->optlen` of a multishot `IORING_OP_RECV`). Without the cap, one
+    /// multishot receive drains whatever the socket holds into the pool before the engine can
+    /// stop it: a client that writes and never reads left about 3 MiB queued per connection.
+    CappedMultishot,
+    /// Older kernels refuse the cap: one receive of at most one pool buffer at a time, armed
+    /// again after each completion.
+    Single,
+}
+
+/// What this kernel supports, found once per process by arming a capped multishot receive on a
+/// socket pair (kernels before 6.17 refuse it with EINVAL). If the probe itself cannot run, the
+/// single receive, which every kernel with provided buffers takes.
+pub(crate) fn receive_kind() -> ReceiveKind {
+    static KIND: std::sync::OnceLock<ReceiveKind> = std::sync::OnceLock::new();
+    *KIND.get_or_init(|| match probe_capped_receive() {
+        Ok(true) => ReceiveKind::CappedMultishot,
+        Ok(false) => ReceiveKind::Single,
+        Err(e) => {
+            tracing::debug!("io_uring capped receive probe failed: {e}");
+            ReceiveKind::Single
+        }
+    })
+}
+
+fn probe_capped_receive() -> io::Result<bool> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    // Declaration order is drop order, reversed: the ring goes first, ending the request before
+    // the socket and the pool it points at.
+    let pool = Pool::new(1)?;
+    let (ours, mut theirs) = std::os::unix::net::UnixStream::pair()?;
+    let mut ring = new_ring()?;
+    register_pool(&ring, &pool)?;
+    theirs.write_all(b"ab")?;
+    let entry = receive_request(ours.as_raw_fd(), ReceiveKind::CappedMultishot, 1);
+    // SAFETY: the request writes only into the pool, which outlives the ring.
+    unsafe { push(&mut ring, &entry) };
+    ring.submit_and_wait(1)?;
+    let Some(cqe) = ring.completion().next() else {
+        return Ok(false);
+    };
+    // Supported: both bytes arrive in one completion, which, past the cap of 1, is the last.
+    Ok(cqe.result() > 0 && !io_uring::cqueue::more(cqe.flags()))
+}
+
+/// A receive of `kind` on socket `fd` into the pool, taking at most `cap` bytes before it ends
+/// (a capped multishot receive may overshoot by the rest of one pool buffer; a single receive
+/// takes at most one buffer).
+pub(crate) fn receive_request(
+    fd: std::os::fd::RawFd,
+    kind: ReceiveKind,
+    cap: u32,
+) -> squeue::Entry {
+    match kind {
+        ReceiveKind::CappedMultishot => {
+            let mut entry = io_uring::opcode::RecvMulti::new(types::Fd(fd), BUF_GROUP).build();
+            set_optlen(&mut entry, cap);
+            entry
+        }
+        ReceiveKind::Single => io_uring::opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
+            .buf_group(BUF_GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT),
+    }
+}
+
+/// Byte offset of `optlen` (a union with `file_index` and `splice_fd_in`) in a 64-byte
+/// submission queue entry, as `struct io_uring_sqe` lays it out.
+const SQE_OPTLEN_OFFSET: usize = 44;
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+
+/// Sets the `optlen` field, which the io-uring crate's receive builders do not expose.
+fn set_optlen(entry: &mut squeue::Entry, value: u32) {
+    // SAFETY: `squeue::Entry` is a `repr(C)` wrapper around `struct io_uring_sqe` (64 bytes, as
+    // checked above), whose bytes 44..48 are the `optlen` union member; any value is valid.
+    unsafe {
+        std::ptr::from_mut(entry)
+            .cast::<u8>()
+            .add(SQE_OPTLEN_OFFSET)
+            .cast::<u32>()
+            .write_unaligned(value);
+    }
+}
+
 pub(crate) fn new_ring() -> io::Result<IoUring> {
     IoUring::builder()
         .setup_single_issuer()
@@ -241,7 +329,8 @@ impl Drop for Pool {
         // user frees its pool only after reaping every request that could (the server engine's
         // `quiesce`, the load loop's final reap), or leaks it (`leak`); `probe` never submits
         // anything. And the io_uring, which holds the registration, is dropped before the pool
-        // (field order in `server::uring::engine::UringEngine` and `bench::uring::Loop`).
+        // (field order in `server::uring::engine::UringEngine` and `bench::uring::Loop`,
+        // declaration order in `probe_capped_receive`).
         unsafe {
             std::alloc::dealloc(self.memory, Pool::memory_layout(self.count));
             std::alloc::dealloc(self.entries.cast(), Pool::entries_layout(self.count));
@@ -319,6 +408,61 @@ mod tests {
         // SAFETY: `at & (count - 1)` is inside the descriptor ring.
         let entry = unsafe { &*pool.entries.add(usize::from(at & (pool.count - 1))) };
         (entry.addr(), entry.len(), entry.bid())
+    }
+
+    /// A receive ends by itself after about `cap` bytes although more keep arriving: capped
+    /// multishot where the kernel has it (the probe decides), else one buffer at a time.
+    #[test]
+    fn a_connection_receive_ends_after_its_cap() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        const CAP: u32 = 200_000;
+        const SENT: usize = 1 << 20;
+        let pool = Pool::new(8).expect("pool"); // 512 KiB: more than the cap and one buffer
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let mut theirs =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        let writer = std::thread::spawn(move || {
+            // Ends with EOF, so a receive that ignored its cap would end too, and fail below.
+            let _ = theirs.write_all(&vec![7u8; SENT]);
+            let _ = theirs.shutdown(std::net::Shutdown::Write);
+        });
+        let mut ring = new_ring().expect("ring");
+        register_pool(&ring, &pool).expect("register pool");
+        let kind = receive_kind();
+        let entry = receive_request(ours.as_raw_fd(), kind, CAP);
+        // SAFETY: the request writes only into the pool, which outlives the ring (and `ours`,
+        // declared before the ring, too).
+        unsafe { push(&mut ring, &entry) };
+        let mut results = Vec::new();
+        loop {
+            ring.submit_and_wait(1).expect("wait");
+            let mut last = false;
+            for cqe in ring.completion() {
+                results.push(cqe.result());
+                last |= !io_uring::cqueue::more(cqe.flags());
+            }
+            if last {
+                break;
+            }
+        }
+        let total: i64 = results.iter().map(|&r| i64::from(r)).sum();
+        assert!(results.iter().all(|&r| r > 0), "{kind:?}: {results:?}");
+        match kind {
+            ReceiveKind::CappedMultishot => assert!(
+                total >= i64::from(CAP) && total < i64::from(CAP) + BUF_SIZE as i64,
+                "capped multishot took {total} bytes in {} receives",
+                results.len()
+            ),
+            ReceiveKind::Single => assert!(
+                results.len() == 1 && total <= BUF_SIZE as i64,
+                "single receive: {results:?}"
+            ),
+        }
+        drop(ring);
+        drop(ours);
+        writer.join().expect("writer");
     }
 
     #[test]

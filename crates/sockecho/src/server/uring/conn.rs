@@ -8,9 +8,10 @@ use io_uring::{opcode, squeue, types};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::state::ConnState;
+use super::state::QUEUE_LIMIT;
 use crate::server::conn::{Admitted, ConnLog};
 use crate::server::echo::SCRATCH_SIZE;
-use crate::sys::uring::{BUF_GROUP, Pool};
+use crate::sys::uring::{Pool, ReceiveKind, receive_request};
 
 /// Chunks one send gathers at most.
 pub(super) const GATHER: usize = 16;
@@ -98,9 +99,12 @@ impl UringConn {
         }
     }
 
-    /// A multishot receive; it writes only into pool buffers the kernel picks itself.
-    pub(super) fn recv_request(&self) -> squeue::Entry {
-        opcode::RecvMulti::new(types::Fd(self.fd.as_raw_fd()), BUF_GROUP).build()
+    /// A receive that takes at most [`QUEUE_LIMIT`] bytes (and the rest of one pool buffer)
+    /// before it ends, so that a peer that sends and never reads gets no more than that queued:
+    /// a multishot receive that the kernel caps, or on older kernels a single one. It writes
+    /// only into pool buffers the kernel picks itself.
+    pub(super) fn recv_request(&self, kind: ReceiveKind) -> squeue::Entry {
+        receive_request(self.fd.as_raw_fd(), kind, QUEUE_LIMIT as u32)
     }
 
     /// A cancel of every request on the socket; it points to no memory.

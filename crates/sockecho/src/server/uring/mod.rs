@@ -25,11 +25,14 @@
 //!   [`GATHER`](conn::GATHER) of those pieces into one write (a 1 MiB message arrives as 16 receives).
 //! - **Backpressure.** Sends are non-blocking (`MSG_DONTWAIT`). Bytes the peer's socket cannot
 //!   take yet are copied out of the pool into one piece of the connection's own memory, and the
-//!   connection
-//!   stops receiving (its receive is cancelled) until the queue is written, so a client that
-//!   never reads cannot hold pool buffers or make the server buffer without bound. The cancel
-//!   takes effect at the next loop turn, so a queue can overshoot its limit by what one turn
-//!   receives (at most the pool's 4 MiB) — more than the epoll path's bound, but a bound.
+//!   connection stops receiving until the queue is written, so a client that never reads
+//!   cannot hold pool buffers or make the server buffer without bound. Each receive asks the
+//!   kernel to end it after [`QUEUE_LIMIT`](state::QUEUE_LIMIT) bytes (a capped multishot
+//!   receive, Linux 6.17; on older kernels one receive of one pool buffer at a time, see
+//!   [`ReceiveKind`](crate::sys::uring::ReceiveKind)): a multishot receive the engine could only
+//!   cancel at its next turn drained whatever the socket held first, about 3 MiB per client
+//!   that never reads. So a queue holds at most 256 KiB and the rest of one 64 KiB buffer,
+//!   close to the epoll path's bound.
 //!
 //! Shutdown follows the tokio path: on drain a connection is half-closed once it has been quiet
 //! for [`DRAIN_SETTLE`](crate::server::echo::DRAIN_SETTLE) counted from the start of the shutdown, then whatever it sends is
