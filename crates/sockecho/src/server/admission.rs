@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::access::PerIpSlot;
+use super::conn::PeerName;
 use super::shared::Shared;
 use crate::net_error::is_resource_exhaustion;
 use crate::stats::TransportCounters;
@@ -179,11 +180,10 @@ pub(crate) fn admit(
 
 /// How a Unix-domain peer is named in logs: a number of its own, and the peer's process id
 /// when the kernel tells it.
-pub(crate) fn unix_peer_name(pid: Option<i32>) -> String {
-    let id = UNIX_CONN_ID.fetch_add(1, Ordering::Relaxed);
-    match pid {
-        Some(pid) => format!("unix#{id} (pid {pid})"),
-        None => format!("unix#{id}"),
+pub(crate) fn unix_peer_name(pid: Option<i32>) -> PeerName {
+    PeerName::Unix {
+        number: UNIX_CONN_ID.fetch_add(1, Ordering::Relaxed),
+        pid,
     }
 }
 
@@ -206,8 +206,8 @@ mod tests {
 
     #[test]
     fn unix_peers_are_numbered_in_turn() {
-        let first = unix_peer_name(Some(42));
-        let second = unix_peer_name(None);
+        let first = unix_peer_name(Some(42)).to_string();
+        let second = unix_peer_name(None).to_string();
         let number = |name: &str| -> u64 {
             name.trim_start_matches("unix#")
                 .split(' ')
@@ -216,6 +216,7 @@ mod tests {
                 .expect("a number after unix#")
         };
         assert!(first.ends_with(" (pid 42)"), "{first}");
+        assert!(!second.contains("pid"), "{second}");
         assert!(number(&second) > number(&first), "{first} then {second}");
     }
 }

@@ -2,7 +2,9 @@
 //! it (the tokio loop in `stream` and the io_uring engine in `uring`): [`Admitted`] holds its
 //! peer and limit slots, [`ConnLog`] counts and logs its opening and closing.
 
+use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -15,11 +17,38 @@ use crate::CONN_LOG;
 use crate::Transport;
 use crate::stats::TransportCounters;
 
+/// Who a connection's peer is, kept as it came from the accept and formatted only when a log
+/// line names it: with the connection log off, accepting a connection formats nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PeerName {
+    /// An IP peer (for a connection through a proxy, the client its PROXY header names).
+    Inet(SocketAddr),
+    /// A Unix-domain peer: a number of its own, and the peer's process id when the kernel
+    /// tells it.
+    Unix { number: u64, pid: Option<i32> },
+    /// Not looked up: nothing would log it (the io_uring engine with the connection log off).
+    Unnamed,
+}
+
+impl fmt::Display for PeerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerName::Inet(address) => address.fmt(f),
+            PeerName::Unix {
+                number,
+                pid: Some(pid),
+            } => write!(f, "unix#{number} (pid {pid})"),
+            PeerName::Unix { number, pid: None } => write!(f, "unix#{number}"),
+            PeerName::Unnamed => Ok(()),
+        }
+    }
+}
+
 /// A stream connection the accept loop admitted, whichever path serves it: who the peer is,
 /// and the places it holds under the connection limits until it is dropped.
 pub(crate) struct Admitted {
     /// The peer as logged: its address, or a number and pid for Unix sockets.
-    pub(crate) peer: String,
+    pub(crate) peer: PeerName,
     pub(crate) transport: Transport,
     /// Its place under `--max-conns`, given back when the connection ends.
     _permit: OwnedSemaphorePermit,
@@ -31,7 +60,7 @@ pub(crate) struct Admitted {
 
 impl Admitted {
     pub(crate) fn new(
-        peer: String,
+        peer: PeerName,
         transport: Transport,
         permit: OwnedSemaphorePermit,
         ip_slot: Option<PerIpSlot>,
@@ -78,13 +107,13 @@ impl ConnLog {
         TransportCounters::add(&counters.connections_accepted, 1);
         match via {
             None => {
-                tracing::info!(target: CONN_LOG, peer, %transport, event = "connected", "{peer} connected");
+                tracing::info!(target: CONN_LOG, peer = %peer, %transport, event = "connected", "{peer} connected");
             }
             Some(via) => {
                 let Via { by, header } = &**via;
                 tracing::info!(
                     target: CONN_LOG,
-                    peer,
+                    peer = %peer,
                     %transport,
                     event = "connected",
                     proxied_by = %by,
@@ -141,7 +170,7 @@ impl ConnLog {
         TransportCounters::add(&counters.connections_closed, 1);
         tracing::info!(
             target: CONN_LOG,
-            peer,
+            peer = %peer,
             %transport,
             event = "disconnected",
             proxied_by,

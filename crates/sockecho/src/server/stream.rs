@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::admission::{AcceptErrors, AfterFailure, admit, unix_peer_name};
 use super::bind::StreamListener;
-use super::conn::{Admitted, ConnLog};
+use super::conn::{Admitted, ConnLog, PeerName};
 use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
 use super::fault::plan::{Admission, ConnFaults};
 use super::fault::stream::{Resettable, linger_zero};
@@ -198,7 +198,7 @@ async fn accept_loop(
                 let Some(slot) = admit(&shared, counters, *peer) else {
                     continue;
                 };
-                (peer.to_string(), slot)
+                (PeerName::Inet(*peer), slot)
             }
             Accepted::Unix(_, peer) => (peer.clone(), None),
         };
@@ -212,7 +212,7 @@ async fn accept_loop(
 
 /// Resets a new connection at once (the `refuse` fault): the client sees its connection
 /// reset before any byte comes back.
-fn refuse(accepted: Accepted, peer: &str, shared: &Shared) {
+fn refuse(accepted: Accepted, peer: &PeerName, shared: &Shared) {
     if let Accepted::Inet(stream, _) = &accepted {
         linger_zero(stream);
     }
@@ -308,7 +308,7 @@ async fn proxied_connection(
     let Some(ip_slot) = admit(&shared, counters, client) else {
         return;
     };
-    let conn = Admitted::new(client.to_string(), transport, permit, ip_slot).via(via);
+    let conn = Admitted::new(PeerName::Inet(client), transport, permit, ip_slot).via(via);
     dispatch(
         Accepted::Inet(stream, peer),
         conn,
@@ -361,7 +361,7 @@ async fn start_flushing(flushing: &mut bool) {
 enum Accepted {
     /// TCP, with or without TLS to come (the listener's transport says which).
     Inet(tokio::net::TcpStream, SocketAddr),
-    Unix(tokio::net::UnixStream, String),
+    Unix(tokio::net::UnixStream, PeerName),
 }
 
 impl Accepted {
@@ -452,7 +452,7 @@ async fn tls_connection(
     }
     tracing::warn!(
         target: CONN_LOG,
-        peer = conn.peer,
+        peer = %conn.peer,
         transport = %conn.transport,
         event = "tls_handshake_failed",
         "{}: TLS handshake failed: {failure}",
@@ -473,7 +473,7 @@ async fn connection<S: EchoIo + Resettable>(
     let mut log = ConnLog::opened(&conn, &shared);
     let options = EchoOptions {
         idle_timeout: shared.config.idle_timeout,
-        log_data_as: shared.config.log_data.then(|| conn.peer.clone()),
+        log_data_as: shared.config.log_data.then(|| conn.peer.to_string()),
     };
     let live = &shared.counters.transport(conn.transport).stream_bytes;
     let EchoOutcome { bytes, result } = echo_io(

@@ -76,9 +76,9 @@ where
         .max_frame_size(Some(shared.config.ws_max_message));
     let mut ws =
         WebSocketStream::from_partially_read(stream, tail, Role::Server, Some(config)).await;
-    let peer = shared.config.log_data.then_some(conn.peer.as_str());
+    let peer = shared.config.log_data.then(|| conn.peer.to_string());
     let result = tokio::select! {
-        result = echo(&mut ws, &shared, peer, &mut log.bytes) => result,
+        result = echo(&mut ws, &shared, peer.as_deref(), &mut log.bytes) => result,
         () = shared.cut.cancelled() => Ok(CloseReason::Cut),
     };
     if !matches!(result, Ok(CloseReason::Cut)) {

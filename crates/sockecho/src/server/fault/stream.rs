@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::plan::{ConnFaults, Ending};
 use super::spec::{Action, FaultKind};
-use crate::server::conn::{Admitted, ConnLog};
+use crate::server::conn::{Admitted, ConnLog, PeerName};
 use crate::server::echo::{CloseReason, EchoIo, Generic};
 use crate::server::shared::Shared;
 
@@ -185,7 +185,7 @@ async fn write_all<S: EchoIo>(stream: &mut S, mut data: &[u8]) -> io::Result<()>
 struct FaultyEcho<'a> {
     faults: ConnFaults,
     shared: &'a Shared,
-    peer: &'a str,
+    peer: &'a PeerName,
     /// Bytes echoed so far.
     echoed: u64,
     /// With a bandwidth cap: when the next piece may be written.

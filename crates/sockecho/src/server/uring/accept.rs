@@ -26,7 +26,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::inbox::ListenerArrival;
 use super::ops::{ENGINE_SLOT, Op, user_data};
 use crate::server::admission::{AcceptErrors, AfterFailure, admit, unix_peer_name};
-use crate::server::conn::Admitted;
+use crate::server::conn::{Admitted, PeerName};
 use crate::server::shared::Shared;
 use crate::sys::uring::push;
 use crate::{CONN_LOG, Endpoint, Transport};
@@ -261,7 +261,7 @@ impl Accepting {
                     .map(|cred| cred.pid.as_raw_nonzero().get());
                 unix_peer_name(pid)
             } else {
-                String::new()
+                PeerName::Unnamed
             };
             (name, None)
         } else if named || admission_needs_address(shared) {
@@ -273,16 +273,9 @@ impl Accepting {
             let Some(ip_slot) = admit(shared, counters, address) else {
                 return;
             };
-            (
-                if named {
-                    address.to_string()
-                } else {
-                    String::new()
-                },
-                ip_slot,
-            )
+            (PeerName::Inet(address), ip_slot)
         } else {
-            (String::new(), None)
+            (PeerName::Unnamed, None)
         };
         self.admitted.push(NewConn {
             fd,
