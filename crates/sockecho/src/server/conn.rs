@@ -27,6 +27,7 @@ pub(crate) enum PeerName {
     /// tells it.
     Unix { number: u64, pid: Option<i32> },
     /// Not looked up: nothing would log it (the io_uring engine with the connection log off).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Unnamed,
 }
 
