@@ -23,6 +23,10 @@ pub(super) const GATHER: usize = 16;
 /// 10-20% more CPU per message than 256 KiB sends, and as it is the bottleneck, that much
 /// throughput (docs/benchmarks.md).
 pub(super) const SEND_MAX: usize = SCRATCH_SIZE;
+const _: () = assert!(
+    SEND_MAX <= u32::MAX as usize,
+    "a send's length fits in a u32"
+);
 
 /// A run of echo bytes waiting to be sent, oldest first.
 pub(super) enum Chunk {
@@ -74,8 +78,9 @@ pub(super) struct UringConn {
     /// The gather list of a send of several chunks at once, made the first time one is needed
     /// and kept: the kernel reads it while the send is in flight, so it must not move.
     pub(super) gather: Option<Box<Gather>>,
-    /// Bytes the send in flight asked to send.
-    pub(super) send_len: usize,
+    /// Bytes the send in flight asked to send: at most [`SEND_MAX`]. A `u32` sits beside the
+    /// 4-byte descriptor, which keeps an engine's connection slot at 248 bytes.
+    pub(super) send_len: u32,
 }
 
 impl UringConn {
@@ -126,7 +131,7 @@ impl UringConn {
         if self.queue.len() == 1 {
             let (bytes, len) = chunk_bytes(&self.queue[0], pool);
             let len = len.min(SEND_MAX);
-            self.send_len = len;
+            self.send_len = len as u32;
             return opcode::Send::new(fd, bytes, len as u32)
                 .flags(flags)
                 .build();
@@ -151,7 +156,7 @@ impl UringConn {
         }
         gather.msg.msg_iov = gather.iov.as_mut_ptr();
         gather.msg.msg_iovlen = n as _;
-        self.send_len = total;
+        self.send_len = total as u32;
         opcode::SendMsg::new(fd, &gather.msg)
             .flags(flags as u32)
             .build()

@@ -314,7 +314,7 @@ impl UringEngine {
         let Some(conn) = entry.conn.as_mut() else {
             return;
         };
-        let (sent, stalled) = match conn.state.sent(result, conn.send_len, now) {
+        let (sent, stalled) = match conn.state.sent(result, conn.send_len as usize, now) {
             Sent::Closing => return,
             Sent::Done(sent) => (sent, false),
             Sent::Stalled(sent) => (sent, true),
