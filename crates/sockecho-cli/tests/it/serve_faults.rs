@@ -87,7 +87,14 @@ fn duplicated_datagrams_are_counted_duplicated() {
     let (code, report) = bench_udp(&server, "64");
     let duplicated = injected(&metrics, "duplicate");
     assert!(duplicated > 0, "{report:#}");
-    assert_eq!(int(&report, "errors.duplicated"), duplicated, "{report:#}");
+    // bench stops reading once its last message is answered, so the copies of the last few
+    // replies (at most the 8 in flight) can arrive after it has stopped: never more counted
+    // than injected, and no more than that missing.
+    let counted = int(&report, "errors.duplicated");
+    assert!(
+        counted <= duplicated && duplicated - counted <= 8,
+        "bench counted {counted} duplicates, the server injected {duplicated}: {report:#}"
+    );
     assert_eq!(int(&report, "errors.lost"), 0);
     assert_eq!(
         int(&report, "messages_sent"),
