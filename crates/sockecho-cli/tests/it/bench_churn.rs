@@ -228,6 +228,15 @@ fn handshakes(report: &Value) -> (u64, u64) {
     )
 }
 
+/// A TLS server whose certificate is signed by a CA of its own, written to `dir`: the server
+/// (stopped when dropped), its `tls://` endpoint, and the CA file a client trusts.
+fn tls_churn_server(dir: &std::path::Path) -> (Server, String, String) {
+    let cert = write_cert(dir, "server", &["127.0.0.1"]);
+    let ca = cert.cert.to_str().expect("a UTF-8 temp path").to_owned();
+    let (server, addr) = start_tls_server_with(&cert);
+    (server, format!("tls://{addr}"), ca)
+}
+
 /// The arguments of a short TLS churn run of `slots` slots from the start (no warm-up),
 /// resuming sessions if `resume`.
 fn tls_churn_args<'a>(
@@ -248,16 +257,13 @@ fn tls_churn_args<'a>(
 #[test]
 fn tls_churn_counts_full_and_resumed_handshakes() {
     let dir = temp_dir();
-    let cert = write_cert(dir.path(), "server", &["127.0.0.1"]);
-    let ca = cert.cert.to_str().expect("a UTF-8 temp path");
-    let (_server, addr) = start_tls_server_with(&cert);
-    let endpoint = format!("tls://{addr}");
+    let (_server, endpoint, ca) = tls_churn_server(dir.path());
     // More slots than rustls' own store keeps tickets for one server (8): slots sharing one
     // store would run out of tickets when many reconnect at once, and make full handshakes.
     let slots = 30;
     let slots_arg = slots.to_string();
     for resume in [false, true] {
-        let args = tls_churn_args(&endpoint, ca, &slots_arg, resume);
+        let args = tls_churn_args(&endpoint, &ca, &slots_arg, resume);
         let (code, report, out) = bench_json(&args);
         assert_eq!(code, 0, "resume {resume}: {}", stderr_of(&out));
         assert_churn_healthy(&report, 1);
@@ -281,7 +287,7 @@ fn tls_churn_counts_full_and_resumed_handshakes() {
 
     // The table says it in a line of its own.
     let mut args = vec!["bench"];
-    args.extend(tls_churn_args(&endpoint, ca, &slots_arg, true));
+    args.extend(tls_churn_args(&endpoint, &ca, &slots_arg, true));
     let out = run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let table = stdout_of(&out);
@@ -327,16 +333,13 @@ fn a_server_that_resumes_nothing_gets_a_warning_not_a_failure() {
 #[test]
 fn merged_tls_churn_runs_add_up_their_handshakes() {
     let dir = temp_dir();
-    let cert = write_cert(dir.path(), "server", &["127.0.0.1"]);
-    let ca = cert.cert.to_str().expect("a UTF-8 temp path");
-    let (_server, addr) = start_tls_server_with(&cert);
-    let endpoint = format!("tls://{addr}");
+    let (_server, endpoint, ca) = tls_churn_server(dir.path());
     let mut logs = Vec::new();
     let mut counts = Vec::new();
     for resume in [false, true] {
         let log = dir.path().join(format!("resume-{resume}.hlog"));
         let log = log.to_str().expect("a UTF-8 temp path").to_owned();
-        let mut args = tls_churn_args(&endpoint, ca, "2", resume);
+        let mut args = tls_churn_args(&endpoint, &ca, "2", resume);
         args.extend(["--save-hist", &log]);
         let (code, report, out) = bench_json(&args);
         assert_eq!(code, 0, "{}", stderr_of(&out));

@@ -19,7 +19,7 @@ use crate::stats::TransportCounters;
 
 /// Who a connection's peer is, kept as it came from the accept and formatted only when a log
 /// line names it: with the connection log off, accepting a connection formats nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum PeerName {
     /// An IP peer (for a connection through a proxy, the client its PROXY header names).
     Inet(SocketAddr),

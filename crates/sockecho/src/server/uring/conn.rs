@@ -11,7 +11,7 @@ use super::state::ConnState;
 use super::state::QUEUE_LIMIT;
 use crate::server::conn::{Admitted, ConnLog};
 use crate::server::echo::SCRATCH_SIZE;
-use crate::sys::uring::{Pool, ReceiveKind, receive_request};
+use crate::sys::uring::{Pool, receive_kind, receive_request};
 
 /// Chunks one send gathers at most.
 pub(super) const GATHER: usize = 16;
@@ -108,8 +108,8 @@ impl UringConn {
     /// before it ends, so that a peer that sends and never reads gets no more than that queued:
     /// a multishot receive that the kernel caps, or on older kernels a single one. It writes
     /// only into pool buffers the kernel picks itself.
-    pub(super) fn recv_request(&self, kind: ReceiveKind) -> squeue::Entry {
-        receive_request(self.fd.as_raw_fd(), kind, QUEUE_LIMIT as u32)
+    pub(super) fn recv_request(&self) -> squeue::Entry {
+        receive_request(self.fd.as_raw_fd(), receive_kind(), QUEUE_LIMIT as u32)
     }
 
     /// A cancel of every request on the socket; it points to no memory.

@@ -22,8 +22,7 @@ use crate::server::echo::DRAIN_SETTLE;
 use crate::server::shared::Shared;
 use crate::stats::TransportCounters;
 use crate::sys::uring::{
-    BUF_COUNT, COMPLETION_ENTRIES, Pool, ReceiveKind, new_ring, push, receive_kind, register_pool,
-    take_completions, transient,
+    BUF_COUNT, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, take_completions, transient,
 };
 
 /// One slot of the connection table.
@@ -62,8 +61,6 @@ pub(super) struct UringEngine {
     now: Instant,
     /// The listeners the engine accepts on itself.
     accepting: Accepting,
-    /// How connections receive (capped multishot where the kernel can).
-    receive: ReceiveKind,
 }
 
 impl UringEngine {
@@ -93,7 +90,6 @@ impl UringEngine {
             cut: false,
             now: Instant::now(),
             accepting: Accepting::default(),
-            receive: receive_kind(),
         };
         engine.arm_wake();
         engine.ring.submit()?;
@@ -344,7 +340,7 @@ impl UringEngine {
         let (request, op) = match conn.state.next() {
             Action::Nothing => return,
             Action::End => return self.end(slot),
-            Action::ArmRecv => (conn.recv_request(self.receive), Op::Recv),
+            Action::ArmRecv => (conn.recv_request(), Op::Recv),
             Action::Send => (conn.send_request(&self.pool), Op::Send),
             // The armed receive's `user_data` names it.
             Action::CancelRecv => (
