@@ -14,7 +14,8 @@ pub enum IoMode {
     Auto,
     /// io_uring; fails if it is not available.
     Uring,
-    /// epoll: tokio's reactor in the server, the load threads' own epoll loops in the bench.
+    /// epoll: the server's epoll engine (one epoll loop of its own per worker thread), the load
+    /// threads' own epoll loops in the bench.
     Epoll,
 }
 

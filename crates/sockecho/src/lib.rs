@@ -16,7 +16,7 @@
 //! println!("{} connections", stats.connections_accepted);
 //! # Ok(()) }
 //! ```
-// No unsafe code, except where io_uring needs it: the server's echo engine (`server::uring`), the
+// No unsafe code, except where io_uring needs it: the server's io_uring engine (`server::engine::uring`), the
 // load generator's loops (`bench::uring`, `bench::churn::uring`) and the ring setup and buffer
 // pool they share in the system-call layer (`sys::uring`), each of which says why at every block.
 #![deny(unsafe_code)]

@@ -130,9 +130,10 @@ pub struct ServeOpts {
     #[arg(short = 't', long, value_name = "N", env = "SOCKECHO_THREADS",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
-    /// Stream I/O path: io_uring (one system call per loop turn for all connections, shared
-    /// receive buffers), epoll, or auto (io_uring if the kernel allows it). TLS and datagrams
-    /// always use epoll.
+    /// Stream I/O engine for plain TCP and Unix connections: io_uring (one system call per loop
+    /// turn for all connections, shared receive buffers), epoll (an epoll loop of its own; what
+    /// auto falls back to where a seccomp profile forbids io_uring), or auto (io_uring if the
+    /// kernel allows it). TLS, WebSocket and datagrams are served on tokio (epoll).
     #[arg(long, value_enum, value_name = "LOOP", env = "SOCKECHO_IO", default_value_t = IoChoice::Auto)]
     pub io: IoChoice,
     /// Misbehave on purpose: inject a fault, KIND[=VALUE][@CHANCE]; repeatable, one of each
@@ -148,7 +149,7 @@ pub struct ServeOpts {
     /// CHANCE is P% (at random, from --fault-seed) or 1/N (exactly every Nth); default: every
     /// time. Per read for delay on streams, per connection for the other stream kinds, per
     /// datagram for datagram kinds. Kinds without a value take the chance as one: drop=1%.
-    /// With stream faults every stream connection is served on the epoll path (not io_uring).
+    /// With stream faults every stream connection is served on tokio (epoll), not an engine.
     #[arg(long, value_name = "SPEC", env = "SOCKECHO_FAULT", value_delimiter = ',',
           value_parser = parse_fault)]
     pub fault: Vec<sockecho::server::fault::Fault>,

@@ -88,15 +88,52 @@ impl HalfClose for UnixStream {
 }
 
 #[test]
-fn each_path_says_which_it_is() {
+fn each_path_says_which_it_is_and_runs_its_engine_thread() {
     for (flag, name) in PATHS {
         let (server, _dir) = start(flag);
         let log = server.wait_for("stream I/O");
         assert!(
-            log.contains(&format!("stream I/O: {name}")),
-            "--io {flag} should log its path as {name}:\n{log}"
+            log.lines()
+                .any(|line| line.ends_with(&format!("stream I/O: {name}"))),
+            "--io {flag} should log its path as {name}, served by its engine:\n{log}"
+        );
+        // It serves; and the worker's engine thread, which serves plain streams instead of
+        // tokio, is there by name.
+        echo_once(&mut tcp_connect(server.tcp()), b"through the engine");
+        let threads = thread_names(server.pid().as_raw_nonzero().get());
+        let engine = format!("{flag}-0");
+        assert!(
+            threads.contains(&engine),
+            "no {engine} thread in {threads:?}"
         );
     }
+}
+
+/// Stream faults are dealt by their own echo on tokio: no engine starts, and the log says so.
+#[test]
+fn with_stream_faults_plain_streams_are_served_on_tokio() {
+    let server = Server::start(
+        &["tcp://127.0.0.1:0"],
+        &["--io", "epoll", "--threads", "1", "--fault", "delay=1ms"],
+    );
+    let log = server.wait_for("stream I/O");
+    assert!(log.contains("stream I/O: epoll (tokio)"), "{log}");
+    echo_once(&mut tcp_connect(server.tcp()), b"on tokio");
+    let threads = thread_names(server.pid().as_raw_nonzero().get());
+    assert!(
+        !threads.iter().any(|t| t.starts_with("epoll-") || t.starts_with("uring-")),
+        "{threads:?}"
+    );
+}
+
+/// The names of the threads of process `pid` (as `top -H` shows them: the server names its
+/// worker threads `worker-N` and their engine threads `uring-N` or `epoll-N`).
+fn thread_names(pid: i32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
 }
 
 #[test]

@@ -1,16 +1,20 @@
-//! What both accepting paths apply to a new stream connection — the tokio accept loop in
-//! `stream` and the io_uring engine's ring accept in `uring`: what a failed `accept` means and
-//! how long to back off ([`AcceptErrors`]), the access rules and per-address limit, and how a
-//! Unix-domain peer is named.
+//! What every accepting path applies to a new stream connection — the tokio accept loop in
+//! `stream` and the engines' own accepting in `engine::uring` and `engine::epoll`: what a failed
+//! `accept` means and how long to back off ([`AcceptErrors`]), the access rules and per-address
+//! limit, and how a peer is named.
 
 use std::io;
 use std::net::SocketAddr;
+#[cfg(target_os = "linux")]
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::access::PerIpSlot;
 use super::conn::PeerName;
 use super::shared::Shared;
+#[cfg(target_os = "linux")]
+use crate::Transport;
 use crate::net_error::is_resource_exhaustion;
 use crate::stats::TransportCounters;
 use crate::{CONN_LOG, Endpoint};
@@ -176,6 +180,45 @@ pub(crate) fn admit(
             None
         }
     }
+}
+
+/// Names a connection an engine has just accepted on a `transport` listener and applies the
+/// access rules and per-address limit to it. `None` refuses it (dropping `fd` closes it at
+/// once), or it failed between the accept and now.
+///
+/// The peer's address is looked up (one `getpeername`) only when admission or a log needs it;
+/// with the connection log off and no rule that depends on the address, the peer stays
+/// [`PeerName::Unnamed`] and admitting it costs no system call.
+#[cfg(target_os = "linux")]
+pub(crate) fn admit_accepted(
+    shared: &Shared,
+    transport: Transport,
+    fd: &OwnedFd,
+) -> Option<(PeerName, Option<PerIpSlot>)> {
+    let named = shared.config.log_data || tracing::enabled!(target: CONN_LOG, tracing::Level::INFO);
+    if transport == Transport::Unix {
+        if !named {
+            return Some((PeerName::Unnamed, None));
+        }
+        let pid = rustix::net::sockopt::socket_peercred(fd)
+            .ok()
+            .map(|cred| cred.pid.as_raw_nonzero().get());
+        return Some((unix_peer_name(pid), None));
+    }
+    let needs_address = !shared.config.access.is_open() || shared.per_ip.is_some();
+    if !named && !needs_address {
+        return Some((PeerName::Unnamed, None));
+    }
+    let address = peer_address(fd)?;
+    let ip_slot = admit(shared, shared.counters.transport(transport), address)?;
+    Some((PeerName::Inet(address), ip_slot))
+}
+
+/// The peer of an accepted TCP connection, IPv4 clients of a dual-stack socket named plainly.
+#[cfg(target_os = "linux")]
+fn peer_address(fd: &OwnedFd) -> Option<SocketAddr> {
+    let address = socket2::SockRef::from(fd).peer_addr().ok()?.as_socket()?;
+    Some(SocketAddr::new(address.ip().to_canonical(), address.port()))
 }
 
 /// How a Unix-domain peer is named in logs: a number of its own, and the peer's process id

@@ -58,12 +58,13 @@ pub struct ServerConfig {
     /// A name for this instance (e.g. a Kubernetes pod name), shown in the `listening on`
     /// lines so logs gathered from many instances say which one spoke. Never sent to peers.
     pub identity: Option<String>,
-    /// How worker threads do stream I/O. TLS connections and serving without worker threads
-    /// (`threads == 0`) always use the tokio (epoll) path; Unix datagram sockets are served on
-    /// tokio and UDP sockets by a blocking loop each.
+    /// Which engine each worker thread runs for plain TCP and Unix stream connections: io_uring
+    /// or epoll, each a loop of its own beside the worker. TLS and WebSocket connections, and
+    /// serving without worker threads (`threads == 0`), always use tokio; Unix datagram sockets
+    /// are served on tokio and UDP sockets by a blocking loop each.
     pub io: IoMode,
     /// Faults to inject (`--fault`), on every listener. With stream faults, every stream
-    /// connection is served on the tokio (epoll) path, whatever `io` says.
+    /// connection is served on tokio, whatever `io` says.
     pub faults: Option<FaultPlan>,
 }
 
@@ -119,4 +120,14 @@ impl ProxyProtocol {
         let ip = ip.to_canonical();
         self.trusted.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// Which engine serves a worker's plain stream connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) enum EngineKind {
+    /// The io_uring engine.
+    Uring,
+    /// The epoll engine.
+    Epoll,
 }

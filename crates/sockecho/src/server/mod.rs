@@ -13,8 +13,8 @@
 //! - this file, the public face ([`Server`], [`ServerConfig`]);
 //! - `workers`: worker threads, and the loops each one runs;
 //! - `stream` (the accept loop, and a connection's life on tokio) over `websocket` (the
-//!   upgrade and message echo of `ws://` and `wss://`, on tokio) and `uring` (the io_uring
-//!   engine), all over `conn` (an admitted connection's identity and accounting), over
+//!   upgrade and message echo of `ws://` and `wss://`, on tokio) and `engine` (the io_uring and
+//!   epoll engines that serve plain streams off tokio), all over `conn` (an admitted connection's identity and accounting), over
 //!   `proxied` (a PROXY protocol header taken before admission); `bind`
 //!   (listening sockets) over `datagram` (the UDP and unixgram echo);
 //! - at the bottom `shared` (what every loop shares), `config`, [`echo`], [`access`] and
@@ -29,6 +29,8 @@ mod config;
 mod conn;
 mod datagram;
 pub mod echo;
+#[allow(unsafe_code)]
+mod engine;
 pub mod fault;
 mod log_budget;
 pub mod peer_text;
@@ -36,8 +38,6 @@ mod proxied;
 mod rate_limit;
 mod shared;
 mod stream;
-#[allow(unsafe_code)]
-mod uring;
 mod websocket;
 mod workers;
 
@@ -52,6 +52,7 @@ use crate::io::IoMode;
 use crate::stats::{Counters, Stats};
 use crate::tls::ServerTls;
 use crate::{Endpoint, Transport};
+use config::EngineKind;
 use shared::Shared;
 
 pub use access::AccessPolicy;
@@ -66,6 +67,8 @@ pub struct Server {
     /// Whether a listener takes plain (not TLS) TCP or Unix connections: the ones `config.io`
     /// is about.
     plain_streams: bool,
+    /// The engine that serves them off tokio, on each worker thread, if any does.
+    engine: Option<EngineKind>,
     config: ServerConfig,
     counters: Arc<Counters>,
 }
@@ -118,9 +121,19 @@ impl Server {
         } else {
             config.io.resolve().map_err(ServeError::IoUring)?
         };
+        // Plain streams are served by an engine of their own on each worker thread, except
+        // without worker threads (everything on the caller's runtime) and with stream faults
+        // (their own echo, on tokio), and off Linux (tokio's reactor).
+        let engine =
+            (cfg!(target_os = "linux") && plain_streams && config.threads > 0 && !stream_faults)
+                .then_some(match config.io {
+                    IoMode::Uring => EngineKind::Uring,
+                    IoMode::Auto | IoMode::Epoll => EngineKind::Epoll,
+                });
         Ok(Server {
             listeners,
             plain_streams,
+            engine,
             config,
             counters: Arc::default(),
         })
@@ -166,6 +179,7 @@ impl Server {
                 .faults
                 .as_ref()
                 .and_then(fault::plan::StreamFaults::new),
+            engine: self.engine,
             config: self.config,
             counters: self.counters,
             drain: CancellationToken::new(),
@@ -191,7 +205,10 @@ impl Server {
             sockets.push((listener.socket, listener.endpoint));
         }
         if self.plain_streams {
-            tracing::info!("stream I/O: {}", shared.config.io);
+            match shared.engine {
+                Some(_) => tracing::info!("stream I/O: {}", shared.config.io),
+                None => tracing::info!("stream I/O: {} (tokio)", shared.config.io),
+            }
             #[cfg(target_os = "linux")]
             if shared.config.io == crate::io::IoMode::Uring
                 && crate::sys::uring::receive_kind() == crate::sys::uring::ReceiveKind::Single

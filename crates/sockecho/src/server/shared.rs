@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::access::PerIpLimit;
-use super::config::ServerConfig;
+use super::config::{EngineKind, ServerConfig};
 use super::fault::plan::StreamFaults;
 use super::log_budget::LogBudget;
 use super::rate_limit::RateLimiter;
@@ -18,6 +18,8 @@ use crate::stats::Counters;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
+    /// The engine each worker thread starts for plain streams, if any (else tokio serves them).
+    pub(crate) engine: Option<EngineKind>,
     pub(crate) counters: Arc<Counters>,
     /// Cancelled when shutdown starts: stop accepting, echo what has arrived, close.
     pub(crate) drain: CancellationToken,

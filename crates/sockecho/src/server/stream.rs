@@ -1,6 +1,6 @@
 //! Stream listeners (TCP, TLS, WebSocket, Unix): the accept loop, and the life of one
-//! connection on the tokio path (TLS and WebSocket always; plain connections unless an io_uring
-//! engine takes them over).
+//! connection on the tokio path (TLS and WebSocket always; plain connections only where no
+//! engine of their own takes them over: without worker threads, with stream faults, off Linux).
 //!
 //! A permit from the shared semaphore is taken *before* `accept`, so at most `max_conns`
 //! connections are served and further clients wait in the kernel's backlog. Accept errors are
@@ -20,11 +20,11 @@ use super::admission::{AcceptErrors, AfterFailure, admit, unix_peer_name};
 use super::bind::StreamListener;
 use super::conn::{Admitted, ConnLog, PeerName};
 use super::echo::{EchoIo, EchoOptions, EchoOutcome, Generic, echo_io};
+use super::engine::{Arrival, EngineHandle};
 use super::fault::plan::{Admission, ConnFaults};
 use super::fault::stream::{Resettable, linger_zero};
 use super::proxied::{self, Via};
 use super::shared::Shared;
-use super::uring::{Arrival, EngineHandle};
 use super::websocket;
 use crate::CONN_LOG;
 use crate::Endpoint;
@@ -35,7 +35,7 @@ use crate::tls::ServerTls;
 /// Serves every stream listener of this worker until shutdown, and returns once none is
 /// accepting any more.
 ///
-/// With an io_uring `engine`, plain TCP and Unix listeners are accepted on by the engine itself
+/// With an `engine` (io_uring or epoll), plain TCP and Unix listeners are accepted on by the engine itself
 /// (unless a PROXY header or stream faults need the tokio path first), so that a new connection
 /// costs no thread hand-over; if the engine fails, it gives them back and they are served here.
 /// The other listeners (TLS, WebSocket) share one tokio accept loop.
@@ -44,27 +44,27 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     engine: Option<Arc<EngineHandle>>,
 ) {
-    let ring_engine = engine
+    let accepting_engine = engine
         .as_ref()
-        .filter(|engine| engine.serving() && ring_accepts(&shared));
-    let (on_ring, here): (Vec<_>, Vec<_>) = listeners
+        .filter(|engine| engine.serving() && engine_accepts(&shared));
+    let (on_engine, here): (Vec<_>, Vec<_>) = listeners
         .into_iter()
-        .partition(|(_, endpoint)| ring_engine.is_some() && accepted_on_ring(endpoint));
-    let on_ring: Vec<_> = on_ring
+        .partition(|(_, endpoint)| accepting_engine.is_some() && accepted_on_engine(endpoint));
+    let on_engine: Vec<_> = on_engine
         .into_iter()
         .filter_map(|(listener, endpoint)| match listener.into_fd() {
             Ok(fd) => Some((fd, endpoint)),
             Err(e) => {
-                tracing::error!("cannot hand {endpoint} over to io_uring: {e}");
+                tracing::error!("cannot hand {endpoint} over to the stream engine: {e}");
                 None
             }
         })
         .collect();
-    let ring = async {
-        let Some(engine) = ring_engine.filter(|_| !on_ring.is_empty()) else {
+    let engine_accepting = async {
+        let Some(engine) = accepting_engine.filter(|_| !on_engine.is_empty()) else {
             return;
         };
-        let given_back = engine.accept_on(on_ring).await;
+        let given_back = engine.accept_on(on_engine).await;
         let listeners: Vec<_> = given_back
             .into_iter()
             .filter_map(
@@ -79,16 +79,19 @@ pub(crate) async fn serve(
             .collect();
         accept_loop(listeners, shared.clone(), None).await;
     };
-    tokio::join!(accept_loop(here, shared.clone(), engine.clone()), ring);
+    tokio::join!(
+        accept_loop(here, shared.clone(), engine.clone()),
+        engine_accepting
+    );
 }
 
-/// Whether this server's plain connections may be accepted on the ring: not when each needs
+/// Whether this server's plain connections may be accepted by the engine: not when each needs
 /// the tokio path's work first (a PROXY header to read, faults to deal).
-fn ring_accepts(shared: &Shared) -> bool {
+fn engine_accepts(shared: &Shared) -> bool {
     shared.config.proxy_protocol.is_none() && shared.stream_faults.is_none()
 }
 
-fn accepted_on_ring(endpoint: &Endpoint) -> bool {
+fn accepted_on_engine(endpoint: &Endpoint) -> bool {
     matches!(endpoint, Endpoint::Tcp(_) | Endpoint::Unix(_))
 }
 
@@ -96,7 +99,7 @@ fn accepted_on_ring(endpoint: &Endpoint) -> bool {
 /// waiting serves whichever listener a client comes to (a loop per listener would each hold a
 /// permit, and an idle listener could keep a busy one from accepting).
 ///
-/// With an io_uring `engine`, plain TCP and Unix connections are handed to it; TLS ones are
+/// With an `engine`, plain TCP and Unix connections are handed to it; TLS ones are
 /// always served here.
 async fn accept_loop(
     listeners: Vec<(StreamListener, Endpoint)>,
@@ -224,7 +227,7 @@ fn refuse(accepted: Accepted, peer: &PeerName, shared: &Shared) {
     tracing::debug!(target: CONN_LOG, "{peer} refused: injected fault");
 }
 
-/// Serves an admitted connection of the listener at `endpoint`: on the io_uring `engine` if
+/// Serves an admitted connection of the listener at `endpoint`: on the `engine` if
 /// there is one (plain streams), else on a task of this worker.
 fn dispatch(
     accepted: Accepted,
@@ -318,7 +321,7 @@ async fn proxied_connection(
     );
 }
 
-/// Passes a connection to the io_uring engine, which serves it from then on.
+/// Passes a connection to the engine, which serves it from then on.
 fn hand_over(engine: &EngineHandle, fd: std::io::Result<OwnedFd>, conn: Admitted, shared: &Shared) {
     match fd {
         Ok(fd) => engine.hand_over(Arrival {
@@ -327,7 +330,10 @@ fn hand_over(engine: &EngineHandle, fd: std::io::Result<OwnedFd>, conn: Admitted
             token: shared.tracker.token(),
         }),
         // Only if the runtime could not let go of the socket; the client sees it closed.
-        Err(e) => tracing::warn!("{}: cannot pass the connection to io_uring: {e}", conn.peer),
+        Err(e) => tracing::warn!(
+            "{}: cannot pass the connection to the stream engine: {e}",
+            conn.peer
+        ),
     }
 }
 
@@ -365,7 +371,7 @@ enum Accepted {
 }
 
 impl Accepted {
-    /// The plain socket, taken out of the runtime (for the io_uring engine).
+    /// The plain socket, taken out of the runtime (for the engine).
     fn into_fd(self) -> std::io::Result<OwnedFd> {
         match self {
             Accepted::Inet(stream, _) => stream.into_std().map(OwnedFd::from),
@@ -501,9 +507,17 @@ mod tests {
     /// A listening socket shut down under the server answers every `accept` with EINVAL at
     /// once. The accept loop must give that listener up after the first error instead of
     /// retrying in a tight loop, and the server must still stop promptly.
+    /// Here on the tokio accept loop (no worker threads: no engine).
     #[tokio::test]
     async fn a_listener_that_stops_listening_is_given_up_not_spun_on() {
-        a_broken_listener_is_given_up(IoMode::Epoll).await;
+        a_broken_listener_is_given_up(IoMode::Epoll, 0).await;
+    }
+
+    /// The same on the epoll engine, which accepts on its own epoll set.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_listener_that_stops_listening_is_given_up_by_the_epoll_engine_too() {
+        a_broken_listener_is_given_up(IoMode::Epoll, 1).await;
     }
 
     /// The same on the io_uring engine, which accepts on the ring itself (where the kernel
@@ -511,14 +525,14 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_listener_that_stops_listening_is_given_up_on_the_ring_too() {
-        a_broken_listener_is_given_up(IoMode::Uring).await;
+        a_broken_listener_is_given_up(IoMode::Uring, 1).await;
     }
 
-    async fn a_broken_listener_is_given_up(io: IoMode) {
+    async fn a_broken_listener_is_given_up(io: IoMode, threads: usize) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let handle = listener.try_clone().expect("dup");
         let config = ServerConfig {
-            threads: 1,
+            threads,
             io,
             ..ServerConfig::default()
         };

@@ -4,7 +4,8 @@
 //!
 //! Each worker runs its own single-threaded runtime and serves every stream listener through its
 //! own duplicate of the listening descriptor; each datagram socket is served by one worker.
-//! With io_uring, each worker also starts an engine thread for its plain stream connections.
+//! Each worker also starts an engine thread for its plain stream connections (io_uring or
+//! epoll, see `engine`).
 //! Whichever worker the kernel wakes first accepts a
 //! connection (or receives a datagram), and a connection then stays on that worker for life, so
 //! the hot path touches no lock or queue shared between threads. A busy worker answers its
@@ -20,11 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::bind::{Socket, StdSocket};
+use super::config::EngineKind;
+use super::engine::EngineHandle;
 use super::shared::Shared;
-use super::uring::EngineHandle;
 use super::{datagram, stream};
 use crate::Endpoint;
-use crate::io::IoMode;
 
 /// Running worker threads.
 pub(crate) struct WorkerThreads {
@@ -75,7 +76,7 @@ pub(crate) fn start(
         let (done_tx, done_rx) = oneshot::channel();
         let (detached, shared, stopped_tx) = (detached.clone(), shared.clone(), stopped_tx.clone());
         let spawned = std::thread::Builder::new()
-            .name(format!("sockecho-worker-{index}"))
+            .name(format!("worker-{index}"))
             .spawn(move || {
                 worker(detached, (index, threads), shared, stopped_tx);
                 let _ = done_tx.send(());
@@ -144,16 +145,22 @@ fn worker(
     }
 }
 
-/// Starts this worker's io_uring engine if the server uses io_uring (it then has a plain stream
-/// listener). If the engine cannot start here, this worker serves with epoll instead.
+/// Starts this worker's engine for plain streams, if the server uses one. If the io_uring engine
+/// cannot start here, this worker runs the epoll engine; if that cannot start either, tokio
+/// serves.
 fn start_engine(index: usize, shared: &Arc<Shared>) -> Option<Arc<EngineHandle>> {
-    if shared.config.io != IoMode::Uring {
-        return None;
-    }
-    match EngineHandle::start(index, shared.clone()) {
+    let kind = shared.engine?;
+    let started = EngineHandle::start(kind, index, shared.clone()).or_else(|e| {
+        if kind != EngineKind::Uring {
+            return Err(e);
+        }
+        tracing::warn!("worker {index}: cannot start io_uring ({e}); using epoll");
+        EngineHandle::start(EngineKind::Epoll, index, shared.clone())
+    });
+    match started {
         Ok(engine) => Some(Arc::new(engine)),
         Err(e) => {
-            tracing::warn!("worker {index}: cannot start io_uring ({e}); using epoll");
+            tracing::warn!("worker {index}: cannot start the epoll engine ({e}); serving on tokio");
             None
         }
     }

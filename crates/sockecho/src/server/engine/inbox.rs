@@ -86,7 +86,7 @@ impl Inbox {
         }
         for Arrival { admitted, .. } in stranded {
             tracing::warn!(
-                "{}: closed unserved, the io_uring engine stopped",
+                "{}: closed unserved, the stream engine stopped",
                 admitted.peer
             );
         }

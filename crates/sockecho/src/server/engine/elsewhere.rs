@@ -1,6 +1,6 @@
-//! The engine's handle on systems without io_uring (any but Linux): the same names as on Linux,
-//! but an engine never starts, so every plain connection is served on tokio. The server never
-//! asks for one there either: `IoMode::resolve` never settles to io_uring off Linux.
+//! The engine's handle on systems other than Linux (no io_uring, no epoll): the same names as
+//! on Linux, but an engine never starts, so every plain connection is served on tokio. The
+//! server never asks for one there either.
 
 #![deny(unsafe_code)]
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::Endpoint;
+use crate::server::config::EngineKind;
 use crate::server::conn::Admitted;
 use crate::server::shared::Shared;
 
@@ -26,10 +27,14 @@ pub(crate) struct Arrival {
 pub(crate) enum EngineHandle {}
 
 impl EngineHandle {
-    pub(crate) fn start(_index: usize, _shared: Arc<Shared>) -> io::Result<EngineHandle> {
+    pub(crate) fn start(
+        _kind: EngineKind,
+        _index: usize,
+        _shared: Arc<Shared>,
+    ) -> io::Result<EngineHandle> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "io_uring needs Linux",
+            "the stream engines need Linux",
         ))
     }
 

@@ -15,7 +15,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
@@ -23,13 +22,13 @@ use io_uring::{IoUring, opcode, types};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::inbox::ListenerArrival;
 use super::ops::{ENGINE_SLOT, Op, user_data};
-use crate::server::admission::{AcceptErrors, AfterFailure, admit, unix_peer_name};
-use crate::server::conn::{Admitted, PeerName};
+use crate::server::admission::{AcceptErrors, AfterFailure, admit_accepted};
+use crate::server::conn::Admitted;
+use crate::server::engine::inbox::ListenerArrival;
 use crate::server::shared::Shared;
 use crate::sys::uring::push;
-use crate::{CONN_LOG, Endpoint, Transport};
+use crate::{Endpoint, Transport};
 
 /// One listener the engine accepts on.
 pub(super) struct RingListener {
@@ -251,31 +250,9 @@ impl Accepting {
         permit: OwnedSemaphorePermit,
     ) {
         let transport = self.listeners[index].transport;
-        let counters = shared.counters.transport(transport);
-        let named =
-            shared.config.log_data || tracing::enabled!(target: CONN_LOG, tracing::Level::INFO);
-        let (peer, ip_slot) = if transport == Transport::Unix {
-            let name = if named {
-                let pid = rustix::net::sockopt::socket_peercred(&fd)
-                    .ok()
-                    .map(|cred| cred.pid.as_raw_nonzero().get());
-                unix_peer_name(pid)
-            } else {
-                PeerName::Unnamed
-            };
-            (name, None)
-        } else if named || admission_needs_address(shared) {
-            let Some(address) = peer_address(&fd) else {
-                // The connection failed between the accept and now: closed unserved.
-                return;
-            };
-            // Dropping a refused connection closes it at once.
-            let Some(ip_slot) = admit(shared, counters, address) else {
-                return;
-            };
-            (PeerName::Inet(address), ip_slot)
-        } else {
-            (PeerName::Unnamed, None)
+        // Refused (or already failed): dropping it closes it at once.
+        let Some((peer, ip_slot)) = admit_accepted(shared, transport, &fd) else {
+            return;
         };
         self.admitted.push(NewConn {
             fd,
@@ -352,16 +329,4 @@ impl Accepting {
         }
         self.give_back();
     }
-}
-
-/// Whether admitting a TCP peer needs its address: access rules that restrict, or a
-/// per-address limit. (Naming it in logs is the other reason to look it up.)
-fn admission_needs_address(shared: &Shared) -> bool {
-    !shared.config.access.is_open() || shared.per_ip.is_some()
-}
-
-/// The peer of an accepted TCP connection, IPv4 clients of a dual-stack socket named plainly.
-fn peer_address(fd: &OwnedFd) -> Option<SocketAddr> {
-    let address = socket2::SockRef::from(fd).peer_addr().ok()?.as_socket()?;
-    Some(SocketAddr::new(address.ip().to_canonical(), address.port()))
 }

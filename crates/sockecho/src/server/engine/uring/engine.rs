@@ -7,18 +7,18 @@ use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_uring::{IoUring, cqueue, opcode, types};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::accept::{Accepting, NewConn, Turn};
 use super::conn::{Chunk, Spare, UringConn};
-use super::inbox::{Arrival, Inbox};
 use super::ops::{ENGINE_SLOT, Op, split_user_data, user_data};
 use super::state::{Action, ConnState, Keep, Sent, Tick};
 use crate::server::conn::{Admitted, ConnLog};
-use crate::server::echo::DRAIN_SETTLE;
+use crate::server::engine::common::{Engine, tick_period};
+use crate::server::engine::inbox::{Arrival, Inbox};
 use crate::server::shared::Shared;
 use crate::stats::TransportCounters;
 use crate::sys::uring::{
@@ -36,7 +36,7 @@ struct Slot {
 const SPARES_KEPT: usize = 1024;
 
 /// The engine proper: owned by its thread.
-pub(super) struct UringEngine {
+pub(crate) struct UringEngine {
     // Field order is drop order: the io_uring goes first, ending every request, before the
     // memory the requests point into (pool, eventfd buffer, timer).
     ring: IoUring,
@@ -64,38 +64,6 @@ pub(super) struct UringEngine {
 }
 
 impl UringEngine {
-    pub(super) fn new(inbox: Arc<Inbox>, shared: Arc<Shared>) -> io::Result<UringEngine> {
-        let pool = Pool::new(BUF_COUNT)?;
-        let ring = new_ring()?;
-        register_pool(&ring, &pool)?;
-        let period = tick_period(shared.config.idle_timeout);
-        let mut engine = UringEngine {
-            ring,
-            pool,
-            inbox,
-            shared,
-            slots: Vec::new(),
-            free: Vec::new(),
-            spares: Vec::new(),
-            open: 0,
-            wake_buf: Box::new([0; 8]),
-            wake_armed: false,
-            tick: Box::new(
-                types::Timespec::new()
-                    .sec(period.as_secs())
-                    .nsec(period.subsec_nanos()),
-            ),
-            tick_armed: false,
-            draining: None,
-            cut: false,
-            now: Instant::now(),
-            accepting: Accepting::default(),
-        };
-        engine.arm_wake();
-        engine.ring.submit()?;
-        Ok(engine)
-    }
-
     fn arm_wake(&mut self) {
         let entry = opcode::Read::new(
             types::Fd(self.inbox.wake.as_raw_fd()),
@@ -125,31 +93,6 @@ impl UringEngine {
         // SAFETY: the timespec is boxed in `self` and never changed.
         unsafe { push(&mut self.ring, &entry) };
         self.tick_armed = true;
-    }
-
-    /// The loop: submit, wait, handle completions, until the accepting side is done and the
-    /// last connection has ended.
-    pub(super) fn run(&mut self) -> io::Result<()> {
-        let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(COMPLETION_ENTRIES as usize);
-        loop {
-            self.pool.publish();
-            if self.inbox.finish.load(Ordering::Acquire) && self.open == 0 {
-                self.take_arrivals();
-                if self.open == 0 {
-                    return self.quiesce();
-                }
-            }
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if transient(&e) => {}
-                Err(e) => return Err(e),
-            }
-            self.now = Instant::now();
-            take_completions(&mut self.ring, &mut completions);
-            for &(data, result, flags) in &completions {
-                self.complete(data, result, flags);
-            }
-        }
     }
 
     /// Before the engine exits, with no connection left: cancels its own requests (the wake-up
@@ -519,15 +462,6 @@ impl UringEngine {
         }
     }
 
-    /// After a ring failure: refuses further connections, and ends every connection where it
-    /// stands, so shutdown can finish.
-    pub(super) fn stop_after_failure(&mut self) {
-        self.inbox.stop();
-        // The listeners go back to the tokio loop, to be served there.
-        self.accepting.give_back();
-        self.abandon();
-    }
-
     /// Ends every connection where it stands. Requests may still be in the kernel, so the
     /// memory they could point at (queued echo bytes, the pool, the wake-up buffer and the
     /// timer) is leaked rather than freed.
@@ -562,9 +496,72 @@ impl UringEngine {
     }
 }
 
-/// How often the timer looks at idle and draining connections: a tenth of the idle timeout,
-/// within 5 ms..100 ms (the drain's settle time is 100 ms).
-fn tick_period(idle_timeout: Option<Duration>) -> Duration {
-    let period = idle_timeout.map_or(DRAIN_SETTLE / 4, |idle| idle / 10);
-    period.clamp(Duration::from_millis(5), DRAIN_SETTLE / 4)
+impl Engine for UringEngine {
+    const NAME: &'static str = "io_uring";
+
+    fn new(inbox: Arc<Inbox>, shared: Arc<Shared>) -> io::Result<UringEngine> {
+        let pool = Pool::new(BUF_COUNT)?;
+        let ring = new_ring()?;
+        register_pool(&ring, &pool)?;
+        let period = tick_period(shared.config.idle_timeout);
+        let mut engine = UringEngine {
+            ring,
+            pool,
+            inbox,
+            shared,
+            slots: Vec::new(),
+            free: Vec::new(),
+            spares: Vec::new(),
+            open: 0,
+            wake_buf: Box::new([0; 8]),
+            wake_armed: false,
+            tick: Box::new(
+                types::Timespec::new()
+                    .sec(period.as_secs())
+                    .nsec(period.subsec_nanos()),
+            ),
+            tick_armed: false,
+            draining: None,
+            cut: false,
+            now: Instant::now(),
+            accepting: Accepting::default(),
+        };
+        engine.arm_wake();
+        engine.ring.submit()?;
+        Ok(engine)
+    }
+
+    /// The loop: submit, wait, handle completions, until the accepting side is done and the
+    /// last connection has ended.
+    fn run(&mut self) -> io::Result<()> {
+        let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(COMPLETION_ENTRIES as usize);
+        loop {
+            self.pool.publish();
+            if self.inbox.finish.load(Ordering::Acquire) && self.open == 0 {
+                self.take_arrivals();
+                if self.open == 0 {
+                    return self.quiesce();
+                }
+            }
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if transient(&e) => {}
+                Err(e) => return Err(e),
+            }
+            self.now = Instant::now();
+            take_completions(&mut self.ring, &mut completions);
+            for &(data, result, flags) in &completions {
+                self.complete(data, result, flags);
+            }
+        }
+    }
+
+    /// After a ring failure: refuses further connections, and ends every connection where it
+    /// stands, so shutdown can finish.
+    fn stop_after_failure(&mut self) {
+        self.inbox.stop();
+        // The listeners go back to the tokio loop, to be served there.
+        self.accepting.give_back();
+        self.abandon();
+    }
 }

@@ -1,4 +1,4 @@
-//! The io_uring echo engine for plain TCP and Unix stream connections (`--io uring`).
+//! The io_uring engine for plain TCP and Unix stream connections (`--io uring`).
 //!
 //! Each worker thread that can create a ring gets one engine thread, and the worker hands it
 //! its plain TCP and Unix listeners: the engine accepts on them itself, with a multishot accept
@@ -39,14 +39,12 @@
 //! discarded until its EOF (or the idle timeout); at the end of the grace period every
 //! connection left is cut.
 //!
-//! The parts, top down (each uses only parts listed after it):
+//! The parts, top down (each uses only parts listed after it; the handle and the inbox it
+//! shares with the accepting side are the parent module's, as for the epoll engine):
 //!
-//! - [`handle`]: [`EngineHandle`], the accepting side's handle — starts the engine thread,
-//!   hands listeners and connections over, passes the shutdown steps on;
 //! - [`engine`]: the ring loop, which owns the ring, the pool and the connection table;
 //! - [`accept`]: accepting on the ring, and admission;
 //! - [`ops`]: how a completion names its request;
-//! - [`inbox`]: what the two sides share ([`Arrival`]s waiting, shutdown flags, the wake-up);
 //! - [`conn`]: one connection's socket and queue of echo bytes, and the requests that point at
 //!   them;
 //! - [`state`]: one connection's life as a state machine — what it has in the ring and what it
@@ -56,30 +54,10 @@
 //! reads and writes memory that the ring's requests point to, so the engine must keep that
 //! memory alive and untouched until each request completes. Every block says why it holds.
 
-//!
-//! The engine exists on Linux only; elsewhere `elsewhere` stands in with the same names and an
-//! engine that never starts.
-
-#[cfg(target_os = "linux")]
 mod accept;
-#[cfg(target_os = "linux")]
 mod conn;
-#[cfg(not(target_os = "linux"))]
-mod elsewhere;
-#[cfg(target_os = "linux")]
 mod engine;
-#[cfg(target_os = "linux")]
-mod handle;
-#[cfg(target_os = "linux")]
-mod inbox;
-#[cfg(target_os = "linux")]
 mod ops;
-#[cfg(target_os = "linux")]
 mod state;
 
-#[cfg(not(target_os = "linux"))]
-pub(crate) use elsewhere::{Arrival, EngineHandle};
-#[cfg(target_os = "linux")]
-pub(crate) use handle::EngineHandle;
-#[cfg(target_os = "linux")]
-pub(crate) use inbox::Arrival;
+pub(super) use engine::UringEngine;

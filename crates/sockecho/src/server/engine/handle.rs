@@ -9,9 +9,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::engine::UringEngine;
+use super::common::Engine;
+use super::epoll::EpollEngine;
 use super::inbox::{Arrival, Inbox, ListenerArrival};
+use super::uring::UringEngine;
 use crate::Endpoint;
+use crate::server::config::EngineKind;
 use crate::server::shared::Shared;
 use crate::sys::uring::AbortOnPanic;
 
@@ -22,17 +25,29 @@ pub(crate) struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Starts an engine thread for worker `index`. Fails, leaving nothing running, if this
-    /// kernel (or a sandbox) does not offer what the engine needs: then the tokio path serves.
-    pub(crate) fn start(index: usize, shared: Arc<Shared>) -> io::Result<EngineHandle> {
+    /// Starts a `kind` engine thread for worker `index`. Fails, leaving nothing running, if this
+    /// kernel (or a sandbox) does not offer what the engine needs.
+    pub(crate) fn start(
+        kind: EngineKind,
+        index: usize,
+        shared: Arc<Shared>,
+    ) -> io::Result<EngineHandle> {
+        match kind {
+            EngineKind::Uring => EngineHandle::start_engine::<UringEngine>(index, shared),
+            EngineKind::Epoll => EngineHandle::start_engine::<EpollEngine>(index, shared),
+        }
+    }
+
+    fn start_engine<E: Engine>(index: usize, shared: Arc<Shared>) -> io::Result<EngineHandle> {
         let inbox = Arc::new(Inbox::new()?);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_inbox = inbox.clone();
+        let name = E::NAME.trim_start_matches("io_");
         let thread = std::thread::Builder::new()
-            .name(format!("sockecho-uring-{index}"))
+            .name(format!("{name}-{index}"))
             .spawn(move || {
-                // The ring is made on the thread that uses it: it is single-issuer.
-                let mut engine = match UringEngine::new(thread_inbox, shared) {
+                // Made on the thread that uses it: a ring is single-issuer.
+                let mut engine = match E::new(thread_inbox, shared) {
                     Ok(engine) => {
                         let _ = ready_tx.send(Ok(()));
                         engine
@@ -42,11 +57,16 @@ impl EngineHandle {
                         return;
                     }
                 };
-                // A panic here would unwind through memory the kernel may still be using, so it
-                // ends the process instead (this guard is dropped before `engine`).
+                // A panic would unwind through memory the kernel may still be using (io_uring),
+                // or leave this worker's listeners unserved without a word (epoll), so it ends
+                // the process instead (this guard is dropped before `engine`).
                 let _abort_on_panic = AbortOnPanic;
                 if let Err(e) = engine.run() {
-                    tracing::error!("io_uring engine failed: {e}; closing its connections");
+                    tracing::error!(
+                        "{} engine failed: {e}; closing its connections, its listeners go \
+                         back to tokio",
+                        E::NAME
+                    );
                     engine.stop_after_failure();
                 }
             })?;
@@ -61,14 +81,15 @@ impl EngineHandle {
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(io::Error::other(
-                    "the io_uring engine thread ended at start",
-                ))
+                Err(io::Error::other(format!(
+                    "the {} engine thread ended at start",
+                    E::NAME
+                )))
             }
         }
     }
 
-    /// Whether the engine still takes connections (it stops only if its ring fails).
+    /// Whether the engine still takes connections (it stops only if it fails).
     pub(crate) fn serving(&self) -> bool {
         !self.inbox.arrivals().stopped
     }
@@ -80,7 +101,7 @@ impl EngineHandle {
         if arrivals.stopped {
             drop(arrivals);
             tracing::warn!(
-                "{}: closed unserved, the io_uring engine stopped",
+                "{}: closed unserved, the stream engine stopped",
                 arrival.admitted.peer
             );
             return;
