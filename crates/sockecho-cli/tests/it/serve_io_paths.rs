@@ -121,7 +121,9 @@ fn with_stream_faults_plain_streams_are_served_on_tokio() {
     echo_once(&mut tcp_connect(server.tcp()), b"on tokio");
     let threads = thread_names(server.pid().as_raw_nonzero().get());
     assert!(
-        !threads.iter().any(|t| t.starts_with("epoll-") || t.starts_with("uring-")),
+        !threads
+            .iter()
+            .any(|t| t.starts_with("epoll-") || t.starts_with("uring-")),
         "{threads:?}"
     );
 }
