@@ -5,6 +5,8 @@
 # script appended. The checker looks at what the browser laid out (each chart's size, each
 # series' path length and place inside its plot, axis titles, tick labels, markers) and marks
 # the document; the dumped DOM must carry that mark and no script error may be logged.
+# Then Chromium's own WebSocket client against `sockecho serve ws:// wss://` (.ci/browser_ws.py:
+# text, binary up to 1 MiB, 200 pipelined messages, a clean close; exact bytes and counts).
 #
 #   .ci/browser.sh [--screenshot FILE]   also save a screenshot of the report (docs/report.png)
 set -euo pipefail
@@ -153,7 +155,10 @@ if [[ -n "$screenshot" ]]; then
   "${chrome[@]}" --window-size=1280,1900 --screenshot="$screenshot" "file://$work/report.html" 2>/dev/null
   echo "screenshot: $screenshot"
 fi
+echo "== chromium: its WebSocket client against sockecho serve ws:// and wss://"
+python3 .ci/browser_ws.py "$bin" chromium || fail=1
+
 if [[ $fail -ne 0 ]]; then
   exit 1
 fi
-echo "browser: the report renders and every chart is drawn"
+echo "browser: the report renders, every chart is drawn, and Chromium's WebSocket echoes are exact"
