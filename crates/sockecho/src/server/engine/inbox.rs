@@ -15,7 +15,8 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use crate::Endpoint;
 use crate::server::conn::Admitted;
 
-/// A connection handed from the accepting loop to the engine.
+/// A connection for the engine to serve: handed over by the worker's accept loop, or accepted
+/// and admitted by the engine itself.
 pub(crate) struct Arrival {
     pub(crate) fd: OwnedFd,
     pub(crate) admitted: Admitted,
@@ -68,6 +69,15 @@ impl Inbox {
 
     pub(super) fn arrivals(&self) -> MutexGuard<'_, Arrivals> {
         self.arrivals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes every connection and listener handed over and not yet taken.
+    pub(super) fn take(&self) -> (Vec<Arrival>, Vec<ListenerArrival>) {
+        let mut arrivals = self.arrivals();
+        (
+            std::mem::take(&mut arrivals.queue),
+            std::mem::take(&mut arrivals.listeners),
+        )
     }
 
     /// After the engine failed: refuse further arrivals and close the ones queued, so their

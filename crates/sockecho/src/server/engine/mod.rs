@@ -26,7 +26,8 @@
 //! - [`uring`] and [`epoll`]: the two engines;
 //! - [`inbox`]: what the worker and the engine thread share ([`Arrival`]s waiting, shutdown
 //!   flags, the eventfd that wakes the engine);
-//! - [`common`]: what the handle needs of an engine ([`Engine`](common::Engine)), and the
+//! - [`common`]: what the handle needs of an engine ([`Engine`](common::Engine)), the
+//!   connection table both keep ([`Table`](common::Table): slots with generations), and the
 //!   timer period both use.
 //!
 //! The engines exist on Linux only; elsewhere `elsewhere` stands in with the same names and an

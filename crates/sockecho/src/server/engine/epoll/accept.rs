@@ -15,11 +15,10 @@ use rustix::event::epoll;
 use rustix::io::Errno;
 use rustix::net::SocketFlags;
 use tokio::sync::oneshot;
-use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::server::admission::{AcceptErrors, AfterFailure, admit_accepted};
 use crate::server::conn::Admitted;
-use crate::server::engine::inbox::ListenerArrival;
+use crate::server::engine::inbox::{Arrival, ListenerArrival};
 use crate::server::shared::Shared;
 use crate::{Endpoint, Transport};
 
@@ -44,13 +43,6 @@ struct Listener {
     retry_at: Option<Instant>,
     /// Broken for good: no more accepting on it.
     broken: bool,
-}
-
-/// A connection accepted and admitted, for the engine to serve.
-pub(super) struct NewConn {
-    pub(super) fd: OwnedFd,
-    pub(super) admitted: Admitted,
-    pub(super) token: TaskTrackerToken,
 }
 
 /// The listeners of one engine and what it owes the side that handed them over.
@@ -148,7 +140,7 @@ impl Accepting {
         shared: &Shared,
         now: Instant,
         index: usize,
-        admitted: &mut Vec<NewConn>,
+        admitted: &mut Vec<Arrival>,
     ) {
         if index >= self.listeners.len() || self.ended {
             return;
@@ -197,7 +189,7 @@ impl Accepting {
     /// one non-blocking sweep of each backlog (those clients' handshakes completed before the
     /// shutdown; closing the listener would reset them, losing what they sent) — as far as
     /// permits allow. Then the listeners are closed and the accepting side is told.
-    pub(super) fn stop(&mut self, ep: &OwnedFd, shared: &Shared, admitted: &mut Vec<NewConn>) {
+    pub(super) fn stop(&mut self, ep: &OwnedFd, shared: &Shared, admitted: &mut Vec<Arrival>) {
         if self.ended {
             return;
         }
@@ -261,9 +253,9 @@ fn admit(
     transport: Transport,
     fd: OwnedFd,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> Option<NewConn> {
+) -> Option<Arrival> {
     let (peer, ip_slot) = admit_accepted(shared, transport, &fd)?;
-    Some(NewConn {
+    Some(Arrival {
         fd,
         admitted: Admitted::new(peer, transport, permit, ip_slot),
         token: shared.tracker.token(),

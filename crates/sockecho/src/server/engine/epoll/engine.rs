@@ -14,11 +14,11 @@ use rustix::event::{Timespec, epoll};
 use rustix::io::Errno;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::accept::{Accepting, LISTENER_KEY, NewConn};
+use super::accept::{Accepting, LISTENER_KEY};
 use super::conn::{Echo, Pumped};
 use crate::server::conn::{Admitted, ConnLog};
 use crate::server::echo::{CloseReason, SCRATCH_SIZE};
-use crate::server::engine::common::{Engine, tick_period};
+use crate::server::engine::common::{Engine, Table, tick_period};
 use crate::server::engine::inbox::{Arrival, Inbox};
 use crate::server::peer_text::escaped;
 use crate::server::shared::Shared;
@@ -49,13 +49,6 @@ struct EpollConn {
     again: bool,
 }
 
-/// One slot of the connection table. The generation tells a slot's connections apart, so an
-/// event left over for a closed connection is not taken for the next one in its slot.
-struct Slot {
-    generation: u16,
-    conn: Option<EpollConn>,
-}
-
 /// A connection's epoll key: its slot, and the slot's generation (below [`LISTENER_KEY`]'s bit).
 fn conn_key(slot: u32, generation: u16) -> u64 {
     (u64::from(generation) << 32) | u64::from(slot)
@@ -70,10 +63,8 @@ pub(crate) struct EpollEngine {
     ep: OwnedFd,
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    /// Connections in the table.
-    open: usize,
+    /// The connections, by slot (an event's key names its connection's slot and generation).
+    conns: Table<EpollConn>,
     /// Where every connection's reads land, to be written straight back.
     scratch: Box<[u8]>,
     events: Vec<epoll::Event>,
@@ -83,7 +74,7 @@ pub(crate) struct EpollEngine {
     again_spare: Vec<u64>,
     accepting: Accepting,
     /// Accepted and admitted this turn, not yet served.
-    admitted: Vec<NewConn>,
+    admitted: Vec<Arrival>,
     /// How often the timer looks at the connections.
     period: Duration,
     /// When it looks next, if anything needs it.
@@ -110,9 +101,7 @@ impl Engine for EpollEngine {
             ep,
             inbox,
             shared,
-            slots: Vec::new(),
-            free: Vec::new(),
-            open: 0,
+            conns: Table::default(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             events: Vec::with_capacity(EVENTS),
             again: Vec::new(),
@@ -131,9 +120,9 @@ impl Engine for EpollEngine {
     /// connection has ended.
     fn run(&mut self) -> io::Result<()> {
         loop {
-            if self.inbox.finish.load(Ordering::Acquire) && self.open == 0 {
+            if self.inbox.finish.load(Ordering::Acquire) && self.conns.len() == 0 {
                 self.take_arrivals();
-                if self.open == 0 {
+                if self.conns.len() == 0 {
                     return Ok(());
                 }
             }
@@ -150,7 +139,7 @@ impl Engine for EpollEngine {
                 std::mem::replace(&mut self.again, std::mem::take(&mut self.again_spare));
             for &key in &again {
                 let (slot, generation) = split_conn_key(key);
-                if let Some(conn) = self.conn(slot, generation) {
+                if let Some(conn) = self.conns.get_current(slot, generation) {
                     conn.again = false;
                     self.pump(slot);
                 }
@@ -174,7 +163,7 @@ impl Engine for EpollEngine {
     fn stop_after_failure(&mut self) {
         self.inbox.stop();
         self.accepting.give_back();
-        for slot in 0..self.slots.len() as u32 {
+        for slot in 0..self.conns.slots() {
             self.end(slot, Err(io::Error::other("epoll engine failed")));
         }
     }
@@ -201,20 +190,12 @@ impl EpollEngine {
         if self.next_tick.is_some() {
             return;
         }
-        let needed = (self.open > 0
+        let needed = (self.conns.len() > 0
             && (self.draining.is_some() || self.shared.config.idle_timeout.is_some()))
             || self.accepting.paused();
         if needed {
             self.next_tick = Some(self.now + self.period);
         }
-    }
-
-    fn conn(&mut self, slot: u32, generation: u16) -> Option<&mut EpollConn> {
-        self.slots
-            .get_mut(slot as usize)
-            .filter(|entry| entry.generation == generation)?
-            .conn
-            .as_mut()
     }
 
     fn on_event(&mut self, key: u64, flags: epoll::EventFlags) {
@@ -230,7 +211,7 @@ impl EpollEngine {
             return;
         }
         let (slot, generation) = split_conn_key(key);
-        let Some(conn) = self.conn(slot, generation) else {
+        let Some(conn) = self.conns.get_current(slot, generation) else {
             // Left over from a connection closed earlier in this turn.
             return;
         };
@@ -247,16 +228,14 @@ impl EpollEngine {
     /// Moves a connection's bytes as far as its socket allows, and ends it if it is over.
     fn pump(&mut self, slot: u32) {
         let EpollEngine {
-            slots,
+            conns,
             scratch,
             shared,
             again,
             now,
             ..
         } = self;
-        let entry = &mut slots[slot as usize];
-        let generation = entry.generation;
-        let Some(conn) = entry.conn.as_mut() else {
+        let Some((conn, generation)) = conns.get_mut(slot) else {
             return;
         };
         let EpollConn {
@@ -305,27 +284,16 @@ impl EpollEngine {
         }
         if self.inbox.cut.load(Ordering::Acquire) && !self.cut {
             self.cut = true;
-            for slot in 0..self.slots.len() as u32 {
+            for slot in 0..self.conns.slots() {
                 self.end(slot, Ok(CloseReason::Cut));
             }
         }
     }
 
     fn take_arrivals(&mut self) {
-        let (arrivals, listeners) = {
-            let mut inbox = self.inbox.arrivals();
-            (
-                std::mem::take(&mut inbox.queue),
-                std::mem::take(&mut inbox.listeners),
-            )
-        };
-        for Arrival {
-            fd,
-            admitted,
-            token,
-        } in arrivals
-        {
-            self.insert(fd, admitted, token);
+        let (arrivals, listeners) = self.inbox.take();
+        for arrival in arrivals {
+            self.insert(arrival);
         }
         for arrival in listeners {
             self.accepting
@@ -335,36 +303,28 @@ impl EpollEngine {
 
     /// Serves the connections accepting has just admitted.
     fn serve_admitted(&mut self) {
-        while let Some(NewConn {
-            fd,
-            admitted,
-            token,
-        }) = self.admitted.pop()
-        {
-            self.insert(fd, admitted, token);
+        while let Some(arrival) = self.admitted.pop() {
+            self.insert(arrival);
         }
     }
 
     /// Starts serving an admitted connection: one registration, and its first event (if bytes
     /// are there already) comes with the next wait.
-    fn insert(&mut self, fd: OwnedFd, admitted: Admitted, token: TaskTrackerToken) {
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(Slot {
-                generation: 0,
-                conn: None,
-            });
-            (self.slots.len() - 1) as u32
-        });
-        let generation = self.slots[slot as usize].generation;
+    fn insert(&mut self, arrival: Arrival) {
+        let Arrival {
+            fd,
+            admitted,
+            token,
+        } = arrival;
+        let (slot, generation) = self.conns.vacant();
         let key = epoll::EventData::new_u64(conn_key(slot, generation));
         if let Err(e) = epoll::add(&self.ep, &fd, key, CONN_EVENTS) {
             // Out of memory, or the user's limit on watched descriptors.
             tracing::warn!("{}: closed unserved: cannot watch it ({e})", admitted.peer);
-            self.free.push(slot);
             return;
         }
         let log = ConnLog::opened(&admitted, &self.shared);
-        self.slots[slot as usize].conn = Some(EpollConn {
+        let slot = self.conns.insert(EpollConn {
             fd,
             admitted,
             log,
@@ -372,7 +332,6 @@ impl EpollEngine {
             echo: Echo::new(self.now),
             again: false,
         });
-        self.open += 1;
         if self.cut {
             self.end(slot, Ok(CloseReason::Cut));
         }
@@ -384,8 +343,8 @@ impl EpollEngine {
         let now = self.now;
         let idle = self.shared.config.idle_timeout;
         let draining = self.draining;
-        for slot in 0..self.slots.len() as u32 {
-            let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+        for slot in 0..self.conns.slots() {
+            let Some((conn, _)) = self.conns.get_mut(slot) else {
                 continue;
             };
             if let Some(outcome) = conn.echo.tick(conn.fd.as_fd(), now, idle, draining) {
@@ -400,13 +359,9 @@ impl EpollEngine {
     /// Closes a connection (which takes it out of the set), logs its end and gives its permit
     /// back.
     fn end(&mut self, slot: u32, outcome: io::Result<CloseReason>) {
-        let entry = &mut self.slots[slot as usize];
-        let Some(conn) = entry.conn.take() else {
+        let Some(conn) = self.conns.remove(slot) else {
             return;
         };
-        entry.generation = entry.generation.wrapping_add(1);
-        self.free.push(slot);
-        self.open -= 1;
         let EpollConn {
             fd, admitted, log, ..
         } = conn;

@@ -20,12 +20,11 @@ use std::time::Instant;
 
 use io_uring::{IoUring, opcode, types};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::ops::{ENGINE_SLOT, Op, user_data};
 use crate::server::admission::{AcceptErrors, AfterFailure, admit_accepted};
 use crate::server::conn::Admitted;
-use crate::server::engine::inbox::ListenerArrival;
+use crate::server::engine::inbox::{Arrival, ListenerArrival};
 use crate::server::shared::Shared;
 use crate::sys::uring::push;
 use crate::{Endpoint, Transport};
@@ -58,19 +57,12 @@ pub(super) struct Turn<'a> {
     pub(super) now: Instant,
 }
 
-/// A connection accepted and admitted, for the engine to serve.
-pub(super) struct NewConn {
-    pub(super) fd: OwnedFd,
-    pub(super) admitted: Admitted,
-    pub(super) token: TaskTrackerToken,
-}
-
 /// The listeners of one engine and what it owes the side that handed them over.
 #[derive(Default)]
 pub(super) struct Accepting {
     listeners: Vec<RingListener>,
     /// Connections admitted and not yet taken by the engine (see [`Accepting::next_admitted`]).
-    admitted: Vec<NewConn>,
+    admitted: Vec<Arrival>,
     /// Told when accepting has ended.
     done: Option<oneshot::Sender<Vec<(OwnedFd, Endpoint)>>>,
     /// Shutdown has started: the backlog has been swept, and no accept is armed again.
@@ -111,7 +103,7 @@ impl Accepting {
 
 impl Accepting {
     /// Takes the connections admitted since the last call, to be served.
-    pub(super) fn next_admitted(&mut self) -> Option<NewConn> {
+    pub(super) fn next_admitted(&mut self) -> Option<Arrival> {
         self.admitted.pop()
     }
 
@@ -254,7 +246,7 @@ impl Accepting {
         let Some((peer, ip_slot)) = admit_accepted(shared, transport, &fd) else {
             return;
         };
-        self.admitted.push(NewConn {
+        self.admitted.push(Arrival {
             fd,
             admitted: Admitted::new(peer, transport, permit, ip_slot),
             token: shared.tracker.token(),

@@ -4,32 +4,25 @@
 //! into requests.
 
 use std::io;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use io_uring::{IoUring, cqueue, opcode, types};
-use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::accept::{Accepting, NewConn, Turn};
+use super::accept::{Accepting, Turn};
 use super::conn::{Chunk, Spare, UringConn};
 use super::ops::{ENGINE_SLOT, Op, split_user_data, user_data};
 use super::state::{Action, ConnState, Keep, Sent, Tick};
-use crate::server::conn::{Admitted, ConnLog};
-use crate::server::engine::common::{Engine, tick_period};
+use crate::server::conn::ConnLog;
+use crate::server::engine::common::{Engine, Table, tick_period};
 use crate::server::engine::inbox::{Arrival, Inbox};
 use crate::server::shared::Shared;
 use crate::stats::TransportCounters;
 use crate::sys::uring::{
     BUF_COUNT, COMPLETION_ENTRIES, Pool, new_ring, push, register_pool, take_completions, transient,
 };
-
-/// One slot of the connection table.
-struct Slot {
-    generation: u16,
-    conn: Option<UringConn>,
-}
 
 /// Ended connections' spares kept for the next ones at most: enough for a burst of churn, and
 /// nothing while connections stay open (an idle connection's slot holds none).
@@ -43,12 +36,11 @@ pub(crate) struct UringEngine {
     pool: Pool,
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
+    /// The connections, by slot (a request's `user_data` names its connection's slot and
+    /// generation).
+    conns: Table<UringConn>,
     /// What ended connections left for new ones (see [`Spare`]).
     spares: Vec<Spare>,
-    /// Connections in the table.
-    open: usize,
     /// Filled by the `Wake` request; boxed so its address stays put.
     wake_buf: Box<[u8; 8]>,
     wake_armed: bool,
@@ -81,7 +73,7 @@ impl UringEngine {
         if self.tick_armed {
             return;
         }
-        let needed = (self.open > 0
+        let needed = (self.conns.len() > 0
             && (self.draining.is_some() || self.shared.config.idle_timeout.is_some()))
             || self.accepting.paused();
         if !needed {
@@ -161,12 +153,7 @@ impl UringEngine {
             }
             _ => None,
         };
-        let conn = self
-            .slots
-            .get_mut(slot as usize)
-            .filter(|entry| entry.generation == generation)
-            .and_then(|entry| entry.conn.as_mut());
-        let Some(conn) = conn else {
+        let Some(conn) = self.conns.get_current(slot, generation) else {
             // Not expected: a connection ends only when all its requests have completed.
             if let Some((bid, _)) = received {
                 self.pool.give_back_if_unused(bid);
@@ -193,7 +180,7 @@ impl UringEngine {
     }
 
     fn conn(&mut self, slot: u32) -> Option<&mut UringConn> {
-        self.slots.get_mut(slot as usize)?.conn.as_mut()
+        self.conns.get_mut(slot).map(|(conn, _)| conn)
     }
 
     /// A receive completion: `received` is the buffer and byte range it filled, if any.
@@ -205,7 +192,7 @@ impl UringEngine {
     ) {
         if let Some((bid, range)) = received {
             let pool = &mut self.pool;
-            let Some(conn) = self.slots[slot as usize].conn.as_mut() else {
+            let Some((conn, _)) = self.conns.get_mut(slot) else {
                 pool.give_back_if_unused(bid);
                 return;
             };
@@ -248,9 +235,7 @@ impl UringEngine {
     fn on_sent(&mut self, slot: u32, result: i32) {
         let now = self.now;
         let pool = &mut self.pool;
-        let entry = &mut self.slots[slot as usize];
-        let generation = entry.generation;
-        let Some(conn) = entry.conn.as_mut() else {
+        let Some((conn, generation)) = self.conns.get_mut(slot) else {
             return;
         };
         let (sent, stalled) = match conn.state.sent(result, conn.send_len as usize, now) {
@@ -274,9 +259,7 @@ impl UringEngine {
 
     /// Asks a connection's state for its next requests and queues them; ends it when it is done.
     fn advance(&mut self, slot: u32) {
-        let entry = &mut self.slots[slot as usize];
-        let generation = entry.generation;
-        let Some(conn) = entry.conn.as_mut() else {
+        let Some((conn, generation)) = self.conns.get_mut(slot) else {
             return;
         };
         debug_assert_eq!(conn.queue.is_empty(), conn.state.queued() == 0);
@@ -310,7 +293,7 @@ impl UringEngine {
         }
         if self.inbox.cut.load(Ordering::Acquire) && !self.cut {
             self.cut = true;
-            for slot in 0..self.slots.len() as u32 {
+            for slot in 0..self.conns.slots() {
                 if let Some(conn) = self.conn(slot)
                     && conn.state.cut()
                 {
@@ -321,20 +304,9 @@ impl UringEngine {
     }
 
     fn take_arrivals(&mut self) {
-        let (arrivals, listeners) = {
-            let mut inbox = self.inbox.arrivals();
-            (
-                std::mem::take(&mut inbox.queue),
-                std::mem::take(&mut inbox.listeners),
-            )
-        };
-        for Arrival {
-            fd,
-            admitted,
-            token,
-        } in arrivals
-        {
-            self.insert(fd, admitted, token);
+        let (arrivals, listeners) = self.inbox.take();
+        for arrival in arrivals {
+            self.insert(arrival);
         }
         for arrival in listeners {
             let (accepting, turn) = self.accepting_turn();
@@ -356,13 +328,8 @@ impl UringEngine {
     /// Serves the connections accepting has admitted, then arms the timer if accepting is
     /// paused.
     fn serve_admitted(&mut self) {
-        while let Some(NewConn {
-            fd,
-            admitted,
-            token,
-        }) = self.accepting.next_admitted()
-        {
-            self.insert(fd, admitted, token);
+        while let Some(arrival) = self.accepting.next_admitted() {
+            self.insert(arrival);
         }
         self.arm_tick();
     }
@@ -376,23 +343,21 @@ impl UringEngine {
     }
 
     /// Starts serving an admitted connection.
-    fn insert(&mut self, fd: OwnedFd, admitted: Admitted, token: TaskTrackerToken) {
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(Slot {
-                generation: 0,
-                conn: None,
-            });
-            (self.slots.len() - 1) as u32
-        });
+    fn insert(&mut self, arrival: Arrival) {
+        let Arrival {
+            fd,
+            admitted,
+            token,
+        } = arrival;
         let log = ConnLog::opened(&admitted, &self.shared);
         let mut state = ConnState::new(self.now);
         if self.cut {
             state.cut();
         }
         let spare = self.spares.pop().unwrap_or_default();
-        self.slots[slot as usize].conn =
-            Some(UringConn::new(fd, admitted, log, token, state, spare));
-        self.open += 1;
+        let slot = self
+            .conns
+            .insert(UringConn::new(fd, admitted, log, token, state, spare));
         self.advance(slot);
         self.arm_tick();
     }
@@ -402,7 +367,7 @@ impl UringEngine {
         let now = self.now;
         let idle = self.shared.config.idle_timeout;
         let draining = self.draining;
-        for slot in 0..self.slots.len() as u32 {
+        for slot in 0..self.conns.slots() {
             let Some(conn) = self.conn(slot) else {
                 continue;
             };
@@ -423,13 +388,9 @@ impl UringEngine {
 
     /// Closes a connection whose requests have all completed, and logs its end.
     fn end(&mut self, slot: u32) {
-        let entry = &mut self.slots[slot as usize];
-        let Some(conn) = entry.conn.take() else {
+        let Some(conn) = self.conns.remove(slot) else {
             return;
         };
-        entry.generation = entry.generation.wrapping_add(1);
-        self.free.push(slot);
-        self.open -= 1;
         let UringConn {
             fd,
             admitted,
@@ -466,8 +427,8 @@ impl UringEngine {
     /// memory they could point at (queued echo bytes, the pool, the wake-up buffer and the
     /// timer) is leaked rather than freed.
     fn abandon(&mut self) {
-        for slot in 0..self.slots.len() {
-            if let Some(conn) = self.slots[slot].conn.take() {
+        for slot in 0..self.conns.slots() {
+            if let Some(conn) = self.conns.remove(slot) {
                 let UringConn {
                     fd,
                     admitted,
@@ -486,7 +447,6 @@ impl UringEngine {
                 );
             }
         }
-        self.open = 0;
         self.pool.leak();
         std::mem::forget(std::mem::replace(&mut self.wake_buf, Box::new([0; 8])));
         std::mem::forget(std::mem::replace(
@@ -509,10 +469,8 @@ impl Engine for UringEngine {
             pool,
             inbox,
             shared,
-            slots: Vec::new(),
-            free: Vec::new(),
+            conns: Table::default(),
             spares: Vec::new(),
-            open: 0,
             wake_buf: Box::new([0; 8]),
             wake_armed: false,
             tick: Box::new(
@@ -537,9 +495,9 @@ impl Engine for UringEngine {
         let mut completions: Vec<(u64, i32, u32)> = Vec::with_capacity(COMPLETION_ENTRIES as usize);
         loop {
             self.pool.publish();
-            if self.inbox.finish.load(Ordering::Acquire) && self.open == 0 {
+            if self.inbox.finish.load(Ordering::Acquire) && self.conns.len() == 0 {
                 self.take_arrivals();
-                if self.open == 0 {
+                if self.conns.len() == 0 {
                     return self.quiesce();
                 }
             }
