@@ -223,12 +223,13 @@ impl Accepting {
     }
 
     /// After the engine failed: the listeners still usable go back, to be served by tokio.
+    /// (Once shutdown has started, `stop` has closed them and told the accepting side already.)
     pub(super) fn give_back(&mut self) {
         let listeners = std::mem::take(&mut self.listeners);
         if let Some(done) = self.done.take() {
             let back = listeners
                 .into_iter()
-                .filter(|l| !l.broken && !self.ended)
+                .filter(|l| !l.broken)
                 .map(|l| (l.fd, l.endpoint))
                 .collect();
             let _ = done.send(back);
